@@ -1,0 +1,99 @@
+"""``switchboard`` command line: serve | migrate | fake-anthropic."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from support.settings import load_settings
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run HTTP + WebSocket until SIGTERM, then drain."""
+    from support.app import create_app  # noqa: PLC0415 - keep `switchboard --help` fast
+    from support.server import serve  # noqa: PLC0415
+
+    settings = load_settings()
+    _configure_logging(settings.app.log_level)
+    serve(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=settings.app.log_level,
+        drain_timeout_s=settings.app.drain_timeout_s,
+    )
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    """Bring the SQL database to the latest schema."""
+    from support.db.migrate import upgrade_to_head  # noqa: PLC0415
+
+    settings = load_settings()
+    _configure_logging(settings.app.log_level)
+    settings.app.data_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(upgrade_to_head(settings.database_url))
+    print(f"database at head: {settings.database_url}")
+    return 0
+
+
+def cmd_fake_anthropic(args: argparse.Namespace) -> int:
+    """Run the fake model API in the foreground (demos, benchmarks, manual testing)."""
+    from support.testing.fake_anthropic import FakeAnthropic  # noqa: PLC0415
+
+    fake = FakeAnthropic(host=args.host, port=args.port, default_ttft_s=args.ttft, default_tps=args.tps)
+    fake.start()
+    print(f"fake Anthropic API on {fake.url} (set ANTHROPIC_BASE_URL={fake.url})", flush=True)
+    stop = asyncio.Event()
+
+    async def wait() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+    try:
+        asyncio.run(wait())
+    finally:
+        fake.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(func=cmd_migrate)
+
+    fake = sub.add_parser("fake-anthropic", help="run the fake Anthropic API (for demos and benchmarks)")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8090)
+    fake.add_argument("--ttft", type=float, default=0.0, help="time to first token, seconds")
+    fake.add_argument("--tps", type=float, default=0.0, help="output tokens per second (0: unpaced)")
+    fake.set_defaults(func=cmd_fake_anthropic)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``switchboard`` console script."""
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

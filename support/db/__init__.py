@@ -1,0 +1,1 @@
+"""SQL persistence: tables (SQLModel), the async engine, migrations."""

@@ -1,0 +1,49 @@
+"""The async SQL engine: created in the app's lifespan, disposed by whoever created it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import event, text
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """Create the engine; SQLite gets WAL and a busy timeout so several processes can share the file."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Raise if the database cannot answer a trivial query."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+@asynccontextmanager
+async def owned_engine(url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine that is disposed when the block ends."""
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

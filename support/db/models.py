@@ -1,0 +1,58 @@
+"""SQL tables. ``XBase`` holds shared fields, ``X(table=True)`` the table, ``XPublic`` what leaves the API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from uuid import uuid4
+
+from sqlalchemy import Column, Numeric
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now (stored as UTC)."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """Random identifier for rows that clients may see."""
+    return uuid4().hex
+
+
+class ModelUsageBase(SQLModel):
+    """One call to the model API, as the ledger records it."""
+
+    purpose: str = Field(index=True, max_length=32, description="triage | answer | summary | batch | other")
+    model: str = Field(index=True, max_length=64)
+    conversation_id: str | None = Field(default=None, index=True, max_length=64)
+    ticket_id: str | None = Field(default=None, index=True, max_length=64)
+    policy_version: str | None = Field(default=None, max_length=64)
+    input_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    cache_read_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Field(default=Decimal(0), sa_column=Column(Numeric(14, 8), nullable=False))
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    request_id: str | None = Field(default=None, max_length=128)
+    outcome: str = Field(max_length=32, description="ok | error:<kind> | timeout | circuit_open | over_budget")
+    attempts: int = 1
+    batch: bool = False
+
+
+class ModelUsage(ModelUsageBase, table=True):
+    """Ledger row."""
+
+    __tablename__ = "model_usage"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class ModelUsagePublic(ModelUsageBase):
+    """Ledger row as the reports API returns it."""
+
+    id: int
+    created_at: datetime

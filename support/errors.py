@@ -1,0 +1,118 @@
+"""The one exception hierarchy of Switchboard.
+
+Every error a client can see derives from :class:`SwitchboardError` and carries a stable ``code``,
+an HTTP status and a WebSocket close code; ``support.app`` maps them in one place, so a client always
+gets a typed JSON error and never a stack trace.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class SwitchboardError(Exception):
+    """Base of every error Switchboard raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+    http_status: ClassVar[int] = 500
+    ws_close_code: ClassVar[int] = 1011
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+        self.message = message or (self.__class__.__doc__ or self.code).strip()
+
+
+class ConfigurationError(SwitchboardError):
+    """The process is misconfigured."""
+
+    code = "configuration_error"
+
+
+class ValidationFailed(SwitchboardError):
+    """The request is malformed."""
+
+    code = "invalid_request"
+    http_status = 400
+    ws_close_code = 1008
+
+
+class NotFound(SwitchboardError):
+    """No such resource."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class Forbidden(SwitchboardError):
+    """Not allowed."""
+
+    code = "forbidden"
+    http_status = 403
+    ws_close_code = 1008
+
+
+class Unauthorized(SwitchboardError):
+    """Missing or invalid credentials."""
+
+    code = "unauthorized"
+    http_status = 401
+    ws_close_code = 1008
+
+
+class Conflict(SwitchboardError):
+    """The resource is in a state that does not allow this."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class RateLimited(SwitchboardError):
+    """Too many requests."""
+
+    code = "rate_limited"
+    http_status = 429
+    ws_close_code = 1008
+
+
+class ServiceUnavailable(SwitchboardError):
+    """A dependency is not reachable."""
+
+    code = "unavailable"
+    http_status = 503
+    ws_close_code = 1011
+
+
+# --- model API -----------------------------------------------------------------------------------
+
+
+class ModelError(SwitchboardError):
+    """The model API call failed."""
+
+    code = "model_error"
+    http_status = 502
+
+
+class ModelUnavailable(ModelError):
+    """The model API is unreachable, overloaded or timed out after retries; callers fall back."""
+
+    code = "model_unavailable"
+    http_status = 503
+
+
+class CircuitOpen(ModelUnavailable):
+    """The breaker for this model is open; the call was not attempted."""
+
+    code = "circuit_open"
+
+
+class OverBudget(ModelUnavailable):
+    """The shared requests/tokens-per-minute budget has no room within the allowed wait."""
+
+    code = "over_budget"
+    http_status = 429
+
+
+class ModelRejected(ModelError):
+    """The model API refused the request (4xx other than 408/409/429): a bug on our side, not retried."""
+
+    code = "model_rejected"

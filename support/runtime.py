@@ -1,0 +1,117 @@
+"""The clients one process owns, created in the app's lifespan and passed to services.
+
+Whoever creates a client closes it: :func:`open_runtime` creates them all and closes them all, in reverse
+order, when its block ends. Nothing here is created at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from support.db.engine import make_engine, session_factory
+from support.db.migrate import upgrade_to_head
+from support.embedded_redis import EmbeddedRedis
+from support.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DrainHook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """Everything a request handler or background task may need, owned by the lifespan."""
+
+    settings: Settings
+    redis: aioredis.Redis
+    redis_url: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
+    drain_hooks: list[DrainHook] = field(default_factory=list)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def offline(self) -> bool:
+        """No model API key: answers come only from policy passages and examples."""
+        return self.settings.llm.offline
+
+    def spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
+        """Start an owned background task: errors are logged, and it is cancelled at shutdown."""
+
+        async def runner() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s failed", name)
+
+        task = asyncio.create_task(runner(), name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def drain(self) -> None:
+        """Stop taking new work and let in-flight work finish (bounded); called once on SIGTERM."""
+        if self.draining.is_set():
+            return
+        self.draining.set()
+        log.info("draining: %d hooks, up to %.1fs", len(self.drain_hooks), self.settings.app.drain_timeout_s)
+        try:
+            async with asyncio.timeout(self.settings.app.drain_timeout_s):
+                await asyncio.gather(*(hook() for hook in self.drain_hooks), return_exceptions=True)
+        except TimeoutError:
+            log.warning("drain timed out after %.1fs", self.settings.app.drain_timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """Create every client of the process; close them all when the block ends."""
+    settings.app.data_dir.mkdir(parents=True, exist_ok=True)
+    embedded: EmbeddedRedis | None = None
+    if settings.redis.url:
+        redis_url = settings.redis.url
+    else:
+        embedded = EmbeddedRedis(settings.app.data_dir / "redis")
+        await asyncio.to_thread(embedded.start, settings.redis.embedded_start_timeout_s)
+        redis_url = embedded.url
+        log.info("SWITCHBOARD_REDIS_URL not set: using the embedded Redis at %s", redis_url)
+    if not settings.database.url:
+        log.info("SWITCHBOARD_DATABASE_URL not set: using SQLite at %s", settings.database_url)
+    if settings.llm.offline:
+        log.warning(
+            "ANTHROPIC_API_KEY not set: OFFLINE MODE. Answers come only from policy passages and examples "
+            "above the match threshold; everything else goes to human agents."
+        )
+    if settings.database.migrate_on_start:
+        await upgrade_to_head(settings.database_url)
+
+    client = aioredis.Redis.from_url(redis_url, decode_responses=False, health_check_interval=30)
+    engine = make_engine(settings.database_url)
+    runtime = Runtime(
+        settings=settings,
+        redis=client,
+        redis_url=redis_url,
+        engine=engine,
+        sessions=session_factory(engine),
+    )
+    if embedded is not None and embedded.owned:
+        runtime.spawn(embedded.supervise(), "embedded-redis-supervisor")
+    try:
+        yield runtime
+    finally:
+        for task in list(runtime.tasks):
+            task.cancel()
+        await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        await client.aclose()
+        await engine.dispose()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)

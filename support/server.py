@@ -1,0 +1,54 @@
+"""Running the app under uvicorn with a drain on SIGTERM.
+
+uvicorn on SIGTERM stops listening and closes WebSockets itself (code 1012) before the app's lifespan
+shutdown runs. PROTOCOL.md wants in-flight turns finished and sockets closed with 1001, so the signal
+first runs :meth:`support.runtime.Runtime.drain` (readyz turns 503, drain hooks finish turns and close
+sockets) and only then lets uvicorn stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from types import FrameType
+
+import uvicorn
+from litestar import Litestar
+
+from support.runtime import Runtime
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but SIGTERM/SIGINT first drain the app."""
+
+    def __init__(self, config: uvicorn.Config, app: Litestar) -> None:
+        super().__init__(config)
+        self._app = app
+        self._drain_task: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Drain once, then hand over to uvicorn's own shutdown (a second signal forces it)."""
+        runtime: Runtime | None = getattr(self._app.state, "runtime", None)
+        if runtime is None or self._drain_task is not None or sig not in (signal.SIGTERM, signal.SIGINT):
+            super().handle_exit(sig, frame)
+            return
+
+        async def drain_then_exit() -> None:
+            await runtime.drain()
+            uvicorn.Server.handle_exit(self, sig, frame)
+
+        self._drain_task = asyncio.get_running_loop().create_task(drain_then_exit())
+
+
+def serve(app: Litestar, *, host: str, port: int, log_level: str, drain_timeout_s: float) -> None:
+    """Serve ``app`` until a signal, then drain."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        lifespan="on",
+        ws_max_size=64 * 1024,  # PROTOCOL frames are small; a larger one is abuse
+        timeout_graceful_shutdown=int(drain_timeout_s) + 1,
+    )
+    asyncio.run(DrainingServer(config, app).serve())
