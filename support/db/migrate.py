@@ -7,9 +7,10 @@ advisory lock, SQLite by a file lock beside the database file.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from alembic import command
@@ -31,8 +32,9 @@ def alembic_config() -> Config:
     return cfg
 
 
-@contextlib.contextmanager
-def _sqlite_file_lock(url: str) -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def _sqlite_file_lock(url: str) -> AsyncIterator[None]:
+    """Exclusive lock beside the SQLite file; acquired in a thread so it never blocks the event loop."""
     database = make_url(url).database
     if not database or database == ":memory:":
         yield
@@ -40,7 +42,7 @@ def _sqlite_file_lock(url: str) -> Iterator[None]:
     lock_path = Path(database).with_suffix(".migrate.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -60,7 +62,7 @@ async def upgrade_to_head(url: str, revision: str = "head") -> None:
     engine = make_engine(url)
     try:
         lock = _sqlite_file_lock(url) if url.startswith("sqlite") else contextlib.nullcontext()
-        with lock:
+        async with lock:
             async with engine.begin() as conn:
                 await conn.run_sync(_upgrade, cfg, revision)
     finally:
