@@ -17,8 +17,8 @@ def _configure_logging(level: str) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run HTTP + WebSocket until SIGTERM, then drain."""
-    from support.app import create_app  # noqa: PLC0415 - keep `switchboard --help` fast
-    from support.server import serve  # noqa: PLC0415
+    from support.app import create_app
+    from support.server import serve
 
     settings = load_settings()
     _configure_logging(settings.app.log_level)
@@ -34,7 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
     """Bring the SQL database to the latest schema."""
-    from support.db.migrate import upgrade_to_head  # noqa: PLC0415
+    from support.db.migrate import upgrade_to_head
 
     settings = load_settings()
     _configure_logging(settings.app.log_level)
@@ -46,7 +46,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 def cmd_fake_anthropic(args: argparse.Namespace) -> int:
     """Run the fake model API in the foreground (demos, benchmarks, manual testing)."""
-    from support.testing.fake_anthropic import FakeAnthropic  # noqa: PLC0415
+    from support.testing.fake_anthropic import FakeAnthropic
 
     fake = FakeAnthropic(host=args.host, port=args.port, default_ttft_s=args.ttft, default_tps=args.tps)
     fake.start()

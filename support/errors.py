@@ -116,3 +116,27 @@ class ModelRejected(ModelError):
     """The model API refused the request (4xx other than 408/409/429): a bug on our side, not retried."""
 
     code = "model_rejected"
+
+
+class ModelRetriesExhausted(ModelUnavailable):
+    """Every allowed attempt at the model API failed with a retryable error."""
+
+    code = "model_unavailable"
+
+    def __init__(self, message: str | None = None, *, last_status: int | None, attempts: int) -> None:
+        super().__init__(message)
+        # The HTTP status of the last failed attempt (None: connection error or timeout), for logs and callers.
+        self.last_status = last_status
+        self.attempts = attempts
+
+
+class ModelTimedOut(ModelUnavailable):
+    """The model API call exceeded its purpose's deadline, or a started stream stalled."""
+
+    code = "model_timeout"
+
+
+class UnpricedModel(ConfigurationError):
+    """The model has no entry in the price table, so its calls cannot be costed."""
+
+    code = "unpriced_model"

@@ -25,3 +25,18 @@ def budget(model_scope: str, resource: str) -> str:
 def breaker(model: str) -> str:
     """Circuit-breaker state of one model, shared by all processes."""
     return f"{PREFIX}:{{breaker}}:{model}"
+
+
+def budget_log(scope: str) -> str:
+    """Sorted set of the budget reservations of the last minute (member id, score = ms since epoch)."""
+    return budget(scope, "log")
+
+
+def budget_amounts(scope: str) -> str:
+    """Hash: reservation id -> "requests:input_tokens:output_tokens" held by it."""
+    return budget(scope, "amounts")
+
+
+def budget_totals(scope: str) -> str:
+    """Hash: resource -> sum over the reservations still in the window (kept in step with the log)."""
+    return budget(scope, "totals")

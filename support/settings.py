@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from support.errors import ConfigurationError
 
-_PLACEHOLDER_SECRET = "dev-insecure-change-me"  # noqa: S105 - refused in production mode below
+_PLACEHOLDER_SECRET = "dev-insecure-change-me"
 DEFAULT_POLICY_PATH = Path(__file__).parent / "policy" / "sample_policy.md"
 
 
@@ -71,7 +71,10 @@ class DatabaseSettings(BaseSettings):
 
     url: str | None = Field(
         None,
-        description="SQLAlchemy URL (postgresql+asyncpg://..., sqlite+aiosqlite:///...). Unset: SQLite in the data dir.",
+        description=(
+            "SQLAlchemy URL (postgresql+asyncpg://..., sqlite+aiosqlite:///...). "
+            "Unset: SQLite in the data dir."
+        ),
     )
     migrate_on_start: bool = Field(True, description="Run Alembic migrations to head when the app starts.")
 
@@ -111,11 +114,13 @@ class LLMSettings(BaseSettings):
         description="Any Anthropic-compatible server (proxy, local, the test fake).",
     )
     triage_model: str = Field(
-        "claude-haiku-4-5", validation_alias=AliasChoices("SWITCHBOARD_TRIAGE_MODEL"),
+        "claude-haiku-4-5",
+        validation_alias=AliasChoices("SWITCHBOARD_TRIAGE_MODEL"),
         description="Model for triage and summaries.",
     )
     answer_model: str = Field(
-        "claude-sonnet-4-6", validation_alias=AliasChoices("SWITCHBOARD_ANSWER_MODEL"),
+        "claude-sonnet-4-6",
+        validation_alias=AliasChoices("SWITCHBOARD_ANSWER_MODEL"),
         description="Model that writes answers.",
     )
     # Per-purpose timeouts replace the SDK's 600 s default: a chat turn must end in seconds.
@@ -133,8 +138,12 @@ class LLMSettings(BaseSettings):
     breaker_failures: int = Field(5, description="Consecutive failures that open a model's breaker.")
     breaker_cooldown_s: float = Field(30.0, description="How long an open breaker waits before a trial call.")
     requests_per_minute: int = Field(50, description="Account request limit shared by all processes.")
-    input_tokens_per_minute: int = Field(400_000, description="Account input-token limit shared by all processes.")
-    output_tokens_per_minute: int = Field(80_000, description="Account output-token limit shared by all processes.")
+    input_tokens_per_minute: int = Field(
+        400_000, description="Account input-token limit shared by all processes."
+    )
+    output_tokens_per_minute: int = Field(
+        80_000, description="Account output-token limit shared by all processes."
+    )
     budget_wait_s: float = Field(5.0, description="How long a caller may wait for budget before OverBudget.")
     answer_max_tokens: int = Field(800, description="Cap on answer length.")
 

@@ -72,7 +72,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield url
         return
     base = _postgres_or_skip()
-    from sqlalchemy import text  # noqa: PLC0415
+    from sqlalchemy import text
 
     name = f"sbtest_{uuid.uuid4().hex[:12]}"
     admin = make_engine(base)

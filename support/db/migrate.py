@@ -62,8 +62,7 @@ async def upgrade_to_head(url: str, revision: str = "head") -> None:
     engine = make_engine(url)
     try:
         lock = _sqlite_file_lock(url) if url.startswith("sqlite") else contextlib.nullcontext()
-        async with lock:
-            async with engine.begin() as conn:
-                await conn.run_sync(_upgrade, cfg, revision)
+        async with lock, engine.begin() as conn:
+            await conn.run_sync(_upgrade, cfg, revision)
     finally:
         await engine.dispose()

@@ -37,7 +37,9 @@ class ModelUsageBase(SQLModel):
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     request_id: str | None = Field(default=None, max_length=128)
-    outcome: str = Field(max_length=32, description="ok | error:<kind> | timeout | circuit_open | over_budget")
+    outcome: str = Field(
+        max_length=32, description="ok | error:<kind> | timeout | circuit_open | over_budget"
+    )
     attempts: int = 1
     batch: bool = False
 

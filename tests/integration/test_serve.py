@@ -29,9 +29,11 @@ def test_serve_with_no_environment_is_ready_on_embedded_redis_and_sqlite(server:
     assert ready.json() == {"redis": "ok", "database": "ok", "model_api": "offline", "status": "ready"}
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     assert (server.data_dir / "redis" / "redis.sock").exists()
-    tables = sqlite3.connect(server.data_dir / "switchboard.sqlite3").execute(
-        "SELECT name FROM sqlite_master WHERE type='table'"
-    ).fetchall()
+    tables = (
+        sqlite3.connect(server.data_dir / "switchboard.sqlite3")
+        .execute("SELECT name FROM sqlite_master WHERE type='table'")
+        .fetchall()
+    )
     assert ("model_usage",) in tables
     assert "OFFLINE MODE" in server.log()
 

@@ -8,9 +8,17 @@ from support.errors import ConfigurationError
 from support.settings import load_settings
 
 PUBLIC_ENV = (
-    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "SWITCHBOARD_REDIS_URL", "SWITCHBOARD_DATABASE_URL",
-    "SWITCHBOARD_POLICY_PATH", "SWITCHBOARD_DATA_DIR", "SWITCHBOARD_WIDGET_KEYS",
-    "SWITCHBOARD_TRIAGE_MODEL", "SWITCHBOARD_ANSWER_MODEL", "SWITCHBOARD_ENVIRONMENT", "SWITCHBOARD_SECRET_KEY",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "SWITCHBOARD_REDIS_URL",
+    "SWITCHBOARD_DATABASE_URL",
+    "SWITCHBOARD_POLICY_PATH",
+    "SWITCHBOARD_DATA_DIR",
+    "SWITCHBOARD_WIDGET_KEYS",
+    "SWITCHBOARD_TRIAGE_MODEL",
+    "SWITCHBOARD_ANSWER_MODEL",
+    "SWITCHBOARD_ENVIRONMENT",
+    "SWITCHBOARD_SECRET_KEY",
 )
 
 
@@ -20,7 +28,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_defaults_are_embedded_and_offline(tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_are_embedded_and_offline(
+    tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path))
     settings = load_settings()
     assert settings.redis.url is None
