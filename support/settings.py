@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from support.errors import ConfigurationError
 
-_PLACEHOLDER_SECRET = "dev-insecure-change-me"
+_PLACEHOLDER_SECRET = "dev-insecure-placeholder-secret-change-me"
 DEFAULT_POLICY_PATH = Path(__file__).parent / "policy" / "sample_policy.md"
 
 

@@ -1,0 +1,1 @@
+"""Transports (widget WebSocket, REST tickets): thin, they parse, call a service, serialise."""
