@@ -1,0 +1,1 @@
+"""Test doubles for the services Switchboard talks to (the Anthropic API first of all)."""
