@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support.db.engine import make_engine, session_factory
 from support.db.migrate import upgrade_to_head
 from support.embedded_redis import EmbeddedRedis
+from support.llm.gateway import ModelGateway, make_client
 from support.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class Runtime:
     redis_url: str
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     drain_hooks: list[DrainHook] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -103,6 +105,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         engine=engine,
         sessions=session_factory(engine),
     )
+    anthropic_client = None if settings.llm.offline else make_client(settings.llm)
+    if anthropic_client is not None:
+        runtime.gateway = ModelGateway(anthropic_client, client, runtime.sessions, settings.llm)
     if embedded is not None and embedded.owned:
         runtime.spawn(embedded.supervise(), "embedded-redis-supervisor")
     try:
@@ -111,6 +116,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         for task in list(runtime.tasks):
             task.cancel()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        if anthropic_client is not None:
+            await anthropic_client.close()
         await client.aclose()
         await engine.dispose()
         if embedded is not None:

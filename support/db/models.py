@@ -33,7 +33,7 @@ class ModelUsageBase(SQLModel):
     cache_write_1h_tokens: int = 0
     cache_read_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: Decimal = Field(default=Decimal(0), sa_column=Column(Numeric(14, 8), nullable=False))
+    cost_usd: Decimal = Field(default=Decimal(0), sa_column=Column(Numeric(18, 10), nullable=False))
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     request_id: str | None = Field(default=None, max_length=128)

@@ -89,3 +89,16 @@ def _answers(sock: str) -> bool:
             client.close()
     except (redis.RedisError, OSError):
         return False
+
+
+def test_with_a_key_the_model_api_is_online(tmp_path: Path) -> None:
+    from support.testing.fake_anthropic import FakeAnthropic
+
+    with FakeAnthropic() as fake:
+        env = {"ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": fake.url}
+        proc = ServerProcess(tmp_path / "data", env=env).start()
+        try:
+            assert httpx.get(f"{proc.url}/readyz").json()["model_api"] == "online"
+            assert "OFFLINE MODE" not in proc.log()
+        finally:
+            proc.kill()

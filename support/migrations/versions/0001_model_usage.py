@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("cache_write_1h_tokens", sa.Integer(), nullable=False),
         sa.Column("cache_read_tokens", sa.Integer(), nullable=False),
         sa.Column("output_tokens", sa.Integer(), nullable=False),
-        sa.Column("cost_usd", sa.Numeric(14, 8), nullable=False),
+        sa.Column("cost_usd", sa.Numeric(18, 10), nullable=False),
         sa.Column("latency_ms", sa.Float(), nullable=False),
         sa.Column("ttft_ms", sa.Float(), nullable=True),
         sa.Column("request_id", sa.String(128), nullable=True),
