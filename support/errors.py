@@ -142,3 +142,12 @@ class UnpricedModel(ConfigurationError):
     """The model has no entry in the price table, so its calls cannot be costed."""
 
     code = "unpriced_model"
+
+
+# --- conversation --------------------------------------------------------------------------------
+
+
+class InvalidTransition(Conflict):
+    """The conversation's state does not allow this event (e.g. releasing a conversation no agent holds)."""
+
+    code = "invalid_transition"

@@ -40,3 +40,46 @@ def budget_amounts(scope: str) -> str:
 def budget_totals(scope: str) -> str:
     """Hash: resource -> sum over the reservations still in the window (kept in step with the log)."""
     return budget(scope, "totals")
+
+
+# --- conversation --------------------------------------------------------------------------------
+
+
+def conv_events(conversation_id: str) -> str:
+    """Stream of every persisted event of a conversation; entry id ``<seq>-0``, so seq order is id order."""
+    return f"{PREFIX}:{conv_tag(conversation_id)}:events"
+
+
+def conv_client_ids(conversation_id: str) -> str:
+    """Hash ``client_id`` -> seq: makes a resent customer message idempotent."""
+    return f"{PREFIX}:{conv_tag(conversation_id)}:client_ids"
+
+
+def conv_state(conversation_id: str) -> str:
+    """Hash of the conversation's hot state (state, assignee, last_seq, timestamps, window start...)."""
+    return f"{PREFIX}:{conv_tag(conversation_id)}:state"
+
+
+def conv_summary(conversation_id: str) -> str:
+    """Hash of the running summary: text, upto_seq, version."""
+    return f"{PREFIX}:{conv_tag(conversation_id)}:summary"
+
+
+def conv_lock(conversation_id: str, name: str) -> str:
+    """A short-lived lock of one conversation (e.g. ``summarize``)."""
+    return f"{PREFIX}:{conv_tag(conversation_id)}:lock:{name}"
+
+
+def conv_channel(conversation_id: str) -> str:
+    """Pub/sub channel fanning a conversation's events out to every process holding one of its sockets."""
+    return f"{PREFIX}:{conv_tag(conversation_id)}:fanout"
+
+
+def conversation_keys(conversation_id: str) -> tuple[str, ...]:
+    """Every durable key of a conversation (not locks, which carry their own TTL): for archiving/expiry."""
+    return (
+        conv_events(conversation_id),
+        conv_client_ids(conversation_id),
+        conv_state(conversation_id),
+        conv_summary(conversation_id),
+    )

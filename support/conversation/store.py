@@ -1,0 +1,402 @@
+"""Redis conversation store: the event log, idempotency, hot state, running summary, locks, fan-out.
+
+Every persisted event of a conversation gets a ``seq`` one above the previous, allocated inside a Lua
+script together with the append, so two processes appending at once can never produce a gap or a
+duplicate. The stream entry id is ``<seq>-0``, which makes ``resume`` a single XRANGE. Keys come from
+:mod:`support.keys` and share the conversation's hash tag, so every script runs on a cluster too.
+
+The Redis client is passed in and owned by the caller (the app's lifespan), never closed here.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+
+from support import keys
+from support.errors import NotFound
+
+# How long to wait for Redis to confirm a SUBSCRIBE: a subscription that returns unconfirmed could
+# miss an event published right after, which is exactly what resume-then-live must not do.
+SUBSCRIBE_CONFIRM_TIMEOUT_S = 5.0
+
+# State-hash fields only the store's scripts may write: seq allocation and the summary window.
+_RESERVED_FIELDS = frozenset({"last_seq", "window_start_seq", "summary_version", "created_at"})
+
+_APPEND = """
+if redis.call('HEXISTS', KEYS[1], 'created_at') == 0 then return {-1} end
+local cid = ARGV[1]
+if cid ~= '' then
+  local existing = redis.call('HGET', KEYS[3], cid)
+  if existing then
+    local entries = redis.call('XRANGE', KEYS[2], existing .. '-0', existing .. '-0')
+    return {0, tonumber(existing), entries[1][2]}
+  end
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'last_seq', 1)
+redis.call('XADD', KEYS[2], seq .. '-0', unpack(ARGV, 3))
+if cid ~= '' then redis.call('HSET', KEYS[3], cid, seq) end
+redis.call('HSET', KEYS[1], 'last_activity', ARGV[2])
+return {1, seq}
+"""
+
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'bot', 'created_at', ARGV[1], 'last_activity', ARGV[1],
+  'widget_key', ARGV[2], 'visitor', ARGV[3], 'last_seq', 0, 'window_start_seq', 1, 'summary_version', 0)
+redis.call('HSET', KEYS[2], 'text', '', 'upto_seq', 0, 'version', 0)
+return 1
+"""
+
+# ARGV: check_expected ('1'|'0'), expected, n_set, k1, v1, ..., then fields to delete.
+_SET_STATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if ARGV[1] == '1' and redis.call('HGET', KEYS[1], 'state') ~= ARGV[2] then return 0 end
+local n = tonumber(ARGV[3])
+if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + 2 * n)) end
+if #ARGV > 3 + 2 * n then redis.call('HDEL', KEYS[1], unpack(ARGV, 4 + 2 * n)) end
+return 1
+"""
+
+# KEYS: summary, state. ARGV: text, upto_seq, expected_version.
+_FOLD = """
+local cur = redis.call('HMGET', KEYS[1], 'version', 'upto_seq')
+if cur[1] == false or tonumber(cur[1]) ~= tonumber(ARGV[3]) then return 0 end
+local upto = tonumber(ARGV[2])
+local last = tonumber(redis.call('HGET', KEYS[2], 'last_seq') or '0')
+if upto < tonumber(cur[2]) or upto > last then return 0 end
+local version = tonumber(cur[1]) + 1
+redis.call('HSET', KEYS[1], 'text', ARGV[1], 'upto_seq', upto, 'version', version)
+redis.call('HSET', KEYS[2], 'window_start_seq', upto + 1, 'summary_version', version)
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _s(value: bytes | str) -> str:
+    """Decode a Redis reply whichever ``decode_responses`` the caller's client uses."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def iso(now: datetime) -> str:
+    """ISO 8601 UTC with milliseconds: the ``created_at`` format of every frame."""
+    return now.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One persisted event of a conversation (a message or a status change)."""
+
+    seq: int
+    id: str
+    type: str  # "message" | "status"
+    role: str  # "customer" | "assistant" | "agent" | "system"
+    text: str
+    created_at: str
+    client_id: str | None = None
+    reply_id: str | None = None
+    author: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_frame(self) -> dict[str, Any]:
+        """The server→client frame of PROTOCOL.md; a status event's ``extra`` carries state etc."""
+        if self.type == "status":
+            return {"type": "status", "seq": self.seq, **self.extra}
+        frame: dict[str, Any] = {
+            "type": "message",
+            "seq": self.seq,
+            "id": self.id,
+            "role": self.role,
+            "text": self.text,
+            "created_at": self.created_at,
+        }
+        if self.reply_id is not None:
+            frame["reply_id"] = self.reply_id
+        if self.author is not None:
+            frame["author"] = self.author
+        return frame
+
+    def _fields(self) -> list[str]:
+        return [
+            "id", self.id, "type", self.type, "role", self.role, "text", self.text,
+            "created_at", self.created_at, "client_id", self.client_id or "",
+            "reply_id", self.reply_id or "", "author", json.dumps(self.author),
+            "extra", json.dumps(self.extra),
+        ]  # fmt: skip
+
+    @classmethod
+    def _from_entry(cls, seq: int, raw: Mapping[bytes | str, bytes | str] | list[bytes | str]) -> Event:
+        if isinstance(raw, list):  # Lua returns a stream entry's fields as a flat list
+            raw = {raw[i]: raw[i + 1] for i in range(0, len(raw), 2)}
+        f = {_s(k): _s(v) for k, v in raw.items()}
+        return cls(
+            seq=seq,
+            id=f["id"],
+            type=f["type"],
+            role=f["role"],
+            text=f["text"],
+            created_at=f["created_at"],
+            client_id=f["client_id"] or None,
+            reply_id=f["reply_id"] or None,
+            author=json.loads(f["author"]),
+            extra=json.loads(f["extra"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """The hot state hash, typed; fields set through ``set_state`` that are not listed land in ``extra``."""
+
+    state: str
+    created_at: str
+    last_activity: str
+    widget_key: str
+    visitor: dict[str, Any]
+    last_seq: int
+    window_start_seq: int
+    summary_version: int
+    assignee: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LockToken:
+    """Proof of holding a lock: only its holder can release it."""
+
+    key: str
+    value: str
+
+
+class Subscription:
+    """Live events of one conversation from every process; use as ``async with`` and ``async for``.
+
+    The pub/sub connection is this object's own, closed by ``aclose`` (or leaving the ``async with``).
+    """
+
+    def __init__(self, pubsub: PubSub, channel: str) -> None:
+        self._pubsub = pubsub
+        self._channel = channel
+
+    async def start(self) -> None:
+        """Subscribe and wait for Redis to confirm, so nothing published afterwards is missed."""
+        await self._pubsub.subscribe(self._channel)
+        while True:
+            msg = await self._pubsub.get_message(timeout=SUBSCRIBE_CONFIRM_TIMEOUT_S)
+            if msg is None:
+                raise TimeoutError("Redis did not confirm the subscription")
+            if msg["type"] == "subscribe":
+                return
+
+    async def aclose(self) -> None:
+        """Unsubscribe and return the connection."""
+        try:
+            await self._pubsub.unsubscribe()
+        finally:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        while True:
+            msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+            if msg is not None and msg["type"] == "message":
+                payload: dict[str, Any] = json.loads(msg["data"])
+                return payload
+
+
+class ConversationStore:
+    """All Redis reads and writes of conversations. The client is passed in and not owned."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        # Registered once: redis-py sends EVALSHA and falls back to EVAL only on a cold server cache.
+        self._append = redis.register_script(_APPEND)
+        self._create = redis.register_script(_CREATE)
+        self._set_state = redis.register_script(_SET_STATE)
+        self._fold = redis.register_script(_FOLD)
+        self._release = redis.register_script(_RELEASE)
+
+    async def create_conversation(
+        self, conversation_id: str, *, widget_key: str, visitor: dict[str, Any], now: datetime | None = None
+    ) -> bool:
+        """Create the conversation in state ``bot``; True if created, False if it already existed."""
+        created = await self._create(
+            keys=[keys.conv_state(conversation_id), keys.conv_summary(conversation_id)],
+            args=[iso(now or datetime.now(UTC)), widget_key, json.dumps(visitor)],
+        )
+        return bool(created)
+
+    async def append_customer_message(
+        self, conversation_id: str, client_id: str, text: str, *, now: datetime
+    ) -> tuple[Event, bool]:
+        """Durably append a customer message once per ``client_id``; (event, False) for a resend."""
+        event = Event(
+            seq=0, id=uuid.uuid4().hex, type="message", role="customer", text=text,
+            created_at=iso(now), client_id=client_id,
+        )  # fmt: skip
+        return await self._append_event(conversation_id, event)
+
+    async def append_event(
+        self,
+        conversation_id: str,
+        *,
+        type: str,
+        role: str,
+        text: str,
+        reply_id: str | None = None,
+        author: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        now: datetime,
+    ) -> Event:
+        """Append an assistant/agent/system message or a status event with the next seq."""
+        event = Event(
+            seq=0, id=uuid.uuid4().hex, type=type, role=role, text=text, created_at=iso(now),
+            reply_id=reply_id, author=author, extra=extra or {},
+        )  # fmt: skip
+        stored, _ = await self._append_event(conversation_id, event)
+        return stored
+
+    async def _append_event(self, conversation_id: str, event: Event) -> tuple[Event, bool]:
+        result = await self._append(
+            keys=[
+                keys.conv_state(conversation_id),
+                keys.conv_events(conversation_id),
+                keys.conv_client_ids(conversation_id),
+            ],
+            args=[event.client_id or "", event.created_at, *event._fields()],
+        )
+        status = int(result[0])
+        if status == -1:
+            raise NotFound(f"no conversation {conversation_id}")
+        if status == 0:
+            return Event._from_entry(int(result[1]), result[2]), False
+        return Event(
+            seq=int(result[1]), id=event.id, type=event.type, role=event.role, text=event.text,
+            created_at=event.created_at, client_id=event.client_id, reply_id=event.reply_id,
+            author=event.author, extra=event.extra,
+        ), True  # fmt: skip
+
+    async def events_after(
+        self, conversation_id: str, after_seq: int, limit: int | None = None
+    ) -> list[Event]:
+        """Every persisted event with seq > ``after_seq``, in order: what ``resume`` replays."""
+        entries: list[tuple[bytes | str, dict[bytes | str, bytes | str]]] = await self._redis.xrange(
+            keys.conv_events(conversation_id), min=f"{after_seq + 1}-0", max="+", count=limit
+        )  # type: ignore[assignment]  # redis-py types entries as Optional, XRANGE never returns nil
+        return [Event._from_entry(int(_s(entry_id).split("-")[0]), raw) for entry_id, raw in entries]
+
+    async def get_state(self, conversation_id: str) -> ConversationState | None:
+        """The conversation's hot state, or None if there is no such conversation."""
+        raw = await self._redis.hgetall(keys.conv_state(conversation_id))
+        if not raw:
+            return None
+        f = {_s(k): _s(v) for k, v in raw.items()}
+        known = {
+            "state", "created_at", "last_activity", "widget_key", "visitor", "last_seq",
+            "window_start_seq", "summary_version", "assignee",
+        }  # fmt: skip
+        return ConversationState(
+            state=f["state"],
+            created_at=f["created_at"],
+            last_activity=f["last_activity"],
+            widget_key=f["widget_key"],
+            visitor=json.loads(f["visitor"]),
+            last_seq=int(f["last_seq"]),
+            window_start_seq=int(f["window_start_seq"]),
+            summary_version=int(f["summary_version"]),
+            assignee=f.get("assignee"),
+            extra={k: v for k, v in f.items() if k not in known},
+        )
+
+    async def set_state(
+        self, conversation_id: str, *, expected_state: str | None = None, **fields: str | int | None
+    ) -> bool:
+        """Set fields (None deletes one); with ``expected_state``, only if ``state`` still equals it.
+
+        False when the compare failed; raises NotFound for an unknown conversation.
+        """
+        reserved = _RESERVED_FIELDS & fields.keys()
+        if reserved:
+            raise ValueError(f"fields written only by the store: {sorted(reserved)}")
+        sets = [(k, str(v)) for k, v in fields.items() if v is not None]
+        deletes = [k for k, v in fields.items() if v is None]
+        args: list[str] = ["1" if expected_state is not None else "0", expected_state or "", str(len(sets))]
+        for k, v in sets:
+            args += [k, v]
+        args += deletes
+        result = int(await self._set_state(keys=[keys.conv_state(conversation_id)], args=args))
+        if result == -1:
+            raise NotFound(f"no conversation {conversation_id}")
+        return result == 1
+
+    async def window(self, conversation_id: str) -> tuple[str, int, list[Event]]:
+        """(summary text, seq it covers up to, messages after it): the model's view of the conversation.
+
+        The summary is read before the log: a fold landing in between only means a few already-summarised
+        messages are also given verbatim, never that one is missing.
+        """
+        text, upto = await self._redis.hmget(keys.conv_summary(conversation_id), ["text", "upto_seq"])
+        upto_seq = int(_s(upto)) if upto is not None else 0
+        events = await self.events_after(conversation_id, upto_seq)
+        return (_s(text) if text is not None else ""), upto_seq, [e for e in events if e.type == "message"]
+
+    async def fold_summary(
+        self, conversation_id: str, *, new_summary: str, upto_seq: int, expected_summary_version: int
+    ) -> bool:
+        """Replace the summary and slide the window start, only if nobody folded since we read version.
+
+        The log keeps every message; only the window start moves, so a lost race loses nothing.
+        """
+        ok = await self._fold(
+            keys=[keys.conv_summary(conversation_id), keys.conv_state(conversation_id)],
+            args=[new_summary, upto_seq, expected_summary_version],
+        )
+        return bool(ok)
+
+    async def acquire_lock(self, name: str, conversation_id: str, ttl_ms: int) -> LockToken | None:
+        """Take the named lock of a conversation for ``ttl_ms``, or None if someone holds it."""
+        token = LockToken(keys.conv_lock(conversation_id, name), secrets.token_hex(16))
+        acquired = await self._redis.set(token.key, token.value, nx=True, px=ttl_ms)
+        return token if acquired else None
+
+    async def release_lock(self, token: LockToken) -> bool:
+        """Release a lock if still ours (it may have expired and been taken by another process)."""
+        return bool(await self._release(keys=[token.key], args=[token.value]))
+
+    async def publish(self, conversation_id: str, payload: dict[str, Any]) -> int:
+        """Fan ``payload`` out to every subscriber of the conversation; returns how many received it."""
+        return int(await self._redis.publish(keys.conv_channel(conversation_id), json.dumps(payload)))
+
+    def subscribe(self, conversation_id: str) -> Subscription:
+        """A subscription to the conversation's live events; ``async with`` it (it owns a connection)."""
+        return Subscription(self._redis.pubsub(), keys.conv_channel(conversation_id))
+
+    async def touch_expiry(self, conversation_id: str, ttl_s: int) -> None:
+        """Give every durable key of an archived conversation a TTL, in one transaction."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for key in keys.conversation_keys(conversation_id):
+                pipe.expire(key, ttl_s)
+            await pipe.execute()

@@ -1,0 +1,163 @@
+"""The Redis conversation store against a real Redis server."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+import redis.asyncio as aioredis
+
+from support import keys
+from support.conversation.store import ConversationStore
+from support.errors import NotFound
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+CID = "c1"
+
+
+async def make(client: aioredis.Redis) -> ConversationStore:
+    store = ConversationStore(client)
+    assert await store.create_conversation(CID, widget_key="pk_demo", visitor={"name": "Ann"}, now=NOW)
+    return store
+
+
+async def test_create_is_idempotent(redis_client: aioredis.Redis) -> None:
+    store = await make(redis_client)
+    assert not await store.create_conversation(CID, widget_key="other", visitor={})
+    state = await store.get_state(CID)
+    assert state is not None
+    assert (state.state, state.widget_key, state.visitor, state.last_seq) == (
+        "bot",
+        "pk_demo",
+        {"name": "Ann"},
+        0,
+    )
+
+
+async def test_same_client_id_is_stored_once_and_gets_the_same_seq(redis_client: aioredis.Redis) -> None:
+    store = await make(redis_client)
+    first, created = await store.append_customer_message(CID, "m-1", "hello", now=NOW)
+    again, created_again = await store.append_customer_message(CID, "m-1", "hello", now=NOW)
+    assert (created, created_again) == (True, False)
+    assert again == first
+    assert first.seq == 1
+    assert await store.events_after(CID, 0) == [first]
+
+
+async def test_seq_is_contiguous_under_concurrent_appends_from_two_clients(
+    redis_client: aioredis.Redis, redis_url: str
+) -> None:
+    store_a = await make(redis_client)
+    other = aioredis.Redis.from_url(redis_url)
+    try:
+        store_b = ConversationStore(other)
+        results = await asyncio.gather(
+            *(
+                (store_a if i % 2 else store_b).append_customer_message(CID, f"m-{i}", f"t{i}", now=NOW)
+                for i in range(50)
+            )
+        )
+    finally:
+        await other.aclose()
+    assert sorted(e.seq for e, _ in results) == list(range(1, 51))
+    replay = await store_a.events_after(CID, 0)
+    assert [e.seq for e in replay] == list(range(1, 51))
+    assert {e.client_id for e in replay} == {f"m-{i}" for i in range(50)}
+
+
+async def test_events_after_replays_exactly_the_later_events(redis_client: aioredis.Redis) -> None:
+    store = await make(redis_client)
+    msg, _ = await store.append_customer_message(CID, "m", "q", now=NOW)
+    reply = await store.append_event(
+        CID, type="message", role="assistant", text="a", reply_id="r1", author={"name": "Bot"}, now=NOW
+    )
+    status = await store.append_event(
+        CID, type="status", role="system", text="", extra={"state": "queued", "queue_position": 2}, now=NOW
+    )
+    assert await store.events_after(CID, 1) == [reply, status]
+    assert await store.events_after(CID, 0, limit=2) == [msg, reply]
+    assert await store.events_after(CID, 3) == []
+    assert reply.to_frame() == {
+        "type": "message", "seq": 2, "id": reply.id, "role": "assistant", "text": "a",
+        "created_at": "2026-01-02T03:04:05.000+00:00", "reply_id": "r1", "author": {"name": "Bot"},
+    }  # fmt: skip
+    assert status.to_frame() == {"type": "status", "seq": 3, "state": "queued", "queue_position": 2}
+
+
+async def test_state_compare_and_set(redis_client: aioredis.Redis) -> None:
+    store = await make(redis_client)
+    assert await store.set_state(CID, expected_state="bot", state="queued")
+    assert not await store.set_state(CID, expected_state="bot", state="agent", assignee="ada")
+    assert await store.set_state(CID, expected_state="queued", state="agent", assignee="ada")
+    state = await store.get_state(CID)
+    assert state is not None
+    assert (state.state, state.assignee) == ("agent", "ada")
+    assert await store.set_state(CID, assignee=None)
+    state = await store.get_state(CID)
+    assert state is not None
+    assert state.assignee is None
+
+
+async def test_summary_fold_is_compare_and_set_and_keeps_messages(redis_client: aioredis.Redis) -> None:
+    store = await make(redis_client)
+    for i in range(4):
+        await store.append_customer_message(CID, f"m{i}", f"t{i}", now=NOW)
+    assert await store.fold_summary(CID, new_summary="s1", upto_seq=2, expected_summary_version=0)
+    assert not await store.fold_summary(CID, new_summary="stale", upto_seq=3, expected_summary_version=0)
+    text, upto, messages = await store.window(CID)
+    assert (text, upto, [m.seq for m in messages]) == ("s1", 2, [3, 4])
+    assert len(await store.events_after(CID, 0)) == 4
+    state = await store.get_state(CID)
+    assert state is not None
+    assert (state.window_start_seq, state.summary_version) == (3, 1)
+
+
+async def test_lock_is_exclusive_and_only_its_holder_releases_it(redis_client: aioredis.Redis) -> None:
+    store = ConversationStore(redis_client)
+    token = await store.acquire_lock("summarize", CID, 10_000)
+    assert token is not None
+    assert await store.acquire_lock("summarize", CID, 10_000) is None
+    assert await store.acquire_lock("other", CID, 10_000) is not None
+    forged = type(token)(token.key, "not-the-token")
+    assert not await store.release_lock(forged)
+    assert await store.release_lock(token)
+    assert await store.acquire_lock("summarize", CID, 10_000) is not None
+
+
+async def test_pubsub_reaches_a_subscriber_on_another_client(
+    redis_client: aioredis.Redis, redis_url: str
+) -> None:
+    store = ConversationStore(redis_client)
+    other = aioredis.Redis.from_url(redis_url)
+    try:
+        async with ConversationStore(other).subscribe(CID) as sub:
+            assert await store.publish(CID, {"type": "message", "seq": 1}) == 1
+            payload = await asyncio.wait_for(anext(sub), 5)
+            assert payload == {"type": "message", "seq": 1}
+    finally:
+        await other.aclose()
+
+
+async def test_touch_expiry_sets_a_ttl_on_every_key(redis_client: aioredis.Redis) -> None:
+    store = await make(redis_client)
+    await store.append_customer_message(CID, "m", "t", now=NOW)
+    await store.touch_expiry(CID, 3600)
+    for key in keys.conversation_keys(CID):
+        assert 0 < await redis_client.ttl(key) <= 3600, key
+    assert all(keys.conv_tag(CID) in k for k in keys.conversation_keys(CID))
+
+
+async def test_appending_to_an_unknown_conversation_is_not_found(redis_client: aioredis.Redis) -> None:
+    store = ConversationStore(redis_client)
+    with pytest.raises(NotFound):
+        await store.append_customer_message("nope", "m", "t", now=NOW)
+    with pytest.raises(NotFound):
+        await store.set_state("nope", state="bot")
+    assert await store.get_state("nope") is None
+
+
+async def test_store_owned_fields_cannot_be_set(redis_client: aioredis.Redis) -> None:
+    store = await make(redis_client)
+    with pytest.raises(ValueError, match="last_seq"):
+        await store.set_state(CID, last_seq=9)
