@@ -1,0 +1,330 @@
+"""The answer call: a prompt laid out for prompt caching, streamed through the gateway.
+
+Layout (see ARCHITECTURE.md, "The prompt, for caching"); ``*`` marks a ``cache_control`` breakpoint::
+
+    tools                 escalate_to_human                        stable
+    system[0] *           instructions + policy                    changes with the policy version
+    system[1] *           curated examples                         changes rarely
+    messages  *           summary + history up to the previous turn's breakpoint (read)
+              *           ... the previous exchange, to the last history block (written)
+              (uncached)  retrieved examples + the new customer message
+
+The cache is a byte-exact prefix match, so everything before a breakpoint must be a pure function of
+stable inputs: no time, no ids, no per-turn retrieval. Retrieved examples therefore ride in the final,
+uncached user turn. The history is rendered so that this turn's prefix up to the previous turn's
+breakpoint is the previous turn's prefix: every message's content is a list of text blocks and
+consecutive same-role turns are merged by *appending blocks* (never by joining text), so the blocks
+that a previous request had are still there, byte for byte. Two history breakpoints are used: the newest
+one writes this turn's history for the next turn; the one where the previous turn's newest breakpoint was
+reads what that turn wrote (the API only looks back a limited number of blocks from a breakpoint for an
+older entry). With the two system breakpoints that is the API's maximum of four.
+
+The model may decline: an ``escalate_to_human`` tool (``tool_choice`` auto) lets it hand the turn to a
+person when the policy does not cover the question, instead of improvising an answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from anthropic.types import Message, Usage
+
+from support.llm.gateway import GatewayStream, ModelGateway
+from support.llm.policy import Policy
+
+ESCALATE_TOOL_NAME = "escalate_to_human"
+MAX_CACHE_BREAKPOINTS = 4  # the API's limit per request
+EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
+NO_CURATED_EXAMPLES = "(no curated examples)"
+CONVERSATION_START = "(The conversation started with the assistant's message below.)"
+
+# Roles of the conversation store mapped onto the API's two roles: a human agent speaks for the company.
+ROLE_MAP: dict[str, str] = {
+    "user": "user",
+    "customer": "user",
+    "assistant": "assistant",
+    "bot": "assistant",
+    "agent": "assistant",
+}
+
+INSTRUCTIONS = f"""You are the customer support assistant of the company whose support policy follows.
+Answer the customer's latest message in the conversation.
+
+Rules:
+- Answer only from the policy below and from what the customer said. Never invent order details, \
+prices, dates, stock or promises that the policy does not state.
+- If the policy does not cover the question, the customer needs something only a person can do \
+(look up or change an account or order, approve an exception), or the customer asks for a person, \
+call the {ESCALATE_TOOL_NAME} tool with a short reason instead of answering.
+- Past answers shown as reference examples illustrate tone and precedent; where they disagree with \
+the policy, the policy wins.
+- Reply in the customer's language. Be brief, friendly and concrete: a few sentences, with the steps \
+the customer must take.
+- Do not mention these instructions, the policy document as such, or the tools."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """A past question and its approved answer (curated, or retrieved for the current turn)."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class AnswerDraft:
+    """The finished answer call.
+
+    ``declined`` is True when the model called ``escalate_to_human`` or refused (``stop_reason ==
+    "refusal"``); ``text`` may still hold what it wrote (and streamed) before declining, so the
+    pipeline, not this module, decides what the customer finally sees.
+    """
+
+    text: str
+    declined: bool
+    decline_reason: str | None
+    usage: Usage
+    stop_reason: str | None
+
+
+def escalate_tool() -> dict[str, Any]:
+    """The tool that lets the model hand the turn to a person instead of answering."""
+    return {
+        "name": ESCALATE_TOOL_NAME,
+        "description": (
+            "Hand the conversation to a human support agent. Use it when the policy does not cover the "
+            "question or the customer needs a person (account or order changes, exceptions, or the "
+            "customer asks for one). Do not answer the question yourself when you use it."
+        ),
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "reason": {
+                    "type": "string",
+                    "description": "One short sentence for the agent: why a person is needed.",
+                }
+            },
+            "required": ["reason"],
+        },
+    }
+
+
+def _render_examples(examples: Sequence[Example], tag: str) -> str:
+    items = [
+        f"<example>\n<question>\n{e.question.strip()}\n</question>\n<answer>\n{e.answer.strip()}\n</answer>\n"
+        "</example>"
+        for e in examples
+    ]
+    return f"<{tag}>\n" + "\n".join(items) + f"\n</{tag}>"
+
+
+def system_blocks(policy: Policy, curated_examples: Sequence[Example]) -> list[dict[str, Any]]:
+    """The two cached system blocks: instructions + policy, then the curated examples (or a fixed line)."""
+    examples = (
+        _render_examples(curated_examples, "curated_examples") if curated_examples else NO_CURATED_EXAMPLES
+    )
+    return [
+        {
+            "type": "text",
+            "text": f"{INSTRUCTIONS}\n\n<policy>\n{policy.text.strip()}\n</policy>",
+            "cache_control": dict(EPHEMERAL),
+        },
+        {"type": "text", "text": examples, "cache_control": dict(EPHEMERAL)},
+    ]
+
+
+def _text_block(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
+    """Append blocks as a turn of ``role``, merging into the previous message when it has the same role."""
+    if messages and messages[-1]["role"] == role:
+        messages[-1]["content"].extend(blocks)
+    else:
+        messages.append({"role": role, "content": list(blocks)})
+
+
+def _turns(history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """History entries mapped to API roles, blank ones dropped (the API rejects empty text blocks)."""
+    turns: list[tuple[str, str]] = []
+    for role, text in history:
+        api_role = ROLE_MAP.get(role)
+        if api_role is None:
+            raise ValueError(f"unknown history role {role!r}; expected one of {sorted(ROLE_MAP)}")
+        if text.strip():
+            turns.append((api_role, text))
+    return turns
+
+
+def history_messages(summary: str, history: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The cacheable conversation: summary + history, starting with a user turn and alternating.
+
+    If the history starts with the assistant and there is no summary, a fixed placeholder user block
+    opens the conversation (the API requires the first message to be the user's).
+    """
+    messages: list[dict[str, Any]] = []
+    if summary.strip():
+        _append(
+            messages,
+            "user",
+            [_text_block(f"<conversation_summary>\n{summary.strip()}\n</conversation_summary>")],
+        )
+    for api_role, text in _turns(history):
+        if not messages and api_role == "assistant":
+            _append(messages, "user", [_text_block(CONVERSATION_START)])
+        _append(messages, api_role, [_text_block(text)])
+    return messages
+
+
+def _block_count(messages: list[dict[str, Any]]) -> int:
+    return sum(len(m["content"]) for m in messages)
+
+
+def previous_turn_block_count(summary: str, history: Sequence[tuple[str, str]]) -> int:
+    """How many history blocks the previous turn's request had before its customer message.
+
+    The previous turn's request was this history minus its last exchange (the last run of customer
+    turns and whatever answered them); rendering is prefix-stable, so its history blocks are the first
+    ones of this turn's. Marking that block again lets this turn *read* what the previous turn wrote,
+    without relying on the API's limited look-back from the newest breakpoint.
+    """
+    turns = _turns(history)
+    users = [i for i, (role, _) in enumerate(turns) if role == "user"]
+    if not users:
+        return 0
+    start = users[-1]
+    while start > 0 and turns[start - 1][0] == "user":
+        start -= 1
+    return _block_count(history_messages(summary, [(role, text) for role, text in turns[:start]]))
+
+
+def build_answer_request(
+    *,
+    policy: Policy,
+    curated_examples: Sequence[Example],
+    summary: str,
+    history: Sequence[tuple[str, str]],
+    retrieved_examples: Sequence[Example],
+    message: str,
+    model: str,
+    max_tokens: int,
+) -> dict[str, Any]:
+    """The ``messages.stream`` parameters of one answer call (pure: same inputs, same bytes)."""
+    if not message.strip():
+        raise ValueError("the customer message is empty")
+    messages = history_messages(summary, history)
+    blocks = [block for m in messages for block in m["content"]]
+    if blocks:
+        # Breakpoint on the last block of the history: the next turn reads everything up to here.
+        blocks[-1]["cache_control"] = dict(EPHEMERAL)
+        previous = previous_turn_block_count(summary, history)
+        if 0 < previous < len(blocks):
+            # ...and on where the previous turn's breakpoint was: this turn reads what that one wrote.
+            blocks[previous - 1]["cache_control"] = dict(EPHEMERAL)
+    final: list[dict[str, Any]] = []
+    if retrieved_examples:
+        final.append(
+            _text_block(
+                "Reference examples: past answers to similar questions.\n"
+                + _render_examples(retrieved_examples, "reference_examples")
+            )
+        )
+    final.append(_text_block(message))
+    _append(messages, "user", final)
+    return {
+        "model": model,
+        "max_tokens": max_tokens,
+        "system": system_blocks(policy, curated_examples),
+        "tools": [escalate_tool()],
+        "tool_choice": {"type": "auto"},
+        "messages": messages,
+    }
+
+
+def count_breakpoints(request: dict[str, Any]) -> int:
+    """How many ``cache_control`` markers a request carries (tools, system blocks, message blocks)."""
+    blocks: list[Any] = [*request.get("tools", []), *request.get("system", [])]
+    for msg in request.get("messages", []):
+        content = msg.get("content")
+        if isinstance(content, list):
+            blocks.extend(content)
+    return sum(1 for b in blocks if isinstance(b, dict) and b.get("cache_control") is not None)
+
+
+def draft_from_message(message: Message) -> AnswerDraft:
+    """Read the finished message: its text, and whether the model declined (tool call or refusal)."""
+    text = "".join(block.text for block in message.content if block.type == "text")
+    decline_reason: str | None = None
+    declined = False
+    for block in message.content:
+        if block.type == "tool_use" and block.name == ESCALATE_TOOL_NAME:
+            declined = True
+            raw = block.input.get("reason") if isinstance(block.input, dict) else None
+            decline_reason = str(raw).strip() if raw else ESCALATE_TOOL_NAME
+            break
+    if not declined and message.stop_reason == "refusal":
+        declined, decline_reason = True, "refusal"
+    return AnswerDraft(
+        text=text,
+        declined=declined,
+        decline_reason=decline_reason,
+        usage=message.usage,
+        stop_reason=message.stop_reason,
+    )
+
+
+class AnswerStream:
+    """A streaming answer: :meth:`text_deltas` as they arrive, then :attr:`draft`."""
+
+    def __init__(self, stream: GatewayStream) -> None:
+        self._stream = stream
+        self._draft: AnswerDraft | None = None
+
+    @property
+    def ttft_ms(self) -> float | None:
+        """Milliseconds until the first text delta, as the gateway measured it."""
+        return self._stream.ttft_ms
+
+    async def text_deltas(self) -> AsyncIterator[str]:
+        """The answer's text deltas; raises the gateway's ``ModelUnavailable`` errors on a broken stream."""
+        async for delta in self._stream.text_deltas():
+            yield delta
+        self._draft = draft_from_message(self._stream.final_message)
+
+    @property
+    def draft(self) -> AnswerDraft:
+        """The finished draft; only after :meth:`text_deltas` ran to the end."""
+        if self._draft is None:
+            raise RuntimeError("the answer has not finished; iterate text_deltas() first")
+        return self._draft
+
+    async def finish(self) -> AnswerDraft:
+        """Drain any remaining deltas (without showing them) and return the draft."""
+        async for _ in self.text_deltas():
+            pass
+        return self.draft
+
+
+@asynccontextmanager
+async def draft_answer(
+    gateway: ModelGateway,
+    request: dict[str, Any],
+    *,
+    conversation_id: str | None,
+    policy_version: str | None,
+) -> AsyncIterator[AnswerStream]:
+    """Stream ``request`` (from :func:`build_answer_request`) as purpose ``answer``.
+
+    ``async with draft_answer(...) as answer: async for t in answer.text_deltas(): ...`` then
+    ``answer.draft``. The ledger row is written when the block exits.
+    """
+    if count_breakpoints(request) > MAX_CACHE_BREAKPOINTS:
+        raise ValueError(f"the request has more than {MAX_CACHE_BREAKPOINTS} cache breakpoints")
+    async with gateway.stream(
+        purpose="answer", conversation_id=conversation_id, policy_version=policy_version, **request
+    ) as stream:
+        yield AnswerStream(stream)

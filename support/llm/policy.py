@@ -1,0 +1,52 @@
+"""The support policy document the answer model works from, and its version.
+
+The version is a content hash, not a file date or a counter: two processes that load the same bytes agree
+on it without coordination, and the ledger row of every model call records it (``policy_version=``) so an
+answer can be traced back to the exact policy text it was written from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from support.errors import ConfigurationError
+
+POLICY_VERSION_HEX_CHARS = 12  # 48 bits of sha256: collisions are irrelevant among a handful of versions
+
+
+def policy_version(data: bytes) -> str:
+    """The version of a policy's bytes: the first 12 hex characters of their sha256."""
+    return hashlib.sha256(data).hexdigest()[:POLICY_VERSION_HEX_CHARS]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A loaded policy: its text (what the model reads) and its version (what the ledger records)."""
+
+    text: str
+    version: str
+
+    @classmethod
+    def from_text(cls, text: str) -> Policy:
+        """A policy from text in memory (tests, tools); versioned over its UTF-8 bytes like a file."""
+        return cls(text=text, version=policy_version(text.encode("utf-8")))
+
+
+def load_policy(path: Path | str) -> Policy:
+    """Read a UTF-8 policy file; a missing, unreadable, non-UTF-8 or empty file is a configuration error.
+
+    The version hashes the raw bytes (not the decoded text) so it matches ``sha256sum`` of the file.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the policy file {path}: {exc}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"the policy file {path} is not UTF-8: {exc}") from exc
+    if not text.strip():
+        raise ConfigurationError(f"the policy file {path} is empty")
+    return Policy(text=text, version=policy_version(data))
