@@ -12,6 +12,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from support import __version__
+from support.channels.widget import WidgetController
 from support.errors import SwitchboardError
 from support.health import healthz, readyz
 from support.runtime import Runtime, open_runtime
@@ -44,7 +45,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return runtime
 
     return Litestar(
-        route_handlers=[healthz, readyz],
+        route_handlers=[healthz, readyz, WidgetController],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers={SwitchboardError: error_response},

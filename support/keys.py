@@ -83,3 +83,8 @@ def conversation_keys(conversation_id: str) -> tuple[str, ...]:
         conv_state(conversation_id),
         conv_summary(conversation_id),
     )
+
+
+def agent_fanout(conversation_id: str) -> str:
+    """Pub/sub channel of agent-side events of one conversation (customer typing, new messages)."""
+    return f"{PREFIX}:{conv_tag(conversation_id)}:agent_fanout"

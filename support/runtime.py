@@ -11,14 +11,20 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from support.channels.widget_sessions import WidgetSessionService
+from support.conversation.pipeline import TurnDeps, TurnRunner
+from support.conversation.store import ConversationStore
 from support.db.engine import make_engine, session_factory
 from support.db.migrate import upgrade_to_head
 from support.embedded_redis import EmbeddedRedis
 from support.llm.gateway import ModelGateway, make_client
+from support.llm.offline import OfflineResponder
+from support.llm.policy import Policy, load_policy
 from support.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,7 +41,12 @@ class Runtime:
     redis_url: str
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    store: ConversationStore
+    policy: Policy
+    widget_sessions: WidgetSessionService
+    turns: TurnRunner = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
+    widget_sockets: set[Any] = field(default_factory=set)
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     drain_hooks: list[DrainHook] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -60,6 +71,14 @@ class Runtime:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+    async def close_widget_sockets(self) -> None:
+        """Drain hook: let in-flight turns finish, then close customer sockets with 1001 (going away)."""
+        turns = [t for t in self.tasks if t.get_name().startswith("turn:")]
+        await asyncio.gather(*turns, return_exceptions=True)
+        for socket in list(self.widget_sockets):
+            with contextlib.suppress(Exception):
+                await socket.close(code=1001, reason="server restarting")
 
     async def drain(self) -> None:
         """Stop taking new work and let in-flight work finish (bounded); called once on SIGTERM."""
@@ -96,18 +115,40 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     if settings.database.migrate_on_start:
         await upgrade_to_head(settings.database_url)
 
+    policy = load_policy(settings.policy.path)
+    log.info(
+        "support policy %s (version %s, %d chars)", settings.policy.path, policy.version, len(policy.text)
+    )
     client = aioredis.Redis.from_url(redis_url, decode_responses=False, health_check_interval=30)
     engine = make_engine(settings.database_url)
+    store = ConversationStore(client)
     runtime = Runtime(
         settings=settings,
         redis=client,
         redis_url=redis_url,
         engine=engine,
         sessions=session_factory(engine),
+        store=store,
+        policy=policy,
+        widget_sessions=WidgetSessionService(
+            store, secret=settings.app.secret_key.get_secret_value(), widget_keys=settings.app.widget_keys
+        ),
     )
     anthropic_client = None if settings.llm.offline else make_client(settings.llm)
     if anthropic_client is not None:
         runtime.gateway = ModelGateway(anthropic_client, client, runtime.sessions, settings.llm)
+    runtime.turns = TurnRunner(
+        TurnDeps(
+            store=store,
+            gateway=runtime.gateway,
+            settings=settings.llm,
+            policy=policy,
+            offline=OfflineResponder(policy.text),
+            turn_deadline_s=settings.llm.turn_deadline_s,
+        ),
+        runtime.spawn,
+    )
+    runtime.drain_hooks.append(runtime.close_widget_sockets)
     if embedded is not None and embedded.owned:
         runtime.spawn(embedded.supervise(), "embedded-redis-supervisor")
     try:

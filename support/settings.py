@@ -146,6 +146,9 @@ class LLMSettings(BaseSettings):
     )
     budget_wait_s: float = Field(5.0, description="How long a caller may wait for budget before OverBudget.")
     answer_max_tokens: int = Field(800, description="Cap on answer length.")
+    turn_deadline_s: float = Field(
+        45.0, description="A customer turn ends (answer or handoff) within this, even if the model stalls."
+    )
 
     @property
     def offline(self) -> bool:

@@ -394,6 +394,10 @@ class ConversationStore:
         """A subscription to the conversation's live events; ``async with`` it (it owns a connection)."""
         return Subscription(self._redis.pubsub(), keys.conv_channel(conversation_id))
 
+    async def publish_agent(self, conversation_id: str, payload: dict[str, Any]) -> int:
+        """Publish an agent-side event (customer typing, messages while a human owns the conversation)."""
+        return int(await self._redis.publish(keys.agent_fanout(conversation_id), json.dumps(payload)))
+
     async def touch_expiry(self, conversation_id: str, ttl_s: int) -> None:
         """Give every durable key of an archived conversation a TTL, in one transaction."""
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -1,0 +1,270 @@
+"""One customer turn, from a persisted message to a streamed answer or a handoff.
+
+The rules live in :class:`support.conversation.engine.ConversationEngine`; this module carries out its
+actions: triage (Haiku) and the draft answer (Sonnet stream) run concurrently, draft deltas are held by the
+engine until routing decides, then flushed as ``delta`` frames; the final reply is persisted with its
+``seq``. Every frame goes out through the store's pub/sub channel, so a customer connected to any process
+receives it. A turn always ends within ``turn_deadline_s``: a stalled model ends in a handoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from handoff.routing import decide
+from support.conversation import engine as e
+from support.conversation.store import ConversationStore, Event
+from support.errors import ModelError
+from support.llm.answer import build_answer_request
+from support.llm.gateway import ModelGateway
+from support.llm.offline import OfflineResponder
+from support.llm.policy import Policy
+from support.llm.triage import triage
+from support.settings import LLMSettings
+
+log = logging.getLogger(__name__)
+
+HISTORY_TURNS = 20  # verbatim turns sent to the answer model until summarisation bounds the window
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class TurnDeps:
+    """What a turn needs; built once per process from the runtime."""
+
+    store: ConversationStore
+    gateway: ModelGateway | None  # None: offline mode
+    settings: LLMSettings
+    policy: Policy
+    offline: OfflineResponder
+    turn_deadline_s: float = 45.0
+
+
+class Turn:
+    """Drives one engine turn for one conversation; not reused."""
+
+    def __init__(self, deps: TurnDeps, conversation_id: str, state: e.State) -> None:
+        self.deps = deps
+        self.conversation_id = conversation_id
+        self.engine = e.ConversationEngine(state)
+        self.inbox: asyncio.Queue[e.Input] = asyncio.Queue()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.message_text = ""
+        self.summary = ""
+        self.history: list[tuple[str, str]] = []
+
+    async def run(self, message: Event) -> None:
+        """Run the turn started by ``message`` until the engine has no turn in flight."""
+        self.message_text = message.text
+        self.summary, _upto, window = await self.deps.store.window(self.conversation_id)
+        self.history = [
+            ("user" if ev.role == "customer" else "assistant", ev.text)
+            for ev in window
+            if ev.type == "message" and ev.seq < message.seq and ev.role in ("customer", "assistant", "agent")
+        ][-HISTORY_TURNS:]
+        await self.apply(self.engine.handle(e.CustomerMessage(seq=message.seq, text=message.text)))
+        try:
+            async with asyncio.timeout(self.deps.turn_deadline_s):
+                while self.engine.turn is not None:
+                    await self.apply(self.engine.handle(await self.inbox.get()))
+        except TimeoutError:
+            log.warning("turn %s/%s hit its deadline", self.conversation_id, message.seq)
+            if self.engine.turn is not None:
+                await self.apply(self.engine.handle(e.Timeout(seq=message.seq)))
+        finally:
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def runner() -> None:
+            await coro
+
+        self.tasks.append(asyncio.create_task(runner()))
+
+    async def apply(self, actions: list[e.Action]) -> None:
+        for action in actions:
+            await self._do(action)
+
+    async def _publish(self, frame: dict[str, Any]) -> None:
+        await self.deps.store.publish(self.conversation_id, frame)
+
+    async def _do(self, action: e.Action) -> None:
+        store, cid = self.deps.store, self.conversation_id
+        match action:
+            case e.StartTriage(seq=seq, text=text):
+                self._spawn(self._triage(seq, text))
+            case e.StartDraft(seq=seq, text=text, reply_id=reply_id):
+                self._spawn(self._draft(seq, text, reply_id))
+            case e.RequestDecision(seq=seq, triage=t):
+                verdict = decide(
+                    wants_human=t.wants_human,
+                    confidence=t.confidence,
+                    urgency=t.urgency,
+                    message=self.message_text,
+                )
+                self.inbox.put_nowait(e.Decision(seq=seq, answer=verdict.answer, reason=verdict.reason))
+            case e.StreamDelta(reply_id=reply_id, text=text):
+                await self._publish({"type": "delta", "reply_id": reply_id, "text": text})
+            case e.AbortReply(reply_id=reply_id):
+                await self._publish({"type": "reply_aborted", "reply_id": reply_id})
+            case e.PersistReply(reply_id=reply_id, text=text):
+                event = await store.append_event(
+                    cid, type="message", role="assistant", text=text, reply_id=reply_id, now=_now()
+                )
+                await self._publish(event.to_frame())
+            case e.Handoff(reason=reason, draft=draft):
+                # draft None (still streaming) deletes a stale draft; DraftForAgent attaches it later
+                await store.set_state(cid, handoff_reason=reason, draft_text=draft)
+            case e.DraftForAgent(text=text):
+                await store.set_state(cid, draft_text=text)
+            case e.EmitStatus(state=state, agent_name=agent_name):
+                extra: dict[str, Any] = {"state": str(state)}
+                if agent_name:
+                    extra["agent"] = {"name": agent_name}
+                await store.set_state(cid, state=str(state))
+                event = await store.append_event(
+                    cid, type="status", role="system", text="", extra=extra, now=_now()
+                )
+                await self._publish(event.to_frame())
+            case e.PublishToAgent() | e.RequestRating():
+                pass  # the agent side and ratings belong to the handoff and widget issues
+
+    async def _triage(self, seq: int, text: str) -> None:
+        gateway = self.deps.gateway
+        offline_match = self.deps.offline.answer(text) if gateway is None else None
+        if gateway is None:
+            # Offline: no triage model. Confidence is the lexical match: answer only from policy/examples.
+            self.inbox.put_nowait(
+                e.TriageDone(seq=seq, wants_human=False, confidence=1.0 if offline_match else 0.0)
+            )
+            return
+        try:
+            result = await triage(
+                gateway,
+                model=self.deps.settings.triage_model,
+                message=text,
+                summary=self.summary,
+                recent=self.history[-6:],
+                conversation_id=self.conversation_id,
+                policy_version=self.deps.policy.version,
+            )
+            t = result.triage
+            self.inbox.put_nowait(
+                e.TriageDone(
+                    seq=seq,
+                    wants_human=t.wants_human,
+                    confidence=t.confidence,
+                    intent=t.intent,
+                    urgency=t.urgency,
+                    sentiment=t.sentiment,
+                )
+            )
+        except ModelError as exc:
+            log.warning("triage failed (%s): routing on zero confidence", exc.code)
+            self.inbox.put_nowait(e.TriageDone(seq=seq, wants_human=False, confidence=0.0))
+
+    async def _draft(self, seq: int, text: str, reply_id: str) -> None:
+        gateway = self.deps.gateway
+        if gateway is None:
+            match = self.deps.offline.answer(text)
+            if match is None:
+                self.inbox.put_nowait(e.DraftFailed(seq=seq, reason="offline_no_match"))
+            else:
+                self.inbox.put_nowait(e.DraftDelta(seq=seq, text=match.text))
+                self.inbox.put_nowait(e.DraftDone(seq=seq, text=match.text))
+            return
+        request = build_answer_request(
+            policy=self.deps.policy,
+            curated_examples=[],
+            summary=self.summary,
+            history=self.history,
+            retrieved_examples=[],
+            message=text,
+            model=self.deps.settings.answer_model,
+            max_tokens=self.deps.settings.answer_max_tokens,
+        )
+        parts: list[str] = []
+        try:
+            async with gateway.stream(
+                purpose="answer",
+                conversation_id=self.conversation_id,
+                policy_version=self.deps.policy.version,
+                **request,
+            ) as stream:
+                async for delta in stream.text_deltas():
+                    parts.append(delta)
+                    self.inbox.put_nowait(e.DraftDelta(seq=seq, text=delta))
+                final = stream.final_message
+        except ModelError as exc:
+            # Breaker open, budget exhausted, stalled or failed stream: the offline responder may still
+            # answer from the policy; otherwise the engine hands off.
+            match = self.deps.offline.answer(text) if not parts else None
+            if match is not None:
+                self.inbox.put_nowait(e.DraftDelta(seq=seq, text=match.text))
+                self.inbox.put_nowait(e.DraftDone(seq=seq, text=match.text))
+            else:
+                self.inbox.put_nowait(e.DraftFailed(seq=seq, reason=exc.code))
+            return
+        declined = final.stop_reason == "refusal" or any(
+            block.type == "tool_use" and block.name == "escalate_to_human" for block in final.content
+        )
+        self.inbox.put_nowait(e.DraftDone(seq=seq, text="".join(parts), declined=declined))
+
+
+class TurnRunner:
+    """Runs turns as owned background tasks, one at a time per conversation (a Redis lock)."""
+
+    def __init__(self, deps: TurnDeps, spawn: Callable[[Awaitable[None], str], object]) -> None:
+        self.deps = deps
+        self._spawn = spawn
+        self.in_flight: set[asyncio.Task[None]] = set()
+
+    def start(self, conversation_id: str, message: Event) -> None:
+        """Start the turn for a newly persisted customer message."""
+        self._spawn(self.run(conversation_id, message), f"turn:{conversation_id}:{message.seq}")
+
+    async def request_human(self, conversation_id: str) -> None:
+        """The customer asked for a person (a ``request_human`` frame)."""
+        await self._conversation_event(conversation_id, e.RequestHuman())
+
+    async def close(self, conversation_id: str) -> None:
+        """The customer ended the conversation (a ``close`` frame)."""
+        await self._conversation_event(conversation_id, e.CustomerClosed())
+
+    async def _conversation_event(self, conversation_id: str, event: e.Input) -> None:
+        state = await self.deps.store.get_state(conversation_id)
+        turn = Turn(self.deps, conversation_id, e.State(state.state) if state else e.State.BOT)
+        await turn.apply(turn.engine.handle(event))
+
+    async def run(self, conversation_id: str, message: Event) -> None:
+        """Run one turn under the conversation's turn lock; waits for a turn already in flight."""
+        store = self.deps.store
+        lock_ttl_ms = int((self.deps.turn_deadline_s + 5) * 1000)
+        token = None
+        for _ in range(int(self.deps.turn_deadline_s * 10)):
+            token = await store.acquire_lock("turn", conversation_id, lock_ttl_ms)
+            if token is not None:
+                break
+            await asyncio.sleep(0.1)
+        if token is None:
+            log.error(
+                "turn lock for %s not acquired; message %s left for the agents", conversation_id, message.seq
+            )
+            return
+        try:
+            state = await store.get_state(conversation_id)
+            current = e.State(state.state) if state else e.State.BOT
+            await Turn(self.deps, conversation_id, current).run(message)
+        finally:
+            with contextlib.suppress(Exception):
+                await store.release_lock(token)
