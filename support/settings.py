@@ -146,6 +146,13 @@ class LLMSettings(BaseSettings):
     )
     budget_wait_s: float = Field(5.0, description="How long a caller may wait for budget before OverBudget.")
     answer_max_tokens: int = Field(800, description="Cap on answer length.")
+    window_tokens: int = Field(
+        3000,
+        description=(
+            "Token budget of summary + verbatim window in answer prompts; over it, the oldest turns are "
+            "folded into the running summary."
+        ),
+    )
     turn_deadline_s: float = Field(
         45.0, description="A customer turn ends (answer or handoff) within this, even if the model stalls."
     )

@@ -11,26 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from handoff.routing import decide
 from support.conversation import engine as e
 from support.conversation.store import ConversationStore, Event
+from support.conversation.window import maybe_fold
 from support.errors import ModelError
 from support.llm.answer import build_answer_request
 from support.llm.gateway import ModelGateway
 from support.llm.offline import OfflineResponder
 from support.llm.policy import Policy
+from support.llm.tokens import TokenEstimator
 from support.llm.triage import triage
 from support.settings import LLMSettings
 
 log = logging.getLogger(__name__)
 
-HISTORY_TURNS = 20  # verbatim turns sent to the answer model until summarisation bounds the window
+# Cap on verbatim messages even when summarisation cannot run (offline, model down): prompts stay bounded.
+HISTORY_CAP_MESSAGES = 200
 
 
 def _now() -> datetime:
@@ -46,6 +50,7 @@ class TurnDeps:
     settings: LLMSettings
     policy: Policy
     offline: OfflineResponder
+    estimator: TokenEstimator = field(default_factory=TokenEstimator)
     turn_deadline_s: float = 45.0
 
 
@@ -70,7 +75,7 @@ class Turn:
             ("user" if ev.role == "customer" else "assistant", ev.text)
             for ev in window
             if ev.type == "message" and ev.seq < message.seq and ev.role in ("customer", "assistant", "agent")
-        ][-HISTORY_TURNS:]
+        ][-HISTORY_CAP_MESSAGES:]
         await self.apply(self.engine.handle(e.CustomerMessage(seq=message.seq, text=message.text)))
         try:
             async with asyncio.timeout(self.deps.turn_deadline_s):
@@ -205,6 +210,10 @@ class Turn:
                     parts.append(delta)
                     self.inbox.put_nowait(e.DraftDelta(seq=seq, text=delta))
                 final = stream.final_message
+            usage = final.usage
+            actual = usage.input_tokens + (usage.cache_read_input_tokens or 0)
+            actual += usage.cache_creation_input_tokens or 0
+            self.deps.estimator.observe(self.deps.estimator.estimate(_prompt_text(request)) or 1, actual)
         except ModelError as exc:
             # Breaker open, budget exhausted, stalled or failed stream: the offline responder may still
             # answer from the policy; otherwise the engine hands off.
@@ -219,6 +228,11 @@ class Turn:
             block.type == "tool_use" and block.name == "escalate_to_human" for block in final.content
         )
         self.inbox.put_nowait(e.DraftDone(seq=seq, text="".join(parts), declined=declined))
+
+
+def _prompt_text(request: dict[str, Any]) -> str:
+    """The text a request's input tokens are counted over, for calibrating the local estimate."""
+    return json.dumps([request.get("system"), request.get("tools"), request.get("messages")])
 
 
 class TurnRunner:
@@ -268,3 +282,17 @@ class TurnRunner:
         finally:
             with contextlib.suppress(Exception):
                 await store.release_lock(token)
+        gateway = self.deps.gateway
+        if gateway is not None:
+            # After the reply went out: fold old turns into the summary if the window is over budget.
+            self._spawn(self._fold(gateway, conversation_id), f"summary:{conversation_id}")
+
+    async def _fold(self, gateway: ModelGateway, conversation_id: str) -> None:
+        await maybe_fold(
+            self.deps.store,
+            gateway,
+            self.deps.estimator,
+            conversation_id=conversation_id,
+            model=self.deps.settings.triage_model,
+            budget_tokens=self.deps.settings.window_tokens,
+        )

@@ -304,3 +304,62 @@ async def test_offline_mode_answers_from_the_policy_or_hands_off(
     assert "30 days" in answered[-1]["text"]
     assert answered[-1]["text"].startswith("(Automatic answer")
     assert handed[-1] == {**handed[-1], "type": "status", "state": "queued"}
+
+
+async def test_a_long_conversation_is_summarised_and_the_prompt_stays_under_budget(
+    tmp_path: Path, fake_api: FakeAnthropic, redis_url: str, redis_client: Any
+) -> None:
+    budget = 400
+    fake_api.add_rule(lambda body: triage_reply() if is_triage(body) else None)
+    fake_api.add_rule(
+        lambda body: Reply(text="SUMMARY: customer asked about tent returns, order NW-1234.")
+        if not body.get("stream") and not is_triage(body) else None
+    )  # fmt: skip
+    fake_api.add_rule(lambda body: Reply(text="Noted. " * 20) if is_answer(body) else None)
+    proc = start_server(tmp_path / "long", fake_api, redis_url, SWITCHBOARD_LLM_WINDOW_TOKENS=str(budget))
+    texts = [f"Question {i} about my order NW-1234: " + "details " * 40 for i in range(8)]
+    try:
+        session = open_session(proc)
+        async for client in connect(proc, session["token"]):
+            for i, text in enumerate(texts):
+                await client.send({"type": "message", "client_id": f"l-{i}", "text": text})
+                await client.until(assistant_message)
+                await asyncio.sleep(0.3)  # the fold runs after the reply, off the customer's path
+            await client.send({"type": "resume", "after": 0})
+            replay = await client.until(lambda f: f.get("seq") == 16)
+    finally:
+        proc.kill()
+    summaries = [r.body for r in fake_api.requests if r.body and r.path == "/v1/messages"
+                 and not r.body.get("stream") and not is_triage(r.body)]  # fmt: skip
+    assert summaries, "the window went over budget, so a summary was requested"
+    assert all(s["model"] == "claude-haiku-4-5" for s in summaries)
+    last = [r.body for r in fake_api.requests if r.body and is_answer(r.body)][-1]
+    history_chars = len(json.dumps(last["messages"]))
+    assert "SUMMARY: customer asked about tent returns" in json.dumps(last["messages"])
+    assert history_chars / 4 < budget * 1.5, "summary + window stay near the budget"
+    assert len(json.dumps([texts, ["Noted. " * 20] * 8])) / 4 > budget * 2  # without folding it would not
+    customer = [f["text"] for f in replay if f["type"] == "message" and f["role"] == "customer"]
+    assert customer == texts  # nothing the customer said is lost from the store
+
+
+async def test_resume_after_a_dropped_connection_loses_and_duplicates_nothing(
+    server: ServerProcess, fake_api: FakeAnthropic
+) -> None:
+    fake_api.add_rule(lambda body: triage_reply() if is_triage(body) else None)
+    session = open_session(server)
+    async for client in connect(server, session["token"]):
+        await client.send({"type": "message", "client_id": "r-1", "text": "First question about returns"})
+        first = await client.until(assistant_message)
+    last_seen = max(f["seq"] for f in first if "seq" in f)
+    # While disconnected, the customer's retry of an unacknowledged message and a new one arrive.
+    async for client in connect(server, session["token"]):
+        await client.send({"type": "message", "client_id": "r-2", "text": "Second question about shipping"})
+        await client.until(assistant_message)
+    async for client in connect(server, session["token"]):
+        await client.send({"type": "message", "client_id": "r-2", "text": "Second question about shipping"})
+        assert (await client.recv())["type"] == "ack"
+        await client.send({"type": "resume", "after": last_seen})
+        replay = await client.until(lambda f: f.get("seq") == 4)
+    seqs = [f["seq"] for f in replay if "seq" in f and f["type"] != "ack"]
+    assert seqs == [3, 4]
+    assert [f["role"] for f in replay if f["type"] == "message"] == ["customer", "assistant"]
