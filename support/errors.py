@@ -123,9 +123,7 @@ class ModelRetriesExhausted(ModelUnavailable):
 
     code = "model_unavailable"
 
-    def __init__(
-        self, message: str | None = None, *, last_status: int | None, attempts: int
-    ) -> None:
+    def __init__(self, message: str | None = None, *, last_status: int | None, attempts: int) -> None:
         super().__init__(message)
         # HTTP status of the last failed attempt (None: connection error or timeout), for logs and callers.
         self.last_status = last_status

@@ -143,14 +143,14 @@ class WidgetConnection:
             await self.send({"type": "error", "code": exc.code, "message": exc.message})
             await self.socket.close(code=exc.ws_close_code, reason=exc.code)
             return
-        if self.runtime.draining.is_set():
-            await self.socket.close(code=CLOSE_GOING_AWAY, reason="draining")
-            return
         subscription = self.store.subscribe(self.conversation_id)
         await subscription.start()
         forwarder = asyncio.create_task(self._forward(subscription))
         self.runtime.widget_sockets.add(self.socket)
         try:
+            if self.runtime.draining.is_set():  # checked after registering: a drain cannot miss this socket
+                await self.socket.close(code=CLOSE_GOING_AWAY, reason="server restarting")
+                return
             while True:
                 raw = await self.socket.receive_text()
                 if not await self._handle(raw):

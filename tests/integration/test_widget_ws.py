@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -363,3 +364,21 @@ async def test_resume_after_a_dropped_connection_loses_and_duplicates_nothing(
     seqs = [f["seq"] for f in replay if "seq" in f and f["type"] != "ack"]
     assert seqs == [3, 4]
     assert [f["role"] for f in replay if f["type"] == "message"] == ["customer", "assistant"]
+
+
+async def test_sigterm_closes_customer_sockets_with_1001(
+    tmp_path: Path, fake_api: FakeAnthropic, redis_url: str, redis_client: Any
+) -> None:
+    proc = start_server(tmp_path / "drain", fake_api, redis_url)
+    try:
+        session = open_session(proc)
+        async for client in connect(proc, session["token"]):
+            await client.send({"type": "teleport"})
+            assert (await client.recv())["code"] == "bad_frame"  # the connection is fully set up
+            proc.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await client.recv()
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1001
+    finally:
+        proc.kill()
