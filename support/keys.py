@@ -82,7 +82,13 @@ def conversation_keys(conversation_id: str) -> tuple[str, ...]:
         conv_client_ids(conversation_id),
         conv_state(conversation_id),
         conv_summary(conversation_id),
+        conv_triage(conversation_id),
     )
+
+
+def conv_triage(conversation_id: str) -> str:
+    """Hash: customer message seq -> its triage verdict (JSON), kept with the turn for agents and reports."""
+    return f"{PREFIX}:{conv_tag(conversation_id)}:triage"
 
 
 def agent_fanout(conversation_id: str) -> str:

@@ -164,6 +164,9 @@ class Turn:
                 policy_version=self.deps.policy.version,
             )
             t = result.triage
+            await self.deps.store.record_triage(
+                self.conversation_id, seq, {**t.model_dump(), "fallback": result.fallback}
+            )
             self.inbox.put_nowait(
                 e.TriageDone(
                     seq=seq,

@@ -394,6 +394,15 @@ class ConversationStore:
         """A subscription to the conversation's live events; ``async with`` it (it owns a connection)."""
         return Subscription(self._redis.pubsub(), keys.conv_channel(conversation_id))
 
+    async def record_triage(self, conversation_id: str, seq: int, verdict: dict[str, Any]) -> None:
+        """Store the triage verdict of customer message ``seq`` with its turn."""
+        await self._redis.hset(keys.conv_triage(conversation_id), str(seq), json.dumps(verdict))
+
+    async def triage_of(self, conversation_id: str, seq: int) -> dict[str, Any] | None:
+        """The stored triage verdict of customer message ``seq``, if any."""
+        raw = await self._redis.hget(keys.conv_triage(conversation_id), str(seq))
+        return json.loads(raw) if raw is not None else None
+
     async def publish_agent(self, conversation_id: str, payload: dict[str, Any]) -> int:
         """Publish an agent-side event (customer typing, messages while a human owns the conversation)."""
         return int(await self._redis.publish(keys.agent_fanout(conversation_id), json.dumps(payload)))

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import websockets
 
+from support.conversation.store import ConversationStore
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests.servers import ServerProcess
 
@@ -136,7 +137,7 @@ async def test_session_refuses_unknown_keys_and_foreign_origins(server: ServerPr
 
 
 async def test_a_confident_turn_streams_the_answer_and_persists_it(
-    server: ServerProcess, fake_api: FakeAnthropic
+    server: ServerProcess, fake_api: FakeAnthropic, redis_client: Any
 ) -> None:
     fake_api.add_rule(lambda body: triage_reply() if is_triage(body) else None)
     fake_api.add_rule(
@@ -154,6 +155,9 @@ async def test_a_confident_turn_streams_the_answer_and_persists_it(
     assert "".join(d["text"] for d in deltas) == final["text"] == "You can return a tent within 30 days."
     assert {d["reply_id"] for d in deltas} == {final["reply_id"]}
     assert final["seq"] == 2
+    stored = await ConversationStore(redis_client).triage_of(session["conversation_id"], 1)
+    assert stored is not None
+    assert (stored["intent"], stored["confidence"], stored["fallback"]) == ("returns_refunds", 0.9, False)
 
 
 async def test_duplicate_client_id_is_stored_once_and_acked_twice(
