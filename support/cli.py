@@ -1,4 +1,4 @@
-"""``switchboard`` command line: serve | migrate | fake-anthropic."""
+"""``switchboard`` command line: serve | migrate | worker | fake-anthropic."""
 
 from __future__ import annotations
 
@@ -44,6 +44,35 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(_args: argparse.Namespace) -> int:
+    """Run background work (the archiver) without serving HTTP, until SIGTERM."""
+    from support.conversation.archive import archive_forever
+    from support.runtime import open_runtime
+
+    settings = load_settings()
+    _configure_logging(settings.app.log_level)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with open_runtime(settings) as runtime:
+            # open_runtime already runs one archiver; a dedicated worker sweeps more often.
+            runtime.spawn(
+                archive_forever(
+                    runtime.store, runtime.sessions, idle_s=settings.app.archive_idle_s,
+                    ttl_s=settings.app.archive_ttl_s,
+                    interval_s=max(5.0, settings.app.archive_interval_s / 4),
+                ),
+                "worker-archiver",
+            )  # fmt: skip
+            await stop.wait()
+
+    asyncio.run(run())
+    return 0
+
+
 def cmd_fake_anthropic(args: argparse.Namespace) -> int:
     """Run the fake model API in the foreground (demos, benchmarks, manual testing)."""
     from support.testing.fake_anthropic import FakeAnthropic
@@ -78,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=cmd_migrate)
+
+    worker = sub.add_parser("worker", help="run background work (archiving) without serving HTTP")
+    worker.set_defaults(func=cmd_worker)
 
     fake = sub.add_parser("fake-anthropic", help="run the fake Anthropic API (for demos and benchmarks)")
     fake.add_argument("--host", default="127.0.0.1")

@@ -94,3 +94,8 @@ def conv_triage(conversation_id: str) -> str:
 def agent_fanout(conversation_id: str) -> str:
     """Pub/sub channel of agent-side events of one conversation (customer typing, new messages)."""
     return f"{PREFIX}:{conv_tag(conversation_id)}:agent_fanout"
+
+
+def active_conversations() -> str:
+    """Sorted set: conversation id -> time of its last event (epoch s); what the archiver sweeps."""
+    return f"{PREFIX}:{{archive}}:active"

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from support.channels.widget_sessions import WidgetSessionService
+from support.conversation.archive import archive_forever
 from support.conversation.pipeline import TurnDeps, TurnRunner
 from support.conversation.store import ConversationStore
 from support.db.engine import make_engine, session_factory
@@ -149,6 +150,16 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         runtime.spawn,
     )
     runtime.drain_hooks.append(runtime.close_widget_sockets)
+    runtime.spawn(
+        archive_forever(
+            store,
+            runtime.sessions,
+            idle_s=settings.app.archive_idle_s,
+            ttl_s=settings.app.archive_ttl_s,
+            interval_s=settings.app.archive_interval_s,
+        ),
+        "archiver",
+    )
     if embedded is not None and embedded.owned:
         runtime.spawn(embedded.supervise(), "embedded-redis-supervisor")
     try:

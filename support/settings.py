@@ -46,6 +46,16 @@ class AppSettings(BaseSettings):
         description="JSON object: widget key -> allowed origins.",
     )
 
+    archive_idle_s: float = Field(
+        1800.0, description="A conversation idle this long is archived to SQL by the archiver."
+    )
+    archive_ttl_s: int = Field(
+        86400, description="After archiving, its Redis keys expire after this (unless it becomes active)."
+    )
+    archive_interval_s: float = Field(
+        60.0, description="How often each process sweeps for idle conversations."
+    )
+
     def check_production(self) -> None:
         """Refuse to run production with the shipped placeholder secret."""
         if self.environment == "production" and self.secret_key.get_secret_value() == _PLACEHOLDER_SECRET:

@@ -96,6 +96,16 @@ def iso(now: datetime) -> str:
     return now.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
+# Remove from the active index only if the score is the one the archiver read (no activity since).
+_FORGET_IF_IDLE = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One persisted event of a conversation (a message or a status change)."""
@@ -238,6 +248,7 @@ class ConversationStore:
         self._set_state = redis.register_script(_SET_STATE)
         self._fold = redis.register_script(_FOLD)
         self._release = redis.register_script(_RELEASE)
+        self._forget = redis.register_script(_FORGET_IF_IDLE)
 
     async def create_conversation(
         self, conversation_id: str, *, widget_key: str, visitor: dict[str, Any], now: datetime | None = None
@@ -293,11 +304,43 @@ class ConversationStore:
             raise NotFound(f"no conversation {conversation_id}")
         if status == 0:
             return Event._from_entry(int(result[1]), result[2]), False
+        await self._mark_active(conversation_id, event.created_at)
         return Event(
             seq=int(result[1]), id=event.id, type=event.type, role=event.role, text=event.text,
             created_at=event.created_at, client_id=event.client_id, reply_id=event.reply_id,
             author=event.author, extra=event.extra,
         ), True  # fmt: skip
+
+    async def _mark_active(self, conversation_id: str, created_at: str) -> None:
+        """Index the conversation for the archiver and cancel any idle expiry (it is live again).
+
+        A separate step from the append (the index is a global key, on another cluster slot): if the
+        process dies in between, the next event or the archiver's sweep of stale entries catches up.
+        """
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(
+            keys.active_conversations(), {conversation_id: datetime.fromisoformat(created_at).timestamp()}
+        )
+        for key in keys.conversation_keys(conversation_id):
+            pipe.persist(key)
+        await pipe.execute()
+
+    async def idle_conversations(self, before: datetime, limit: int) -> list[tuple[str, float]]:
+        """Conversations whose last event is older than ``before``, oldest first, with that score."""
+        rows = await self._redis.zrangebyscore(
+            keys.active_conversations(), "-inf", before.timestamp(), start=0, num=limit, withscores=True
+        )
+        result: list[tuple[str, float]] = []
+        for row in rows:
+            member, score = row[0], row[1]
+            result.append((member.decode() if isinstance(member, bytes) else str(member), float(score)))
+        return result
+
+    async def forget_if_idle(self, conversation_id: str, score: float) -> bool:
+        """Drop the conversation from the active index unless it had activity since ``score`` was read."""
+        return bool(
+            await self._forget(keys=[keys.active_conversations()], args=[conversation_id, repr(score)])
+        )
 
     async def events_after(
         self, conversation_id: str, after_seq: int, limit: int | None = None

@@ -58,3 +58,36 @@ class ModelUsagePublic(ModelUsageBase):
 
     id: int
     created_at: datetime
+
+
+class ArchivedConversation(SQLModel, table=True):
+    """A conversation as archived from Redis (upserted on every sweep that finds it idle)."""
+
+    __tablename__ = "conversation"
+
+    id: str = Field(primary_key=True, max_length=64)
+    widget_key: str = Field(max_length=128)
+    visitor: str = Field(default="{}", description="JSON")
+    state: str = Field(max_length=16, index=True)
+    summary: str = ""
+    created_at: datetime
+    last_activity: datetime = Field(index=True)
+    archived_at: datetime = Field(default_factory=utcnow)
+
+
+class ArchivedMessage(SQLModel, table=True):
+    """One persisted event (message or status) of an archived conversation; unique by (conversation, seq)."""
+
+    __tablename__ = "conversation_event"
+
+    conversation_id: str = Field(primary_key=True, max_length=64, foreign_key="conversation.id")
+    seq: int = Field(primary_key=True)
+    event_id: str = Field(max_length=64)
+    type: str = Field(max_length=16)
+    role: str = Field(max_length=16)
+    text: str
+    created_at: datetime
+    client_id: str | None = Field(default=None, max_length=128)
+    reply_id: str | None = Field(default=None, max_length=64)
+    author: str | None = Field(default=None, description="JSON")
+    extra: str = Field(default="{}", description="JSON")
