@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -56,6 +57,7 @@ class ServerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.data_dir,
+            start_new_session=True,  # its own process group, so kill() also stops its embedded Redis
         )
         log.close()
         deadline = time.monotonic() + timeout_s
@@ -82,7 +84,9 @@ class ServerProcess:
         return self.proc.wait(timeout=timeout_s)
 
     def kill(self) -> None:
-        """SIGKILL (a crash) if still running."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        """SIGKILL the server and anything it started (its embedded Redis), if still running."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # start_new_session: its pgid is its pid
+        self.proc.wait(timeout=10)
