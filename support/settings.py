@@ -19,6 +19,11 @@ from support.errors import ConfigurationError
 
 _PLACEHOLDER_SECRET = "dev-insecure-placeholder-secret-change-me"
 DEFAULT_POLICY_PATH = Path(__file__).parent / "policy" / "sample_policy.md"
+# The sample policy's topics; a company with other topics sets SWITCHBOARD_LLM_INTENTS.
+DEFAULT_INTENTS = (
+    "orders", "shipping", "returns_refunds", "exchanges", "warranty_repairs", "rentals", "membership",
+    "account_privacy", "payments_billing", "product_question", "complaint", "other",
+)  # fmt: skip
 
 
 class AppSettings(BaseSettings):
@@ -156,6 +161,10 @@ class LLMSettings(BaseSettings):
     )
     budget_wait_s: float = Field(5.0, description="How long a caller may wait for budget before OverBudget.")
     answer_max_tokens: int = Field(800, description="Cap on answer length.")
+    intents: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_INTENTS),
+        description="JSON list: the intent taxonomy triage classifies into (`other` is always added).",
+    )
     window_tokens: int = Field(
         3000,
         description=(
@@ -166,6 +175,12 @@ class LLMSettings(BaseSettings):
     turn_deadline_s: float = Field(
         45.0, description="A customer turn ends (answer or handoff) within this, even if the model stalls."
     )
+
+    @property
+    def taxonomy(self) -> tuple[str, ...]:
+        """The configured intents, with the catch-all ``other`` always present."""
+        intents = [i for i in dict.fromkeys(self.intents) if i]
+        return (*intents, "other") if "other" not in intents else tuple(intents)
 
     @property
     def offline(self) -> bool:

@@ -160,6 +160,7 @@ class Turn:
                 message=text,
                 summary=self.summary,
                 recent=self.history[-6:],
+                taxonomy=self.deps.settings.taxonomy,
                 conversation_id=self.conversation_id,
                 policy_version=self.deps.policy.version,
             )

@@ -22,6 +22,7 @@ from anthropic.types import Message
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from support.llm.gateway import ModelGateway
+from support.settings import DEFAULT_INTENTS
 
 TOOL_NAME = "record_triage"
 TRIAGE_MAX_TOKENS = 400  # the tool input is ~100 tokens; room for a 200-char reason in any script
@@ -32,20 +33,7 @@ REASON_MAX_CHARS = 200
 FALLBACK_REASON = "triage_invalid"
 FALLBACK_LANGUAGE = "und"  # BCP-47 "undetermined"
 
-DEFAULT_TAXONOMY: tuple[str, ...] = (
-    "orders",
-    "shipping",
-    "returns_refunds",
-    "exchanges",
-    "warranty_repairs",
-    "rentals",
-    "membership",
-    "account_privacy",
-    "payments_billing",
-    "product_question",
-    "complaint",
-    "other",
-)
+DEFAULT_TAXONOMY: tuple[str, ...] = DEFAULT_INTENTS
 
 Urgency = Literal["low", "normal", "high", "urgent"]
 Sentiment = Literal["negative", "neutral", "positive"]

@@ -386,3 +386,19 @@ async def test_sigterm_closes_customer_sockets_with_1001(
             assert closed.value.rcvd.code == 1001
     finally:
         proc.kill()
+
+
+async def test_the_configured_intent_taxonomy_reaches_triage(
+    tmp_path: Path, fake_api: FakeAnthropic, redis_url: str, redis_client: Any
+) -> None:
+    proc = start_server(tmp_path / "tax", fake_api, redis_url, SWITCHBOARD_LLM_INTENTS='["tents", "billing"]')
+    try:
+        session = open_session(proc)
+        async for client in connect(proc, session["token"]):
+            await client.send({"type": "message", "client_id": "x-1", "text": "My tent pole snapped"})
+            await client.until(lambda f: assistant_message(f) or f["type"] == "status")
+    finally:
+        proc.kill()
+    triage_body = next(r.body for r in fake_api.requests if r.body and is_triage(r.body))
+    schema = triage_body["tools"][0]["input_schema"]
+    assert schema["properties"]["intent"]["enum"] == ["tents", "billing", "other"]
