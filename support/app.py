@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from litestar import Litestar, MediaType, Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 
 from support import __version__
@@ -26,6 +27,31 @@ def error_response(_request: Request[object, object, State], exc: SwitchboardErr
     return Response(
         {"error": {"code": exc.code, "message": exc.message}},
         status_code=exc.http_status,
+        media_type=MediaType.JSON,
+    )
+
+
+HTTP_ERROR_CODES = {
+    400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 413: "too_large", 429: "rate_limited",
+}  # fmt: skip
+
+
+def http_error_response(_request: Request[object, object, State], exc: HTTPException) -> Response[object]:
+    """Framework errors (body validation, unknown route, wrong method) in the same envelope."""
+    code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
+    error: dict[str, object] = {"code": code, "message": exc.detail}
+    if isinstance(exc, ValidationException) and exc.extra:
+        error["details"] = exc.extra
+    return Response({"error": error}, status_code=exc.status_code, media_type=MediaType.JSON)
+
+
+def internal_error_response(_request: Request[object, object, State], exc: Exception) -> Response[object]:
+    """Anything unexpected: logged with its traceback here, never shown to the client."""
+    log.error("unhandled error", exc_info=exc)
+    return Response(
+        {"error": {"code": "internal_error", "message": "internal error"}},
+        status_code=500,
         media_type=MediaType.JSON,
     )
 
@@ -48,7 +74,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[healthz, readyz, WidgetController],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
-        exception_handlers={SwitchboardError: error_response},
+        exception_handlers={
+            SwitchboardError: error_response,
+            HTTPException: http_error_response,
+            Exception: internal_error_response,
+        },
         openapi_config=OpenAPIConfig(title="Switchboard", version=__version__, path="/schema"),
         debug=False,
     )

@@ -402,3 +402,19 @@ async def test_the_configured_intent_taxonomy_reaches_triage(
     triage_body = next(r.body for r in fake_api.requests if r.body and is_triage(r.body))
     schema = triage_body["tools"][0]["input_schema"]
     assert schema["properties"]["intent"]["enum"] == ["tents", "billing", "other"]
+
+
+async def test_a_malformed_session_request_gets_a_typed_error_and_creates_nothing(
+    server: ServerProcess, redis_client: Any
+) -> None:
+    url = f"{server.url}/api/v1/widget/sessions"
+    missing = httpx.post(url, json={"visitor": {}}, headers={"Origin": ORIGIN})
+    assert missing.status_code == 400
+    assert missing.json()["error"]["code"] == "invalid_request"
+    not_json = httpx.post(
+        url, content=b"{nope", headers={"Origin": ORIGIN, "Content-Type": "application/json"}
+    )
+    assert not_json.status_code == 400
+    assert not_json.json()["error"]["code"] == "invalid_request"
+    assert httpx.get(f"{server.url}/api/v1/nowhere").json()["error"]["code"] == "not_found"
+    assert [k async for k in redis_client.scan_iter(match="sb:{conv:*")] == []
