@@ -141,8 +141,13 @@ class Turn:
                     cid, type="status", role="system", text="", extra=extra, now=_now()
                 )
                 await self._publish(event.to_frame())
-            case e.PublishToAgent() | e.RequestRating():
-                pass  # the agent side and ratings belong to the handoff and widget issues
+            case e.PublishToAgent(seq=seq, text=text):
+                # A human owns (or is about to own) the conversation: the message goes to the agent side.
+                await store.publish_agent(
+                    cid, {"type": "customer_message", "conversation_id": cid, "seq": seq, "text": text}
+                )
+            case e.RequestRating():
+                await self._publish({"type": "rating_request"})
 
     async def _triage(self, seq: int, text: str) -> None:
         gateway = self.deps.gateway

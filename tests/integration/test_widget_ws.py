@@ -15,6 +15,7 @@ import httpx
 import pytest
 import websockets
 
+from support import keys
 from support.conversation.store import ConversationStore
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests.servers import ServerProcess
@@ -418,3 +419,35 @@ async def test_a_malformed_session_request_gets_a_typed_error_and_creates_nothin
     assert not_json.json()["error"]["code"] == "invalid_request"
     assert httpx.get(f"{server.url}/api/v1/nowhere").json()["error"]["code"] == "not_found"
     assert [k async for k in redis_client.scan_iter(match="sb:{conv:*")] == []
+
+
+async def test_while_queued_customer_messages_go_to_the_agent_side_not_the_bot(
+    server: ServerProcess, fake_api: FakeAnthropic, redis_client: Any
+) -> None:
+    fake_api.add_rule(lambda body: triage_reply(wants_human=True) if is_triage(body) else None)
+    session = open_session(server)
+    cid = session["conversation_id"]
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(keys.agent_fanout(cid))
+    try:
+        async for client in connect(server, session["token"]):
+            await client.send({"type": "message", "client_id": "q-1", "text": "I need a person"})
+            await client.until(lambda f: f["type"] == "status" and f["state"] == "queued")
+            answers_before = sum(1 for r in fake_api.requests if r.body and is_answer(r.body))
+            await client.send({"type": "message", "client_id": "q-2", "text": "Hello? Anyone there?"})
+            assert (await client.recv())["type"] == "ack"
+            received = None
+            async with asyncio.timeout(RECV_TIMEOUT_S):
+                while received is None:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is not None and json.loads(msg["data"]).get("type") == "customer_message":
+                        received = json.loads(msg["data"])
+    finally:
+        await pubsub.aclose()
+    assert received == {
+        "type": "customer_message",
+        "conversation_id": cid,
+        "seq": 3,
+        "text": "Hello? Anyone there?",
+    }
+    assert sum(1 for r in fake_api.requests if r.body and is_answer(r.body)) == answers_before
