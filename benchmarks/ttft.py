@@ -31,6 +31,7 @@ import anthropic
 import httpx
 import websockets
 
+from support.settings import PUBLIC_ENV_NAMES
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 
 TRIAGE_MODEL = "claude-haiku-4-5"
@@ -41,14 +42,6 @@ ANSWER_TEXT = "You can return it within 30 days."
 RECV_TIMEOUT_S = 30.0
 THINK_TIME_S = 0.2  # pause between a reply and the customer's next message in the same conversation
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "ttft.json"
-STRIPPED_ENV = (
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "SWITCHBOARD_REDIS_URL",
-    "SWITCHBOARD_DATABASE_URL",
-    "SWITCHBOARD_POLICY_PATH",
-    "SWITCHBOARD_DATA_DIR",
-)
 QUESTIONS = (
     "Can I return my tent?",
     "It was used once, is that a problem?",
@@ -110,7 +103,7 @@ class Server:
     def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
         self.data_dir = data_dir
         self.port = free_port()
-        self.env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV}
+        self.env = {k: v for k, v in os.environ.items() if k not in PUBLIC_ENV_NAMES}
         self.env.update({"SWITCHBOARD_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **env})
         self.log_path = data_dir / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -19,6 +19,12 @@ from support.errors import ConfigurationError
 
 _PLACEHOLDER_SECRET = "dev-insecure-placeholder-secret-change-me"
 DEFAULT_POLICY_PATH = Path(__file__).parent / "policy" / "sample_policy.md"
+# The environment names PROTOCOL.md makes public (kept exactly; docs and tests check them).
+PUBLIC_ENV_NAMES = (
+    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "SWITCHBOARD_REDIS_URL", "SWITCHBOARD_DATABASE_URL",
+    "SWITCHBOARD_POLICY_PATH", "SWITCHBOARD_DATA_DIR", "SWITCHBOARD_WIDGET_KEYS",
+    "SWITCHBOARD_TRIAGE_MODEL", "SWITCHBOARD_ANSWER_MODEL",
+)  # fmt: skip
 # The sample policy's topics; a company with other topics sets SWITCHBOARD_LLM_INTENTS.
 DEFAULT_INTENTS = (
     "orders", "shipping", "returns_refunds", "exchanges", "warranty_repairs", "rentals", "membership",

@@ -13,13 +13,10 @@ from pathlib import Path
 
 import httpx
 
-STRIPPED_ENV = (
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "SWITCHBOARD_REDIS_URL",
-    "SWITCHBOARD_DATABASE_URL",
-    "SWITCHBOARD_POLICY_PATH",
-)
+from support.settings import PUBLIC_ENV_NAMES
+
+# A test server sees only the configuration the test gives it (plus secrets and mode, never inherited).
+STRIPPED_ENV = (*PUBLIC_ENV_NAMES, "SWITCHBOARD_ENVIRONMENT", "SWITCHBOARD_SECRET_KEY")
 
 
 def free_port() -> int:

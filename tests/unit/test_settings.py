@@ -5,21 +5,9 @@ from __future__ import annotations
 import pytest
 
 from support.errors import ConfigurationError
-from support.settings import load_settings
+from support.settings import PUBLIC_ENV_NAMES, load_settings
 
-PUBLIC_ENV = (
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "SWITCHBOARD_REDIS_URL",
-    "SWITCHBOARD_DATABASE_URL",
-    "SWITCHBOARD_POLICY_PATH",
-    "SWITCHBOARD_DATA_DIR",
-    "SWITCHBOARD_WIDGET_KEYS",
-    "SWITCHBOARD_TRIAGE_MODEL",
-    "SWITCHBOARD_ANSWER_MODEL",
-    "SWITCHBOARD_ENVIRONMENT",
-    "SWITCHBOARD_SECRET_KEY",
-)
+PUBLIC_ENV = (*PUBLIC_ENV_NAMES, "SWITCHBOARD_ENVIRONMENT", "SWITCHBOARD_SECRET_KEY")
 
 
 @pytest.fixture(autouse=True)
