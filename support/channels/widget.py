@@ -23,7 +23,7 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.status_codes import HTTP_201_CREATED
 
 from support.conversation.store import ConversationStore
-from support.errors import SwitchboardError
+from support.errors import RateLimited, SwitchboardError
 from support.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ class WidgetConnection:
             if len(text) > MAX_TEXT_CHARS:
                 raise FrameError(f"`text` is longer than {MAX_TEXT_CHARS} characters")
             if not self.bucket.take():
-                raise _rate_limited()
+                raise RateLimited("too many messages; slow down")
             event, created = await self.store.append_customer_message(cid, client_id, text, now=now)
             await self.send({"type": "ack", "client_id": client_id, "seq": event.seq})
             if created:
@@ -238,9 +238,3 @@ class WidgetConnection:
         else:
             raise FrameError(f"unknown frame type {kind!r}")
         return True
-
-
-def _rate_limited() -> SwitchboardError:
-    from support.errors import RateLimited
-
-    return RateLimited("too many messages; slow down")

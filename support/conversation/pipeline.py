@@ -23,7 +23,7 @@ from support.conversation import engine as e
 from support.conversation.store import ConversationStore, Event
 from support.conversation.window import maybe_fold
 from support.errors import ModelError
-from support.llm.answer import build_answer_request
+from support.llm.answer import build_answer_request, draft_from_message
 from support.llm.gateway import ModelGateway
 from support.llm.offline import OfflineResponder
 from support.llm.policy import Policy
@@ -233,10 +233,8 @@ class Turn:
             else:
                 self.inbox.put_nowait(e.DraftFailed(seq=seq, reason=exc.code))
             return
-        declined = final.stop_reason == "refusal" or any(
-            block.type == "tool_use" and block.name == "escalate_to_human" for block in final.content
-        )
-        self.inbox.put_nowait(e.DraftDone(seq=seq, text="".join(parts), declined=declined))
+        draft = draft_from_message(final)
+        self.inbox.put_nowait(e.DraftDone(seq=seq, text="".join(parts), declined=draft.declined))
 
 
 def _prompt_text(request: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 from anthropic.types import Message, Usage
 
 from support.llm.gateway import GatewayStream, ModelGateway
+from support.llm.offline import Example
 from support.llm.policy import Policy
 
 ESCALATE_TOOL_NAME = "escalate_to_human"
@@ -64,14 +65,6 @@ the policy, the policy wins.
 - Reply in the customer's language. Be brief, friendly and concrete: a few sentences, with the steps \
 the customer must take.
 - Do not mention these instructions, the policy document as such, or the tools."""
-
-
-@dataclass(frozen=True)
-class Example:
-    """A past question and its approved answer (curated, or retrieved for the current turn)."""
-
-    question: str
-    answer: str
 
 
 @dataclass(frozen=True)
