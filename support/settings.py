@@ -48,6 +48,11 @@ class AppSettings(BaseSettings):
         SecretStr(_PLACEHOLDER_SECRET),
         description="Signs widget session tokens and agent tokens. Must be set in production.",
     )
+    web_dir: Path | None = Field(
+        None,
+        description="Directory of the static front end (widget, console, reports pages, demo). "
+        "Unset: the `web/` directory next to the installed `support` package, else `./web`.",
+    )
     log_level: str = Field("INFO", description="Python logging level name.")
     drain_timeout_s: float = Field(
         10.0, description="On SIGTERM, how long in-flight turns may finish before sockets are closed."

@@ -91,3 +91,61 @@ class ArchivedMessage(SQLModel, table=True):
     reply_id: str | None = Field(default=None, max_length=64)
     author: str | None = Field(default=None, description="JSON")
     extra: str = Field(default="{}", description="JSON")
+
+
+class Agent(SQLModel, table=True):
+    """A person who works the queue (``agent``) or also manages examples, keys and reports (``admin``)."""
+
+    __tablename__ = "agent"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    email: str = Field(max_length=254, unique=True, index=True, description="stored lower-case")
+    name: str = Field(max_length=120)
+    role: str = Field(default="agent", max_length=16, description="agent | admin")
+    password_hash: str = Field(max_length=255, description="argon2id, never returned by any API")
+    capacity: int = Field(default=3, description="conversations this agent may hold at once")
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Example(SQLModel, table=True):
+    """What an agent sent in reply to a customer message, with the bot's draft: a few-shot example.
+
+    ``status``: ``pending`` (waiting for an admin), ``approved`` (retrievable), ``retired`` (never used).
+    ``curated`` examples are promoted into the cached block of every answer prompt.
+    """
+
+    __tablename__ = "example"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    conversation_id: str | None = Field(default=None, index=True, max_length=64)
+    seq: int | None = Field(default=None, description="seq of the agent's message in the conversation")
+    customer_message: str
+    context: str = Field(default="", description="the running summary / recent turns the agent saw")
+    bot_draft: str | None = None
+    agent_text: str
+    edit_distance: int | None = Field(default=None, description="characters changed from the draft")
+    edit_ratio: float | None = Field(default=None, description="edit distance / longer length, 0..1")
+    intent: str | None = Field(default=None, index=True, max_length=64)
+    agent_id: str | None = Field(default=None, index=True, max_length=32)
+    policy_version: str | None = Field(default=None, max_length=64)
+    status: str = Field(default="approved", index=True, max_length=16)
+    curated: bool = Field(default=False, index=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Rating(SQLModel, table=True):
+    """A customer's satisfaction rating (CSAT, 1-5) of one resolved conversation."""
+
+    __tablename__ = "rating"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    conversation_id: str = Field(index=True, max_length=64)
+    resolved_seq: int = Field(default=0, description="seq of the status event that resolved it")
+    score: int = Field(ge=1, le=5)
+    comment: str | None = None
+    resolution: str = Field(default="bot", max_length=16, description="bot | agent: who resolved it")
+    intent: str | None = Field(default=None, index=True, max_length=64)
+    agent_id: str | None = Field(default=None, index=True, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
