@@ -13,6 +13,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 
 from support import __version__
+from support.channels.web_assets import WebAssetsController
 from support.channels.widget import WidgetController
 from support.errors import SwitchboardError
 from support.health import healthz, readyz
@@ -71,7 +72,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return runtime
 
     return Litestar(
-        route_handlers=[healthz, readyz, WidgetController],
+        route_handlers=[healthz, readyz, WidgetController, WebAssetsController],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers={
