@@ -26,6 +26,7 @@ from support.embedded_redis import EmbeddedRedis
 from support.llm.gateway import ModelGateway, make_client
 from support.llm.offline import OfflineResponder
 from support.llm.policy import Policy, load_policy
+from support.reports.ratings import RatingService
 from support.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Runtime:
     store: ConversationStore
     policy: Policy
     widget_sessions: WidgetSessionService
+    ratings: RatingService
     turns: TurnRunner = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     widget_sockets: set[Any] = field(default_factory=set)
@@ -123,17 +125,19 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     client = aioredis.Redis.from_url(redis_url, decode_responses=False, health_check_interval=30)
     engine = make_engine(settings.database_url)
     store = ConversationStore(client)
+    sessions = session_factory(engine)
     runtime = Runtime(
         settings=settings,
         redis=client,
         redis_url=redis_url,
         engine=engine,
-        sessions=session_factory(engine),
+        sessions=sessions,
         store=store,
         policy=policy,
         widget_sessions=WidgetSessionService(
             store, secret=settings.app.secret_key.get_secret_value(), widget_keys=settings.app.widget_keys
         ),
+        ratings=RatingService(store, sessions),
     )
     anthropic_client = None if settings.llm.offline else make_client(settings.llm)
     if anthropic_client is not None:

@@ -456,3 +456,8 @@ class ConversationStore:
             for key in keys.conversation_keys(conversation_id):
                 pipe.expire(key, ttl_s)
             await pipe.execute()
+
+    async def triages(self, conversation_id: str) -> dict[int, dict[str, Any]]:
+        """Every stored triage verdict of the conversation, by customer message seq."""
+        raw = await self._redis.hgetall(keys.conv_triage(conversation_id))
+        return {int(_s(k)): json.loads(v) for k, v in raw.items()}

@@ -1,0 +1,160 @@
+"""Widget ratings become SQL rows and the satisfaction report aggregates them (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from support.conversation.store import ConversationStore
+from support.db.engine import session_factory
+from support.db.models import Agent, Rating
+from support.errors import NotFound, ValidationFailed
+from support.reports.ratings import RatingNotExpected, RatingService
+from support.reports.satisfaction import satisfaction_report
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+async def conversation(
+    store: ConversationStore, cid: str, *, intent: str | None, agent: dict[str, str] | None, at: datetime
+) -> None:
+    """A conversation that was triaged, optionally handled by a person, then resolved."""
+    await store.create_conversation(cid, widget_key="pk_test", visitor={}, now=at)
+    event, _ = await store.append_customer_message(cid, "c-1", "My tent pole snapped", now=at)
+    if intent is not None:
+        await store.record_triage(cid, event.seq, {"intent": intent, "confidence": 0.9})
+    if agent is not None:
+        await store.append_event(
+            cid, type="status", role="system", text="", extra={"state": "queued"}, now=at
+        )
+        await store.append_event(
+            cid, type="status", role="system", text="", extra={"state": "agent", "agent": agent}, now=at
+        )
+        await store.append_event(
+            cid, type="message", role="agent", text="A new pole is on its way.", author=agent, now=at
+        )
+    else:
+        await store.append_event(cid, type="message", role="assistant", text="Here is how.", now=at)
+    await store.append_event(cid, type="status", role="system", text="", extra={"state": "resolved"}, now=at)
+    await store.set_state(cid, state="resolved")
+
+
+async def test_a_rating_is_stored_once_per_resolution_with_who_resolved_it(
+    redis_client: Any, db_engine: AsyncEngine
+) -> None:
+    store = ConversationStore(redis_client)
+    sessions = session_factory(db_engine)
+    service = RatingService(store, sessions)
+    await conversation(store, "conv-bot", intent="returns_refunds", agent=None, at=T0)
+    await conversation(
+        store, "conv-agent", intent="warranty_repairs", agent={"id": "ag1", "name": "Sam"}, at=T0
+    )
+
+    first = await service.record("conv-bot", score=2, comment="  slow  ", now=T0)
+    again = await service.record("conv-bot", score=4, comment=None, now=T0 + timedelta(minutes=1))
+    by_agent = await service.record("conv-agent", score=5, comment="Great help", now=T0)
+
+    assert again.id == first.id, "rating the same resolution again updates the row"
+    async with sessions() as session:
+        rows = (await session.execute(Rating.__table__.select().order_by("conversation_id"))).all()  # type: ignore[attr-defined]
+    assert [(r.conversation_id, r.score, r.comment, r.resolution, r.intent, r.agent_id) for r in rows] == [
+        ("conv-agent", 5, "Great help", "agent", "warranty_repairs", "ag1"),
+        ("conv-bot", 4, None, "bot", "returns_refunds", None),
+    ]
+    assert by_agent.resolved_seq == 5  # customer 1, queued 2, agent 3, agent message 4, resolved 5
+    assert rows[1].resolved_seq == 3
+
+
+async def test_a_rating_before_resolution_is_refused_and_stores_nothing(
+    redis_client: Any, db_engine: AsyncEngine
+) -> None:
+    store = ConversationStore(redis_client)
+    sessions = session_factory(db_engine)
+    service = RatingService(store, sessions)
+    await store.create_conversation("open", widget_key="pk_test", visitor={}, now=T0)
+    await store.append_customer_message("open", "c-1", "Hello", now=T0)
+    with pytest.raises(RatingNotExpected):
+        await service.record("open", score=5, comment=None, now=T0)
+    with pytest.raises(NotFound):
+        await service.record("nobody", score=5, comment=None, now=T0)
+    async with sessions() as session:
+        assert (await session.execute(Rating.__table__.select())).all() == []  # type: ignore[attr-defined]
+
+
+async def seed(db_engine: AsyncEngine) -> None:
+    sessions = session_factory(db_engine)
+    rows = [
+        # (score, resolution, intent, agent_id, created_at)
+        (5, "agent", "returns_refunds", "ag1", T0),
+        (4, "agent", "shipping", "ag1", T0 + timedelta(hours=2)),
+        (2, "bot", "returns_refunds", None, T0 + timedelta(hours=3)),
+        (3, "bot", None, None, T0 + timedelta(days=1)),
+        (1, "agent", "shipping", "ag2", T0 + timedelta(days=1, hours=1)),
+        (5, "bot", "shipping", None, T0 + timedelta(days=5)),  # outside the ranges below
+    ]
+    async with sessions() as session:
+        session.add(Agent(id="ag1", email="sam@example.test", name="Sam", password_hash="x"))
+        session.add(Agent(id="ag2", email="kim@example.test", name="Kim", password_hash="x"))
+        for i, (score, resolution, intent, agent_id, at) in enumerate(rows):
+            session.add(
+                Rating(
+                    conversation_id=f"c{i}", resolved_seq=i + 1, score=score, resolution=resolution,
+                    intent=intent, agent_id=agent_id, created_at=at,
+                )
+            )  # fmt: skip
+        await session.commit()
+
+
+def summary(report: Any) -> list[tuple[Any, ...]]:
+    return [
+        (g.key, g.label, g.count, g.average, [g.distribution[s] for s in range(1, 6)]) for g in report.groups
+    ]
+
+
+async def test_the_report_groups_averages_and_distributions_within_the_date_range(
+    db_engine: AsyncEngine,
+) -> None:
+    await seed(db_engine)
+    sessions = session_factory(db_engine)
+    start, end = T0, T0 + timedelta(days=2)
+
+    by_resolution = await satisfaction_report(sessions, group_by="resolution", start=start, end=end)
+    assert (by_resolution.count, by_resolution.average) == (5, 3.0)
+    assert by_resolution.distribution == {1: 1, 2: 1, 3: 1, 4: 1, 5: 1}
+    assert summary(by_resolution) == [
+        ("agent", "agent", 3, 3.333, [1, 0, 0, 1, 1]),
+        ("bot", "bot", 2, 2.5, [0, 1, 1, 0, 0]),
+    ]
+    by_intent = await satisfaction_report(sessions, group_by="intent", start=start, end=end)
+    assert summary(by_intent) == [
+        ("returns_refunds", "returns_refunds", 2, 3.5, [0, 1, 0, 0, 1]),
+        ("shipping", "shipping", 2, 2.5, [1, 0, 0, 1, 0]),
+        (None, None, 1, 3.0, [0, 0, 1, 0, 0]),
+    ]
+    by_agent = await satisfaction_report(sessions, group_by="agent", start=start, end=end)
+    assert [(g.key, g.label, g.count, g.average) for g in by_agent.groups] == [
+        ("ag1", "Sam", 2, 4.5),
+        ("ag2", "Kim", 1, 1.0),
+        (None, None, 2, 2.5),
+    ]
+    by_day = await satisfaction_report(sessions, group_by="day", start=start, end=end)
+    assert [(g.key, g.count, g.average) for g in by_day.groups] == [
+        ("2026-11-20", 3, 3.667),
+        ("2026-11-21", 2, 2.0),
+    ]
+    everything = await satisfaction_report(sessions, group_by="day")
+    assert everything.count == 6
+    assert [g.key for g in everything.groups][-1] == "2026-11-25"
+    empty = await satisfaction_report(sessions, start=T0 - timedelta(days=9), end=T0 - timedelta(days=8))
+    assert (empty.count, empty.average, empty.groups) == (0, None, [])
+
+
+async def test_the_report_refuses_unknown_groupings_and_empty_ranges(db_engine: AsyncEngine) -> None:
+    sessions = session_factory(db_engine)
+    with pytest.raises(ValidationFailed):
+        await satisfaction_report(sessions, group_by="colour")
+    with pytest.raises(ValidationFailed):
+        await satisfaction_report(sessions, start=T0, end=T0)
