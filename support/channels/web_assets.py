@@ -58,7 +58,7 @@ class WebAssetsController(Controller):
     async def widget_js(self, request: Request[Any, Any, Any], runtime: Runtime) -> Response[bytes]:
         """The widget script (no build step: the file in ``web/widget/`` as written)."""
         body = _read(web_root(runtime.settings.app) / "widget" / "widget.js")
-        return cached_asset(request, body, "text/javascript; charset=utf-8")
+        return cached_asset(request, body, "text/javascript")
 
     @get("/demo", summary="A demo host page with the widget embedded")
     async def demo(self, runtime: Runtime, key: str | None = None) -> Response[str]:
@@ -70,4 +70,4 @@ class WebAssetsController(Controller):
             raise NotFound(f"no widget key {key!r}")
         page = _read(web_root(runtime.settings.app) / "demo" / "index.html").decode()
         page = page.replace(DEMO_KEY_PLACEHOLDER, html.escape(key, quote=True))
-        return Response(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+        return Response(page, media_type="text/html", headers={"Cache-Control": "no-cache"})

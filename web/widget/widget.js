@@ -166,7 +166,8 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
  border-radius:10px;background:var(--bg);color:var(--fg)}
 .compose textarea::placeholder{color:var(--muted);opacity:1}
 @media (max-width:480px){:host{right:12px!important;bottom:12px!important}
- .panel{position:fixed;inset:0;width:100vw;height:100%;border-radius:0;border:0}}
+ .panel{position:fixed;inset:0;width:100vw;height:100%;border-radius:0;border:0}
+ .root.open .launcher{display:none}}
 `;
 
   const ICON =
@@ -673,6 +674,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
   function renderOpen() {
     const open = saved.open;
     ui.panel.hidden = !open;
+    ui.root.classList.toggle("open", open); // small screens: the full-screen panel replaces the launcher
     ui.launcher.setAttribute("aria-expanded", String(open));
     ui.launcher.setAttribute("aria-label", open ? t("close") : t("open"));
     if (open) {
