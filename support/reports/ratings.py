@@ -42,12 +42,17 @@ class Resolution:
 
 
 def resolution_of(
-    events: list[Event], triages: dict[int, dict[str, Any]], assignee: str | None
+    events: list[Event],
+    triages: dict[int, dict[str, Any]],
+    assignee: str | None,
+    resolved_by: str | None = None,
 ) -> Resolution:
     """The last resolution in ``events`` (every event of the conversation, in seq order).
 
     Pure: the episode is the events after the previous resolution up to this one; a person handled it if a
-    status ``agent`` occurs in it (or the state hash still names an assignee).
+    status ``agent`` occurs in it (or the state hash still names an assignee). The agent is the assignee,
+    else the state's ``resolved_by`` (set by the agent desk on resolve) when a person handled the episode,
+    else an ``id`` in the last ``agent`` status event.
     """
     statuses = [e for e in events if e.type == "status"]
     resolved = [e for e in statuses if e.extra.get("state") == "resolved"]
@@ -57,7 +62,7 @@ def resolution_of(
     previous = resolved[-2].seq if len(resolved) > 1 else 0
     episode = [e for e in statuses if previous < e.seq < last.seq]
     assigned = [e for e in episode if e.extra.get("state") == "agent"]
-    agent_id = assignee
+    agent_id = assignee or (resolved_by if assigned else None)
     if agent_id is None and assigned:
         agent = assigned[-1].extra.get("agent") or {}
         agent_id = agent.get("id") if isinstance(agent, dict) else None
@@ -92,7 +97,12 @@ class RatingService:
         if state.state != "resolved":
             raise RatingNotExpected("a rating is accepted once the conversation is resolved")
         events = await self.store.events_after(conversation_id, 0)
-        resolution = resolution_of(events, await self.store.triages(conversation_id), state.assignee)
+        resolution = resolution_of(
+            events,
+            await self.store.triages(conversation_id),
+            state.assignee,
+            state.extra.get("resolved_by"),
+        )
         comment = (comment or "").strip()[:MAX_COMMENT_CHARS] or None
         for _ in range(2):  # a concurrent first insert for the same resolution wins; we then update it
             try:

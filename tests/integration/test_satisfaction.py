@@ -31,7 +31,12 @@ async def conversation(
             cid, type="status", role="system", text="", extra={"state": "queued"}, now=at
         )
         await store.append_event(
-            cid, type="status", role="system", text="", extra={"state": "agent", "agent": agent}, now=at
+            cid,
+            type="status",
+            role="system",
+            text="",
+            extra={"state": "agent", "agent": {"name": agent["name"]}},
+            now=at,
         )
         await store.append_event(
             cid, type="message", role="agent", text="A new pole is on its way.", author=agent, now=at
@@ -39,7 +44,7 @@ async def conversation(
     else:
         await store.append_event(cid, type="message", role="assistant", text="Here is how.", now=at)
     await store.append_event(cid, type="status", role="system", text="", extra={"state": "resolved"}, now=at)
-    await store.set_state(cid, state="resolved")
+    await store.set_state(cid, state="resolved", resolved_by=agent["id"] if agent else None)
 
 
 async def test_a_rating_is_stored_once_per_resolution_with_who_resolved_it(
