@@ -18,6 +18,7 @@ from support.channels.web_assets import WebAssetsController
 from support.channels.widget import WidgetController
 from support.errors import SwitchboardError
 from support.health import healthz, readyz
+from support.reports.api import ReportsController
 from support.runtime import Runtime, open_runtime
 from support.settings import Settings, load_settings
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AgentController,
             AdminController,
             WebAssetsController,
+            ReportsController,
         ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],

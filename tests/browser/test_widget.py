@@ -6,12 +6,12 @@ embedded exactly as a customer's site embeds it: one ``<script>`` tag, the API d
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,6 @@ import pytest
 import redis
 
 from support import keys
-from support.db.engine import make_engine, session_factory
-from support.reports.satisfaction import satisfaction_report
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests.integration.test_widget_ws import is_answer, is_triage, triage_reply
 from tests.servers import ServerProcess, free_port
@@ -124,6 +122,47 @@ def send(page: Any, text: str) -> None:
 def bubbles(page: Any, role: str) -> list[str]:
     texts: list[str] = page.locator(f"{W} .msg[data-role={role}] .body").all_text_contents()
     return texts
+
+
+def create_account(site: Site, email: str, name: str, role: str = "agent") -> dict[str, str]:
+    """An account made with the real CLI, logged in over HTTP; returns the Authorization header."""
+    password = "correct horse battery staple"
+    subprocess.run(
+        [sys.executable, "-m", "support.cli", "create-agent", "--email", email, "--password", password,
+         "--name", name, "--role", role],
+        env=site.proc.env, cwd=site.data, check=True, capture_output=True,
+    )  # fmt: skip
+    login = httpx.post(f"{site.url}/api/v1/agent/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['token']}"}
+
+
+def satisfaction(site: Site, admin: dict[str, str], group_by: str) -> dict[str, Any]:
+    """The satisfaction report over HTTP, polled briefly: the rating row is written right after the frame."""
+    deadline = time.monotonic() + 10
+    while True:
+        resp = httpx.get(
+            f"{site.url}/api/v1/reports/satisfaction", params={"group_by": group_by}, headers=admin
+        )
+        assert resp.status_code == 200, resp.text
+        report: dict[str, Any] = resp.json()
+        if report["count"] or time.monotonic() > deadline:
+            return report
+        time.sleep(0.2)
+
+
+def rate(page: Any, score: int, comment: str, screenshot_dir: Path | None = None) -> None:
+    """Answer the CSAT prompt with the keyboard: focus the score, Space picks it, then the comment."""
+    page.wait_for_selector(f"{W} .csat", timeout=WAIT_MS)
+    submit = page.locator(f"{W} .csat button[type=submit]")
+    assert submit.is_disabled(), "nothing to send before a score is picked"
+    page.locator(f"{W} .csat input[value='{score}']").focus()
+    page.keyboard.press("Space")
+    page.locator(f"{W} .csat textarea").fill(comment)
+    if screenshot_dir is not None:
+        shot(page, screenshot_dir, "csat")
+    submit.click()
+    page.wait_for_selector(f"{W} .thanks")
 
 
 def shot(page: Any, screenshot_dir: Path, name: str) -> None:
@@ -304,34 +343,20 @@ def test_the_csat_prompt_after_resolution_submits_a_rating_the_report_counts(
     open_panel(page)
     send(page, "Are returns free?")
     page.wait_for_selector(f"{W} .msg[data-role=assistant][data-seq]", timeout=WAIT_MS)
+    admin = create_account(site, "lee@northwind.test", "Lee", role="admin")
+    assert satisfaction(site, admin, "intent")["count"] == 0
     page.locator(f"{W} [data-act=end]").click()
     page.wait_for_selector(f"{W} .csat", timeout=WAIT_MS)
     assert page.locator(f"{W} .state").get_attribute("data-state") == "resolved"
-    submit = page.locator(f"{W} .csat button[type=submit]")
-    assert submit.is_disabled(), "nothing to send before a score is picked"
-    page.locator(f"{W} .csat input[value='4']").focus()  # keyboard: radios take arrow keys
-    page.keyboard.press("Space")
-    page.locator(f"{W} .csat textarea").fill("Quick and clear")
-    shot(page, screenshot_dir, "csat")
-    submit.click()
-    page.wait_for_selector(f"{W} .thanks")
+    rate(page, 4, "Quick and clear", screenshot_dir)
 
-    async def report() -> Any:
-        engine = make_engine(site.database_url)
-        try:
-            return await satisfaction_report(session_factory(engine), group_by="intent")
-        finally:
-            await engine.dispose()
-
-    deadline = time.monotonic() + 10
-    result = run_async(report())
-    while result.count == 0 and time.monotonic() < deadline:
-        time.sleep(0.2)
-        result = run_async(report())
-    assert (result.count, result.average) == (1, 4.0)
-    assert [(g.key, g.count, g.distribution[4]) for g in result.groups] == [("returns_refunds", 1, 1)]
-    by_resolution = run_async(report_by(site, "resolution"))
-    assert [(g.key, g.count) for g in by_resolution.groups] == [("bot", 1)]
+    by_intent = satisfaction(site, admin, "intent")
+    assert (by_intent["count"], by_intent["average"]) == (1, 4.0)
+    assert [(g["key"], g["count"], g["distribution"]["4"]) for g in by_intent["groups"]] == [
+        ("returns_refunds", 1, 1)
+    ]
+    by_resolution = satisfaction(site, admin, "resolution")
+    assert [(g["key"], g["count"]) for g in by_resolution["groups"]] == [("bot", 1)]
     page.reload()  # the rating is remembered: a reload does not ask again
     page.wait_for_selector(f"{W} .sys[data-seq]", timeout=WAIT_MS)
     page.wait_for_function(
@@ -340,20 +365,6 @@ def test_the_csat_prompt_after_resolution_submits_a_rating_the_report_counts(
         timeout=WAIT_MS,
     )
     assert page.locator(f"{W} .csat").count() == 0
-
-
-def run_async(coro: Any) -> Any:
-    """Run a coroutine to completion from a sync test (Playwright's sync API owns this thread's loop)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-async def report_by(site: Site, group_by: str) -> Any:
-    engine = make_engine(site.database_url)
-    try:
-        return await satisfaction_report(session_factory(engine), group_by=group_by)
-    finally:
-        await engine.dispose()
 
 
 def test_a_handoff_shows_the_queue_then_the_agents_reply(
@@ -366,27 +377,9 @@ def test_a_handoff_shows_the_queue_then_the_agents_reply(
     assert page.locator(f"{W} [data-act=human]").is_hidden(), "already waiting for a person"
     assert "waiting for a person" in page.locator(f"{W} .state").inner_text().lower()
     shot(page, screenshot_dir, "queued")
-    if not (Path(__file__).parents[2] / "handoff" / "auth.py").exists():
-        pytest.skip("the agent HTTP API is not on this branch yet (see the handoff issue)")
-    agent_side(page, site, screenshot_dir)
 
-
-def agent_side(page: Any, site: Site, screenshot_dir: Path) -> None:
-    """Claim the conversation and reply through the real agent HTTP API; the widget shows both."""
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "support.cli", "create-agent", "--email", "sam@northwind.test",
-         "--password", "correct horse battery", "--name", "Sam"],
-        env=site.proc.env, cwd=site.data, check=True, capture_output=True,
-    )  # fmt: skip
-    login = httpx.post(
-        f"{site.url}/api/v1/agent/login",
-        json={"email": "sam@northwind.test", "password": "correct horse battery"},
-    )
-    assert login.status_code == 200, login.text
-    auth = {"Authorization": f"Bearer {login.json()['token']}"}
+    # The agent side through the real agent HTTP API: claim, type, reply, resolve.
+    auth = create_account(site, "sam@northwind.test", "Sam")
     queue = httpx.get(f"{site.url}/api/v1/agent/queue", headers=auth).json()
     assert len(queue) == 1
     assert "number 1" in page.locator(f"{W} .state").inner_text()
@@ -407,6 +400,17 @@ def agent_side(page: Any, site: Site, screenshot_dir: Path) -> None:
     assert page.locator(f"{W} .msg[data-role=agent] .who").inner_text() == "Sam"
     assert page.locator(f"{W} .typing").inner_text() == ""
     shot(page, screenshot_dir, "agent")
+
+    resolved = httpx.post(f"{site.url}/api/v1/agent/conversations/{cid}/resolve", headers=auth)
+    assert resolved.status_code == 200, resolved.text
+    rate(page, 5, "Sam fixed it")
+    admin = create_account(site, "lee@northwind.test", "Lee", role="admin")
+    by_agent = satisfaction(site, admin, "agent")
+    agent_id = httpx.get(f"{site.url}/api/v1/agent/me", headers=auth).json()["id"]
+    assert [(g["key"], g["label"], g["count"], g["average"]) for g in by_agent["groups"]] == [
+        (agent_id, "Sam", 1, 5.0)
+    ]
+    assert [g["key"] for g in satisfaction(site, admin, "resolution")["groups"]] == ["agent"]
 
 
 def contrast(page: Any, selector: str) -> float:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from support.conversation.store import ConversationStore
-from support.db.engine import session_factory
+from support.db.engine import make_engine, session_factory
 from support.db.models import Agent, Rating
 from support.errors import NotFound, ValidationFailed
 from support.reports.ratings import RatingNotExpected, RatingService
 from support.reports.satisfaction import satisfaction_report
+from tests.servers import ServerProcess
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -163,3 +169,65 @@ async def test_the_report_refuses_unknown_groupings_and_empty_ranges(db_engine: 
         await satisfaction_report(sessions, group_by="colour")
     with pytest.raises(ValidationFailed):
         await satisfaction_report(sessions, start=T0, end=T0)
+
+
+async def test_the_http_report_is_for_admins_and_speaks_json_and_csv(tmp_path: Path, redis_url: str) -> None:
+    data = tmp_path / "srv"
+    database_url = f"sqlite+aiosqlite:///{data / 'db.sqlite3'}"
+    proc = ServerProcess(
+        data, env={"SWITCHBOARD_REDIS_URL": redis_url, "SWITCHBOARD_DATABASE_URL": database_url}
+    )
+    proc.start()
+    try:
+        engine = make_engine(database_url)
+        try:
+            await seed(engine)
+        finally:
+            await engine.dispose()
+        tokens = {}
+        for role in ("admin", "agent"):
+            await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "support.cli", "create-agent", "--email", f"{role}@example.test",
+                 "--password", "long enough password", "--name", role.title(), "--role", role],
+                env=proc.env, cwd=data, check=True, capture_output=True,
+            )  # fmt: skip
+            login = httpx.post(
+                f"{proc.url}/api/v1/agent/login",
+                json={"email": f"{role}@example.test", "password": "long enough password"},
+            )
+            tokens[role] = {"Authorization": f"Bearer {login.json()['token']}"}
+        url = f"{proc.url}/api/v1/reports/satisfaction"
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(url)).status_code == 401
+            assert (await client.get(url, headers=tokens["agent"])).status_code == 403
+            bad = await client.get(url, params={"group_by": "colour"}, headers=tokens["admin"])
+            assert (bad.status_code, bad.json()["error"]["code"]) == (400, "invalid_request")
+            bad_date = await client.get(url, params={"from": "yesterday"}, headers=tokens["admin"])
+            assert bad_date.status_code == 400
+            ok = await client.get(
+                url,
+                params={"group_by": "agent", "from": "2026-11-20", "to": "2026-11-21"},
+                headers=tokens["admin"],
+            )
+            csv_resp = await client.get(
+                url, params={"group_by": "day", "from": "2026-11-20", "to": "2026-11-21", "format": "csv"},
+                headers=tokens["admin"],
+            )  # fmt: skip
+    finally:
+        proc.kill()
+    assert ok.status_code == 200
+    body = ok.json()
+    assert (body["count"], body["average"], body["distribution"]) == (
+        5, 3.0, {"1": 1, "2": 1, "3": 1, "4": 1, "5": 1}
+    )  # fmt: skip
+    assert [(g["key"], g["label"], g["count"]) for g in body["groups"]] == [
+        ("ag1", "Sam", 2), ("ag2", "Kim", 1), (None, None, 2)
+    ]  # fmt: skip
+    assert csv_resp.headers["content-type"].startswith("text/csv")
+    assert csv_resp.text.splitlines() == [
+        "day,label,count,average,score_1,score_2,score_3,score_4,score_5",
+        "2026-11-20,2026-11-20,3,3.667,0,1,0,1,1",
+        "2026-11-21,2026-11-21,2,2.0,1,0,1,0,0",
+        "total,,5,3.0,1,1,1,1,1",
+    ]
