@@ -102,6 +102,14 @@ def page(browser: Any, site: Site) -> Iterator[Any]:
     assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
+STUB = (
+    "window.Switchboard = window.Switchboard || {q: []};"
+    "['open','close','identify','setLocale','setTheme','on','reset'].forEach(function (m) {"
+    "  Switchboard[m] = Switchboard[m] || function () { Switchboard.q.push([m, [].slice.call(arguments)]); };"
+    "});"
+)
+
+
 def answer_with(fake: FakeAnthropic, text: str) -> None:
     fake.add_rule(lambda body: triage_reply() if is_triage(body) else None)
     fake.add_rule(lambda body: Reply(text=text) if is_answer(body) else None)
@@ -371,6 +379,11 @@ def test_a_handoff_shows_the_queue_then_the_agents_reply(
     page: Any, site: Site, fake_api: FakeAnthropic, screenshot_dir: Path
 ) -> None:
     fake_api.add_rule(lambda body: triage_reply(wants_human=True) if is_triage(body) else None)
+    # The documented stub: calls made before widget.js loads are queued and replayed by it.
+    page.context.add_init_script(
+        STUB + "Switchboard.identify({id: 'u-42', name: 'Ada Lovelace', email: 'ada@example.test'});"
+    )
+    page.reload()
     open_panel(page)
     send(page, "I want to talk to a person about my broken stove")
     page.wait_for_selector(f"{W} .state[data-state=queued]", timeout=WAIT_MS)
@@ -384,6 +397,7 @@ def test_a_handoff_shows_the_queue_then_the_agents_reply(
     assert len(queue) == 1
     assert "number 1" in page.locator(f"{W} .state").inner_text()
     cid = queue[0]["conversation_id"]
+    assert queue[0]["customer"] == {"id": "u-42", "name": "Ada Lovelace", "email": "ada@example.test"}
     assert httpx.post(f"{site.url}/api/v1/agent/conversations/{cid}/claim", headers=auth).status_code == 200
     page.wait_for_selector(f"{W} .state[data-state=agent]", timeout=WAIT_MS)
     assert "Sam is helping you" in page.locator(f"{W} .state").inner_text()
@@ -411,6 +425,35 @@ def test_a_handoff_shows_the_queue_then_the_agents_reply(
         (agent_id, "Sam", 1, 5.0)
     ]
     assert [g["key"] for g in satisfaction(site, admin, "resolution")["groups"]] == ["agent"]
+
+
+def test_an_aborted_reply_drops_its_partial_text(
+    tmp_path: Path, browser: Any, fake_api: FakeAnthropic, redis_url: str
+) -> None:
+    fake_api.add_rule(lambda body: triage_reply() if is_triage(body) else None)
+    fake_api.add_rule(
+        lambda body: Reply(text="Partial words that must vanish " * 6) if is_answer(body) else None
+    )
+    fake_api.set_latency(tps=20, model=ANSWER_MODEL)
+    fake_api.error_mid_stream_next(after_events=8, match=is_answer)
+    site = Site(tmp_path / "abort", fake_api, redis_url)
+    site.env["SWITCHBOARD_LLM_MAX_ATTEMPTS"] = "1"
+    site.start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{site.url}/demo?key=pk_test")
+        open_panel(page)
+        send(page, "Tell me about tents")
+        page.wait_for_selector(f"{W} .msg.streaming", timeout=WAIT_MS)
+        assert page.locator(f"{W} .msg.streaming .body").inner_text().startswith("Partial")
+        page.wait_for_selector(f"{W} .state[data-state=queued]", timeout=WAIT_MS)
+        page.wait_for_selector(f"{W} .msg.streaming", state="detached", timeout=WAIT_MS)
+        assert page.locator(f"{W} .msg[data-role=assistant]").count() == 0
+        assert "Partial words" not in page.locator(f"{W} .log").inner_text()
+    finally:
+        context.close()
+        site.kill()
 
 
 def contrast(page: Any, selector: str) -> float:

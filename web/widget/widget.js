@@ -727,10 +727,12 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     close: () => setOpen(false),
     identify(visitor) {
       const next = { id: visitor?.id, name: visitor?.name, email: visitor?.email, identityHash: visitor?.identityHash };
+      const before = JSON.stringify(saved.visitor || {});
       const changedPerson = saved.visitor?.id && next.id && saved.visitor.id !== next.id;
       saved.visitor = next;
       persist();
       if (changedPerson) api.reset(); // another person on this browser: never show them the old chat
+      else if (saved.token && JSON.stringify(next) !== before) openSession().catch(() => {}); // tell agents who it is
     },
     setLocale(tag) {
       locale = pickLocale(tag);
