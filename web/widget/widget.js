@@ -694,6 +694,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     const text = ui.input.value.trim();
     if (!text) return;
     ui.input.value = "";
+    ui.input.style.height = "";
     sendMessage(text);
   });
   ui.input.addEventListener("keydown", (ev) => {
