@@ -20,6 +20,7 @@
   const BACKOFF_MAX_MS = 15000; // never wait longer than this to try again
   const TYPING_SEND_EVERY_MS = 3000; // at most one `typing` frame per this while the customer types
   const TYPING_SHOW_MS = 5000; // an agent's typing indicator fades after this without news
+  const RENEW_BEFORE_MS = 3600000; // renew the session token an hour before it expires (it lasts 24 h)
 
   /* ---------- strings ---------- */
   const STRINGS = {
@@ -82,7 +83,9 @@
     }
   }
   function fresh() {
-    return { token: null, conversationId: null, lastSeq: 0, outbox: [], rated: [], visitor: {}, open: false };
+    return {
+      token: null, expiresAt: 0, conversationId: null, lastSeq: 0, outbox: [], rated: [], visitor: {}, open: false,
+    };
   }
   function persist() {
     try {
@@ -597,6 +600,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     const session = await resp.json();
     if (saved.conversationId && saved.conversationId !== session.conversation_id) clearConversation();
     saved.token = session.token;
+    saved.expiresAt = Date.parse(session.expires_at) || 0;
     saved.conversationId = session.conversation_id;
     persist();
   }
@@ -605,7 +609,8 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     clearTimeout(retryTimer);
     if (fatal || ws) return;
     try {
-      if (!saved.token) await openSession();
+      // A token near its expiry is renewed with itself, which keeps the same conversation.
+      if (!saved.token || Date.now() > saved.expiresAt - RENEW_BEFORE_MS) await openSession();
     } catch (err) {
       return scheduleReconnect(err);
     }
