@@ -73,7 +73,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     return Litestar(
         route_handlers=[
-            healthz, readyz, WidgetController, AgentLoginController, AgentController, AdminController,
+            healthz,
+            readyz,
+            WidgetController,
+            AgentLoginController,
+            AgentController,
+            AdminController,
         ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],

@@ -20,6 +20,7 @@ from handoff.agents import AgentService
 from handoff.desk import AgentDesk
 from handoff.examples import ExampleService
 from handoff.queue import HandoffQueue
+from handoff.records import HandoffRecords
 from handoff.routing import RoutingPolicy
 from handoff.service import HandoffService
 from support.channels.widget_sessions import WidgetSessionService
@@ -148,7 +149,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         agents=AgentService(sessions, default_capacity=hs.default_capacity),
         examples=ExampleService(sessions, client, auto_approve=hs.examples_auto_approve),
         queue=queue,
-        handoff=HandoffService(store, queue, client),
+        handoff=HandoffService(store, queue, client, HandoffRecords(sessions)),
         widget_sessions=WidgetSessionService(
             store, secret=settings.app.secret_key.get_secret_value(), widget_keys=settings.app.widget_keys
         ),

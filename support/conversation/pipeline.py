@@ -316,7 +316,10 @@ class TurnRunner:
 
     async def close(self, conversation_id: str) -> None:
         """The customer ended the conversation (a ``close`` frame)."""
+        state = await self.deps.store.get_state(conversation_id)
         await self.conversation_event(conversation_id, e.CustomerClosed())
+        if self.deps.handoff is not None and state is not None and state.state in ("queued", "agent"):
+            await self.deps.handoff.closed_by_customer(conversation_id)
 
     async def conversation_event(self, conversation_id: str, event: e.Input) -> None:
         """Apply a conversation-level event (agent claimed, released, resolved...) and carry out its
