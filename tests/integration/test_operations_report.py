@@ -37,8 +37,7 @@ async def test_operations_report(db_engine: AsyncEngine) -> None:
                 usage("c3", "answer", DAY2, outcome="error:overloaded", cost_usd=Decimal(0)),
             ]
         )  # fmt: skip
-        session.add(ModelUsage(purpose="answer", model="claude-sonnet-4-6", conversation_id="old",
-                               created_at=DAY1 - timedelta(days=30), outcome="ok", cost_usd=Decimal(5)))  # fmt: skip
+        session.add(usage("old", "answer", DAY1 - timedelta(days=30), cost_usd=Decimal(5)))
         await session.commit()
     records = HandoffRecords(sessions)
     await records.opened("c2", reason="low_confidence", priority="normal", intent="shipping")
