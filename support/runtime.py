@@ -31,7 +31,7 @@ from support.db.engine import make_engine, session_factory
 from support.db.migrate import upgrade_to_head
 from support.embedded_redis import EmbeddedRedis
 from support.llm.gateway import ModelGateway, make_client
-from support.llm.offline import OfflineResponder
+from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy, load_policy
 from support.settings import Settings
 
@@ -179,6 +179,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         ),
         runtime.spawn,
     )
+    deps = runtime.turns.deps
+
+    def reindex_offline(approved: list[Example]) -> None:
+        # Offline answers (no key, or the model down) may come from what agents wrote, too.
+        deps.offline = OfflineResponder(policy.text, examples=approved)
+
+    runtime.examples.on_reload(reindex_offline)
     runtime.desk = AgentDesk(
         store=store, handoff=runtime.handoff, queue=queue, turns=runtime.turns, examples=runtime.examples,
         agents=runtime.agents, policy_version=policy.version,

@@ -347,3 +347,45 @@ async def test_auth_and_roles_are_enforced(pair: Any) -> None:
         assert not [m for m in packet["transcript"] if m.get("role") == "agent"]
     finally:
         await ws.close()
+
+
+async def test_offline_mode_answers_from_what_an_agent_wrote(
+    tmp_path: Path, redis_url: str, redis_client: Any
+) -> None:
+    """No API key: an uncovered question goes to a person; the same question later is answered from the
+    agent's reply (labelled as automatic), with no model anywhere."""
+    db = f"sqlite+aiosqlite:///{tmp_path / 'offline.sqlite3'}"
+    create_agent(db, tmp_path, "ada@example.com", "Ada")
+    env = {
+        "SWITCHBOARD_REDIS_URL": redis_url, "SWITCHBOARD_DATABASE_URL": db,
+        "SWITCHBOARD_WIDGET_KEYS": json.dumps({"pk_test": ["http://shop.test"]}),
+    }  # fmt: skip
+    server = ServerProcess(tmp_path / "offline", env=env).start()
+    try:
+        question = "Do you sell gift cards for the climbing wall?"
+        answer = "Yes: climbing wall gift cards are sold at the front desk of every store, from $20."
+        first = open_session(server)
+        async for customer in connect(server, first["token"]):
+            await customer.send({"type": "message", "client_id": "g1", "text": question})
+            await customer.until(lambda f: f["type"] == "status" and f["state"] == "queued")
+        ada = login(server, "ada@example.com")
+        cid = first["conversation_id"]
+        assert (
+            httpx.post(f"{server.url}/api/v1/agent/conversations/{cid}/claim", headers=ada).status_code == 200
+        )
+        sent = httpx.post(
+            f"{server.url}/api/v1/agent/conversations/{cid}/messages", json={"text": answer}, headers=ada
+        )
+        assert sent.status_code == 201
+        later = open_session(server)
+        async for customer in connect(server, later["token"]):
+            await customer.send(
+                {"type": "message", "client_id": "g2", "text": "Do you sell climbing wall gift cards?"}
+            )
+            frames = await customer.until(lambda f: f["type"] == "message" and f["role"] != "customer")
+        reply = frames[-1]
+        assert reply["role"] == "assistant"
+        assert answer in reply["text"], "the agent's words..."
+        assert reply["text"] != answer, "...labelled as an automatic answer"
+    finally:
+        server.kill()
