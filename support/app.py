@@ -14,9 +14,11 @@ from litestar.openapi import OpenAPIConfig
 
 from handoff.console import AdminController, AgentController, AgentLoginController
 from support import __version__
+from support.channels.web_assets import WebAssetsController
 from support.channels.widget import WidgetController
 from support.errors import SwitchboardError
 from support.health import healthz, readyz
+from support.reports.api import ReportsController
 from support.runtime import Runtime, open_runtime
 from support.settings import Settings, load_settings
 
@@ -79,6 +81,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AgentLoginController,
             AgentController,
             AdminController,
+            WebAssetsController,
+            ReportsController,
         ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],

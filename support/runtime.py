@@ -33,6 +33,7 @@ from support.embedded_redis import EmbeddedRedis
 from support.llm.gateway import ModelGateway, make_client
 from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy, load_policy
+from support.reports.ratings import RatingService
 from support.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Runtime:
     store: ConversationStore
     policy: Policy
     widget_sessions: WidgetSessionService
+    ratings: RatingService
     agents: AgentService
     examples: ExampleService
     queue: HandoffQueue
@@ -153,6 +155,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         widget_sessions=WidgetSessionService(
             store, secret=settings.app.secret_key.get_secret_value(), widget_keys=settings.app.widget_keys
         ),
+        ratings=RatingService(store, sessions),
     )
     anthropic_client = None if settings.llm.offline else make_client(settings.llm)
     if anthropic_client is not None:

@@ -232,7 +232,7 @@ class WidgetConnection:
                 raise FrameError("`score` must be an integer from 1 to 5")
             if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
                 raise FrameError("`comment` must be a string of at most 2000 characters")
-            await self.store.set_state(cid, rating_score=score, rating_comment=comment)
+            await self.runtime.ratings.record(cid, score=score, comment=comment, now=now)
         elif kind == "close":
             await self.runtime.turns.close(cid)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,10 +56,19 @@ class WidgetSessionService:
         if conversation_id is None:
             conversation_id = uuid4().hex
             await self._store.create_conversation(conversation_id, widget_key=widget_key, visitor=visitor)
+        elif visitor:
+            await self._merge_visitor(conversation_id, visitor)
         token, expires = issue_widget_token(
             self._secret, conversation_id=conversation_id, widget_key=widget_key, ttl=WIDGET_TOKEN_TTL
         )
         return SessionGrant(conversation_id=conversation_id, token=token, expires_at=expires)
+
+    async def _merge_visitor(self, conversation_id: str, visitor: dict[str, Any]) -> None:
+        """A visitor who chatted anonymously, then logged in (``identify``): agents see who it is."""
+        state = await self._store.get_state(conversation_id)
+        if state is None or all(state.visitor.get(k) == v for k, v in visitor.items()):
+            return
+        await self._store.set_state(conversation_id, visitor=json.dumps({**state.visitor, **visitor}))
 
     def authenticate(self, token: str) -> str:
         """The conversation a socket's token grants, or :class:`Unauthorized`."""

@@ -457,6 +457,11 @@ class ConversationStore:
                 pipe.expire(key, ttl_s)
             await pipe.execute()
 
+    async def triages(self, conversation_id: str) -> dict[int, dict[str, Any]]:
+        """Every stored triage verdict of the conversation, by customer message seq."""
+        raw = await self._redis.hgetall(keys.conv_triage(conversation_id))
+        return {int(_s(k)): json.loads(v) for k, v in raw.items()}
+
     async def add_note(self, conversation_id: str, note: dict[str, Any]) -> None:
         """Append an internal agent note (never part of the customer's event log)."""
         await self._redis.rpush(keys.conv_notes(conversation_id), json.dumps(note))

@@ -18,9 +18,13 @@ REQUIRE = os.environ.get("SWITCHBOARD_TEST_REQUIRE_SERVICES") == "1"
 SCREENSHOT_DIR = Path(os.environ.get("SWITCHBOARD_SCREENSHOT_DIR", Path(__file__).parent / "screenshots"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """One headless Chromium for the session (sync Playwright API: browser tests are plain functions)."""
+    """One headless Chromium per test module (sync Playwright API: browser tests are plain functions).
+
+    Module scope, not session: while the sync API is active its event loop runs on the main thread, so
+    async tests collected after the browser tests (tests/integration) could not start their own loop.
+    """
     if not Path(CHROMIUM).exists():
         if REQUIRE:
             pytest.fail(f"{CHROMIUM} not found (apt-get install chromium)")

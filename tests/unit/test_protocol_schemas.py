@@ -211,6 +211,11 @@ class _Store:
         return True
 
 
+class _Ratings:
+    async def record(self, cid: str, *, score: int, comment: str | None, now: Any) -> None:
+        pass
+
+
 class _Turns:
     def start(self, cid: str, event: Event) -> None:
         pass
@@ -225,7 +230,7 @@ class _Turns:
 async def handler_accepts(frame: Any) -> tuple[bool, list[dict[str, Any]]]:
     """Feed one frame to the real handler; True unless it answered with an error frame."""
     socket = _Socket()
-    runtime = SimpleNamespace(store=_Store(), turns=_Turns())
+    runtime = SimpleNamespace(store=_Store(), turns=_Turns(), ratings=_Ratings())
     conn = WidgetConnection(socket, runtime)  # type: ignore[arg-type]
     conn.conversation_id = "0" * 32
     assert await conn._handle(json.dumps(frame)) is True
@@ -300,7 +305,7 @@ async def test_frames_the_handler_rejects_fail_the_schema(frame: Any) -> None:
 
 async def test_rate_limited_frames_are_valid_error_frames() -> None:
     socket = _Socket()
-    runtime = SimpleNamespace(store=_Store(), turns=_Turns())
+    runtime = SimpleNamespace(store=_Store(), turns=_Turns(), ratings=_Ratings())
     conn = WidgetConnection(socket, runtime)  # type: ignore[arg-type]
     conn.conversation_id = "0" * 32
     for i in range(12):  # burst of 10, then refused

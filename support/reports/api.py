@@ -1,0 +1,99 @@
+"""``/api/v1/reports``: admin-only report endpoints (thin: parse, call the report service, serialize)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from litestar import Controller, Response, get
+from litestar.params import Parameter
+
+from handoff.auth import admin_guard
+from support.errors import ValidationFailed
+from support.reports.satisfaction import SCORES, SatisfactionReport, satisfaction_report
+from support.runtime import Runtime
+
+
+def parse_bound(value: str | None, name: str, *, end: bool) -> datetime | None:
+    """An ISO 8601 date or datetime (UTC when it has no offset); a date-only ``to`` includes that day."""
+    if value is None or value == "":
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            moment = datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValidationFailed(f"`{name}` must be an ISO 8601 date or datetime, got {value!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def report_json(report: SatisfactionReport) -> dict[str, Any]:
+    """The report as the API returns it (distribution keys are the scores, as strings)."""
+    return {
+        "from": report.start.isoformat() if report.start else None,
+        "to": report.end.isoformat() if report.end else None,
+        "group_by": report.group_by,
+        "count": report.count,
+        "average": report.average,
+        "distribution": {str(s): report.distribution[s] for s in SCORES},
+        "groups": [
+            {
+                "key": g.key, "label": g.label, "count": g.count, "average": g.average,
+                "distribution": {str(s): g.distribution[s] for s in SCORES},
+            }
+            for g in report.groups
+        ],
+    }  # fmt: skip
+
+
+def report_csv(report: SatisfactionReport) -> str:
+    """One row per group, then a ``total`` row."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([report.group_by, "label", "count", "average", *(f"score_{s}" for s in SCORES)])
+    for g in report.groups:
+        row = [g.key or "", g.label or "", g.count, g.average if g.average is not None else ""]
+        writer.writerow([*row, *(g.distribution[s] for s in SCORES)])
+    average = report.average if report.average is not None else ""
+    writer.writerow(["total", "", report.count, average, *(report.distribution[s] for s in SCORES)])
+    return out.getvalue()
+
+
+class ReportsController(Controller):
+    """Reports for admins."""
+
+    path = "/api/v1/reports"
+    tags = ["reports"]  # noqa: RUF012 - Litestar reads it as a class attribute
+    guards = [admin_guard]  # noqa: RUF012
+
+    @get("/satisfaction", summary="Customer satisfaction (CSAT) ratings")
+    async def satisfaction(
+        self,
+        runtime: Runtime,
+        start: str | None = Parameter(query="from", default=None, description="ISO date/datetime, inclusive"),
+        end: str | None = Parameter(
+            query="to", default=None, description="ISO date/datetime; a date includes it"
+        ),
+        group_by: str = Parameter(default="resolution", description="resolution | intent | agent | day"),
+        fmt: str = Parameter(query="format", default="json", description="json | csv"),
+    ) -> Response[Any]:
+        """Average, count and 1-5 distribution of ratings, overall and per group."""
+        if fmt not in ("json", "csv"):
+            raise ValidationFailed("format must be json or csv")
+        report = await satisfaction_report(
+            runtime.sessions,
+            group_by=group_by,
+            start=parse_bound(start, "from", end=False),
+            end=parse_bound(end, "to", end=True),
+        )
+        if fmt == "csv":
+            return Response(
+                report_csv(report),
+                media_type="text/csv",
+                headers={"Content-Disposition": 'attachment; filename="satisfaction.csv"'},
+            )
+        return Response(report_json(report))

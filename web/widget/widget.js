@@ -1,0 +1,781 @@
+/* Switchboard chat widget. Embed with one tag:
+ *   <script src="https://HOST/widget.js" data-widget-key="pk_..." async></script>
+ * Optional attributes: data-locale="en|de", data-theme="auto|light|dark".
+ * Speaks docs/protocol.md: POST /api/v1/widget/sessions, then WS /api/v1/widget/ws?token=.
+ * Plain modern JS, no build step, no dependencies. Everything renders inside a Shadow DOM so the host
+ * page's CSS cannot reach it and its CSS cannot reach the host page. */
+(() => {
+  "use strict";
+  if (window.Switchboard && window.Switchboard.version) return; // loaded twice: keep the first
+
+  const script =
+    document.currentScript || document.querySelector("script[data-widget-key][src*='widget.js']");
+  if (!script) return;
+  const KEY = script.dataset.widgetKey || "";
+  const API = new URL(".", script.src); // the API lives where the script came from
+  const WS_BASE = API.href.replace(/^http/, "ws");
+  const STORE_KEY = `switchboard:${API.host}:${KEY}`;
+
+  const BACKOFF_BASE_MS = 500; // first retry soon: most drops are blips or a restarting server
+  const BACKOFF_MAX_MS = 15000; // never wait longer than this to try again
+  const TYPING_SEND_EVERY_MS = 3000; // at most one `typing` frame per this while the customer types
+  const TYPING_SHOW_MS = 5000; // an agent's typing indicator fades after this without news
+
+  /* ---------- strings ---------- */
+  const STRINGS = {
+    en: {
+      open: "Open chat", close: "Close chat", title: "Support", subtitle: "We usually reply in minutes",
+      placeholder: "Write a message…", send: "Send", human: "Talk to a person", end: "End chat",
+      bot: "You're chatting with our assistant", queued: "Waiting for a person…",
+      queuedPos: "Waiting for a person — you are number {n} in line",
+      agent: "{name} is helping you", agentAnon: "A person is helping you",
+      resolved: "This conversation is resolved", typing: "{name} is typing…", someone: "Someone",
+      assistant: "Assistant", you: "You",
+      connecting: "Connecting…", offline: "You're offline. We'll reconnect in {s} s; messages you write now are sent then.",
+      offlineNow: "You're offline. Messages you write now are sent when the connection is back.",
+      unavailable: "Chat is not available on this site right now.",
+      sending: "Sending…", failed: "Not sent: {reason}", retry: "Try again",
+      rateTitle: "How did we do?", rateHint: "1 = poor, 5 = great", comment: "Anything to add? (optional)",
+      submit: "Send rating", thanks: "Thank you for your feedback!", star: "{n} of 5",
+      sysQueued: "You asked for a person", sysAgent: "{name} joined", sysBot: "Back with the assistant",
+      sysResolved: "Conversation resolved", welcome: "Hi! Ask us anything about your order, returns or our gear.",
+    },
+    de: {
+      open: "Chat öffnen", close: "Chat schließen", title: "Support", subtitle: "Wir antworten meist in Minuten",
+      placeholder: "Nachricht schreiben…", send: "Senden", human: "Mit einem Menschen sprechen", end: "Chat beenden",
+      bot: "Sie chatten mit unserem Assistenten", queued: "Warten auf eine Person…",
+      queuedPos: "Warten auf eine Person — Sie sind Nummer {n} in der Warteschlange",
+      agent: "{name} hilft Ihnen", agentAnon: "Eine Person hilft Ihnen",
+      resolved: "Diese Unterhaltung ist abgeschlossen", typing: "{name} schreibt…", someone: "Jemand",
+      assistant: "Assistent", you: "Sie",
+      connecting: "Verbinde…", offline: "Sie sind offline. Neuer Versuch in {s} s; Nachrichten werden dann gesendet.",
+      offlineNow: "Sie sind offline. Nachrichten werden gesendet, sobald die Verbindung zurück ist.",
+      unavailable: "Der Chat ist auf dieser Seite gerade nicht verfügbar.",
+      sending: "Wird gesendet…", failed: "Nicht gesendet: {reason}", retry: "Erneut versuchen",
+      rateTitle: "Wie waren wir?", rateHint: "1 = schlecht, 5 = sehr gut", comment: "Noch etwas? (optional)",
+      submit: "Bewertung senden", thanks: "Danke für Ihr Feedback!", star: "{n} von 5",
+      sysQueued: "Sie haben nach einer Person gefragt", sysAgent: "{name} ist beigetreten",
+      sysBot: "Zurück beim Assistenten", sysResolved: "Unterhaltung abgeschlossen",
+      welcome: "Hallo! Fragen Sie uns alles zu Bestellungen, Rücksendungen oder Ausrüstung.",
+    },
+  };
+  let locale = pickLocale(script.dataset.locale || navigator.language || "en");
+  function pickLocale(tag) {
+    const base = String(tag).toLowerCase().split(/[-_]/)[0];
+    return STRINGS[base] ? base : "en";
+  }
+  function t(id, vars) {
+    const s = STRINGS[locale][id] || STRINGS.en[id] || id;
+    return vars ? s.replace(/\{(\w+)\}/g, (_, k) => String(vars[k] ?? "")) : s;
+  }
+
+  /* ---------- persisted state (localStorage) ---------- */
+  // token/conversation: the session; lastSeq: highest seq seen with nothing missing below it;
+  // outbox: messages written but not yet acknowledged (sent again, same client_id, after a reconnect);
+  // rated: resolved-status seqs already rated; visitor: what identify() said.
+  const saved = load();
+  function load() {
+    try {
+      return Object.assign(fresh(), JSON.parse(localStorage.getItem(STORE_KEY) || "{}"));
+    } catch {
+      return fresh();
+    }
+  }
+  function fresh() {
+    return { token: null, conversationId: null, lastSeq: 0, outbox: [], rated: [], visitor: {}, open: false };
+  }
+  function persist() {
+    try {
+      localStorage.setItem(STORE_KEY, JSON.stringify(saved));
+    } catch {
+      /* private mode or full storage: the widget still works for this page view */
+    }
+  }
+
+  /* ---------- styles ---------- */
+  const CSS = `
+:host{all:initial!important;display:block!important;position:fixed!important;right:20px!important;bottom:20px!important;
+ left:auto!important;top:auto!important;z-index:2147483000!important;width:auto!important;height:auto!important;
+ margin:0!important;padding:0!important;border:0!important;transform:none!important;visibility:visible!important;
+ opacity:1!important;filter:none!important}
+.root{--bg:#fff;--fg:#1b1f24;--muted:#555d66;--line:#d5dae0;--brand:#1d4fb8;--brand-fg:#fff;--me:#1d4fb8;--me-fg:#fff;
+ --them:#eef1f5;--them-fg:#1b1f24;--focus:#f5a623;--warn-bg:#fff4d6;--warn-fg:#5c4400;--err:#b3261e;
+ font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--fg);
+ letter-spacing:normal;text-align:left;direction:ltr;-webkit-font-smoothing:antialiased}
+.root.dark{--bg:#16191d;--fg:#e8eaed;--muted:#a9b0b8;--line:#343a41;--brand:#7aa7ff;--brand-fg:#0b1220;--me:#2f5fc4;
+ --me-fg:#fff;--them:#262b31;--them-fg:#e8eaed;--warn-bg:#3b3216;--warn-fg:#ffe3a3;--err:#ff8a80}
+@media (prefers-color-scheme:dark){.root.auto{--bg:#16191d;--fg:#e8eaed;--muted:#a9b0b8;--line:#343a41;--brand:#7aa7ff;
+ --brand-fg:#0b1220;--me:#2f5fc4;--me-fg:#fff;--them:#262b31;--them-fg:#e8eaed;--warn-bg:#3b3216;--warn-fg:#ffe3a3;--err:#ff8a80}}
+*,*::before,*::after{box-sizing:border-box}
+button,textarea,input{font:inherit;color:inherit;margin:0}
+button{cursor:pointer}
+:focus-visible{outline:3px solid var(--focus);outline-offset:2px}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+.launcher{display:flex;align-items:center;justify-content:center;width:56px;height:56px;border-radius:50%;border:0;
+ background:var(--brand);color:var(--brand-fg);box-shadow:0 4px 14px rgba(0,0,0,.25);position:relative}
+.launcher svg{width:28px;height:28px;fill:currentColor}
+.badge{position:absolute;top:-2px;right:-2px;min-width:20px;height:20px;border-radius:10px;background:var(--err);
+ color:#fff;font-size:12px;line-height:20px;text-align:center;padding:0 5px}
+.panel{position:absolute;right:0;bottom:72px;width:370px;height:min(600px,calc(100vh - 110px));display:flex;
+ flex-direction:column;background:var(--bg);color:var(--fg);border:1px solid var(--line);border-radius:14px;
+ box-shadow:0 10px 40px rgba(0,0,0,.28);overflow:hidden}
+.panel[hidden],[hidden]{display:none!important}
+header{display:flex;align-items:center;gap:8px;padding:12px 14px;background:var(--brand);color:var(--brand-fg)}
+header .t{flex:1;min-width:0}
+header h2{font-size:16px;font-weight:650;margin:0}
+header p{font-size:13px;margin:0;opacity:.9}
+.x{border:0;background:transparent;color:inherit;width:36px;height:36px;border-radius:8px;font-size:22px;line-height:1}
+.state{padding:8px 14px;font-size:13px;color:var(--muted);border-bottom:1px solid var(--line);min-height:34px}
+.state.queued,.state.offline{background:var(--warn-bg);color:var(--warn-fg)}
+.state.error{color:var(--err)}
+.log{flex:1;overflow-y:auto;padding:12px 14px;display:flex;flex-direction:column;gap:8px;overscroll-behavior:contain}
+.msg{max-width:85%;padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;
+ background:var(--them);color:var(--them-fg);align-self:flex-start}
+.msg[data-role=customer]{align-self:flex-end;background:var(--me);color:var(--me-fg);border-bottom-right-radius:4px}
+.msg[data-role=assistant],.msg[data-role=agent]{border-bottom-left-radius:4px}
+.who{display:block;font-size:12px;font-weight:600;color:var(--muted);margin-bottom:2px}
+.msg[data-role=customer] .who{display:none}
+.msg.pending{opacity:.75}
+.msg.failed{outline:2px solid var(--err)}
+.msg .note{display:block;font-size:12px;margin-top:4px}
+.msg.streaming .body::after{content:"▍";animation:blink 1s steps(1) infinite}
+@keyframes blink{50%{opacity:0}}
+@media (prefers-reduced-motion:reduce){.msg.streaming .body::after{animation:none}}
+.sys{align-self:center;font-size:12px;color:var(--muted);text-align:center}
+.typing{padding:0 14px 6px;font-size:13px;color:var(--muted);min-height:20px}
+.welcome{color:var(--muted);font-size:14px}
+.csat{margin:4px 0;padding:12px;border:1px solid var(--line);border-radius:12px;background:var(--bg)}
+.csat fieldset{border:0;padding:0;margin:0}
+.csat legend{font-weight:650;padding:0;margin-bottom:2px}
+.csat .hint{font-size:12px;color:var(--muted);margin:0 0 8px}
+.stars{display:flex;gap:6px}
+.stars label{flex:1}
+.stars input{position:absolute;opacity:0;width:1px;height:1px}
+.stars span{display:block;text-align:center;padding:8px 0;border:1px solid var(--line);border-radius:8px;font-weight:600}
+.stars input:checked+span{background:var(--brand);color:var(--brand-fg);border-color:var(--brand)}
+.stars input:focus-visible+span{outline:3px solid var(--focus);outline-offset:2px}
+.csat textarea{width:100%;margin-top:8px;min-height:54px;padding:6px 8px;border:1px solid var(--line);border-radius:8px;
+ background:var(--bg);color:var(--fg);resize:vertical}
+.csat .actions{margin-top:8px;display:flex;justify-content:flex-end}
+.primary{border:0;border-radius:8px;padding:8px 14px;background:var(--brand);color:var(--brand-fg);font-weight:600}
+.primary:disabled{opacity:.5;cursor:default}
+.tools{display:flex;gap:8px;padding:6px 14px 0;flex-wrap:wrap}
+.link{border:1px solid var(--line);background:transparent;border-radius:999px;padding:4px 10px;font-size:13px;color:var(--fg)}
+form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
+.compose textarea{flex:1;resize:none;min-height:40px;max-height:120px;padding:9px 10px;border:1px solid var(--line);
+ border-radius:10px;background:var(--bg);color:var(--fg)}
+.compose textarea::placeholder{color:var(--muted);opacity:1}
+@media (max-width:480px){:host{right:12px!important;bottom:12px!important}
+ .panel{position:fixed;inset:0;width:100vw;height:100%;border-radius:0;border:0}
+ .root.open .launcher{display:none}}
+`;
+
+  const ICON =
+    '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 1-2z"/></svg>';
+
+  /* ---------- the element ---------- */
+  class SwitchboardWidget extends HTMLElement {
+    constructor() {
+      super();
+      const root = this.attachShadow({ mode: "open" });
+      root.innerHTML = `<style>${CSS}</style>
+<div class="root auto">
+ <section class="panel" role="dialog" aria-modal="false" aria-labelledby="sb-title" hidden id="sb-panel">
+  <header><div class="t"><h2 id="sb-title"></h2><p class="sub"></p></div>
+   <button type="button" class="x" data-act="close">×</button></header>
+  <div class="state" role="status" aria-live="polite"></div>
+  <div class="log" role="log" aria-live="polite" aria-relevant="additions" tabindex="0"><p class="welcome"></p></div>
+  <div class="typing" aria-live="polite"></div>
+  <div class="tools"><button type="button" class="link" data-act="human"></button>
+   <button type="button" class="link" data-act="end"></button></div>
+  <form class="compose"><label class="sr" for="sb-input"></label>
+   <textarea id="sb-input" rows="1" maxlength="4000"></textarea>
+   <button type="submit" class="primary"></button></form>
+ </section>
+ <button type="button" class="launcher" aria-controls="sb-panel" aria-expanded="false">${ICON}<span class="badge" hidden></span></button>
+</div>`;
+      this.$ = (sel) => root.querySelector(sel);
+    }
+  }
+  if (!customElements.get("switchboard-widget")) customElements.define("switchboard-widget", SwitchboardWidget);
+
+  const el = document.createElement("switchboard-widget");
+  const $ = (sel) => el.$(sel);
+  const ui = {
+    root: $(".root"), panel: $(".panel"), launcher: $(".launcher"), badge: $(".badge"), state: $(".state"),
+    log: $(".log"), typing: $(".typing"), input: $("textarea"), form: $("form.compose"),
+    human: $("[data-act=human]"), end: $("[data-act=end]"), welcome: $(".welcome"),
+  };
+
+  /* ---------- conversation state (this page view) ---------- */
+  const seen = new Set(); // seqs rendered (dedupe across resume and live frames)
+  const finished = new Set(); // reply_ids whose persisted message arrived: late deltas are ignored
+  const listeners = { message: [], status: [], open: [], close: [] };
+  let convo = { state: "bot", position: null, agent: null, lastStatusSeq: 0 };
+  let cursor = 0;
+  const seenAtLoad = saved.lastSeq; // messages after this arrived while the page was away: unread
+  let ws = null;
+  let connected = false;
+  let attempt = 0;
+  let retryTimer = null;
+  let retryAt = 0;
+  let fatal = false; // the server refused this site: stop retrying until reset()
+  let lastTypingSent = 0;
+  let typingTimer = null;
+  let unread = 0;
+  let theme = script.dataset.theme || "auto";
+
+  function emit(name, payload) {
+    for (const fn of listeners[name] || []) {
+      try {
+        fn(payload);
+      } catch (err) {
+        console.error("Switchboard listener failed", err);
+      }
+    }
+  }
+
+  /* ---------- rendering ---------- */
+  function applyTexts() {
+    ui.launcher.setAttribute("aria-label", saved.open ? t("close") : t("open"));
+    $(".x").setAttribute("aria-label", t("close"));
+    $("#sb-title").textContent = t("title");
+    $(".sub").textContent = t("subtitle");
+    $("label.sr").textContent = t("placeholder");
+    ui.input.placeholder = t("placeholder");
+    $("form.compose .primary").textContent = t("send");
+    ui.human.textContent = t("human");
+    ui.end.textContent = t("end");
+    ui.welcome.textContent = t("welcome");
+    ui.root.lang = locale;
+    renderState();
+  }
+
+  function applyTheme() {
+    ui.root.classList.remove("auto", "light", "dark");
+    ui.root.classList.add(["light", "dark"].includes(theme) ? theme : "auto");
+  }
+
+  function renderState() {
+    let text;
+    let cls = convo.state;
+    if (fatal) {
+      text = t("unavailable");
+      cls = "error";
+    } else if (!connected && attempt > 0) {
+      const s = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+      text = navigator.onLine === false ? t("offlineNow") : t("offline", { s });
+      cls = "offline";
+    } else if (!connected) {
+      text = t("connecting");
+    } else if (convo.state === "queued") {
+      text = convo.position ? t("queuedPos", { n: convo.position }) : t("queued");
+    } else if (convo.state === "agent") {
+      text = convo.agent ? t("agent", { name: convo.agent }) : t("agentAnon");
+    } else if (convo.state === "resolved") {
+      text = t("resolved");
+    } else {
+      text = t("bot");
+    }
+    if (ui.state.textContent !== text) ui.state.textContent = text;
+    ui.state.className = `state ${cls}`;
+    ui.state.dataset.state = cls;
+    ui.human.hidden = convo.state === "queued" || convo.state === "agent";
+    ui.end.hidden = convo.state === "resolved";
+  }
+
+  function authorLabel(frame) {
+    if (frame.role === "agent") return frame.author?.name || t("someone");
+    if (frame.role === "assistant") return t("assistant");
+    return t("you");
+  }
+
+  function bubble(role, text, attrs) {
+    const node = document.createElement("div");
+    node.className = "msg";
+    node.dataset.role = role;
+    for (const [k, v] of Object.entries(attrs)) if (v != null) node.dataset[k] = String(v);
+    const who = document.createElement("span");
+    who.className = "who";
+    const body = document.createElement("span");
+    body.className = "body";
+    body.textContent = text;
+    node.append(who, body);
+    return node;
+  }
+
+  // Persisted items are kept in seq order even when a live frame overtakes a replayed one.
+  function placeBySeq(node, seq) {
+    const after = [...ui.log.querySelectorAll("[data-seq]")].find((n) => Number(n.dataset.seq) > seq);
+    if (after) ui.log.insertBefore(node, after);
+    else insertBeforeTransient(node);
+  }
+
+  // Unsequenced items (pending messages, a reply being streamed, the CSAT form) stay at the bottom.
+  function insertBeforeTransient(node) {
+    const firstTransient = ui.log.querySelector(".msg:not([data-seq]), .csat");
+    ui.log.insertBefore(node, firstTransient);
+  }
+
+  function scrollDown() {
+    ui.log.scrollTop = ui.log.scrollHeight;
+  }
+
+  function noteUnread(seq) {
+    if (saved.open || seq <= seenAtLoad) return;
+    unread += 1;
+    ui.badge.hidden = false;
+    ui.badge.textContent = String(unread);
+  }
+
+  /* ---------- frames from the server ---------- */
+  function onFrame(frame) {
+    switch (frame.type) {
+      case "ack":
+        return onAck(frame);
+      case "delta":
+        return onDelta(frame);
+      case "reply_aborted":
+        return onAborted(frame);
+      case "message":
+        return onMessage(frame);
+      case "status":
+        return onStatus(frame);
+      case "typing":
+        return onTyping(frame);
+      case "rating_request":
+        return showRating(convo.lastStatusSeq);
+      case "error":
+        return onError(frame);
+      default:
+        return undefined; // frames added by later servers are ignored
+    }
+  }
+
+  // cursor: highest seq with nothing missing below it, what `resume` asks after. A new page view starts
+  // at 0 so the transcript is rendered again; saved.lastSeq remembers what this browser has seen.
+  function markSeen(seq) {
+    seen.add(seq);
+    while (seen.has(cursor + 1)) cursor += 1;
+    if (cursor > saved.lastSeq) saved.lastSeq = cursor;
+    persist();
+  }
+
+  function onAck(frame) {
+    const idx = saved.outbox.findIndex((m) => m.client_id === frame.client_id);
+    if (idx >= 0) saved.outbox.splice(idx, 1);
+    persist();
+    const node = ui.log.querySelector(`.msg[data-client-id="${CSS_ESCAPE(frame.client_id)}"]:not([data-seq])`);
+    if (!node) return;
+    if (seen.has(frame.seq)) {
+      node.remove(); // the stored copy is already on screen (replayed before this ack)
+      return;
+    }
+    node.classList.remove("pending");
+    node.dataset.seq = String(frame.seq);
+    node.remove();
+    placeBySeq(node, frame.seq);
+    markSeen(frame.seq);
+  }
+
+  function onDelta(frame) {
+    if (finished.has(frame.reply_id)) return;
+    let node = ui.log.querySelector(`.msg.streaming[data-reply-id="${CSS_ESCAPE(frame.reply_id)}"]`);
+    if (!node) {
+      node = bubble("assistant", "", { replyId: frame.reply_id });
+      node.classList.add("streaming");
+      node.setAttribute("aria-busy", "true");
+      node.querySelector(".who").textContent = t("assistant");
+      insertBeforeTransient(node);
+    }
+    node.querySelector(".body").textContent += frame.text;
+    hideTyping();
+    scrollDown();
+  }
+
+  function onAborted(frame) {
+    const node = ui.log.querySelector(`.msg.streaming[data-reply-id="${CSS_ESCAPE(frame.reply_id)}"]`);
+    if (node) node.remove();
+  }
+
+  function onMessage(frame) {
+    if (seen.has(frame.seq)) return;
+    let node = null;
+    if (frame.reply_id) {
+      finished.add(frame.reply_id);
+      node = ui.log.querySelector(`.msg.streaming[data-reply-id="${CSS_ESCAPE(frame.reply_id)}"]`);
+    }
+    if (node) {
+      // Same element, final text: no remove/insert, so the streamed reply does not flicker.
+      node.classList.remove("streaming");
+      node.removeAttribute("aria-busy");
+      const body = node.querySelector(".body");
+      if (body.textContent !== frame.text) body.textContent = frame.text;
+      node.dataset.seq = String(frame.seq);
+      node.dataset.id = frame.id;
+    } else {
+      node = bubble(frame.role, frame.text, { seq: frame.seq, id: frame.id, replyId: frame.reply_id });
+      node.querySelector(".who").textContent = authorLabel(frame);
+      placeBySeq(node, frame.seq);
+    }
+    markSeen(frame.seq);
+    if (frame.role === "agent" || frame.role === "assistant") {
+      hideTyping();
+      noteUnread(frame.seq);
+    }
+    scrollDown();
+    emit("message", frame);
+  }
+
+  function onStatus(frame) {
+    const repeat = seen.has(frame.seq); // a queue position update re-sends the last status' seq
+    if (frame.seq >= convo.lastStatusSeq) {
+      convo = {
+        state: frame.state,
+        position: frame.queue_position ?? null,
+        agent: frame.agent?.name || (frame.state === "agent" ? convo.agent : null),
+        lastStatusSeq: frame.seq,
+      };
+      renderState();
+      if (frame.state === "resolved") showRating(frame.seq);
+      else hideRating();
+    }
+    if (!repeat) {
+      const line = document.createElement("p");
+      line.className = "sys";
+      line.dataset.seq = String(frame.seq);
+      line.textContent = systemLine(frame);
+      placeBySeq(line, frame.seq);
+      markSeen(frame.seq);
+      scrollDown();
+    }
+    emit("status", { state: frame.state, queuePosition: frame.queue_position ?? null, agent: frame.agent || null, seq: frame.seq });
+  }
+
+  function systemLine(frame) {
+    if (frame.state === "queued") return t("sysQueued");
+    if (frame.state === "agent") return t("sysAgent", { name: frame.agent?.name || t("someone") });
+    if (frame.state === "resolved") return t("sysResolved");
+    return t("sysBot");
+  }
+
+  function onTyping(frame) {
+    if (frame.role !== "agent" && frame.role !== "assistant") return;
+    const name = frame.role === "agent" ? convo.agent || t("someone") : t("assistant");
+    ui.typing.textContent = t("typing", { name });
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(hideTyping, TYPING_SHOW_MS);
+  }
+
+  function hideTyping() {
+    clearTimeout(typingTimer);
+    ui.typing.textContent = "";
+  }
+
+  function onError(frame) {
+    if (frame.code === "unauthorized") {
+      // The token expired or the secret changed: a new session (the server keeps the conversation if it can).
+      saved.token = null;
+      persist();
+      return;
+    }
+    if (frame.client_id) {
+      const msg = saved.outbox.find((m) => m.client_id === frame.client_id);
+      if (frame.code === "rate_limited" && msg) {
+        setTimeout(() => sendFrame({ type: "message", client_id: msg.client_id, text: msg.text }), 2000);
+        return;
+      }
+      saved.outbox = saved.outbox.filter((m) => m.client_id !== frame.client_id);
+      persist();
+      const node = ui.log.querySelector(`.msg[data-client-id="${CSS_ESCAPE(frame.client_id)}"]`);
+      if (node) {
+        node.classList.remove("pending");
+        node.classList.add("failed");
+        const note = document.createElement("span");
+        note.className = "note";
+        note.textContent = t("failed", { reason: frame.message });
+        node.append(note);
+      }
+      return;
+    }
+    ui.typing.textContent = frame.message;
+  }
+
+  /* ---------- CSAT ---------- */
+  function hideRating() {
+    const form = ui.log.querySelector(".csat");
+    if (form) form.remove();
+  }
+
+  function showRating(resolvedSeq) {
+    if (ui.log.querySelector(".csat") || saved.rated.includes(resolvedSeq)) return;
+    const form = document.createElement("form");
+    form.className = "csat";
+    const stars = [1, 2, 3, 4, 5]
+      .map((n) => `<label><input type="radio" name="score" value="${n}" aria-label="${t("star", { n })}"><span aria-hidden="true">${n}</span></label>`)
+      .join("");
+    form.innerHTML = `<fieldset><legend></legend><p class="hint"></p><div class="stars">${stars}</div></fieldset>
+<label class="sr" for="sb-comment"></label><textarea id="sb-comment" maxlength="2000"></textarea>
+<div class="actions"><button type="submit" class="primary" disabled></button></div>`;
+    form.querySelector("legend").textContent = t("rateTitle");
+    form.querySelector(".hint").textContent = t("rateHint");
+    form.querySelector("label.sr").textContent = t("comment");
+    form.querySelector("textarea").placeholder = t("comment");
+    const submit = form.querySelector("button");
+    submit.textContent = t("submit");
+    form.addEventListener("change", () => {
+      submit.disabled = !form.querySelector("input:checked");
+    });
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const picked = form.querySelector("input:checked");
+      if (!picked || !connected) return;
+      const comment = form.querySelector("textarea").value.trim();
+      const frame = { type: "rating", score: Number(picked.value) };
+      if (comment) frame.comment = comment;
+      sendFrame(frame);
+      saved.rated.push(resolvedSeq);
+      persist();
+      const thanks = document.createElement("p");
+      thanks.className = "sys thanks";
+      thanks.setAttribute("role", "status");
+      thanks.textContent = t("thanks");
+      form.replaceWith(thanks);
+      ui.input.focus();
+    });
+    ui.log.append(form);
+    scrollDown();
+  }
+
+  /* ---------- sending ---------- */
+  function newClientId() {
+    return crypto.randomUUID ? crypto.randomUUID() : `c${Date.now().toString(36)}${Math.random().toString(36).slice(2)}`;
+  }
+
+  function sendFrame(frame) {
+    if (!connected) return false;
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  function sendMessage(text) {
+    const msg = { client_id: newClientId(), text };
+    saved.outbox.push(msg);
+    persist();
+    renderPending(msg);
+    sendFrame({ type: "message", ...msg });
+    scrollDown();
+  }
+
+  function renderPending(msg) {
+    const node = bubble("customer", msg.text, { clientId: msg.client_id });
+    node.classList.add("pending");
+    node.querySelector(".who").textContent = t("you");
+    insertBeforeTransient(node);
+  }
+
+  /* ---------- connection ---------- */
+  async function openSession() {
+    const body = { widget_key: KEY, visitor: {} };
+    const v = saved.visitor || {};
+    if (v.id) body.visitor.id = String(v.id);
+    if (v.name) body.visitor.name = String(v.name);
+    if (v.email) body.visitor.email = String(v.email);
+    if (v.identityHash) body.visitor.identity_hash = String(v.identityHash);
+    if (saved.token) body.token = saved.token;
+    const resp = await fetch(new URL("api/v1/widget/sessions", API), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      credentials: "omit",
+    });
+    if (resp.status === 403 || resp.status === 400) {
+      fatal = true;
+      throw new Error(`session refused (${resp.status})`);
+    }
+    if (!resp.ok) throw new Error(`session failed (${resp.status})`);
+    const session = await resp.json();
+    if (saved.conversationId && saved.conversationId !== session.conversation_id) clearConversation();
+    saved.token = session.token;
+    saved.conversationId = session.conversation_id;
+    persist();
+  }
+
+  async function connect() {
+    clearTimeout(retryTimer);
+    if (fatal || ws) return;
+    try {
+      if (!saved.token) await openSession();
+    } catch (err) {
+      return scheduleReconnect(err);
+    }
+    const socket = new WebSocket(`${WS_BASE}api/v1/widget/ws?token=${encodeURIComponent(saved.token)}`);
+    ws = socket;
+    socket.onopen = () => {
+      connected = true;
+      attempt = 0;
+      // Unacknowledged messages first: their acks then arrive before the replay, so a message stored
+      // before the drop is matched to its pending bubble by seq instead of being shown twice.
+      for (const m of saved.outbox) socket.send(JSON.stringify({ type: "message", client_id: m.client_id, text: m.text }));
+      socket.send(JSON.stringify({ type: "resume", after: cursor }));
+      renderState();
+    };
+    socket.onmessage = (ev) => {
+      let frame;
+      try {
+        frame = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      onFrame(frame);
+    };
+    socket.onclose = () => {
+      if (ws !== socket) return;
+      ws = null;
+      connected = false;
+      scheduleReconnect();
+    };
+  }
+
+  function scheduleReconnect() {
+    renderState();
+    if (fatal) return;
+    attempt += 1;
+    // Exponential backoff with jitter: a restarted server is not hit by every widget at the same instant.
+    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1));
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    retryAt = Date.now() + delay;
+    retryTimer = setTimeout(connect, delay);
+    renderState();
+  }
+
+  function clearConversation() {
+    saved.lastSeq = 0;
+    cursor = 0;
+    saved.outbox = [];
+    saved.rated = [];
+    seen.clear();
+    finished.clear();
+    convo = { state: "bot", position: null, agent: null, lastStatusSeq: 0 };
+    for (const n of ui.log.querySelectorAll(".msg, .sys, .csat")) n.remove();
+  }
+
+  /* ---------- UI events ---------- */
+  function setOpen(open) {
+    if (saved.open === open) return;
+    saved.open = open;
+    persist();
+    renderOpen();
+    if (open) ui.input.focus();
+    else if (el.shadowRoot.activeElement) ui.launcher.focus();
+    emit(open ? "open" : "close", {});
+  }
+
+  function renderOpen() {
+    const open = saved.open;
+    ui.panel.hidden = !open;
+    ui.root.classList.toggle("open", open); // small screens: the full-screen panel replaces the launcher
+    ui.launcher.setAttribute("aria-expanded", String(open));
+    ui.launcher.setAttribute("aria-label", open ? t("close") : t("open"));
+    if (open) {
+      unread = 0;
+      ui.badge.hidden = true;
+      scrollDown();
+    }
+  }
+
+  ui.launcher.addEventListener("click", () => setOpen(!saved.open));
+  $(".x").addEventListener("click", () => setOpen(false));
+  ui.panel.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") setOpen(false);
+  });
+  ui.form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const text = ui.input.value.trim();
+    if (!text) return;
+    ui.input.value = "";
+    ui.input.style.height = "";
+    sendMessage(text);
+  });
+  ui.input.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      ui.form.requestSubmit();
+    }
+  });
+  ui.input.addEventListener("input", () => {
+    ui.input.style.height = "auto";
+    ui.input.style.height = `${Math.min(ui.input.scrollHeight, 120)}px`;
+    const now = Date.now();
+    if (now - lastTypingSent > TYPING_SEND_EVERY_MS && sendFrame({ type: "typing" })) lastTypingSent = now;
+  });
+  ui.human.addEventListener("click", () => sendFrame({ type: "request_human" }));
+  ui.end.addEventListener("click", () => sendFrame({ type: "close" }));
+  window.addEventListener("online", () => {
+    if (!connected) connect();
+  });
+  window.addEventListener("offline", renderState);
+  setInterval(() => {
+    if (!connected && attempt > 0) renderState(); // the countdown in the offline message
+  }, 1000);
+
+  const CSS_ESCAPE = (s) => (window.CSS && CSS.escape ? CSS.escape(String(s)) : String(s).replace(/["\\]/g, "\\$&"));
+
+  /* ---------- public API ---------- */
+  const api = {
+    version: "1",
+    open: () => setOpen(true),
+    close: () => setOpen(false),
+    identify(visitor) {
+      const next = { id: visitor?.id, name: visitor?.name, email: visitor?.email, identityHash: visitor?.identityHash };
+      const before = JSON.stringify(saved.visitor || {});
+      const changedPerson = saved.visitor?.id && next.id && saved.visitor.id !== next.id;
+      saved.visitor = next;
+      persist();
+      if (changedPerson) api.reset(); // another person on this browser: never show them the old chat
+      else if (saved.token && JSON.stringify(next) !== before) openSession().catch(() => {}); // tell agents who it is
+    },
+    setLocale(tag) {
+      locale = pickLocale(tag);
+      applyTexts();
+    },
+    setTheme(name) {
+      theme = name;
+      applyTheme();
+    },
+    on(name, fn) {
+      if (listeners[name] && typeof fn === "function") listeners[name].push(fn);
+      return api;
+    },
+    reset() {
+      // Forget the conversation on this browser (logout): a new session starts a new conversation.
+      const visitor = saved.visitor;
+      clearConversation();
+      Object.assign(saved, fresh(), { visitor, open: saved.open });
+      persist();
+      fatal = false;
+      const old = ws;
+      ws = null;
+      connected = false;
+      if (old) old.close();
+      attempt = 0;
+      connect();
+    },
+  };
+
+  // Calls made before this script loaded: `window.Switchboard = {q: [[name, args], ...]}` (see docs).
+  const early = window.Switchboard && Array.isArray(window.Switchboard.q) ? window.Switchboard.q : [];
+  window.Switchboard = api;
+
+  function start() {
+    applyTheme();
+    applyTexts();
+    document.body.append(el);
+    for (const m of saved.outbox) renderPending(m);
+    renderOpen(); // open or closed as the visitor left it on the previous page
+    for (const [name, args] of early) if (typeof api[name] === "function") api[name](...args);
+    connect();
+  }
+  if (document.body) start();
+  else document.addEventListener("DOMContentLoaded", start);
+})();
