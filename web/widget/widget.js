@@ -187,7 +187,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
   <header><div class="t"><h2 id="sb-title"></h2><p class="sub"></p></div>
    <button type="button" class="x" data-act="close">×</button></header>
   <div class="state" role="status" aria-live="polite"></div>
-  <div class="log" role="log" aria-live="polite" aria-relevant="additions" tabindex="0"><p class="welcome"></p></div>
+  <div class="log" role="log" aria-live="polite" aria-relevant="additions text" tabindex="0"><p class="welcome"></p></div>
   <div class="typing" aria-live="polite"></div>
   <div class="tools"><button type="button" class="link" data-act="human"></button>
    <button type="button" class="link" data-act="end"></button></div>
@@ -532,11 +532,11 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       const picked = form.querySelector("input:checked");
-      if (!picked || !connected) return;
+      if (!picked) return;
       const comment = form.querySelector("textarea").value.trim();
       const frame = { type: "rating", score: Number(picked.value) };
       if (comment) frame.comment = comment;
-      sendFrame(frame);
+      if (!sendFrame(frame)) saved.pendingRating = frame; // offline: sent after the next resume
       saved.rated.push(resolvedSeq);
       persist();
       const thanks = document.createElement("p");
@@ -623,6 +623,11 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
       // before the drop is matched to its pending bubble by seq instead of being shown twice.
       for (const m of saved.outbox) socket.send(JSON.stringify({ type: "message", client_id: m.client_id, text: m.text }));
       socket.send(JSON.stringify({ type: "resume", after: cursor }));
+      if (saved.pendingRating) {
+        socket.send(JSON.stringify(saved.pendingRating));
+        delete saved.pendingRating;
+        persist();
+      }
       renderState();
     };
     socket.onmessage = (ev) => {
@@ -659,6 +664,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     cursor = 0;
     saved.outbox = [];
     saved.rated = [];
+    delete saved.pendingRating;
     seen.clear();
     finished.clear();
     convo = { state: "bot", position: null, agent: null, lastStatusSeq: 0 };
