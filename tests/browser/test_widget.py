@@ -456,6 +456,47 @@ def test_an_aborted_reply_drops_its_partial_text(
         site.kill()
 
 
+def test_the_js_api_opens_reports_events_and_forgets_the_chat_for_another_person(
+    page: Any, fake_api: FakeAnthropic
+) -> None:
+    answer_with(fake_api, "We ship to Norway in 3-5 days.")
+    page.evaluate(
+        """() => { window.__events = [];
+        for (const name of ['open', 'close', 'status', 'message'])
+          Switchboard.on(name, (p) => window.__events.push([name, p.state || p.role || null]));
+        Switchboard.identify({id: 'u-1', name: 'Ada'}); Switchboard.open(); }"""
+    )
+    page.wait_for_selector(f"{W} .state[data-state=bot]", timeout=WAIT_MS)
+    send(page, "Do you ship to Norway?")
+    page.wait_for_selector(f"{W} .msg[data-role=assistant][data-seq]", timeout=WAIT_MS)
+    page.locator(f"{W} [data-act=human]").click()  # "Talk to a person"
+    page.wait_for_selector(f"{W} .state[data-state=queued]", timeout=WAIT_MS)
+    page.evaluate("Switchboard.close()")
+    assert page.locator(f"{W} .panel").is_hidden()
+    events: list[tuple[str, str | None]] = []
+    for name, detail in page.evaluate("window.__events"):
+        if not events or events[-1] != (name, detail):  # queue position updates repeat the status
+            events.append((name, detail))
+    assert events == [
+        ("open", None), ("message", "customer"), ("message", "assistant"), ("status", "queued"),
+        ("close", None),
+    ]  # fmt: skip
+    stored = "Object.entries(localStorage).find(([k]) => k.startsWith('switchboard:'))[1]"
+    first = json.loads(page.evaluate(stored))["conversationId"]
+
+    page.evaluate("Switchboard.identify({id: 'u-2', name: 'Grace'}); Switchboard.open()")
+    new_conversation = (
+        f"() => (JSON.parse({stored}).conversationId || {json.dumps(first)}) !== {json.dumps(first)}"
+    )
+    page.wait_for_function(new_conversation, timeout=WAIT_MS)
+    page.wait_for_selector(f"{W} .state[data-state=bot]", timeout=WAIT_MS)
+    assert page.locator(f"{W} .msg").count() == 0, "another person never sees the previous chat"
+    page.reload()
+    page.wait_for_selector(f"{W} .state[data-state=bot]", timeout=WAIT_MS)
+    assert page.locator(f"{W} .panel").is_visible(), "open/closed is remembered across pages"
+    assert page.locator(f"{W} .msg").count() == 0
+
+
 def contrast(page: Any, selector: str) -> float:
     """WCAG contrast ratio of an element's text colour on its (own or nearest opaque) background."""
     ratio: float = page.evaluate(

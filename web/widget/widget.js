@@ -402,7 +402,15 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
   }
 
   function onMessage(frame) {
-    if (seen.has(frame.seq)) return;
+    if (seen.has(frame.seq)) {
+      // Our own message, placed by its ack: the stored copy completes it (once) for `on("message")`.
+      const mine = ui.log.querySelector(`.msg[data-seq="${frame.seq}"][data-client-id]:not([data-id])`);
+      if (mine) {
+        mine.dataset.id = frame.id;
+        emit("message", frame);
+      }
+      return;
+    }
     let node = null;
     if (frame.reply_id) {
       finished.add(frame.reply_id);
