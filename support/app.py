@@ -19,6 +19,7 @@ from support.channels.widget import WidgetController
 from support.errors import SwitchboardError
 from support.health import healthz, readyz
 from support.reports.api import ReportsController
+from support.reports.pages import reports_router
 from support.runtime import Runtime, open_runtime
 from support.settings import Settings, load_settings
 
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AdminController,
             WebAssetsController,
             ReportsController,
+            reports_router(settings.app),
         ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
