@@ -12,6 +12,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 
+from handoff.console_pages import console_router
 from support import __version__
 from support.channels.widget import WidgetController
 from support.errors import SwitchboardError
@@ -71,7 +72,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return runtime
 
     return Litestar(
-        route_handlers=[healthz, readyz, WidgetController],
+        route_handlers=[healthz, readyz, WidgetController, console_router(settings.app)],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers={
