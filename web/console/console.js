@@ -727,6 +727,8 @@
     const draft = currentDraft();
     $("draft-text").hidden = !draft;
     $("draft-text").textContent = draft ? draft.text : "";
+    const used = state.packet && state.packet.draft && state.usedDrafts.has(state.packet.draft.id);
+    $("draft-none").textContent = used ? "You used the draft." : "No draft for this conversation.";
     $("draft-none").hidden = Boolean(draft);
     $("draft-actions").hidden = !draft;
   }
