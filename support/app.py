@@ -12,6 +12,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 
+from handoff.console import AdminController, AgentController, AgentLoginController
 from handoff.console_pages import console_router
 from support import __version__
 from support.channels.widget import WidgetController
@@ -72,7 +73,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return runtime
 
     return Litestar(
-        route_handlers=[healthz, readyz, WidgetController, console_router(settings.app)],
+        route_handlers=[
+            healthz, readyz, WidgetController, AgentLoginController, AgentController, AdminController,
+            console_router(settings.app),
+        ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers={

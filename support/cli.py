@@ -1,4 +1,4 @@
-"""``switchboard`` command line: serve | migrate | worker | fake-anthropic."""
+"""``switchboard`` command line: serve | migrate | worker | create-agent | fake-anthropic."""
 
 from __future__ import annotations
 
@@ -42,6 +42,38 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     asyncio.run(upgrade_to_head(settings.database_url))
     print(f"database at head: {settings.database_url}")
     return 0
+
+
+def cmd_create_agent(args: argparse.Namespace) -> int:
+    """Create an agent or admin account in the configured database (migrating it first)."""
+    from handoff.agents import AgentService
+    from support.db.engine import make_engine, session_factory
+    from support.db.migrate import upgrade_to_head
+    from support.errors import SwitchboardError
+
+    settings = load_settings()
+    settings.app.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> int:
+        await upgrade_to_head(settings.database_url)
+        engine = make_engine(settings.database_url)
+        try:
+            service = AgentService(
+                session_factory(engine), default_capacity=settings.handoff.default_capacity
+            )
+            agent = await service.create(
+                email=args.email, password=args.password, name=args.name, role=args.role,
+                capacity=args.capacity,
+            )  # fmt: skip
+        except SwitchboardError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+        finally:
+            await engine.dispose()
+        print(f"created {agent.role} {agent.email} ({agent.name}) id={agent.id} capacity={agent.capacity}")
+        return 0
+
+    return asyncio.run(run())
 
 
 def cmd_worker(_args: argparse.Namespace) -> int:
@@ -110,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run background work (archiving) without serving HTTP")
     worker.set_defaults(func=cmd_worker)
+
+    create = sub.add_parser("create-agent", help="create an agent or admin account")
+    create.add_argument("--email", required=True)
+    create.add_argument("--password", required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", choices=["agent", "admin"], default="agent")
+    create.add_argument("--capacity", type=int, default=None, help="conversations held at once")
+    create.set_defaults(func=cmd_create_agent)
 
     fake = sub.add_parser("fake-anthropic", help="run the fake Anthropic API (for demos and benchmarks)")
     fake.add_argument("--host", default="127.0.0.1")

@@ -10,7 +10,14 @@ import json
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
-from support.settings import AppSettings, DatabaseSettings, LLMSettings, PolicySettings, RedisSettings
+from support.settings import (
+    AppSettings,
+    DatabaseSettings,
+    HandoffSettings,
+    LLMSettings,
+    PolicySettings,
+    RedisSettings,
+)
 
 SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Process", AppSettings),
@@ -18,6 +25,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Database", DatabaseSettings),
     ("Model API", LLMSettings),
     ("Support policy", PolicySettings),
+    ("Human handoff", HandoffSettings),
 ]
 
 

@@ -83,6 +83,7 @@ def conversation_keys(conversation_id: str) -> tuple[str, ...]:
         conv_state(conversation_id),
         conv_summary(conversation_id),
         conv_triage(conversation_id),
+        conv_notes(conversation_id),
     )
 
 
@@ -99,3 +100,46 @@ def agent_fanout(conversation_id: str) -> str:
 def active_conversations() -> str:
     """Sorted set: conversation id -> time of its last event (epoch s); what the archiver sweeps."""
     return f"{PREFIX}:{{archive}}:active"
+
+
+# --- human handoff (one hash tag: the queue's scripts touch several of these at once) -------------
+
+
+def handoff_queue() -> str:
+    """Sorted set of waiting conversations; score = priority rank * 1e13 + waiting-since ms (lowest first)."""
+    return f"{PREFIX}:{{handoff}}:queue"
+
+
+def handoff_item(conversation_id: str) -> str:
+    """Hash of one handoff: reason, priority, waiting_since, assignee, triage digest, preview."""
+    return f"{PREFIX}:{{handoff}}:item:{conversation_id}"
+
+
+def handoff_leases() -> str:
+    """Sorted set: claimed conversation id -> lease expiry (ms since epoch, Redis TIME)."""
+    return f"{PREFIX}:{{handoff}}:leases"
+
+
+def handoff_held(agent_id: str) -> str:
+    """Set of conversation ids an agent holds (its load, checked against its capacity)."""
+    return f"{PREFIX}:{{handoff}}:held:{agent_id}"
+
+
+def handoff_presence() -> str:
+    """Sorted set: agent id -> last time one of its console connections was seen (ms)."""
+    return f"{PREFIX}:{{handoff}}:presence"
+
+
+def handoff_events() -> str:
+    """Pub/sub channel of queue changes and assignments, for every agent console."""
+    return f"{PREFIX}:{{handoff}}:events"
+
+
+def conv_notes(conversation_id: str) -> str:
+    """List of internal agent notes of a conversation (JSON), never sent to the customer."""
+    return f"{PREFIX}:{conv_tag(conversation_id)}:notes"
+
+
+def examples_version() -> str:
+    """Counter bumped whenever examples change, so every process reloads its retrieval index."""
+    return f"{PREFIX}:{{examples}}:version"

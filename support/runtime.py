@@ -16,6 +16,12 @@ from typing import Any
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from handoff.agents import AgentService
+from handoff.desk import AgentDesk
+from handoff.examples import ExampleService
+from handoff.queue import HandoffQueue
+from handoff.routing import RoutingPolicy
+from handoff.service import HandoffService
 from support.channels.widget_sessions import WidgetSessionService
 from support.conversation.archive import archive_forever
 from support.conversation.pipeline import TurnDeps, TurnRunner
@@ -45,7 +51,12 @@ class Runtime:
     store: ConversationStore
     policy: Policy
     widget_sessions: WidgetSessionService
+    agents: AgentService
+    examples: ExampleService
+    queue: HandoffQueue
+    handoff: HandoffService
     turns: TurnRunner = field(init=False)
+    desk: AgentDesk = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     widget_sockets: set[Any] = field(default_factory=set)
     draining: asyncio.Event = field(default_factory=asyncio.Event)
@@ -122,15 +133,22 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     )
     client = aioredis.Redis.from_url(redis_url, decode_responses=False, health_check_interval=30)
     engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
     store = ConversationStore(client)
+    hs = settings.handoff
+    queue = HandoffQueue(client, lease_s=hs.lease_s)
     runtime = Runtime(
         settings=settings,
         redis=client,
         redis_url=redis_url,
         engine=engine,
-        sessions=session_factory(engine),
+        sessions=sessions,
         store=store,
         policy=policy,
+        agents=AgentService(sessions, default_capacity=hs.default_capacity),
+        examples=ExampleService(sessions, client, auto_approve=hs.examples_auto_approve),
+        queue=queue,
+        handoff=HandoffService(store, queue, client),
         widget_sessions=WidgetSessionService(
             store, secret=settings.app.secret_key.get_secret_value(), widget_keys=settings.app.widget_keys
         ),
@@ -146,9 +164,25 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             policy=policy,
             offline=OfflineResponder(policy.text),
             turn_deadline_s=settings.llm.turn_deadline_s,
+            handoff=runtime.handoff,
+            examples=runtime.examples,
+            routing=RoutingPolicy(
+                confidence_threshold=hs.confidence_threshold,
+                intent_thresholds=hs.intent_thresholds,
+                negative_sentiment=hs.negative_sentiment,
+                max_bot_turns=hs.max_bot_turns,
+                repeat_similarity=hs.repeat_similarity,
+            ),
+            examples_in_prompt=hs.examples_in_prompt,
+            examples_min_score=hs.examples_min_score,
         ),
         runtime.spawn,
     )
+    runtime.desk = AgentDesk(
+        store=store, handoff=runtime.handoff, queue=queue, turns=runtime.turns, examples=runtime.examples,
+        agents=runtime.agents, policy_version=policy.version,
+    )  # fmt: skip
+    runtime.spawn(runtime.desk.expire_forever(min(1.0, hs.lease_s / 4)), "lease-sweeper")
     runtime.drain_hooks.append(runtime.close_widget_sockets)
     runtime.spawn(
         archive_forever(

@@ -199,6 +199,57 @@ class LLMSettings(BaseSettings):
         return self.api_key is None or not self.api_key.get_secret_value()
 
 
+class HandoffSettings(BaseSettings):
+    """When turns go to humans, how the agent queue behaves, and how agent replies become examples."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_HANDOFF_", extra="ignore")
+
+    confidence_threshold: float = Field(
+        0.6,
+        ge=0.0,
+        le=1.0,
+        description="Below this triage confidence the bot does not answer (intents without their own).",
+    )
+    intent_thresholds: dict[str, float] = Field(
+        default_factory=lambda: {"payments_billing": 0.7, "account_privacy": 0.75, "complaint": 0.8},
+        description="JSON object: intent -> confidence threshold, for intents where a wrong answer "
+        "costs more (money, accounts, complaints).",
+    )
+    negative_sentiment: bool = Field(
+        True, description="Hand off when the customer is negative and has already had a bot answer."
+    )
+    max_bot_turns: int = Field(
+        8, ge=1, description="Hand off after this many bot answers in a row without resolution."
+    )
+    repeat_similarity: float = Field(
+        0.8,
+        ge=0.0,
+        le=1.0,
+        description="A customer message this similar (word overlap) to an earlier one after a bot answer "
+        "means the answer did not help: hand off.",
+    )
+    lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="An agent's claim lapses (back to the queue) this long after its last sign "
+        "of life (console connection or action).",
+    )
+    default_capacity: int = Field(
+        3, ge=1, description="Conversations an agent may hold at once (new agents)."
+    )
+    token_ttl_s: int = Field(12 * 3600, ge=60, description="Lifetime of an agent login token.")
+    examples_auto_approve: bool = Field(
+        True,
+        description="Agent replies become retrievable examples at once; false: they wait for an admin.",
+    )
+    examples_in_prompt: int = Field(
+        3, ge=0, le=10, description="Most similar approved examples put into each answer prompt."
+    )
+    examples_min_score: float = Field(
+        0.3, ge=0.0, le=1.0, description="Lexical match (0..1) an example needs to be put into a prompt."
+    )
+
+
 class PolicySettings(BaseSettings):
     """The support policy document the answer model works from."""
 
@@ -215,6 +266,7 @@ class Settings(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    handoff: HandoffSettings = Field(default_factory=HandoffSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 

@@ -363,7 +363,8 @@ class ConversationEngine:
         return self._handoff(Reason.CUSTOMER_REQUEST)
 
     def _agent_claimed(self, event: AgentClaimed) -> list[Action]:
-        self._require(event, State.BOT, State.QUEUED)
+        # From AGENT: a transfer to another agent (the status names the new one).
+        self._require(event, State.BOT, State.QUEUED, State.AGENT)
         actions = self._detach_turn()
         waiting = [PublishToAgent(m.seq, m.text) for m in self._waiting]
         self._waiting.clear()

@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from handoff.routing import decide
+from handoff.examples import ExampleService
+from handoff.routing import RoutingPolicy, decide
+from handoff.service import HandoffService
 from support.conversation import engine as e
 from support.conversation.store import ConversationStore, Event
 from support.conversation.window import maybe_fold
 from support.errors import ModelError
 from support.llm.answer import build_answer_request, draft_from_message
 from support.llm.gateway import ModelGateway
-from support.llm.offline import OfflineResponder
+from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy
 from support.llm.tokens import TokenEstimator
 from support.llm.triage import triage
@@ -52,6 +54,11 @@ class TurnDeps:
     offline: OfflineResponder
     estimator: TokenEstimator = field(default_factory=TokenEstimator)
     turn_deadline_s: float = 45.0
+    handoff: HandoffService | None = None  # None: handoffs only change the conversation state (unit use)
+    examples: ExampleService | None = None
+    routing: RoutingPolicy = field(default_factory=RoutingPolicy)
+    examples_in_prompt: int = 3
+    examples_min_score: float = 0.3
 
 
 class Turn:
@@ -66,16 +73,20 @@ class Turn:
         self.message_text = ""
         self.summary = ""
         self.history: list[tuple[str, str]] = []
+        self.route_history: list[tuple[str, str]] = []  # (customer|assistant|agent, text) for routing
+        self.triage: e.TriageDone | None = None
 
     async def run(self, message: Event) -> None:
         """Run the turn started by ``message`` until the engine has no turn in flight."""
         self.message_text = message.text
         self.summary, _upto, window = await self.deps.store.window(self.conversation_id)
-        self.history = [
-            ("user" if ev.role == "customer" else "assistant", ev.text)
+        earlier = [
+            ev
             for ev in window
             if ev.type == "message" and ev.seq < message.seq and ev.role in ("customer", "assistant", "agent")
         ][-HISTORY_CAP_MESSAGES:]
+        self.history = [("user" if ev.role == "customer" else "assistant", ev.text) for ev in earlier]
+        self.route_history = [(ev.role, ev.text) for ev in earlier]
         await self.apply(self.engine.handle(e.CustomerMessage(seq=message.seq, text=message.text)))
         try:
             async with asyncio.timeout(self.deps.turn_deadline_s):
@@ -111,11 +122,16 @@ class Turn:
             case e.StartDraft(seq=seq, text=text, reply_id=reply_id):
                 self._spawn(self._draft(seq, text, reply_id))
             case e.RequestDecision(seq=seq, triage=t):
+                self.triage = t
                 verdict = decide(
                     wants_human=t.wants_human,
                     confidence=t.confidence,
                     urgency=t.urgency,
                     message=self.message_text,
+                    intent=t.intent,
+                    sentiment=t.sentiment,
+                    history=self.route_history,
+                    policy=self.deps.routing,
                 )
                 self.inbox.put_nowait(e.Decision(seq=seq, answer=verdict.answer, reason=verdict.reason))
             case e.StreamDelta(reply_id=reply_id, text=text):
@@ -127,20 +143,41 @@ class Turn:
                     cid, type="message", role="assistant", text=text, reply_id=reply_id, now=_now()
                 )
                 await self._publish(event.to_frame())
-            case e.Handoff(reason=reason, draft=draft):
+            case e.Handoff(seq=seq, reason=reason, draft=draft, triage=t):
                 # draft None (still streaming) deletes a stale draft; DraftForAgent attaches it later
-                await store.set_state(cid, handoff_reason=reason, draft_text=draft)
-            case e.DraftForAgent(text=text):
-                await store.set_state(cid, draft_text=text)
+                await store.set_state(
+                    cid, handoff_reason=reason, draft_text=draft, draft_id=f"d{seq}" if draft else None,
+                    handoff_seq=seq,
+                )  # fmt: skip
+                t = t or self.triage
+                if self.deps.handoff is not None:
+                    await self.deps.handoff.enqueue(
+                        cid, reason=reason, preview=self.message_text, intent=t.intent if t else None,
+                        urgency=t.urgency if t else None, sentiment=t.sentiment if t else None,
+                    )  # fmt: skip
+            case e.DraftForAgent(seq=seq, text=text):
+                draft_id = f"d{seq}"
+                await store.set_state(cid, draft_text=text, draft_id=draft_id)
+                await store.publish_agent(
+                    cid, {"type": "draft", "conversation_id": cid, "draft": {"id": draft_id, "text": text}}
+                )
             case e.EmitStatus(state=state, agent_name=agent_name):
                 extra: dict[str, Any] = {"state": str(state)}
                 if agent_name:
                     extra["agent"] = {"name": agent_name}
+                handoff = self.deps.handoff
+                if state is e.State.QUEUED and handoff is not None:
+                    position = await handoff.queue.position(cid)
+                    if position is not None:
+                        extra["queue_position"] = position
                 await store.set_state(cid, state=str(state))
                 event = await store.append_event(
                     cid, type="status", role="system", text="", extra=extra, now=_now()
                 )
+                await store.set_state(cid, status_seq=event.seq)
                 await self._publish(event.to_frame())
+                if state is e.State.QUEUED and handoff is not None:
+                    await handoff.queue_changed()
             case e.PublishToAgent(seq=seq, text=text):
                 # A human owns (or is about to own) the conversation: the message goes to the agent side.
                 await store.publish_agent(
@@ -197,12 +234,24 @@ class Turn:
                 self.inbox.put_nowait(e.DraftDelta(seq=seq, text=match.text))
                 self.inbox.put_nowait(e.DraftDone(seq=seq, text=match.text))
             return
+        curated: list[Example] = []
+        retrieved: list[Example] = []
+        examples = self.deps.examples
+        if examples is not None:
+            try:
+                await examples.refresh()
+                curated = examples.curated
+                retrieved = examples.for_prompt(
+                    text, self.deps.examples_in_prompt, self.deps.examples_min_score
+                )
+            except Exception:  # examples improve answers; their store being down must not stop one
+                log.exception("example retrieval failed; answering without examples")
         request = build_answer_request(
             policy=self.deps.policy,
-            curated_examples=[],
+            curated_examples=curated,
             summary=self.summary,
             history=self.history,
-            retrieved_examples=[],
+            retrieved_examples=retrieved,
             message=text,
             model=self.deps.settings.answer_model,
             max_tokens=self.deps.settings.answer_max_tokens,
@@ -256,13 +305,22 @@ class TurnRunner:
 
     async def request_human(self, conversation_id: str) -> None:
         """The customer asked for a person (a ``request_human`` frame)."""
-        await self._conversation_event(conversation_id, e.RequestHuman())
+        state = await self.deps.store.get_state(conversation_id)
+        last = await self.deps.store.events_after(
+            conversation_id, max(0, (state.last_seq if state else 0) - 20)
+        )
+        customer = [ev for ev in last if ev.type == "message" and ev.role == "customer"]
+        turn = Turn(self.deps, conversation_id, e.State(state.state) if state else e.State.BOT)
+        turn.message_text = customer[-1].text if customer else ""
+        await turn.apply(turn.engine.handle(e.RequestHuman()))
 
     async def close(self, conversation_id: str) -> None:
         """The customer ended the conversation (a ``close`` frame)."""
-        await self._conversation_event(conversation_id, e.CustomerClosed())
+        await self.conversation_event(conversation_id, e.CustomerClosed())
 
-    async def _conversation_event(self, conversation_id: str, event: e.Input) -> None:
+    async def conversation_event(self, conversation_id: str, event: e.Input) -> None:
+        """Apply a conversation-level event (agent claimed, released, resolved...) and carry out its
+        actions; :class:`InvalidTransition` when the conversation's state does not allow it."""
         state = await self.deps.store.get_state(conversation_id)
         turn = Turn(self.deps, conversation_id, e.State(state.state) if state else e.State.BOT)
         await turn.apply(turn.engine.handle(event))

@@ -456,3 +456,12 @@ class ConversationStore:
             for key in keys.conversation_keys(conversation_id):
                 pipe.expire(key, ttl_s)
             await pipe.execute()
+
+    async def add_note(self, conversation_id: str, note: dict[str, Any]) -> None:
+        """Append an internal agent note (never part of the customer's event log)."""
+        await self._redis.rpush(keys.conv_notes(conversation_id), json.dumps(note))
+
+    async def notes(self, conversation_id: str) -> list[dict[str, Any]]:
+        """The conversation's internal notes, oldest first."""
+        raw: list[bytes | str] = await self._redis.lrange(keys.conv_notes(conversation_id), 0, -1)
+        return [json.loads(n) for n in raw]

@@ -177,11 +177,17 @@ def test_request_human_during_a_turn_hands_off() -> None:
     assert engine.handle(RequestHuman()) == []
 
 
+def test_claim_by_another_agent_is_a_transfer() -> None:
+    engine = ConversationEngine(State.AGENT)
+    assert engine.handle(AgentClaimed("Bo")) == [EmitStatus(State.AGENT, "Bo")]
+    assert engine.state is State.AGENT
+
+
 @pytest.mark.parametrize(
     ("state", "event"),
     [
         (State.BOT, AgentReleased()),
-        (State.AGENT, AgentClaimed("x")),
+        (State.RESOLVED, AgentClaimed("x")),
         (State.RESOLVED, Resolved()),
         (State.RESOLVED, RequestHuman()),
         (State.BOT, ReturnedToBot()),

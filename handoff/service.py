@@ -1,0 +1,76 @@
+"""What the turn pipeline needs from the human side: put a conversation in the queue, tell agents and
+waiting customers that the queue moved. No agent logic lives here (that is :mod:`handoff.desk`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from handoff.queue import HandoffQueue
+from handoff.routing import priority_of
+from support import keys
+from support.conversation.store import ConversationStore
+
+PREVIEW_CHARS = 200
+# Customers further back than this get their position when they reach it (bounded work per change).
+POSITION_BROADCAST_LIMIT = 100
+
+
+class HandoffService:
+    """Enqueue handoffs and announce queue changes. Clients are passed in."""
+
+    def __init__(self, store: ConversationStore, queue: HandoffQueue, redis: aioredis.Redis) -> None:
+        self.store = store
+        self.queue = queue
+        self._redis = redis
+
+    async def enqueue(
+        self,
+        conversation_id: str,
+        *,
+        reason: str,
+        preview: str,
+        intent: str | None = None,
+        urgency: str | None = None,
+        sentiment: str | None = None,
+    ) -> None:
+        """Queue a handed-off conversation (priority from urgency and reason) and announce it."""
+        state = await self.store.get_state(conversation_id)
+        visitor = state.visitor if state else {}
+        customer = {k: visitor[k] for k in ("id", "name", "email") if visitor.get(k)}
+        await self.queue.enqueue(
+            conversation_id,
+            reason=reason,
+            priority=priority_of(reason=reason, urgency=urgency, sentiment=sentiment),
+            fields={
+                "intent": intent, "urgency": urgency, "sentiment": sentiment,
+                "preview": preview[:PREVIEW_CHARS], "customer": customer,
+            },
+        )  # fmt: skip
+
+    async def publish_event(self, payload: dict[str, Any]) -> None:
+        """Tell every agent console (queue changes, assignments)."""
+        await self._redis.publish(keys.handoff_events(), json.dumps(payload))
+
+    async def queue_changed(self) -> None:
+        """The queue moved: consoles refresh, waiting customers get their new position."""
+        await self.publish_event({"type": "queue_changed"})
+        await self.broadcast_positions()
+
+    async def broadcast_positions(self) -> None:
+        """A ``status`` frame with the current ``queue_position`` to every waiting customer. It repeats the
+        seq of the conversation's last persisted status event: an update of it, not a new event."""
+        items = await self.queue.waiting(limit=POSITION_BROADCAST_LIMIT)
+        for item in items:
+            state = await self.store.get_state(item.conversation_id)
+            if state is None or state.state != "queued" or "status_seq" not in state.extra:
+                continue
+            await self.store.publish(
+                item.conversation_id,
+                {
+                    "type": "status", "seq": int(state.extra["status_seq"]), "state": "queued",
+                    "queue_position": item.position,
+                },
+            )  # fmt: skip
