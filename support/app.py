@@ -74,7 +74,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     return Litestar(
         route_handlers=[
-            healthz, readyz, WidgetController, AgentLoginController, AgentController, AdminController,
+            healthz,
+            readyz,
+            WidgetController,
+            AgentLoginController,
+            AgentController,
+            AdminController,
             console_router(settings.app),
         ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
