@@ -6,6 +6,7 @@ these tests outside an event loop); the agent is a person clicking and typing in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -100,16 +101,29 @@ class Customer:
                 return frame
 
 
-def open_customer(server: ServerProcess, name: str = "Ada") -> tuple[Customer, str]:
-    resp = httpx.post(
-        f"{server.url}/api/v1/widget/sessions",
-        json={"widget_key": "pk_test", "visitor": {"name": name, "email": f"{name.lower()}@example.com"}},
-        headers={"Origin": ORIGIN},
-    )
-    assert resp.status_code == 201, resp.text
-    session = resp.json()
-    ws = connect(f"ws://127.0.0.1:{server.port}/api/v1/widget/ws?token={session['token']}")
-    return Customer(ws), session["conversation_id"]
+CustomerFactory = Callable[..., tuple[Customer, str]]
+
+
+@pytest.fixture
+def customers(server: ServerProcess) -> Iterator[CustomerFactory]:
+    """Open widget sessions with a connected customer socket each; all closed after the test."""
+    with contextlib.ExitStack() as stack:
+
+        def open_customer(name: str = "Ada") -> tuple[Customer, str]:
+            resp = httpx.post(
+                f"{server.url}/api/v1/widget/sessions",
+                json={
+                    "widget_key": "pk_test",
+                    "visitor": {"name": name, "email": f"{name.lower()}@example.com"},
+                },
+                headers={"Origin": ORIGIN},
+            )
+            assert resp.status_code == 201, resp.text
+            session = resp.json()
+            url = f"ws://127.0.0.1:{server.port}/api/v1/widget/ws?token={session['token']}"
+            return Customer(stack.enter_context(connect(url))), session["conversation_id"]
+
+        yield open_customer
 
 
 def status(state: str) -> Callable[[dict[str, Any]], bool]:
@@ -134,7 +148,11 @@ def sign_in(browser: Browser, server: ServerProcess, email: str) -> Page:
 
 
 def test_an_agent_takes_over_edits_the_draft_chats_live_notes_and_resolves(
-    browser: Browser, server: ServerProcess, fake_api: FakeAnthropic, screenshot_dir: Path
+    browser: Browser,
+    server: ServerProcess,
+    fake_api: FakeAnthropic,
+    customers: CustomerFactory,
+    screenshot_dir: Path,
 ) -> None:
     hands_off_with_a_draft(fake_api)
     create_agent(server, "grace@example.com", "Grace")
@@ -143,16 +161,22 @@ def test_an_agent_takes_over_edits_the_draft_chats_live_notes_and_resolves(
         expect(page.locator("#me")).to_contain_text("Grace")
         expect(page.locator("#queue-empty")).to_be_visible()
 
-        customer, conversation_id = open_customer(server)
+        customer, conversation_id = customers()
         customer.say("I want compensation for my ruined trip")
         queued = customer.until(status("queued"))
         assert queued["queue_position"] == 1
 
         # The handoff shows up in the queue live, with why, how long, and what the customer said.
         row = page.locator("#queue-list li", has_text="Ada")
-        expect(row).to_contain_text("Bot was not confident it could answer")
+        expect(row).to_contain_text("Bot not confident enough to answer")
         expect(row).to_contain_text("I want compensation for my ruined trip")
         expect(row.locator("[data-since]")).to_have_text(re.compile(r"^\d+s$"))
+        # Opening it first is a read-only preview that stays live.
+        row.get_by_role("button", name="Preview conversation with Ada").click()
+        expect(page.locator("#conv-state")).to_have_text("Queued #1")
+        expect(page.get_by_role("button", name="Claim", exact=True)).to_be_visible()
+        expect(page.get_by_label("Reply to the customer")).to_be_disabled()
+        expect(page.locator("#draft-text")).to_have_text(DRAFT)
         page.screenshot(path=str(screenshot_dir / "console-queue.png"))
 
         row.get_by_role("button", name="Claim conversation with Ada").click()
@@ -162,7 +186,7 @@ def test_an_agent_takes_over_edits_the_draft_chats_live_notes_and_resolves(
         expect(page.locator("#mine-list li", has_text="Ada")).to_have_count(1)
 
         # The packet: reason in words, triage chips, identity, transcript, the bot's draft, no scrolling.
-        expect(page.locator("#conv-reason")).to_have_text("Bot was not confident it could answer")
+        expect(page.locator("#conv-reason")).to_have_text("Bot not confident enough to answer")
         chips = page.locator("#triage-chips")
         expect(chips).to_contain_text("Intent: Returns refunds")
         expect(chips).to_contain_text("Confidence: 20%")
@@ -219,7 +243,6 @@ def test_an_agent_takes_over_edits_the_draft_chats_live_notes_and_resolves(
         expect(page.locator("#send")).to_be_disabled()
         assert note not in json.dumps(customer.frames)
         assert "SECRET" not in json.dumps(customer.frames)
-        customer.ws.close()
         token = page.evaluate("sessionStorage.getItem('switchboard.agent.token')")
         packet = httpx.get(
             f"{server.url}/api/v1/agent/conversations/{conversation_id}",
@@ -232,7 +255,11 @@ def test_an_agent_takes_over_edits_the_draft_chats_live_notes_and_resolves(
 
 
 def test_a_transfer_reaches_the_other_agent_who_returns_it_to_the_bot(
-    browser: Browser, server: ServerProcess, fake_api: FakeAnthropic, screenshot_dir: Path
+    browser: Browser,
+    server: ServerProcess,
+    fake_api: FakeAnthropic,
+    customers: CustomerFactory,
+    screenshot_dir: Path,
 ) -> None:
     hands_off_with_a_draft(fake_api)
     create_agent(server, "grace@example.com", "Grace")
@@ -240,7 +267,7 @@ def test_a_transfer_reaches_the_other_agent_who_returns_it_to_the_bot(
     grace = sign_in(browser, server, "grace@example.com")
     linus = sign_in(browser, server, "linus@example.com")
     try:
-        customer, _ = open_customer(server, name="Bo")
+        customer, _ = customers("Bo")
         customer.say("My stove arrived dented, I want it replaced")
         customer.until(status("queued"))
         grace.locator("#queue-list li", has_text="Bo").get_by_role(
@@ -270,7 +297,7 @@ def test_a_transfer_reaches_the_other_agent_who_returns_it_to_the_bot(
         expect(linus.locator("#draft-text")).to_have_text(DRAFT)
         linus.get_by_role("button", name="Return to bot").click()
         customer.until(status("bot"))
-        expect(linus.locator("#conv-banner")).to_contain_text("returned to the bot")
+        expect(linus.locator("#conv-banner")).to_have_text("Returned to the bot.")
         expect(linus.locator("#mine-list li")).to_have_count(0)
 
         # The bot answers again.
@@ -280,7 +307,6 @@ def test_a_transfer_reaches_the_other_agent_who_returns_it_to_the_bot(
         customer.say("Ok, so what now?")
         answer = customer.until(lambda f: f["type"] == "message" and f["role"] == "assistant")
         assert answer["text"] == "A replacement ships today."
-        customer.ws.close()
     finally:
         grace.close()
         linus.close()
@@ -313,5 +339,47 @@ def test_sign_in_errors_session_memory_and_sign_out(
         assert page.evaluate("sessionStorage.length") == 0
         page.reload()
         expect(page.locator("#login-view")).to_be_visible()
+    finally:
+        page.close()
+
+
+def test_a_canned_reply_from_an_earlier_answer_is_offered_and_sent(
+    browser: Browser, server: ServerProcess, fake_api: FakeAnthropic, customers: CustomerFactory
+) -> None:
+    hands_off_with_a_draft(fake_api)
+    create_agent(server, "grace@example.com", "Grace")
+    api = f"{server.url}/api/v1/agent"
+    login = httpx.post(f"{api}/login", json={"email": "grace@example.com", "password": PASSWORD})
+    auth = {"Authorization": f"Bearer {login.json()['token']}"}
+    answer = "Yes: we match the price of any local outdoor store, just send us the link."
+
+    # An earlier conversation, answered by Grace over the API, becomes an (auto-approved) example.
+    first, first_id = customers("Cy")
+    first.say("Do you price match other stores?")
+    first.until(status("queued"))
+    assert httpx.post(f"{api}/conversations/{first_id}/claim", headers=auth).status_code == 200
+    sent = httpx.post(f"{api}/conversations/{first_id}/messages", headers=auth, json={"text": answer})
+    assert sent.status_code == 201, sent.text
+    assert httpx.post(f"{api}/conversations/{first_id}/resolve", headers=auth).status_code == 200
+
+    page = sign_in(browser, server, "grace@example.com")
+    try:
+        second, _ = customers("Di")
+        second.say("Will you price match a store in town?")
+        second.until(status("queued"))
+        page.locator("#queue-list li", has_text="Di").get_by_role(
+            "button", name="Claim conversation with Di"
+        ).click()
+        expect(page.locator("#conv-state")).to_have_text("With Grace")
+        canned = page.locator("#canned-list li")
+        expect(canned).to_have_count(1)
+        expect(canned).to_contain_text("Do you price match other stores?")
+        canned.get_by_role("button", name=re.compile("^Use canned reply")).click()
+        composer = page.get_by_label("Reply to the customer")
+        expect(composer).to_have_value(answer)
+        expect(page.locator("#composer-mode")).to_have_text("Using a canned reply")
+        page.get_by_role("button", name="Send", exact=True).click()
+        got = second.until(lambda f: f["type"] == "message" and f["role"] == "agent")
+        assert (got["text"], got["author"]) == (answer, {"name": "Grace"})
     finally:
         page.close()

@@ -17,34 +17,25 @@
   const RECONNECT_BASE_MS = 500;
   const RECONNECT_MAX_MS = 15000;
 
-  // Reason codes in words, so the agent sees at once why the conversation is theirs.
+  // Reason codes in words, so the agent sees at once why the conversation is theirs. The server sends
+  // its own `reason_text` in the packet (preferred); this covers queue rows and older servers.
   const REASONS = {
     wants_human: "Customer asked for a person",
-    request_human: "Customer pressed “talk to a person”",
-    urgent: "Urgent request",
-    low_confidence: "Bot was not confident it could answer",
-    declined: "Bot declined: the policy does not cover it",
-    model_declined: "Bot declined: the policy does not cover it",
+    customer_request: "Customer pressed “talk to a person”",
+    urgent: "Urgent (safety, fraud or money at stake)",
+    not_helped: "Bot answers did not help",
     negative_sentiment: "Customer is upset",
-    angry: "Customer is upset",
-    repeated: "Customer repeated the question",
-    repeated_question: "Customer repeated the question",
-    not_helpful: "Customer said the answer did not help",
-    answer_not_helpful: "Customer said the answer did not help",
-    too_many_turns: "Too many bot turns without resolution",
-    bot_turns: "Too many bot turns without resolution",
-    model_unavailable: "The model was unavailable",
-    offline: "The bot was offline",
-    error: "The bot failed to answer",
-    released: "An agent released it back to the queue",
-    lease_expired: "The previous agent disconnected",
-    transferred: "Transferred by another agent",
-    confident: "Answered by the bot",
+    too_many_bot_turns: "Long conversation with the bot, not resolved",
+    low_confidence: "Bot not confident enough to answer",
+    draft_declined: "Bot declined: not covered by the policy",
+    draft_failed: "Model unavailable",
+    timeout: "Answer took too long",
+    lease_expired: "Previous agent disconnected",
   };
   const UNASSIGNED = {
-    released: "You released this conversation to the queue.",
-    resolved: "This conversation is resolved.",
-    returned_to_bot: "This conversation was returned to the bot.",
+    released: "Released back to the queue.",
+    resolved: "Resolved: the customer was asked for a rating.",
+    returned_to_bot: "Returned to the bot.",
     transferred: "This conversation was transferred to another agent.",
     lease_expired: "Your hold on this conversation expired; it went back to the queue.",
   };
@@ -82,6 +73,7 @@
     lastTypingSentAt: 0,
     customerTypingTimer: null,
     knownQueueIds: new Set(),
+    ownAction: null, // {id, at}: my own resolve/release/transfer, whose banner the echo must not replace
   };
 
   class ApiError extends Error {
@@ -147,7 +139,7 @@
     const words = String(code).replace(/_/g, " ");
     return words.charAt(0).toUpperCase() + words.slice(1);
   };
-  const reasonText = (code) => REASONS[code] || humanize(code);
+  const reasonText = (code, text) => text || REASONS[code] || humanize(code);
   const customerName = (customer) =>
     (customer && (customer.name || customer.email)) || "Visitor";
 
@@ -318,7 +310,7 @@
         onAssigned(id, frame.agent);
         break;
       case "unassigned":
-        onUnassigned(id, frame.reason);
+        onUnassigned(id, frame.reason, frame.agent_id);
         break;
       case "event":
         onEvent(id, frame.event || {});
@@ -346,7 +338,8 @@
     state.queue = items;
     renderQueue();
     if (fresh.length === 1) {
-      announce(`New in queue: ${customerName(fresh[0].customer)}, ${reasonText(fresh[0].reason)}`);
+      const first = fresh[0];
+      announce(`New in queue: ${customerName(first.customer)}, ${reasonText(first.reason, first.reason_text)}`);
     } else if (fresh.length > 1) {
       announce(`${fresh.length} new conversations in the queue`);
     }
@@ -364,13 +357,21 @@
     }
   }
 
-  function onUnassigned(id, reason) {
+  function onUnassigned(id, reason, agentId) {
+    if (agentId && state.agent && agentId !== state.agent.id) {
+      // Someone else let go of it: only the view of a conversation I am previewing changes.
+      if (id === state.selected) loadConversation(id, { keepComposer: true });
+      return;
+    }
     state.mine = state.mine.filter((item) => item.conversation_id !== id);
     state.unread.delete(id);
     renderMine();
     if (id === state.selected) {
-      showBanner(UNASSIGNED[reason] || `No longer yours (${humanize(reason)}).`);
-      announce(UNASSIGNED[reason] || "This conversation is no longer yours");
+      const own = state.ownAction && state.ownAction.id === id && Date.now() - state.ownAction.at < 10000;
+      if (!own) {
+        showBanner(UNASSIGNED[reason] || `No longer yours (${humanize(reason)}).`);
+        announce(UNASSIGNED[reason] || "This conversation is no longer yours");
+      }
       loadConversation(id, { keepBanner: true });
     }
   }
@@ -426,7 +427,7 @@
           },
           el("span", { class: "who", text: customerName(item.customer) }),
           el("span", { class: "when", text: humanize(item.state) }),
-          el("span", { class: "why", text: reasonText(item.reason) }),
+          el("span", { class: "why", text: reasonText(item.reason, item.reason_text) }),
           el("span", { class: "preview", text: lastMessageText(item.last_message) }),
         );
         return el("li", {}, button);
@@ -458,19 +459,19 @@
             "span",
             { class: "why" },
             el("span", { class: "prio", "data-priority": item.priority, text: humanize(item.priority) }),
-            ` ${reasonText(item.reason)}`,
+            ` ${reasonText(item.reason, item.reason_text)}`,
             item.intent ? ` · ${humanize(item.intent)}` : "",
           ),
           el("span", { class: "preview", text: item.preview || "" }),
         );
-        const claim = el("button", {
+        const claimButton = el("button", {
           type: "button",
           class: "claim-btn primary",
           "aria-label": `Claim conversation with ${name}`,
           text: "Claim",
           onclick: () => claim(id),
         });
-        return el("li", { class: "queue-row" }, select, claim);
+        return el("li", { class: "queue-row" }, select, claimButton);
       }),
     );
     $("queue-count").textContent = String(state.queue.length);
@@ -517,6 +518,7 @@
   function showPacket(packet, { keepComposer = false, keepBanner = false } = {}) {
     state.packet = packet;
     state.selected = packet.conversation_id;
+    state.unread.delete(packet.conversation_id); // an `assigned` echo may have beaten the claim's answer
     if (!keepComposer) resetComposer();
     if (!keepBanner) $("conv-banner").hidden = true;
     // Follow a conversation that is not ours yet, so the preview stays live.
@@ -552,7 +554,7 @@
   function renderPacketHead() {
     const p = state.packet;
     $("conv-title").textContent = customerName(p.customer);
-    $("conv-reason").textContent = reasonText(p.reason);
+    $("conv-reason").textContent = reasonText(p.reason, p.reason_text);
     $("conv-reason").dataset.code = p.reason || "";
     const prio = $("conv-priority");
     prio.textContent = p.priority === undefined || p.priority === null ? "" : `Priority: ${humanize(p.priority)}`;
@@ -881,6 +883,7 @@
   async function act(action, words) {
     const id = state.selected;
     if (!id) return;
+    state.ownAction = { id, at: Date.now() };
     try {
       await api("POST", `/conversations/${encodeURIComponent(id)}/${action}`);
       resetComposer();
@@ -932,6 +935,7 @@
       return;
     }
     const id = state.selected;
+    state.ownAction = { id, at: Date.now() };
     try {
       await api("POST", `/conversations/${encodeURIComponent(id)}/transfer`, { agent_id: target });
       $("transfer-dialog").close();
@@ -980,9 +984,9 @@
         $("note-form").requestSubmit();
       }
     });
-    $("resolve").addEventListener("click", () => act("resolve", "Resolved. The customer was asked for a rating."));
-    $("return-to-bot").addEventListener("click", () => act("return-to-bot", "Returned to the bot."));
-    $("release").addEventListener("click", () => act("release", "Released back to the queue."));
+    $("resolve").addEventListener("click", () => act("resolve", UNASSIGNED.resolved));
+    $("return-to-bot").addEventListener("click", () => act("return-to-bot", UNASSIGNED.returned_to_bot));
+    $("release").addEventListener("click", () => act("release", UNASSIGNED.released));
     $("transfer").addEventListener("click", openTransfer);
     $("transfer-form").addEventListener("submit", confirmTransfer);
     $("transfer-cancel").addEventListener("click", () => $("transfer-dialog").close());
