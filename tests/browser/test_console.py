@@ -109,18 +109,18 @@ def customers(server: ServerProcess) -> Iterator[CustomerFactory]:
     """Open widget sessions with a connected customer socket each; all closed after the test."""
     with contextlib.ExitStack() as stack:
 
-        def open_customer(name: str = "Ada") -> tuple[Customer, str]:
+        def open_customer(name: str = "Ada", via: ServerProcess | None = None) -> tuple[Customer, str]:
+            """A customer connected to ``via`` (default: the test's server)."""
+            on = via or server
+            visitor = {"name": name, "email": f"{name.lower()}@example.com"}
             resp = httpx.post(
-                f"{server.url}/api/v1/widget/sessions",
-                json={
-                    "widget_key": "pk_test",
-                    "visitor": {"name": name, "email": f"{name.lower()}@example.com"},
-                },
+                f"{on.url}/api/v1/widget/sessions",
+                json={"widget_key": "pk_test", "visitor": visitor},
                 headers={"Origin": ORIGIN},
             )
             assert resp.status_code == 201, resp.text
             session = resp.json()
-            url = f"ws://127.0.0.1:{server.port}/api/v1/widget/ws?token={session['token']}"
+            url = f"ws://127.0.0.1:{on.port}/api/v1/widget/ws?token={session['token']}"
             return Customer(stack.enter_context(connect(url))), session["conversation_id"]
 
         yield open_customer
@@ -383,3 +383,50 @@ def test_a_canned_reply_from_an_earlier_answer_is_offered_and_sent(
         assert (got["text"], got["author"]) == (answer, {"name": "Grace"})
     finally:
         page.close()
+
+
+def test_the_console_reconnects_after_its_server_restarts_and_shows_what_it_missed(
+    browser: Browser, server: ServerProcess, fake_api: FakeAnthropic, customers: CustomerFactory,
+    tmp_path: Path, clean_redis: str,
+) -> None:  # fmt: skip
+    hands_off_with_a_draft(fake_api)
+    create_agent(server, "grace@example.com", "Grace")
+    # The customer is on another process (same Redis and database), so they can write while ours is down.
+    other = start_server(
+        tmp_path / "other",
+        fake_api,
+        clean_redis,
+        SWITCHBOARD_DATABASE_URL=server.env["SWITCHBOARD_DATABASE_URL"],
+    )
+    restarted: ServerProcess | None = None
+    page = sign_in(browser, server, "grace@example.com")
+    try:
+        customer, _ = customers("Eve", via=other)
+        customer.say("My order never arrived")
+        customer.until(status("queued"))
+        row = page.locator("#queue-list li", has_text="Eve")
+        row.get_by_role("button", name="Claim conversation with Eve").click()
+        expect(page.locator("#conv-state")).to_have_text("With Grace")
+
+        server.kill()
+        expect(page.locator("#connection")).to_have_attribute("data-state", "closed")
+        expect(page.locator("#connection")).to_contain_text("retrying")
+        customer.say("Hello? Are you still there?")  # while the console's server is down
+        customer.until(lambda f: f["type"] == "ack")
+        restarted = ServerProcess(server.data_dir, env=server.env, port=server.port).start()
+
+        expect(page.locator("#connection")).to_have_attribute("data-state", "open", timeout=20_000)
+        transcript = page.locator("#transcript li[data-role=customer]")
+        expect(transcript.last).to_contain_text("Are you still there?")  # caught up over HTTP
+        customer.say("Order number NW-1234")
+        expect(transcript.last).to_contain_text("NW-1234")  # and live again
+        expect(transcript).to_have_count(3)
+        page.get_by_label("Reply to the customer").fill("Found it, it ships today.")
+        page.get_by_role("button", name="Send", exact=True).click()
+        got = customer.until(lambda f: f["type"] == "message" and f["role"] == "agent")
+        assert got["text"] == "Found it, it ships today."
+    finally:
+        page.close()
+        other.kill()
+        if restarted is not None:
+            restarted.kill()

@@ -159,8 +159,12 @@
     return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
-  const lastMessageText = (message) =>
-    typeof message === "string" ? message : (message && message.text) || "";
+  // The server's `last_message` is the last event, which may be a status change rather than a message.
+  const lastMessageText = (message) => {
+    if (typeof message === "string") return message;
+    if (!message) return "";
+    return message.type === "status" ? statusText(message) : message.text || "";
+  };
 
   // ---- login / logout --------------------------------------------------------------------------
 
@@ -394,7 +398,7 @@
       }
     }
     const mine = state.mine.find((item) => item.conversation_id === id);
-    if (mine && event.type === "message") {
+    if (mine && (event.type === "message" || event.type === "status")) {
       mine.last_message = event;
       renderMine();
     }
