@@ -177,6 +177,8 @@ def test_an_agent_takes_over_edits_the_draft_chats_live_notes_and_resolves(
         expect(page.get_by_role("button", name="Claim", exact=True)).to_be_visible()
         expect(page.get_by_label("Reply to the customer")).to_be_disabled()
         expect(page.locator("#draft-text")).to_have_text(DRAFT)
+        customer.say("The tent leaked on the first night")
+        expect(page.locator("#transcript li[data-role=customer]").last).to_contain_text("leaked")
         page.screenshot(path=str(screenshot_dir / "console-queue.png"))
 
         row.get_by_role("button", name="Claim conversation with Ada").click()
@@ -192,7 +194,7 @@ def test_an_agent_takes_over_edits_the_draft_chats_live_notes_and_resolves(
         expect(chips).to_contain_text("Confidence: 20%")
         expect(page.locator("#conv-customer")).to_contain_text("ada@example.com")
         expect(page.locator("#transcript li[data-role=customer]")).to_contain_text(
-            "I want compensation for my ruined trip"
+            ["I want compensation for my ruined trip", "The tent leaked on the first night"]
         )
         expect(page.locator("#draft-text")).to_have_text(DRAFT)
         for region in ("#conv-reason", "#triage-chips", "#draft-text"):
@@ -334,6 +336,16 @@ def test_sign_in_errors_session_memory_and_sign_out(
         expect(page.locator("#connection")).to_have_attribute("data-state", "open")
         expect(page.locator("#me")).to_contain_text("Grace")
 
+        # A token the server no longer accepts sends the agent back to the sign-in form, with a reason.
+        good = page.evaluate("sessionStorage.getItem('switchboard.agent.token')")
+        page.evaluate("sessionStorage.setItem('switchboard.agent.token', 'forged')")
+        page.reload()
+        expect(page.locator("#login-error")).to_have_text("Your session expired. Sign in again.")
+        assert page.evaluate("sessionStorage.getItem('switchboard.agent.token')") is None
+        page.evaluate(f"sessionStorage.setItem('switchboard.agent.token', {json.dumps(good)})")
+        page.reload()
+        expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+
         page.get_by_role("button", name="Sign out").click()
         expect(page.locator("#login-view")).to_be_visible()
         assert page.evaluate("sessionStorage.length") == 0
@@ -421,10 +433,10 @@ def test_the_console_reconnects_after_its_server_restarts_and_shows_what_it_miss
         customer.say("Order number NW-1234")
         expect(transcript.last).to_contain_text("NW-1234")  # and live again
         expect(transcript).to_have_count(3)
-        page.get_by_label("Reply to the customer").fill("Found it, it ships today.")
-        page.get_by_role("button", name="Send", exact=True).click()
+        page.get_by_role("button", name="Send as is").click()  # the bot's draft, unedited
         got = customer.until(lambda f: f["type"] == "message" and f["role"] == "agent")
-        assert got["text"] == "Found it, it ships today."
+        assert (got["text"], got["author"]) == (DRAFT, {"name": "Grace"})
+        expect(page.locator("#draft-none")).to_have_text("You used the draft.")
     finally:
         page.close()
         other.kill()

@@ -274,12 +274,15 @@
       }
       handleFrame(frame);
     });
+    let opened = false;
+    socket.addEventListener("open", () => (opened = true));
     socket.addEventListener("close", (event) => {
       if (state.socket !== socket) return;
       state.socket = null;
       if (!state.token) return;
-      if (event.code === 1008) {
-        // Refused: find out whether the token is still good (api() signs out on 401).
+      if (event.code === 1008 || !opened) {
+        // Refused (a bad token fails the handshake itself), or the server is down: find out whether the
+        // token is still good; api() signs out on 401, anything else means try again later.
         api("GET", "/me").then(scheduleReconnect, (err) => {
           if (!(err instanceof ApiError && err.status === 401)) scheduleReconnect();
         });
