@@ -264,6 +264,7 @@ def test_a_transfer_reaches_the_other_agent_who_returns_it_to_the_bot(
     screenshot_dir: Path,
 ) -> None:
     hands_off_with_a_draft(fake_api)
+    fake_api.set_latency(ttft_s=4.0, model="claude-sonnet-4-6")  # the draft comes after the handoff
     create_agent(server, "grace@example.com", "Grace")
     create_agent(server, "linus@example.com", "Linus")
     grace = sign_in(browser, server, "grace@example.com")
@@ -277,6 +278,8 @@ def test_a_transfer_reaches_the_other_agent_who_returns_it_to_the_bot(
         ).click()
         expect(grace.locator("#conv-state")).to_have_text("With Grace")
         expect(linus.locator("#queue-empty")).to_be_visible()  # Linus saw it leave the queue live
+        expect(grace.locator("#draft-none")).to_have_text("No draft for this conversation.")
+        expect(grace.locator("#draft-text")).to_have_text(DRAFT, timeout=20_000)  # arrives live, late
 
         grace.get_by_role("button", name="Transfer…").click()
         target = grace.get_by_label("To agent")
