@@ -156,6 +156,8 @@ class AgentDesk:
         if result is ClaimResult.OVER_CAPACITY:
             raise Conflict(f"you hold {capacity} conversations already (your capacity)")
         await self.store.set_state(conversation_id, assignee=agent.id, assignee_name=agent.name)
+        if result is ClaimResult.CLAIMED:
+            await self.handoff.records.claimed(conversation_id, agent.id)
         if result is ClaimResult.CLAIMED or state.state != "agent":
             await self.turns.conversation_event(conversation_id, e.AgentClaimed(agent.name))
         await self.handoff.publish_event(
@@ -188,6 +190,7 @@ class AgentDesk:
         )  # fmt: skip
         await self.store.publish(conversation_id, event.to_frame())
         await self.queue.renew(agent.id)
+        await self.handoff.records.responded(conversation_id)
         if bot_draft is not None:
             await self.store.set_state(conversation_id, draft_text=None, draft_id=None)
         await self._record_example(conversation_id, agent, event, bot_draft)
@@ -251,6 +254,7 @@ class AgentDesk:
         if not await self.queue.finish(conversation_id, agent.id):
             raise Conflict("you do not hold this conversation")
         await self.store.set_state(conversation_id, resolved_by=agent.id)
+        await self.handoff.records.ended(conversation_id, "resolved")
         await self._unassign(conversation_id, agent.id, "resolved", e.Resolved())
 
     async def return_to_bot(self, conversation_id: str, agent: AgentIdentity) -> None:
@@ -258,6 +262,7 @@ class AgentDesk:
         await self._require_holder(conversation_id, agent)
         if not await self.queue.finish(conversation_id, agent.id):
             raise Conflict("you do not hold this conversation")
+        await self.handoff.records.ended(conversation_id, "returned_to_bot")
         await self._unassign(conversation_id, agent.id, "returned_to_bot", e.ReturnedToBot())
 
     async def transfer(self, conversation_id: str, agent: AgentIdentity, to_agent_id: str) -> None:

@@ -18,7 +18,7 @@ the bot could answer alone.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -109,6 +109,11 @@ class ExampleService:
         self._curated: list[PromptExample] = []
         self._loaded_version: int | None = None
         self._reload_lock = asyncio.Lock()
+        self._on_reload: list[Callable[[list[PromptExample]], None]] = []
+
+    def on_reload(self, callback: Callable[[list[PromptExample]], None]) -> None:
+        """Call ``callback(approved examples)`` after every reload (the offline responder re-indexes)."""
+        self._on_reload.append(callback)
 
     # --- writing ----------------------------------------------------------------------------------
 
@@ -233,6 +238,11 @@ class ExampleService:
                 if e.curated
             ]
             self._loaded_version = version
+            approved_prompt = [
+                PromptExample(question=e.customer_message, answer=e.agent_text) for e in approved
+            ]
+            for callback in self._on_reload:
+                callback(approved_prompt)
 
     @property
     def curated(self) -> list[PromptExample]:

@@ -36,7 +36,9 @@ _ENQUEUE = (
     + """
 if redis.call('HEXISTS', KEYS[2], 'assignee') == 1 then return 0 end
 local score = redis.call('HGET', KEYS[2], 'score')
+local created = 1
 if not score then
+  created = 2
   score = tonumber(ARGV[2]) * 10000000000000 + now
   redis.call('HSET', KEYS[2], 'score', score, 'waiting_since', now)
 elseif tonumber(ARGV[2]) * 10000000000000 < math.floor(tonumber(score) / 10000000000000) * 10000000000000 then
@@ -213,15 +215,16 @@ class HandoffQueue:
 
     async def enqueue(
         self, conversation_id: str, *, reason: str, priority: str, fields: dict[str, Any] | None = None
-    ) -> bool:
-        """Put a conversation in the queue (idempotent; keeps its place; False if an agent holds it)."""
+    ) -> int:
+        """Put a conversation in the queue (idempotent; keeps its place). 2: a new handoff, 1: it was
+        already waiting, 0: an agent holds it (nothing changed)."""
         if priority not in PRIORITIES:
             raise ValueError(f"unknown priority {priority!r}")
         result = await self._enqueue(
             keys=[keys.handoff_queue(), keys.handoff_item(conversation_id)],
             args=[conversation_id, PRIORITIES.index(priority), reason, priority, json.dumps(fields or {})],
         )
-        return bool(result)
+        return int(result)
 
     async def claim(self, conversation_id: str, agent_id: str, capacity: int) -> ClaimResult:
         """Take a waiting conversation for ``agent_id`` if it is under ``capacity``."""

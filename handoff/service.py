@@ -9,6 +9,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from handoff.queue import HandoffQueue
+from handoff.records import HandoffRecords
 from handoff.routing import priority_of
 from support import keys
 from support.conversation.store import ConversationStore
@@ -21,9 +22,12 @@ POSITION_BROADCAST_LIMIT = 100
 class HandoffService:
     """Enqueue handoffs and announce queue changes. Clients are passed in."""
 
-    def __init__(self, store: ConversationStore, queue: HandoffQueue, redis: aioredis.Redis) -> None:
+    def __init__(
+        self, store: ConversationStore, queue: HandoffQueue, redis: aioredis.Redis, records: HandoffRecords
+    ) -> None:
         self.store = store
         self.queue = queue
+        self.records = records
         self._redis = redis
 
     async def enqueue(
@@ -40,15 +44,32 @@ class HandoffService:
         state = await self.store.get_state(conversation_id)
         visitor = state.visitor if state else {}
         customer = {k: visitor[k] for k in ("id", "name", "email") if visitor.get(k)}
-        await self.queue.enqueue(
+        priority = priority_of(reason=reason, urgency=urgency, sentiment=sentiment)
+        created = await self.queue.enqueue(
             conversation_id,
             reason=reason,
-            priority=priority_of(reason=reason, urgency=urgency, sentiment=sentiment),
+            priority=priority,
             fields={
                 "intent": intent, "urgency": urgency, "sentiment": sentiment,
                 "preview": preview[:PREVIEW_CHARS], "customer": customer,
             },
         )  # fmt: skip
+        if created == 2:
+            await self.records.opened(conversation_id, reason=reason, priority=priority, intent=intent)
+
+    async def closed_by_customer(self, conversation_id: str) -> None:
+        """The customer ended a conversation that was waiting for or with people."""
+        item = await self.queue.item(conversation_id)
+        if item is None:
+            return
+        await self.queue.finish(conversation_id)
+        await self.records.ended(conversation_id, "closed_by_customer")
+        if item.assignee:
+            await self.publish_event(
+                {"type": "unassigned", "conversation_id": conversation_id, "agent_id": item.assignee,
+                 "reason": "closed_by_customer"}
+            )  # fmt: skip
+        await self.queue_changed()
 
     async def publish_event(self, payload: dict[str, Any]) -> None:
         """Tell every agent console (queue changes, assignments)."""

@@ -20,6 +20,7 @@ from handoff.agents import AgentService
 from handoff.desk import AgentDesk
 from handoff.examples import ExampleService
 from handoff.queue import HandoffQueue
+from handoff.records import HandoffRecords
 from handoff.routing import RoutingPolicy
 from handoff.service import HandoffService
 from support.channels.widget_sessions import WidgetSessionService
@@ -30,7 +31,7 @@ from support.db.engine import make_engine, session_factory
 from support.db.migrate import upgrade_to_head
 from support.embedded_redis import EmbeddedRedis
 from support.llm.gateway import ModelGateway, make_client
-from support.llm.offline import OfflineResponder
+from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy, load_policy
 from support.settings import Settings
 
@@ -148,7 +149,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         agents=AgentService(sessions, default_capacity=hs.default_capacity),
         examples=ExampleService(sessions, client, auto_approve=hs.examples_auto_approve),
         queue=queue,
-        handoff=HandoffService(store, queue, client),
+        handoff=HandoffService(store, queue, client, HandoffRecords(sessions)),
         widget_sessions=WidgetSessionService(
             store, secret=settings.app.secret_key.get_secret_value(), widget_keys=settings.app.widget_keys
         ),
@@ -178,6 +179,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         ),
         runtime.spawn,
     )
+    deps = runtime.turns.deps
+
+    def reindex_offline(approved: list[Example]) -> None:
+        # Offline answers (no key, or the model down) may come from what agents wrote, too.
+        deps.offline = OfflineResponder(policy.text, examples=approved)
+
+    runtime.examples.on_reload(reindex_offline)
     runtime.desk = AgentDesk(
         store=store, handoff=runtime.handoff, queue=queue, turns=runtime.turns, examples=runtime.examples,
         agents=runtime.agents, policy_version=policy.version,

@@ -87,6 +87,11 @@ class Turn:
         ][-HISTORY_CAP_MESSAGES:]
         self.history = [("user" if ev.role == "customer" else "assistant", ev.text) for ev in earlier]
         self.route_history = [(ev.role, ev.text) for ev in earlier]
+        if self.deps.examples is not None and self.engine.state in (e.State.BOT, e.State.RESOLVED):
+            try:  # one GET: reload this process's examples if any changed anywhere
+                await self.deps.examples.refresh()
+            except Exception:  # examples improve answers; their store being down must not stop one
+                log.exception("examples could not be refreshed; using the ones loaded")
         await self.apply(self.engine.handle(e.CustomerMessage(seq=message.seq, text=message.text)))
         try:
             async with asyncio.timeout(self.deps.turn_deadline_s):
@@ -238,14 +243,8 @@ class Turn:
         retrieved: list[Example] = []
         examples = self.deps.examples
         if examples is not None:
-            try:
-                await examples.refresh()
-                curated = examples.curated
-                retrieved = examples.for_prompt(
-                    text, self.deps.examples_in_prompt, self.deps.examples_min_score
-                )
-            except Exception:  # examples improve answers; their store being down must not stop one
-                log.exception("example retrieval failed; answering without examples")
+            curated = examples.curated
+            retrieved = examples.for_prompt(text, self.deps.examples_in_prompt, self.deps.examples_min_score)
         request = build_answer_request(
             policy=self.deps.policy,
             curated_examples=curated,
@@ -316,7 +315,10 @@ class TurnRunner:
 
     async def close(self, conversation_id: str) -> None:
         """The customer ended the conversation (a ``close`` frame)."""
+        state = await self.deps.store.get_state(conversation_id)
         await self.conversation_event(conversation_id, e.CustomerClosed())
+        if self.deps.handoff is not None and state is not None and state.state in ("queued", "agent"):
+            await self.deps.handoff.closed_by_customer(conversation_id)
 
     async def conversation_event(self, conversation_id: str, event: e.Input) -> None:
         """Apply a conversation-level event (agent claimed, released, resolved...) and carry out its

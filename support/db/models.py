@@ -149,3 +149,24 @@ class Rating(SQLModel, table=True):
     intent: str | None = Field(default=None, index=True, max_length=64)
     agent_id: str | None = Field(default=None, index=True, max_length=32)
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class HandoffRecord(SQLModel, table=True):
+    """One stay of a conversation with humans, from the handoff to its end: what operations reports read
+    (handoff rate and reasons, time to claim, time to first agent reply, outcomes)."""
+
+    __tablename__ = "handoff_record"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    conversation_id: str = Field(index=True, max_length=64)
+    reason: str = Field(index=True, max_length=32)
+    priority: str = Field(max_length=16)
+    intent: str | None = Field(default=None, max_length=64)
+    queued_at: datetime = Field(default_factory=utcnow, index=True)
+    claimed_at: datetime | None = None
+    agent_id: str | None = Field(default=None, index=True, max_length=32)
+    first_response_at: datetime | None = None
+    ended_at: datetime | None = None
+    outcome: str | None = Field(
+        default=None, max_length=32, description="resolved | returned_to_bot | closed_by_customer"
+    )

@@ -15,9 +15,7 @@ import pytest
 
 CHROMIUM = os.environ.get("SWITCHBOARD_TEST_CHROMIUM", "/usr/bin/chromium")
 REQUIRE = os.environ.get("SWITCHBOARD_TEST_REQUIRE_SERVICES") == "1"
-SCREENSHOT_DIR = Path(
-    os.environ.get("SWITCHBOARD_SCREENSHOT_DIR", Path(__file__).parent / "screenshots")
-)
+SCREENSHOT_DIR = Path(os.environ.get("SWITCHBOARD_SCREENSHOT_DIR", Path(__file__).parent / "screenshots"))
 
 
 @pytest.fixture(scope="session")

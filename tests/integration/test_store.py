@@ -143,6 +143,7 @@ async def test_touch_expiry_sets_a_ttl_on_every_key(redis_client: aioredis.Redis
     store = await make(redis_client)
     await store.append_customer_message(CID, "m", "t", now=NOW)
     await store.record_triage(CID, 1, {"intent": "other"})
+    await store.add_note(CID, {"text": "internal"})
     await store.touch_expiry(CID, 3600)
     for key in keys.conversation_keys(CID):
         assert 0 < await redis_client.ttl(key) <= 3600, key

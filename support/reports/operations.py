@@ -1,0 +1,208 @@
+"""The operations report: what the service did and cost, and how handoffs went, over a date range.
+
+From the SQL ledger (``model_usage``: every model call with tokens, cost, latency, TTFT, outcome) and the
+handoff trail (``handoff_record``). Sums and counts are SQL aggregates; percentiles (TTFT, latency, wait
+times) are computed here over the range's values, because SQLite has no percentile function.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from support.db.models import HandoffRecord, ModelUsage
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def money(amount: Decimal) -> str:
+    """Exact dollars without trailing zeros (``0.0405``, never ``4.05E-2``)."""
+    return format(amount.normalize(), "f") if amount else "0"
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1, inclusive method), or None without values."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 3)
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    index = min(98, max(0, round(q * 100) - 1))
+    return round(cuts[index], 3)
+
+
+@dataclass
+class OperationsReport:
+    """Totals for the range, per purpose/model rows, handoff figures and a per-day series."""
+
+    start: datetime | None
+    end: datetime | None
+    conversations: int = 0
+    customer_turns: int = 0
+    model_calls: int = 0
+    model_errors: int = 0
+    cost_usd: Decimal = Decimal(0)
+    cost_per_conversation_usd: Decimal | None = None
+    cache_hit_ratio: float | None = None
+    answer_ttft_ms_p50: float | None = None
+    answer_ttft_ms_p95: float | None = None
+    by_model: list[dict[str, Any]] = field(default_factory=list)
+    handoffs: int = 0
+    handoff_rate: float | None = None
+    handoff_reasons: dict[str, int] = field(default_factory=dict)
+    handoff_outcomes: dict[str, int] = field(default_factory=dict)
+    claim_wait_s_p50: float | None = None
+    claim_wait_s_p90: float | None = None
+    first_response_s_p50: float | None = None
+    days: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """As the API returns it (money as strings: exact decimals)."""
+        data = {k: v for k, v in vars(self).items() if k not in ("start", "end")}
+        data["from"] = self.start.isoformat() if self.start else None
+        data["to"] = self.end.isoformat() if self.end else None
+        data["cost_usd"] = money(self.cost_usd)
+        if self.cost_per_conversation_usd is not None:
+            data["cost_per_conversation_usd"] = money(self.cost_per_conversation_usd)
+        data["by_model"] = [{**row, "cost_usd": money(row["cost_usd"])} for row in self.by_model]
+        data["days"] = [{**row, "cost_usd": money(row["cost_usd"])} for row in self.days]
+        return data
+
+
+async def operations_report(
+    sessions: async_sessionmaker[AsyncSession], *, start: datetime | None = None, end: datetime | None = None
+) -> OperationsReport:
+    """The report for ``[start, end)`` (either open)."""
+    start, end = _utc(start), _utc(end)
+    report = OperationsReport(start=start, end=end)
+
+    def in_range(column: Any) -> list[Any]:
+        conditions = []
+        if start is not None:
+            conditions.append(column >= start)
+        if end is not None:
+            conditions.append(column < end)
+        return conditions
+
+    usage_range = in_range(col(ModelUsage.created_at))
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(
+                    col(ModelUsage.purpose), col(ModelUsage.model), func.count(),
+                    func.sum(col(ModelUsage.input_tokens)),
+                    func.sum(col(ModelUsage.cache_write_5m_tokens) + col(ModelUsage.cache_write_1h_tokens)),
+                    func.sum(col(ModelUsage.cache_read_tokens)), func.sum(col(ModelUsage.output_tokens)),
+                    func.sum(col(ModelUsage.cost_usd)),
+                    func.sum(case((col(ModelUsage.outcome) != "ok", 1), else_=0)),
+                )
+                .where(*usage_range)
+                .group_by(col(ModelUsage.purpose), col(ModelUsage.model))
+                .order_by(col(ModelUsage.purpose), col(ModelUsage.model))
+            )
+        ).all()  # fmt: skip
+        conversations = (
+            await session.execute(
+                select(func.count(func.distinct(col(ModelUsage.conversation_id)))).where(
+                    *usage_range, col(ModelUsage.conversation_id).is_not(None)
+                )
+            )
+        ).scalar_one()
+        ttfts = (
+            await session.execute(
+                select(col(ModelUsage.ttft_ms)).where(
+                    *usage_range, col(ModelUsage.purpose) == "answer", col(ModelUsage.ttft_ms).is_not(None)
+                )
+            )
+        ).scalars().all()  # fmt: skip
+        records = (
+            (await session.execute(select(HandoffRecord).where(*in_range(col(HandoffRecord.queued_at)))))
+            .scalars()
+            .all()
+        )
+        day = func.date(col(ModelUsage.created_at))
+        daily = (
+            await session.execute(
+                select(
+                    day,
+                    func.count(func.distinct(col(ModelUsage.conversation_id))),
+                    func.sum(col(ModelUsage.cost_usd)),
+                )
+                .where(*usage_range)
+                .group_by(day)
+                .order_by(day)
+            )
+        ).all()  # fmt: skip
+
+    input_total = read_total = 0
+    for purpose, model, calls, inp, write, read, out, cost, errors in rows:
+        inp, write, read, out = int(inp or 0), int(write or 0), int(read or 0), int(out or 0)
+        cost = Decimal(cost or 0)
+        report.model_calls += int(calls)
+        report.model_errors += int(errors or 0)
+        report.cost_usd += cost
+        if purpose == "triage":
+            report.customer_turns += int(calls)
+        if purpose == "answer":
+            input_total += inp + write + read
+            read_total += read
+        report.by_model.append(
+            {
+                "purpose": purpose, "model": model, "calls": int(calls), "errors": int(errors or 0),
+                "input_tokens": inp, "cache_write_tokens": write, "cache_read_tokens": read,
+                "output_tokens": out, "cost_usd": cost,
+            }
+        )  # fmt: skip
+    report.conversations = int(conversations)
+    if report.conversations:
+        report.cost_per_conversation_usd = (report.cost_usd / report.conversations).quantize(
+            Decimal("0.000001")
+        )
+    if input_total:
+        report.cache_hit_ratio = round(read_total / input_total, 4)
+    values = [float(v) for v in ttfts if v is not None]
+    report.answer_ttft_ms_p50 = percentile(values, 0.5)
+    report.answer_ttft_ms_p95 = percentile(values, 0.95)
+
+    report.handoffs = len(records)
+    if report.conversations:
+        report.handoff_rate = round(len({r.conversation_id for r in records}) / report.conversations, 4)
+    waits, firsts = [], []
+    for r in records:
+        report.handoff_reasons[r.reason] = report.handoff_reasons.get(r.reason, 0) + 1
+        outcome = r.outcome or "open"
+        report.handoff_outcomes[outcome] = report.handoff_outcomes.get(outcome, 0) + 1
+        queued = _utc(r.queued_at)
+        claimed, first = _utc(r.claimed_at), _utc(r.first_response_at)
+        if queued is not None and claimed is not None:
+            waits.append((claimed - queued).total_seconds())
+        if queued is not None and first is not None:
+            firsts.append((first - queued).total_seconds())
+    report.claim_wait_s_p50 = percentile(waits, 0.5)
+    report.claim_wait_s_p90 = percentile(waits, 0.9)
+    report.first_response_s_p50 = percentile(firsts, 0.5)
+
+    handoffs_per_day: dict[str, int] = {}
+    for r in records:
+        key = (_utc(r.queued_at) or r.queued_at).date().isoformat()
+        handoffs_per_day[key] = handoffs_per_day.get(key, 0) + 1
+    series: dict[str, dict[str, Any]] = {}
+    for day_value, convs, cost in daily:
+        key = str(day_value)[:10]
+        series[key] = {"day": key, "conversations": int(convs), "cost_usd": Decimal(cost or 0), "handoffs": 0}
+    for key, count in handoffs_per_day.items():
+        series.setdefault(key, {"day": key, "conversations": 0, "cost_usd": Decimal(0), "handoffs": 0})
+        series[key]["handoffs"] = count
+    report.days = [series[k] for k in sorted(series)]
+    return report
