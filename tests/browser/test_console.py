@@ -396,6 +396,14 @@ def test_a_canned_reply_from_an_earlier_answer_is_offered_and_sent(
         page.get_by_role("button", name="Send", exact=True).click()
         got = second.until(lambda f: f["type"] == "message" and f["role"] == "agent")
         assert (got["text"], got["author"]) == (answer, {"name": "Grace"})
+
+        # Released, it goes back to the queue (and the customer is told they wait again).
+        page.get_by_role("button", name="Release to queue").click()
+        assert second.until(status("queued"))["queue_position"] == 1
+        expect(page.locator("#conv-banner")).to_have_text("Released back to the queue.")
+        expect(page.locator("#queue-list li", has_text="Di")).to_have_count(1)
+        expect(page.locator("#mine-list li")).to_have_count(0)
+        expect(page.locator("#conv-state")).to_have_text("Queued #1")
     finally:
         page.close()
 
