@@ -382,10 +382,16 @@ def test_a_canned_reply_from_an_earlier_answer_is_offered_and_sent(
         second, _ = customers("Di")
         second.say("Will you price match a store in town?")
         second.until(status("queued"))
-        page.locator("#queue-list li", has_text="Di").get_by_role(
-            "button", name="Claim conversation with Di"
-        ).click()
+        # By keyboard: open the preview, tab to its Claim button, claim; focus lands in the reply box.
+        row = page.locator("#queue-list li", has_text="Di")
+        row.get_by_role("button", name="Preview conversation with Di").focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#conv-state")).to_have_text("Queued #1")
+        page.keyboard.press("Tab")
+        expect(row.get_by_role("button", name="Claim conversation with Di")).to_be_focused()
+        page.keyboard.press("Enter")
         expect(page.locator("#conv-state")).to_have_text("With Grace")
+        expect(page.get_by_label("Reply to the customer")).to_be_focused()
         canned = page.locator("#canned-list li")
         expect(canned).to_have_count(1)
         expect(canned).to_contain_text("Do you price match other stores?")

@@ -409,6 +409,19 @@
 
   // ---- lists -----------------------------------------------------------------------------------
 
+  // Lists are re-rendered on every change; a keyboard user keeps focus on the same control.
+  function keepingFocus(list, render) {
+    const active = document.activeElement;
+    const within = active && list.contains(active);
+    const id = within && active.closest("[data-row]") ? active.closest("[data-row]").dataset.row : null;
+    const selector = within && active.classList.contains("claim-btn") ? ".claim-btn" : ".conv-item";
+    render();
+    if (!id) return;
+    const row = [...list.querySelectorAll("[data-row]")].find((node) => node.dataset.row === id);
+    const again = row && row.querySelector(selector);
+    if (again) again.focus();
+  }
+
   async function refreshMine() {
     try {
       state.mine = (await api("GET", "/conversations")) || [];
@@ -420,7 +433,7 @@
 
   function renderMine() {
     const list = $("mine-list");
-    list.replaceChildren(
+    keepingFocus(list, () => list.replaceChildren(
       ...state.mine.map((item) => {
         const id = item.conversation_id;
         const button = el(
@@ -437,16 +450,16 @@
           el("span", { class: "why", text: reasonText(item.reason, item.reason_text) }),
           el("span", { class: "preview", text: lastMessageText(item.last_message) }),
         );
-        return el("li", {}, button);
+        return el("li", { "data-row": id }, button);
       }),
-    );
+    ));
     $("mine-count").textContent = String(state.mine.length);
     $("mine-empty").hidden = state.mine.length > 0;
   }
 
   function renderQueue() {
     const list = $("queue-list");
-    list.replaceChildren(
+    keepingFocus(list, () => list.replaceChildren(
       ...state.queue.map((item) => {
         const id = item.conversation_id;
         const name = customerName(item.customer);
@@ -478,9 +491,9 @@
           text: "Claim",
           onclick: () => claim(id),
         });
-        return el("li", { class: "queue-row" }, select, claimButton);
+        return el("li", { class: "queue-row", "data-row": id }, select, claimButton);
       }),
-    );
+    ));
     $("queue-count").textContent = String(state.queue.length);
     $("queue-empty").hidden = state.queue.length > 0;
   }
