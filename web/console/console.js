@@ -334,6 +334,9 @@
           renderDraft();
         }
         break;
+      case "error":
+        showAlert(frame.message || "The server refused a live update request.");
+        break;
       default:
         break; // newer server frames are ignored, not fatal
     }
