@@ -13,6 +13,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 
 from handoff.console import AdminController, AgentController, AgentLoginController
+from handoff.console_pages import console_router
 from support import __version__
 from support.channels.web_assets import WebAssetsController
 from support.channels.widget import WidgetController
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             WebAssetsController,
             ReportsController,
             reports_router(settings.app),
+            console_router(settings.app),
         ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
