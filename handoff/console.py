@@ -295,7 +295,8 @@ class AgentSocket:
             return
         self.snapshot_pending = True
         await asyncio.sleep(QUEUE_SNAPSHOT_DEBOUNCE_S)
-        await self._send_queue()
+        with contextlib.suppress(WebSocketDisconnect):  # the console left meanwhile
+            await self._send_queue()
 
     async def _follow(self, conversation_id: str, *, held: bool = False) -> None:
         (self.held if held else self.watched).add(conversation_id)

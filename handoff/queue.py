@@ -48,7 +48,7 @@ elseif tonumber(ARGV[2]) * 10000000000000 < math.floor(tonumber(score) / 1000000
 end
 redis.call('HSET', KEYS[2], 'reason', ARGV[3], 'priority', ARGV[4], 'fields', ARGV[5])
 redis.call('ZADD', KEYS[1], score, ARGV[1])
-return 1
+return created
 """
 )
 

@@ -13,12 +13,14 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 
 from handoff.console import AdminController, AgentController, AgentLoginController
+from handoff.console_pages import console_router
 from support import __version__
 from support.channels.web_assets import WebAssetsController
 from support.channels.widget import WidgetController
 from support.errors import SwitchboardError
 from support.health import healthz, readyz
 from support.reports.api import ReportsController
+from support.reports.pages import reports_router
 from support.runtime import Runtime, open_runtime
 from support.settings import Settings, load_settings
 
@@ -83,6 +85,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AdminController,
             WebAssetsController,
             ReportsController,
+            reports_router(settings.app),
+            console_router(settings.app),
         ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         lifespan=[lifespan],

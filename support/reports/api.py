@@ -12,6 +12,7 @@ from litestar.params import Parameter
 
 from handoff.auth import admin_guard
 from support.errors import ValidationFailed
+from support.reports.operations import operations_report
 from support.reports.satisfaction import SCORES, SatisfactionReport, satisfaction_report
 from support.runtime import Runtime
 
@@ -97,3 +98,22 @@ class ReportsController(Controller):
                 headers={"Content-Disposition": 'attachment; filename="satisfaction.csv"'},
             )
         return Response(report_json(report))
+
+    @get("/operations", summary="Operations: model cost, cache, latency, handoffs")
+    async def operations(
+        self,
+        runtime: Runtime,
+        start: str | None = Parameter(query="from", default=None, description="ISO date/datetime, inclusive"),
+        end: str | None = Parameter(
+            query="to", default=None, description="ISO date/datetime; a date includes it"
+        ),
+    ) -> dict[str, Any]:
+        """Conversations, model calls and cost (per conversation too), cache hit ratio, answer TTFT,
+        handoff rate, reasons, outcomes and waits, and a per-day series, from the ledger and handoff trail."""
+        lower, upper = parse_bound(start, "from", end=False), parse_bound(end, "to", end=True)
+        if lower is not None and upper is not None and lower >= upper:
+            raise ValidationFailed("`from` must be before `to`")
+        report = await operations_report(runtime.sessions, start=lower, end=upper)
+        data = report.to_json()
+        data["queue_waiting"] = len(await runtime.queue.waiting())
+        return data

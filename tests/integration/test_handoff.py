@@ -232,7 +232,24 @@ async def test_handoff_claim_edit_send_learn(pair: Any, fake_api: FakeAnthropic)
     assert AGENT_TEXT in user_text(answer_bodies[-1])
     assert AGENT_TEXT not in json.dumps(answer_bodies[-1]["system"]), "retrieved examples sit after the cache"
 
-    # 8. an admin retires it: the next answer request no longer has it
+    # 8. the operations report has the handoff, its claim and first reply, and the ledger's cost
+    ops = httpx.get(f"{b.url}/api/v1/reports/operations", headers=admin)
+    assert ops.status_code == 200, ops.text
+    report = ops.json()
+    assert report["handoffs"] == 1
+    assert report["handoff_reasons"] == {"low_confidence": 1}
+    assert report["handoff_outcomes"] == {"resolved": 1}
+    assert report["claim_wait_s_p50"] > 0
+    assert report["first_response_s_p50"] >= report["claim_wait_s_p50"]
+    assert report["conversations"] == 2
+    assert report["handoff_rate"] == 0.5
+    assert float(report["cost_usd"]) > 0
+    assert report["queue_waiting"] == 0
+    assert httpx.get(f"{b.url}/api/v1/reports/operations", headers=ada).status_code == 403
+    bad = httpx.get(f"{b.url}/api/v1/reports/operations?from=2026-02-02&to=2026-01-01", headers=admin)
+    assert bad.status_code == 400
+
+    # 9. an admin retires it: the next answer request no longer has it
     patched = httpx.patch(
         f"{b.url}/api/v1/admin/examples/{example['id']}", json={"status": "retired"}, headers=admin
     )

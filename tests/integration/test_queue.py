@@ -11,7 +11,7 @@ from handoff.queue import ClaimResult, HandoffQueue
 
 async def test_priority_then_first_come_first_served(redis_client: aioredis.Redis) -> None:
     queue = HandoffQueue(redis_client)
-    await queue.enqueue("c1", reason="low_confidence", priority="normal")
+    assert await queue.enqueue("c1", reason="low_confidence", priority="normal") == 2  # a new handoff
     await asyncio.sleep(0.005)
     await queue.enqueue("c2", reason="low_confidence", priority="low")
     await asyncio.sleep(0.005)
@@ -23,7 +23,7 @@ async def test_priority_then_first_come_first_served(redis_client: aioredis.Redi
     assert [i.position for i in waiting] == [1, 2, 3, 4]
     assert await queue.position("c4") == 3
     # enqueueing again keeps the place; a more urgent reason moves it up within its waiting time
-    await queue.enqueue("c1", reason="low_confidence", priority="normal")
+    assert await queue.enqueue("c1", reason="low_confidence", priority="normal") == 1  # already waiting
     assert await queue.position("c1") == 2
     await queue.enqueue("c2", reason="not_helped", priority="high")
     assert [i.conversation_id for i in await queue.waiting()] == ["c3", "c2", "c1", "c4"]
