@@ -75,7 +75,7 @@ def test_readyz_is_503_when_redis_is_unreachable(tmp_path: Path) -> None:
 
     proc.env["SWITCHBOARD_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
     with pytest.raises(RuntimeError, match="not ready"):
-        proc.start(timeout_s=6)
+        proc.start(timeout_s=10)  # long enough for a slow start on a busy machine to answer /readyz
     # start() raised after polling readyz; the server itself answered healthz in the meantime
     assert "503" in proc.log()
 
