@@ -392,6 +392,9 @@ BACKREFS = ["", "", "", "ok so ", "and ", "right, ", "so for the {product} I men
 class Builder:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
+        # The same words always get the same verdict and answer length, so the fake model can answer
+        # from the customer's text alone (a pure lookup, safe with any number of conversations at once).
+        self.memo: dict[str, tuple[dict[str, Any], int]] = {}
 
     def fill(self, text: str, ctx: dict[str, str]) -> str:
         return text.format(**ctx)
@@ -438,7 +441,10 @@ class Builder:
     def turn(self, spec: Spec, text: str) -> dict[str, Any]:
         if self.rng.random() < TYPO_RATE:
             text = self.typo(text)
-        return {"text": text, "triage": self.verdict(spec), "answer_tokens": self.rng.randint(*spec.answer)}
+        if text not in self.memo:
+            self.memo[text] = (self.verdict(spec), self.rng.randint(*spec.answer))
+        verdict, answer_tokens = self.memo[text]
+        return {"text": text, "triage": dict(verdict), "answer_tokens": answer_tokens}
 
     def conversation(self, index: int) -> dict[str, Any]:
         rng = self.rng
