@@ -50,12 +50,12 @@ import anthropic
 import httpx
 import websockets
 
-from support.llm.answer import INSTRUCTIONS
-from support.llm.policy import load_policy
-from support.llm.pricing import TokenCounts, cost
+from support.llm.answer import INSTRUCTIONS, build_answer_request
+from support.llm.policy import Policy, load_policy
+from support.llm.pricing import TokenCounts, cost, prices_for
 from support.llm.tokens import estimate_tokens
 from support.settings import DEFAULT_POLICY_PATH, PUBLIC_ENV_NAMES
-from support.testing.fake_anthropic import FakeAnthropic, Reply
+from support.testing.fake_anthropic import FakeAnthropic, Reply, render_segments
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CONVERSATIONS_PATH = DATA_DIR / "conversations.jsonl"
@@ -68,6 +68,10 @@ ORIGIN = "http://bench.test"
 WIDGET_KEY = "pk_bench"
 RECV_TIMEOUT_S = 30.0
 THINK_TIME_S = 0.05  # between a reply and the next message: lets a background summary start first
+# The widget's per-socket message limit (support/channels/widget.py: a bucket of 10, refilled at 1/s).
+# The replay stays under it like a human would, with a margin for clock differences.
+CUSTOMER_BURST = 10
+CUSTOMER_RATE_PER_S = 0.9
 SMOKE_CONVERSATIONS = 8
 DEFAULT_CONCURRENCY = 6
 # Routing as shipped, except max_bot_turns: the default (8) hands a conversation's 9th turn to a person,
@@ -104,7 +108,9 @@ ANSWER_SENTENCES = (
 
 def load_conversations(path: Path = CONVERSATIONS_PATH, limit: int | None = None) -> list[dict[str, Any]]:
     """The dataset, in file order; ``limit`` keeps the first N."""
-    conversations = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    conversations = [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
     return conversations[:limit] if limit else conversations
 
 
@@ -155,6 +161,16 @@ class Script:
         return Reply(text=answer_text(text, int(turn["answer_tokens"])))
 
 
+def cached_prefix_tokens(policy: Policy) -> int:
+    """Tokens of the answer prompt's shared prefix (tools + instructions + policy + examples), as billed."""
+    request = build_answer_request(
+        policy=policy, curated_examples=[], summary="", history=[], retrieved_examples=[], message="?",
+        model=ANSWER_MODEL, max_tokens=ANSWER_MAX_TOKENS,
+    )  # fmt: skip
+    segments = render_segments(request)
+    return sum(s.tokens for s in segments if not s.key.startswith("m"))
+
+
 # -- statistics --------------------------------------------------------------------------------------
 
 
@@ -189,7 +205,9 @@ class Tally:
     cost_by_purpose: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     outcomes: Counter[str] = field(default_factory=Counter)
 
-    def add(self, conversation: str, purpose: str, counts: TokenCounts, usd: Decimal, outcome: str = "ok") -> None:
+    def add(
+        self, conversation: str, purpose: str, counts: TokenCounts, usd: Decimal, outcome: str = "ok"
+    ) -> None:
         self.per_conversation[conversation] += usd
         self.calls[purpose] += 1
         self.cost_by_purpose[purpose] += usd
@@ -236,7 +254,9 @@ class Server:
         self.port = free_port()
         # Only the configuration given here: nothing inherited from the caller's SWITCHBOARD_* or API vars.
         inherited = os.environ.items()
-        self.env = {k: v for k, v in inherited if k not in PUBLIC_ENV_NAMES and not k.startswith("SWITCHBOARD_")}
+        self.env = {
+            k: v for k, v in inherited if k not in PUBLIC_ENV_NAMES and not k.startswith("SWITCHBOARD_")
+        }
         self.env.update({"SWITCHBOARD_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **env})
         self.log_path = data_dir / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -295,10 +315,18 @@ async def drive_conversation(
     session = resp.json()
     routes: list[str] = []
     url = f"ws://127.0.0.1:{server.port}/api/v1/widget/ws?token={session['token']}"
+    tokens, last = float(CUSTOMER_BURST - 1), time.monotonic()  # one spare token: a margin
     async with websockets.connect(url, max_size=None) as ws:
         for index, turn in enumerate(conv["turns"]):
             if index:
                 await asyncio.sleep(THINK_TIME_S)
+            now = time.monotonic()
+            tokens = min(CUSTOMER_BURST - 1, tokens + (now - last) * CUSTOMER_RATE_PER_S)
+            last = now
+            if tokens < 1:
+                await asyncio.sleep((1 - tokens) / CUSTOMER_RATE_PER_S)
+                tokens, last = 1.0, time.monotonic()
+            tokens -= 1
             client_id = f"{conv['id']}-{index}"
             await ws.send(json.dumps({"type": "message", "client_id": client_id, "text": turn["text"]}))
             while True:
@@ -321,7 +349,8 @@ def read_ledger(db_path: Path) -> list[dict[str, Any]]:
     with contextlib.closing(sqlite3.connect(db_path)) as db:
         db.row_factory = sqlite3.Row
         rows = db.execute(
-            "SELECT conversation_id, purpose, model, input_tokens, cache_write_5m_tokens, cache_write_1h_tokens,"
+            "SELECT conversation_id, purpose, model, input_tokens, cache_write_5m_tokens,"
+            " cache_write_1h_tokens,"
             " cache_read_tokens, output_tokens, cost_usd, outcome FROM model_usage ORDER BY id"
         ).fetchall()
     return [dict(r) for r in rows]
@@ -437,7 +466,9 @@ async def run_naive(
                 )  # fmt: skip
                 text = "".join(b.text for b in reply.content if b.type == "text")
                 messages.append({"role": "assistant", "content": text})
-                tally.add(conv["id"], "answer", TokenCounts.from_usage(reply.usage), cost(ANSWER_MODEL, reply.usage))
+                tally.add(
+                    conv["id"], "answer", TokenCounts.from_usage(reply.usage), cost(ANSWER_MODEL, reply.usage)
+                )
             done += 1
             if done % 20 == 0 or done == len(conversations):
                 progress(f"  naive: {done}/{len(conversations)} conversations")
@@ -480,12 +511,19 @@ async def run_policy(
     sb, nv = switchboard.report(ids), naive.report(ids)
     sb_mean = sb["cost_per_conversation_usd"]["mean"]
     nv_mean = nv["cost_per_conversation_usd"]["mean"]
+    # Every conversation here reads the shared prefix that the first one wrote. On a quiet site where the
+    # 5-minute TTL lapses between conversations, each one writes it instead: the worst case, exactly.
+    prefix = cached_prefix_tokens(policy)
+    prices = prices_for(ANSWER_MODEL)
+    cold_extra = float(prefix * (prices.cache_write_5m - prices.cache_read) / Decimal(1_000_000))
+    sb["cold_cache_cost_per_conversation_usd"] = {
+        "mean": sb_mean + cold_extra, "prefix_tokens": prefix, "extra_per_conversation": cold_extra,
+    }  # fmt: skip
     checks["fake_script_misses"] = script.misses[:20]
     checks["fake_internal_errors"] = [repr(e) for e in fake.internal_errors[:5]]
     return {
         "policy": name,
-        "policy_path": str(policy_path.relative_to(Path(__file__).resolve().parent.parent))
-        if policy_path.is_relative_to(Path(__file__).resolve().parent.parent) else str(policy_path),
+        "policy_path": _display_path(policy_path),
         "policy_tokens_estimate": estimate_tokens(policy.text),
         "policy_version": policy.version,
         "conversations": len(conversations),
@@ -494,13 +532,21 @@ async def run_policy(
         "naive": nv,
         "reduction_pct": {
             stat: 100 * (1 - sb["cost_per_conversation_usd"][stat] / nv["cost_per_conversation_usd"][stat])
-            if nv["cost_per_conversation_usd"][stat] else 0.0
+            if nv["cost_per_conversation_usd"][stat]
+            else 0.0
             for stat in ("mean", "p50", "p95")
         },
         "reduction_mean_pct": 100 * (1 - sb_mean / nv_mean) if nv_mean else 0.0,
+        "reduction_cold_cache_mean_pct": 100 * (1 - (sb_mean + cold_extra) / nv_mean) if nv_mean else 0.0,
         "checks": checks,
         "run_time_s": {"switchboard": sb_time, "total": time.perf_counter() - started},
     }
+
+
+def _display_path(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (results do not name a home directory)."""
+    root = Path(__file__).parent.parent
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _policies(smoke: bool) -> list[tuple[str, Path]]:
@@ -515,7 +561,8 @@ def format_table(results: dict[str, Any]) -> str:
     for r in results["policies"]:
         sb, nv = r["switchboard"], r["naive"]
         lines.append(
-            f"\npolicy {r['policy']} (~{r['policy_tokens_estimate']:,} tokens), {r['conversations']} conversations, "
+            f"\npolicy {r['policy']} (~{r['policy_tokens_estimate']:,} tokens), "
+            f"{r['conversations']} conversations, "
             f"{r['customer_turns']} customer turns"
         )
         lines.append(f"{'cost per conversation (USD)':34}{'mean':>10}{'p50':>10}{'p95':>10}")
@@ -524,15 +571,23 @@ def format_table(results: dict[str, Any]) -> str:
             lines.append(f"{label:34}{d['mean']:>10.4f}{d['p50']:>10.4f}{d['p95']:>10.4f}")
         red = r["reduction_pct"]
         lines.append(f"{'reduction (%)':34}{red['mean']:>10.1f}{red['p50']:>10.1f}{red['p95']:>10.1f}")
+        cold = sb["cold_cache_cost_per_conversation_usd"]
+        cold_red = 100 * (1 - cold["mean"] / nv["cost_per_conversation_usd"]["mean"])
+        lines.append(
+            f"{'switchboard, cold prefix cache':34}{cold['mean']:>10.4f}   (reduction {cold_red:.1f}%)"
+        )
         lines.append(
             f"answer cache hit ratio: switchboard {sb['answer_cache_hit_ratio']:.3f}, "
             f"naive {nv['answer_cache_hit_ratio']:.3f}"
         )
         calls = ", ".join(f"{k} {v}" for k, v in sorted(sb["calls_by_purpose"].items()))
-        lines.append(f"switchboard calls: {calls}; naive calls: answer {nv['calls_by_purpose'].get('answer', 0)}")
+        lines.append(
+            f"switchboard calls: {calls}; naive calls: answer {nv['calls_by_purpose'].get('answer', 0)}"
+        )
         for purpose, t in sorted(sb["tokens_by_purpose"].items()):
             lines.append(
-                f"  {purpose:8} tokens: input {t['input']:,}, cache write {t['cache_write_5m'] + t['cache_write_1h']:,}, "
+                f"  {purpose:8} tokens: input {t['input']:,}, "
+                f"cache write {t['cache_write_5m'] + t['cache_write_1h']:,}, "
                 f"cache read {t['cache_read']:,}, output {t['output']:,}"
             )
         t = nv["tokens_by_purpose"].get("answer", {})
@@ -550,12 +605,12 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def write_chart(results: dict[str, Any], path: Path) -> str | None:
-    """A bar chart of mean cost per conversation, naive vs Switchboard, per policy; None without matplotlib."""
+    """A bar chart of mean cost per conversation, naive vs Switchboard, per policy (None: no matplotlib)."""
     try:
-        import matplotlib  # noqa: PLC0415 - optional dependency
+        import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
+        import matplotlib.pyplot as plt
     except ImportError:
         return None
     policies = results["policies"]
@@ -593,7 +648,9 @@ def run_cost(
     started = time.perf_counter()
 
     async def main() -> list[dict[str, Any]]:
-        return [await run_policy(name, path, dataset, concurrency, progress) for name, path in _policies(smoke)]
+        return [
+            await run_policy(name, path, dataset, concurrency, progress) for name, path in _policies(smoke)
+        ]
 
     policies = asyncio.run(main())
     results: dict[str, Any] = {
@@ -601,11 +658,19 @@ def run_cost(
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "smoke": smoke,
         "config": {
-            "triage_model": TRIAGE_MODEL, "answer_model": ANSWER_MODEL, "concurrency": concurrency,
-            "think_time_s": THINK_TIME_S, "max_bot_turns": MAX_BOT_TURNS, "fake_latency": "zero",
+            "triage_model": TRIAGE_MODEL,
+            "answer_model": ANSWER_MODEL,
+            "concurrency": concurrency,
+            "think_time_s": THINK_TIME_S,
+            "max_bot_turns": MAX_BOT_TURNS,
+            "fake_latency": "zero",
             "dataset": str(CONVERSATIONS_PATH.name),
-        },  # fmt: skip
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "policies": policies,
         "run_time_s": time.perf_counter() - started,
     }
@@ -622,8 +687,12 @@ def run_cost(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cost", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_CONVERSATIONS} conversations, sample policy only")
-    parser.add_argument("--conversations", type=int, default=None, help="replay only the first N conversations")
+    parser.add_argument(
+        "--smoke", action="store_true", help=f"{SMOKE_CONVERSATIONS} conversations, sample policy only"
+    )
+    parser.add_argument(
+        "--conversations", type=int, default=None, help="replay only the first N conversations"
+    )
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="conversations at once")
     parser.add_argument(
         "--out-dir", type=Path, default=None,

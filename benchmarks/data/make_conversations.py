@@ -78,7 +78,7 @@ class Spec:
     reason: str = "covered by the policy"
 
 
-def S(intent: str, **kw: Any) -> Spec:  # noqa: N802 - a short constructor keeps the tables readable
+def S(intent: str, **kw: Any) -> Spec:
     return Spec(intent, **kw)
 
 
@@ -89,245 +89,498 @@ Turn = tuple[Spec, list[str]]
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "returns": {
-        "open": (S("returns_refunds"), [
-            "Hi, I want to return a {product} I bought 2 weeks ago, how does that work?",
-            "hello! can I still return my {product}? got it on the {day}th of last month",
-            "I'd like to send back the {product} from order {order}, it's not what I expected",
-            "How long do I have to return stuff? I bought a {product} and I'm not sure about it",
-            "Hey there. My {product} arrived but I don't love it. Return options?",
-            "Is the return free? I ordered a {product} and want my money back",
-        ]),
+        "open": (
+            S("returns_refunds"),
+            [
+                "Hi, I want to return a {product} I bought 2 weeks ago, how does that work?",
+                "hello! can I still return my {product}? got it on the {day}th of last month",
+                "I'd like to send back the {product} from order {order}, it's not what I expected",
+                "How long do I have to return stuff? I bought a {product} and I'm not sure about it",
+                "Hey there. My {product} arrived but I don't love it. Return options?",
+                "Is the return free? I ordered a {product} and want my money back",
+            ],
+        ),
         "follow": [
-            (S("returns_refunds"), ["I already set it up once in the living room to check it, is that still ok?",
-                                     "ok and do I need the original box? I kind of threw it away",
-                                     "what if I took the tags off already",
-                                     "I wore them once on a short walk, only on pavement. still returnable?"]),
-            (S("returns_refunds", answer=(60, 140)), ["How long until I get the refund?",
-                                                       "and when does the money come back? I paid with {payment}",
-                                                       "how fast is the refund to {payment}?",
-                                                       "so how many days for the refund after you get it"]),
-            (S("returns_refunds", answer=(50, 130)), ["Can I drop it off at a store instead? I'm near {store}",
-                                                      "is there a shop in {store} where I can hand it in",
-                                                      "do I have to print the label or is there a QR code?"]),
-            (S("returns_refunds"), ["Do I get the shipping cost back too?",
-                                     "will you refund the express shipping I paid for?",
-                                     "it was part of a bigger order, do I lose the free shipping then?"]),
-            (S("returns_refunds", answer=(60, 150)), ["I'd rather have store credit actually, is that possible?",
-                                                       "can you put it on a gift card instead of my card",
-                                                       "my card expired since then, where does the refund go?"]),
-            (S("returns_refunds"), ["What about the socks from the same order, I opened the pack",
-                                     "and the gas cartridge that came with it? it's unopened",
-                                     "the order also had a free water bottle, do I have to send that back too?"]),
-            (S("returns_refunds", answer=(50, 120)), ["how long do I have to send it after I register the return?",
-                                                       "I registered it 3 weeks ago but never sent it, is it still valid?"]),
+            (
+                S("returns_refunds"),
+                [
+                    "I already set it up once in the living room to check it, is that still ok?",
+                    "ok and do I need the original box? I kind of threw it away",
+                    "what if I took the tags off already",
+                    "I wore them once on a short walk, only on pavement. still returnable?",
+                ],
+            ),
+            (
+                S("returns_refunds", answer=(60, 140)),
+                [
+                    "How long until I get the refund?",
+                    "and when does the money come back? I paid with {payment}",
+                    "how fast is the refund to {payment}?",
+                    "so how many days for the refund after you get it",
+                ],
+            ),
+            (
+                S("returns_refunds", answer=(50, 130)),
+                [
+                    "Can I drop it off at a store instead? I'm near {store}",
+                    "is there a shop in {store} where I can hand it in",
+                    "do I have to print the label or is there a QR code?",
+                ],
+            ),
+            (
+                S("returns_refunds"),
+                [
+                    "Do I get the shipping cost back too?",
+                    "will you refund the express shipping I paid for?",
+                    "it was part of a bigger order, do I lose the free shipping then?",
+                ],
+            ),
+            (
+                S("returns_refunds", answer=(60, 150)),
+                [
+                    "I'd rather have store credit actually, is that possible?",
+                    "can you put it on a gift card instead of my card",
+                    "my card expired since then, where does the refund go?",
+                ],
+            ),
+            (
+                S("returns_refunds"),
+                [
+                    "What about the socks from the same order, I opened the pack",
+                    "and the gas cartridge that came with it? it's unopened",
+                    "the order also had a free water bottle, do I have to send that back too?",
+                ],
+            ),
+            (
+                S("returns_refunds", answer=(50, 120)),
+                [
+                    "how long do I have to send it after I register the return?",
+                    "I registered it 3 weeks ago but never sent it, is it still valid?",
+                ],
+            ),
         ],
     },
     "shipping": {
-        "open": (S("shipping"), [
-            "Hi, how long does shipping to {country} take?",
-            "do you ship to {country_no}?",
-            "How much is delivery to {uk_place}? my order is about £40",
-            "When will my order arrive if I order today? I'm in {us_state}",
-            "hey, whats the cheapest way to get a {product} delivered to {country}",
-            "Do you deliver to parcel lockers? I'm in {country}",
-        ]),
+        "open": (
+            S("shipping"),
+            [
+                "Hi, how long does shipping to {country} take?",
+                "do you ship to {country_no}?",
+                "How much is delivery to {uk_place}? my order is about £40",
+                "When will my order arrive if I order today? I'm in {us_state}",
+                "hey, whats the cheapest way to get a {product} delivered to {country}",
+                "Do you deliver to parcel lockers? I'm in {country}",
+            ],
+        ),
         "follow": [
-            (S("shipping", answer=(50, 130)), ["And with express?", "what's the express price then",
-                                                "is next day possible if I order before lunch?",
-                                                "what if I order on a Saturday?"]),
-            (S("shipping"), ["Is shipping free over a certain amount?", "do members get free shipping?",
-                              "my basket is at 70 euros, how much more for free delivery"]),
-            (S("shipping", answer=(60, 140)), ["The {product} is quite big, is there an extra charge for that?",
-                                                "is there a bulky fee on a tent? it's 9 kg packed",
-                                                "I also want a paddle board, any surcharge?"]),
-            (S("shipping"), ["Can you send gas cartridges with it?", "and the stove fuel, can that go express?",
-                              "can the bear spray go to a pick-up point?"]),
-            (S("shipping", answer=(40, 110)), ["will I have to pay customs?", "any import duties for me?",
-                                                "the courier is asking me for 23 euros import fee, should I pay?"]),
-            (S("shipping", answer=(50, 130)), ["which carrier do you use there?", "how do I track it?",
-                                                "when does the tracking link start working"]),
+            (
+                S("shipping", answer=(50, 130)),
+                [
+                    "And with express?",
+                    "what's the express price then",
+                    "is next day possible if I order before lunch?",
+                    "what if I order on a Saturday?",
+                ],
+            ),
+            (
+                S("shipping"),
+                [
+                    "Is shipping free over a certain amount?",
+                    "do members get free shipping?",
+                    "my basket is at 70 euros, how much more for free delivery",
+                ],
+            ),
+            (
+                S("shipping", answer=(60, 140)),
+                [
+                    "The {product} is quite big, is there an extra charge for that?",
+                    "is there a bulky fee on a tent? it's 9 kg packed",
+                    "I also want a paddle board, any surcharge?",
+                ],
+            ),
+            (
+                S("shipping"),
+                [
+                    "Can you send gas cartridges with it?",
+                    "and the stove fuel, can that go express?",
+                    "can the bear spray go to a pick-up point?",
+                ],
+            ),
+            (
+                S("shipping", answer=(40, 110)),
+                [
+                    "will I have to pay customs?",
+                    "any import duties for me?",
+                    "the courier is asking me for 23 euros import fee, should I pay?",
+                ],
+            ),
+            (
+                S("shipping", answer=(50, 130)),
+                [
+                    "which carrier do you use there?",
+                    "how do I track it?",
+                    "when does the tracking link start working",
+                ],
+            ),
         ],
     },
     "orders": {
-        "open": (S("orders"), [
-            "I just placed an order {order} and want to change the size, is that possible?",
-            "Can I cancel my order? I ordered about 20 minutes ago",
-            "I never got an order confirmation email, did my order go through?",
-            "hi I made a mistake in the delivery address on {order}",
-            "how many of the same item can I order? need 8 {product}s for our scout group",
-            "My order {order} shows 'processing' since yesterday, is that normal?",
-        ]),
+        "open": (
+            S("orders"),
+            [
+                "I just placed an order {order} and want to change the size, is that possible?",
+                "Can I cancel my order? I ordered about 20 minutes ago",
+                "I never got an order confirmation email, did my order go through?",
+                "hi I made a mistake in the delivery address on {order}",
+                "how many of the same item can I order? need 8 {product}s for our scout group",
+                "My order {order} shows 'processing' since yesterday, is that normal?",
+            ],
+        ),
         "follow": [
-            (S("orders", answer=(50, 130)), ["It's been more than an hour though. Can it still be changed?",
-                                              "what if it's already been released to the warehouse?",
-                                              "ok I'll do it from the order page. where exactly is that"]),
-            (S("orders"), ["I checked spam, nothing there. Should I just order again?",
-                            "I used my work email I think. does that matter",
-                            "I ordered as a guest, no account. can I still see the order?"]),
-            (S("orders", answer=(60, 140)), ["I'm seeing two charges on my card for it, why?",
-                                              "there's a pending amount on my bank for the cancelled item",
-                                              "why was I charged when it hasn't shipped yet"]),
-            (S("orders"), ["One of the items is a custom embroidered fleece, can I still cancel that?",
-                            "and the rope I ordered cut to length?"]),
-            (S("orders", answer=(60, 150)), ["for a bigger group order, is there a discount?",
-                                              "we're a school, can we pay by invoice?"]),
-            (S("orders", answer=(40, 110)), ["the price on the site dropped by 30 euros since I ordered, can I get that?",
-                                              "the {product} was listed way cheaper yesterday, was that a mistake?"]),
+            (
+                S("orders", answer=(50, 130)),
+                [
+                    "It's been more than an hour though. Can it still be changed?",
+                    "what if it's already been released to the warehouse?",
+                    "ok I'll do it from the order page. where exactly is that",
+                ],
+            ),
+            (
+                S("orders"),
+                [
+                    "I checked spam, nothing there. Should I just order again?",
+                    "I used my work email I think. does that matter",
+                    "I ordered as a guest, no account. can I still see the order?",
+                ],
+            ),
+            (
+                S("orders", answer=(60, 140)),
+                [
+                    "I'm seeing two charges on my card for it, why?",
+                    "there's a pending amount on my bank for the cancelled item",
+                    "why was I charged when it hasn't shipped yet",
+                ],
+            ),
+            (
+                S("orders"),
+                [
+                    "One of the items is a custom embroidered fleece, can I still cancel that?",
+                    "and the rope I ordered cut to length?",
+                ],
+            ),
+            (
+                S("orders", answer=(60, 150)),
+                ["for a bigger group order, is there a discount?", "we're a school, can we pay by invoice?"],
+            ),
+            (
+                S("orders", answer=(40, 110)),
+                [
+                    "the price on the site dropped by 30 euros since I ordered, can I get that?",
+                    "the {product} was listed way cheaper yesterday, was that a mistake?",
+                ],
+            ),
         ],
     },
     "exchanges": {
-        "open": (S("exchanges"), [
-            "The {clothes} are too small, can I swap for size {size}?",
-            "hi, I need to exchange my {clothes} for a different colour, {colour} if you have it",
-            "Can I exchange the {clothes} I got for a bigger size?",
-            "my {clothes} fit weird, can I get a different size sent?",
-        ]),
+        "open": (
+            S("exchanges"),
+            [
+                "The {clothes} are too small, can I swap for size {size}?",
+                "hi, I need to exchange my {clothes} for a different colour, {colour} if you have it",
+                "Can I exchange the {clothes} I got for a bigger size?",
+                "my {clothes} fit weird, can I get a different size sent?",
+            ],
+        ),
         "follow": [
-            (S("exchanges", answer=(50, 130)), ["Do I have to wait until you get the old ones back?",
-                                                 "how long does the exchange take",
-                                                 "when will the new size ship"]),
+            (
+                S("exchanges", answer=(50, 130)),
+                [
+                    "Do I have to wait until you get the old ones back?",
+                    "how long does the exchange take",
+                    "when will the new size ship",
+                ],
+            ),
             (S("exchanges"), ["What if size {size} is out of stock?", "what if the {colour} is sold out"]),
-            (S("exchanges", answer=(60, 140)), ["And if the new size doesn't fit either? can I exchange again?",
-                                                 "is a second exchange free too?"]),
-            (S("exchanges"), ["Could I swap it for a different model instead? It's 20 euros more",
-                               "can I exchange it for the {product} instead"]),
-            (S("exchanges", answer=(40, 100)), ["someone said you do fitting calls? how does that work",
-                                                 "is the video fitting in German too?"]),
+            (
+                S("exchanges", answer=(60, 140)),
+                [
+                    "And if the new size doesn't fit either? can I exchange again?",
+                    "is a second exchange free too?",
+                ],
+            ),
+            (
+                S("exchanges"),
+                [
+                    "Could I swap it for a different model instead? It's 20 euros more",
+                    "can I exchange it for the {product} instead",
+                ],
+            ),
+            (
+                S("exchanges", answer=(40, 100)),
+                [
+                    "someone said you do fitting calls? how does that work",
+                    "is the video fitting in German too?",
+                ],
+            ),
         ],
     },
     "warranty": {
-        "open": (S("warranty_repairs"), [
-            "The zip on my {clothes} broke after 8 months. Is that covered?",
-            "my tent pole snapped on the second trip, what can I do?",
-            "Hi the seam on my {product} is coming apart, bought it last year",
-            "The waterproofing on my jacket seems to be failing, it's 1.5 years old",
-            "Do you repair stuff that wasn't bought from you? my boots need resoling",
-        ]),
+        "open": (
+            S("warranty_repairs"),
+            [
+                "The zip on my {clothes} broke after 8 months. Is that covered?",
+                "my tent pole snapped on the second trip, what can I do?",
+                "Hi the seam on my {product} is coming apart, bought it last year",
+                "The waterproofing on my jacket seems to be failing, it's 1.5 years old",
+                "Do you repair stuff that wasn't bought from you? my boots need resoling",
+            ],
+        ),
         "follow": [
-            (S("warranty_repairs", answer=(60, 140)), ["how do I make the claim? do you need photos?",
-                                                        "what photos do you need exactly",
-                                                        "I got it as a gift, no order number. can I still claim?"]),
-            (S("warranty_repairs"), ["How long does a repair take? I have a trip to {trip} in 3 weeks",
-                                      "can you just replace it instead, I'm going away soon"]),
-            (S("warranty_repairs", answer=(50, 120)), ["and if it's not covered, what would a repair cost?",
-                                                        "how much is a new zip on a jacket",
-                                                        "what does resoling cost?"]),
-            (S("warranty_repairs"), ["It's the Northwind Basecamp brand if that matters",
-                                      "does the warranty cover the sleeping bag too, same brand"]),
-            (S("warranty_repairs", answer=(40, 110)), ["do I pay for shipping it to you?",
-                                                        "Is there a discount on repairs for members?"]),
+            (
+                S("warranty_repairs", answer=(60, 140)),
+                [
+                    "how do I make the claim? do you need photos?",
+                    "what photos do you need exactly",
+                    "I got it as a gift, no order number. can I still claim?",
+                ],
+            ),
+            (
+                S("warranty_repairs"),
+                [
+                    "How long does a repair take? I have a trip to {trip} in 3 weeks",
+                    "can you just replace it instead, I'm going away soon",
+                ],
+            ),
+            (
+                S("warranty_repairs", answer=(50, 120)),
+                [
+                    "and if it's not covered, what would a repair cost?",
+                    "how much is a new zip on a jacket",
+                    "what does resoling cost?",
+                ],
+            ),
+            (
+                S("warranty_repairs"),
+                [
+                    "It's the Northwind Basecamp brand if that matters",
+                    "does the warranty cover the sleeping bag too, same brand",
+                ],
+            ),
+            (
+                S("warranty_repairs", answer=(40, 110)),
+                ["do I pay for shipping it to you?", "Is there a discount on repairs for members?"],
+            ),
         ],
     },
     "rentals": {
-        "open": (S("rentals"), [
-            "I want to rent a {rental} for a trip to {trip}, how does it work?",
-            "how much is renting a {rental} for a week?",
-            "Do you rent {rental}s in the US? I'm in {us_state}",
-            "hi! is there a deposit when renting a {rental}?",
-        ]),
+        "open": (
+            S("rentals"),
+            [
+                "I want to rent a {rental} for a trip to {trip}, how does it work?",
+                "how much is renting a {rental} for a week?",
+                "Do you rent {rental}s in the US? I'm in {us_state}",
+                "hi! is there a deposit when renting a {rental}?",
+            ],
+        ),
         "follow": [
-            (S("rentals", answer=(60, 150)), ["How much is the deposit and when do I get it back?",
-                                               "is the deposit actually charged or just held",
-                                               "my trip is 12 days, will the hold show twice?"]),
-            (S("rentals"), ["What if I bring it back a day late?", "can I extend the rental if the weather is bad",
-                             "what happens if it gets damaged?"]),
-            (S("rentals", answer=(50, 130)), ["Can I cancel if the trip gets called off?",
-                                               "if I cancel 5 days before do I get anything back?"]),
-            (S("rentals"), ["can I pick it up at the {store} store instead of delivery?",
-                             "do I have to clean the {rental} before sending it back"]),
-            (S("rentals", answer=(40, 100)), ["Is there insurance or some kind of damage cover?",
-                                               "do members get a discount on rentals?"]),
+            (
+                S("rentals", answer=(60, 150)),
+                [
+                    "How much is the deposit and when do I get it back?",
+                    "is the deposit actually charged or just held",
+                    "my trip is 12 days, will the hold show twice?",
+                ],
+            ),
+            (
+                S("rentals"),
+                [
+                    "What if I bring it back a day late?",
+                    "can I extend the rental if the weather is bad",
+                    "what happens if it gets damaged?",
+                ],
+            ),
+            (
+                S("rentals", answer=(50, 130)),
+                [
+                    "Can I cancel if the trip gets called off?",
+                    "if I cancel 5 days before do I get anything back?",
+                ],
+            ),
+            (
+                S("rentals"),
+                [
+                    "can I pick it up at the {store} store instead of delivery?",
+                    "do I have to clean the {rental} before sending it back",
+                ],
+            ),
+            (
+                S("rentals", answer=(40, 100)),
+                ["Is there insurance or some kind of damage cover?", "do members get a discount on rentals?"],
+            ),
         ],
     },
     "membership": {
-        "open": (S("membership"), [
-            "What's the difference between Ranger and Summit in Trail Club?",
-            "Is Trail Club worth it? I order maybe 4 times a year",
-            "I want to cancel my Trail Club membership, it renewed yesterday",
-            "how do trail club points work?",
-        ]),
+        "open": (
+            S("membership"),
+            [
+                "What's the difference between Ranger and Summit in Trail Club?",
+                "Is Trail Club worth it? I order maybe 4 times a year",
+                "I want to cancel my Trail Club membership, it renewed yesterday",
+                "how do trail club points work?",
+            ],
+        ),
         "follow": [
-            (S("membership", answer=(50, 130)), ["Do I get points on my last order if I join now?",
-                                                  "when do the points from my order show up?",
-                                                  "do my points expire?"]),
-            (S("membership"), ["If I upgrade from Ranger do I pay the full Summit price?",
-                                "can I downgrade later?"]),
-            (S("membership", answer=(50, 120)), ["I used the free express shipping once since the renewal, "
-                                                  "do I still get the full refund?",
-                                                  "what happens to my points if I cancel"]),
-            (S("membership"), ["how do I turn points into a voucher?",
-                                "can I use a reward voucher together with a promo code?"]),
+            (
+                S("membership", answer=(50, 130)),
+                [
+                    "Do I get points on my last order if I join now?",
+                    "when do the points from my order show up?",
+                    "do my points expire?",
+                ],
+            ),
+            (
+                S("membership"),
+                ["If I upgrade from Ranger do I pay the full Summit price?", "can I downgrade later?"],
+            ),
+            (
+                S("membership", answer=(50, 120)),
+                [
+                    "I used the free express shipping once since the renewal, "
+                    "do I still get the full refund?",
+                    "what happens to my points if I cancel",
+                ],
+            ),
+            (
+                S("membership"),
+                [
+                    "how do I turn points into a voucher?",
+                    "can I use a reward voucher together with a promo code?",
+                ],
+            ),
         ],
     },
     "account": {
-        "open": (S("account_privacy", conf=(0.78, 0.95)), [
-            "I forgot my password and the reset link doesn't arrive",
-            "How do I turn on two-step verification?",
-            "can I change the email address on my account?",
-            "How long do you keep my chat history?",
-            "I want to stop getting your marketing emails",
-        ]),
+        "open": (
+            S("account_privacy", conf=(0.78, 0.95)),
+            [
+                "I forgot my password and the reset link doesn't arrive",
+                "How do I turn on two-step verification?",
+                "can I change the email address on my account?",
+                "How long do you keep my chat history?",
+                "I want to stop getting your marketing emails",
+            ],
+        ),
         "follow": [
-            (S("account_privacy", conf=(0.78, 0.95), answer=(40, 110)), ["how long is the reset link valid?",
-                                                                          "the link says expired, I clicked it after lunch"]),
-            (S("account_privacy", conf=(0.78, 0.95)), ["I unsubscribed 2 days ago and still got an email today",
-                                                        "will I still get emails about my return?"]),
-            (S("account_privacy", conf=(0.78, 0.95), answer=(50, 120)), ["can I download my data myself?",
-                                                                          "who is the data controller for UK customers?"]),
+            (
+                S("account_privacy", conf=(0.78, 0.95), answer=(40, 110)),
+                ["how long is the reset link valid?", "the link says expired, I clicked it after lunch"],
+            ),
+            (
+                S("account_privacy", conf=(0.78, 0.95)),
+                [
+                    "I unsubscribed 2 days ago and still got an email today",
+                    "will I still get emails about my return?",
+                ],
+            ),
+            (
+                S("account_privacy", conf=(0.78, 0.95), answer=(50, 120)),
+                ["can I download my data myself?", "who is the data controller for UK customers?"],
+            ),
         ],
     },
     "payments": {
-        "open": (S("payments_billing", conf=(0.74, 0.95)), [
-            "Which payment methods do you accept in {country}?",
-            "My card was declined, was I charged anyway?",
-            "Can I pay with {payment}?",
-            "I paid by bank transfer 3 days ago, the order still says waiting for payment",
-            "do you take Affirm? order is about $250",
-        ]),
+        "open": (
+            S("payments_billing", conf=(0.74, 0.95)),
+            [
+                "Which payment methods do you accept in {country}?",
+                "My card was declined, was I charged anyway?",
+                "Can I pay with {payment}?",
+                "I paid by bank transfer 3 days ago, the order still says waiting for payment",
+                "do you take Affirm? order is about $250",
+            ],
+        ),
         "follow": [
-            (S("payments_billing", conf=(0.74, 0.95), answer=(50, 130)), ["can I split it with two gift cards?",
-                                                                           "can I use a gift card and {payment} together?"]),
-            (S("payments_billing", conf=(0.74, 0.95)), ["when is my card actually charged?",
-                                                         "the authorisation is still on my account for a cancelled item"]),
-            (S("payments_billing", conf=(0.74, 0.95), answer=(40, 110)), ["what if the transfer arrives after 7 days?",
-                                                                           "how long until the hold disappears?"]),
-            (S("payments_billing", conf=(0.74, 0.95)), ["someone called me asking for my card code saying they're you",
-                                                         "I got an email asking to confirm my order, is that legit?"]),
+            (
+                S("payments_billing", conf=(0.74, 0.95), answer=(50, 130)),
+                ["can I split it with two gift cards?", "can I use a gift card and {payment} together?"],
+            ),
+            (
+                S("payments_billing", conf=(0.74, 0.95)),
+                [
+                    "when is my card actually charged?",
+                    "the authorisation is still on my account for a cancelled item",
+                ],
+            ),
+            (
+                S("payments_billing", conf=(0.74, 0.95), answer=(40, 110)),
+                ["what if the transfer arrives after 7 days?", "how long until the hold disappears?"],
+            ),
+            (
+                S("payments_billing", conf=(0.74, 0.95)),
+                [
+                    "someone called me asking for my card code saying they're you",
+                    "I got an email asking to confirm my order, is that legit?",
+                ],
+            ),
         ],
     },
     "product": {
-        "open": (S("product_question", conf=(0.7, 0.92)), [
-            "Is the {product} waterproof?",
-            "what's the warranty on your own brand tents?",
-            "How do I re-proof a rain jacket?",
-            "is the {product} good for {trip}?",
-            "does the down sleeping bag come with a storage sack?",
-        ]),
+        "open": (
+            S("product_question", conf=(0.7, 0.92)),
+            [
+                "Is the {product} waterproof?",
+                "what's the warranty on your own brand tents?",
+                "How do I re-proof a rain jacket?",
+                "is the {product} good for {trip}?",
+                "does the down sleeping bag come with a storage sack?",
+            ],
+        ),
         "follow": [
-            (S("product_question", conf=(0.7, 0.92), answer=(60, 160)), ["How should I wash it?",
-                                                                          "can it go in the dryer?",
-                                                                          "how do I store it over the winter"]),
-            (S("product_question", conf=(0.7, 0.92)), ["Is there a price match if I find it cheaper?",
-                                                        "I saw it cheaper on another shop's site, will you match it?"]),
-            (S("product_question", conf=(0.7, 0.92), answer=(40, 120)), ["do you have a student discount?",
-                                                                          "any promo codes at the moment?"]),
+            (
+                S("product_question", conf=(0.7, 0.92), answer=(60, 160)),
+                ["How should I wash it?", "can it go in the dryer?", "how do I store it over the winter"],
+            ),
+            (
+                S("product_question", conf=(0.7, 0.92)),
+                [
+                    "Is there a price match if I find it cheaper?",
+                    "I saw it cheaper on another shop's site, will you match it?",
+                ],
+            ),
+            (
+                S("product_question", conf=(0.7, 0.92), answer=(40, 120)),
+                ["do you have a student discount?", "any promo codes at the moment?"],
+            ),
         ],
     },
     "complaint": {
-        "open": (S("complaint", conf=(0.82, 0.93), sentiment="negative"), [
-            "My parcel was supposed to come with express yesterday and it's still not here. I paid extra for that!",
-            "The tent I got was damaged in the box, really disappointed",
-            "Tracking says delivered but I have nothing. This is the second time.",
-            "Your courier left my parcel in the rain and the box is soaked",
-        ]),
+        "open": (
+            S("complaint", conf=(0.82, 0.93), sentiment="negative"),
+            [
+                "My parcel was supposed to come with express yesterday and it's still not here. "
+                "I paid extra for that!",
+                "The tent I got was damaged in the box, really disappointed",
+                "Tracking says delivered but I have nothing. This is the second time.",
+                "Your courier left my parcel in the rain and the box is soaked",
+            ],
+        ),
         "follow": [
-            (S("complaint", conf=(0.82, 0.93), answer=(60, 150)), ["ok. do I get the express fee back then?",
-                                                                    "what happens now, do you send a new one?",
-                                                                    "ok I checked with the neighbours, nobody has it"]),
-            (S("complaint", conf=(0.82, 0.93)), ["I took photos of the box, where do I send them?",
-                                                  "do I need to keep the packaging?"]),
-            (S("complaint", conf=(0.82, 0.93), answer=(50, 120)), ["how do I escalate this if I'm not happy",
-                                                                    "is there any compensation for this?"]),
+            (
+                S("complaint", conf=(0.82, 0.93), answer=(60, 150)),
+                [
+                    "ok. do I get the express fee back then?",
+                    "what happens now, do you send a new one?",
+                    "ok I checked with the neighbours, nobody has it",
+                ],
+            ),
+            (
+                S("complaint", conf=(0.82, 0.93)),
+                ["I took photos of the box, where do I send them?", "do I need to keep the packaging?"],
+            ),
+            (
+                S("complaint", conf=(0.82, 0.93), answer=(50, 120)),
+                ["how do I escalate this if I'm not happy", "is there any compensation for this?"],
+            ),
         ],
     },
     "smalltalk": {
@@ -342,40 +595,73 @@ SMALL_FOLLOW: list[str] = [
     "thanks a lot, you've been very helpful", "nice one", "ok got it", "brilliant, cheers",
     "ok. one more thing", "thank you so much!!", "ok that's clear now",
 ]  # fmt: skip
-SECOND_TOPIC_LEAD = ["Also, ", "Oh and ", "Different question: ", "while I have you, ", "One more thing - ", ""]
+SECOND_TOPIC_LEAD = [
+    "Also, ",
+    "Oh and ",
+    "Different question: ",
+    "while I have you, ",
+    "One more thing - ",
+    "",
+]
 
 # The last turn may go to a person; each closing kind is a routing path the real service takes.
 CLOSERS: dict[str, tuple[Spec, list[str]]] = {
     "wants_human": (
         S("other", conf=(0.3, 0.6), wants_human=True, answer=(30, 60), reason="asks for a person"),
-        ["Can I talk to a person please?", "I'd like to speak to a human about this",
-         "can I speak to someone on your team?", "is there a real person I can chat with?",
-         "could you put me through to an agent please"],
+        [
+            "Can I talk to a person please?",
+            "I'd like to speak to a human about this",
+            "can I speak to someone on your team?",
+            "is there a real person I can chat with?",
+            "could you put me through to an agent please",
+        ],
     ),
     "account_lookup": (
         S("orders", conf=(0.2, 0.5), answer=(60, 120), reason="needs the order record"),
-        ["Can you check where exactly my order {order} is right now?",
-         "could you look up {order} and tell me what's going on with it",
-         "please check my account, I think the refund for {order} went to the wrong card"],
+        [
+            "Can you check where exactly my order {order} is right now?",
+            "could you look up {order} and tell me what's going on with it",
+            "please check my account, I think the refund for {order} went to the wrong card",
+        ],
     ),
     "negative": (
         S("complaint", conf=(0.5, 0.75), sentiment="negative", answer=(60, 130), reason="upset customer"),
-        ["This is ridiculous, I've been waiting for weeks and nobody does anything",
-         "Honestly this is the worst service I've had, I'm really annoyed now",
-         "I'm so fed up with this, it should have been sorted days ago"],
+        [
+            "This is ridiculous, I've been waiting for weeks and nobody does anything",
+            "Honestly this is the worst service I've had, I'm really annoyed now",
+            "I'm so fed up with this, it should have been sorted days ago",
+        ],
     ),
     "urgent": (
-        S("complaint", urgency="urgent", conf=(0.3, 0.6), sentiment="negative", answer=(50, 110),
-          reason="safety issue"),
-        ["the stove I bought is leaking gas when I connect the cartridge, what do I do",
-         "there's a charge on my card for an order I never made, I think my account was hacked"],
+        S(
+            "complaint",
+            urgency="urgent",
+            conf=(0.3, 0.6),
+            sentiment="negative",
+            answer=(50, 110),
+            reason="safety issue",
+        ),
+        [
+            "the stove I bought is leaking gas when I connect the cartridge, what do I do",
+            "there's a charge on my card for an order I never made, I think my account was hacked",
+        ],
     ),
     "privacy": (
         S("account_privacy", conf=(0.3, 0.6), answer=(50, 110), reason="data deletion request"),
-        ["Please delete all my data and my account.", "I want a copy of all the personal data you hold on me"],
+        [
+            "Please delete all my data and my account.",
+            "I want a copy of all the personal data you hold on me",
+        ],
     ),
 }
-CLOSER_WEIGHTS = {"none": 58, "wants_human": 14, "account_lookup": 10, "negative": 8, "urgent": 4, "privacy": 6}
+CLOSER_WEIGHTS = {
+    "none": 58,
+    "wants_human": 14,
+    "account_lookup": 10,
+    "negative": 8,
+    "urgent": 4,
+    "privacy": 6,
+}
 INTENT_WEIGHTS = {
     "returns": 16, "shipping": 14, "orders": 12, "exchanges": 9, "warranty": 9, "rentals": 8, "membership": 7,
     "account": 6, "payments": 7, "product": 7, "complaint": 6, "smalltalk": 4,
@@ -501,7 +787,9 @@ class Builder:
             spec, variants = CLOSERS[closer]
             turns.append(self.turn(spec, self.fill(rng.choice(variants), ctx)))
         elif rng.random() < 0.5:
-            turns[-1] = self.turn(SMALL, rng.choice(["thanks, that's all!", "great, bye", "ok thank you, bye!"]))
+            turns[-1] = self.turn(
+                SMALL, rng.choice(["thanks, that's all!", "great, bye", "ok thank you, bye!"])
+            )
         return {"id": f"c{index:03d}", "topic": intent, "closing": closer, "turns": turns}
 
 
@@ -513,7 +801,8 @@ def expected_routes(turns: list[dict[str, Any]]) -> list[str]:
         t = turn["triage"]
         verdict = decide(
             wants_human=t["wants_human"], confidence=t["confidence"], urgency=t["urgency"],
-            message=turn["text"], intent=t["intent"], sentiment=t["sentiment"], history=history, policy=ROUTING,
+            message=turn["text"], intent=t["intent"], sentiment=t["sentiment"], history=history,
+            policy=ROUTING,
         )  # fmt: skip
         routes.append("answer" if verdict.answer else f"handoff:{verdict.reason}")
         history += [("customer", turn["text"]), ("assistant", "answer")]
