@@ -233,6 +233,7 @@ class Tally:
             "tokens_by_purpose": {k: dict(v) for k, v in self.tokens.items()},
             "answer_cache_hit_ratio": self.answer_cache_hit_ratio(),
             "outcomes": dict(self.outcomes),
+            "per_conversation_usd": dict(zip(ids, costs, strict=True)),
         }
 
 
