@@ -9,7 +9,8 @@ request for a person. Phrasing varies per placeholder (products, order numbers, 
 one turn in eight gets a typo. Every turn carries the triage verdict the fake model must return, so a
 replay is deterministic, the answer length in tokens, and the route Switchboard's routing is expected
 to take (checked here with the real :func:`handoff.routing.decide`): handoffs only ever happen on the
-last turn, so Switchboard and the naive baseline replay exactly the same customer turns.
+last turn, so Switchboard and the naive baseline replay exactly the same customer turns. The same words
+always get the same verdict and answer length, so the fake can answer from the customer's text alone.
 
 The output is committed; rerunning with the same seed reproduces it byte for byte.
 """
