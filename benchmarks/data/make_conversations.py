@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +42,8 @@ ROUTING = RoutingPolicy(
 
 PRODUCTS = [
     "tent", "2-person tent", "Basecamp 3 tent", "sleeping bag", "down sleeping bag", "backpack",
-    "65L backpack", "hiking boots", "trail runners", "rain jacket", "softshell jacket", "fleece",
-    "camping stove", "sleeping mat", "headlamp", "trekking poles", "climbing harness", "base layer top",
-    "down jacket", "gaiters",
+    "65L backpack", "rain jacket", "softshell jacket", "fleece", "camping stove", "sleeping mat",
+    "headlamp", "climbing harness", "base layer top", "down jacket", "self-inflating mat", "bivvy bag",
 ]  # fmt: skip
 CLOTHES = ["rain jacket", "fleece", "hiking boots", "trail runners", "softshell jacket", "down jacket"]
 SIZES = ["S", "M", "L", "XL", "42", "43", "44", "10", "9.5", "UK 8"]
@@ -54,7 +54,7 @@ US_STATES = ["Colorado", "Texas", "Oregon", "Alaska", "Hawaii", "New York", "Uta
 UK_PLACES = ["Leeds", "Inverness", "Belfast", "Cardiff", "the Isle of Skye", "Bristol"]
 NAMES = ["Anna", "Tom", "Priya", "Lukas", "Sofia", "Jamal", "Emma", "Chen", "Marta", "Dave", "Ines", "Ola"]
 STORES = ["Berlin", "Munich", "Amsterdam", "Manchester", "London", "Denver", "Seattle"]
-RENTALS = ["tent", "avalanche kit", "child carrier", "snowshoes", "sleeping bag", "backpack", "stove"]
+RENTALS = ["tent", "avalanche kit", "child carrier", "pair of snowshoes", "sleeping bag", "backpack", "stove"]
 PAYMENTS = ["Klarna", "PayPal", "Apple Pay", "my Visa", "iDEAL", "Affirm", "a gift card", "SEPA transfer"]
 TRIPS = ["the Alps", "a Lake District weekend", "Yosemite", "a hut trip in Austria", "the Highlands"]
 
@@ -105,10 +105,10 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             (
                 S("returns_refunds"),
                 [
-                    "I already set it up once in the living room to check it, is that still ok?",
+                    "I only tried it out at home once to check it, is that still ok?",
                     "ok and do I need the original box? I kind of threw it away",
                     "what if I took the tags off already",
-                    "I wore them once on a short walk, only on pavement. still returnable?",
+                    "I used it once on a short walk, nothing muddy. still returnable?",
                 ],
             ),
             (
@@ -233,7 +233,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                 "Can I cancel my order? I ordered about 20 minutes ago",
                 "I never got an order confirmation email, did my order go through?",
                 "hi I made a mistake in the delivery address on {order}",
-                "how many of the same item can I order? need 8 {product}s for our scout group",
+                "how many of the same item can I order? we need 8 of the same {product} for our scout group",
                 "My order {order} shows 'processing' since yesterday, is that normal?",
             ],
         ),
@@ -286,10 +286,10 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "open": (
             S("exchanges"),
             [
-                "The {clothes} are too small, can I swap for size {size}?",
+                "Ordered the {clothes} in the wrong size, too small. Can I swap for size {size}?",
                 "hi, I need to exchange my {clothes} for a different colour, {colour} if you have it",
                 "Can I exchange the {clothes} I got for a bigger size?",
-                "my {clothes} fit weird, can I get a different size sent?",
+                "the fit of the {clothes} is weird, can I get a different size sent?",
             ],
         ),
         "follow": [
@@ -668,6 +668,10 @@ INTENT_WEIGHTS = {
     "account": 6, "payments": 7, "product": 7, "complaint": 6, "smalltalk": 4,
 }  # fmt: skip
 
+# A follow-up that already starts like this gets no back-reference in front ("ok so and ...").
+CONNECTIVES = {"and", "so", "ok", "ok.", "hmm", "thanks.", "right,"}
+GREETING = re.compile(r"^(hi|hello|hey)( there)?[!,.]*\s+", re.IGNORECASE)
+
 # Back-references that make follow-ups depend on earlier turns.
 BACKREFS = ["", "", "", "ok so ", "and ", "right, ", "so for the {product} I mentioned, ", "hmm ok. ",
             "thanks. ", "about what you said, "]  # fmt: skip
@@ -713,6 +717,18 @@ class Builder:
             return text.lower().rstrip("?.!")  # lazy typing
         words[i] = w
         return " ".join(words)
+
+    def follow_ups(self, groups: list[tuple[Spec, list[str]]]) -> list[tuple[Spec, str]]:
+        """One phrasing of each follow-up first (shuffled), the other phrasings only after them."""
+        first: list[tuple[Spec, str]] = []
+        rest: list[tuple[Spec, str]] = []
+        for spec, variants in groups:
+            picked = self.rng.sample(variants, len(variants))
+            first.append((spec, picked[0]))
+            rest += [(spec, v) for v in picked[1:]]
+        self.rng.shuffle(first)
+        self.rng.shuffle(rest)
+        return first + rest
 
     def verdict(self, spec: Spec) -> dict[str, Any]:
         return {
@@ -760,8 +776,7 @@ class Builder:
             opener = self.join(rng.choice(["Hi! ", "Hello, ", f"Hi, {ctx['name']} here. ", "hey "]), opener)
         turns.append(self.turn(open_spec, opener))
         body = n_turns - len(turns) - (0 if closer == "none" else 1)
-        pool = [(spec, v) for spec, variants in scenario["follow"] for v in variants]
-        rng.shuffle(pool)
+        pool = self.follow_ups(scenario["follow"])
         second = rng.choice([k for k in SCENARIOS if k not in (intent, "smalltalk")])
         switched = False
         while body > 0:
@@ -771,14 +786,18 @@ class Builder:
             elif (roll < 0.32 or not pool) and not switched:
                 switched = True
                 spec, variants = SCENARIOS[second]["open"]
-                text = self.join(rng.choice(SECOND_TOPIC_LEAD), self.fill(rng.choice(variants), ctx))
+                opener2 = GREETING.sub("", self.fill(rng.choice(variants), ctx))  # no "hi" mid-chat
+                text = self.join(rng.choice(SECOND_TOPIC_LEAD), opener2)
                 turns.append(self.turn(spec, text[0].upper() + text[1:]))
-                extra = [(s, v) for s, vs in SCENARIOS[second]["follow"] for v in vs]
-                rng.shuffle(extra)
-                pool = extra[:3] + pool
+                pool = self.follow_ups(SCENARIOS[second]["follow"])[:3] + pool
             elif pool:
                 spec, variant = pool.pop(0)
                 lead = self.fill(rng.choice(BACKREFS), ctx)
+                said = " ".join(t["text"] for t in turns)
+                if variant.split(" ", 1)[0].lower() in CONNECTIVES:
+                    lead = ""
+                if "I mentioned" in lead and ctx["product"] not in said:
+                    lead = ""  # only refer back to a product the customer actually named
                 text = self.join(lead, self.fill(variant, ctx))
                 turns.append(self.turn(spec, text))
             else:
