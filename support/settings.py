@@ -172,6 +172,14 @@ class LLMSettings(BaseSettings):
     )
     budget_wait_s: float = Field(5.0, description="How long a caller may wait for budget before OverBudget.")
     answer_max_tokens: int = Field(800, description="Cap on answer length.")
+    system_cache_ttl: Literal["5m", "1h"] = Field(
+        "5m",
+        description=(
+            "Prompt-cache lifetime of the answer prompt's shared prefix (instructions, policy, curated "
+            "examples). `1h` is written at 2x the input price instead of 1.25x but survives gaps of up "
+            "to an hour between answers: cheaper when answers are more than 5 minutes apart."
+        ),
+    )
     intents: list[str] = Field(
         default_factory=lambda: list(DEFAULT_INTENTS),
         description="JSON list: the intent taxonomy triage classifies into (`other` is always added).",

@@ -254,6 +254,7 @@ class Turn:
             message=text,
             model=self.deps.settings.answer_model,
             max_tokens=self.deps.settings.answer_max_tokens,
+            system_cache_ttl=self.deps.settings.system_cache_ttl,
         )
         parts: list[str] = []
         try:

@@ -19,6 +19,13 @@ one writes this turn's history for the next turn; the one where the previous tur
 reads what that turn wrote (the API only looks back a limited number of blocks from a breakpoint for an
 older entry). With the two system breakpoints that is the API's maximum of four.
 
+The system prefix is the same for every conversation, so one cache entry serves them all while answers
+keep coming within its lifetime (each read refreshes it). Its TTL is configurable: the default 5 minutes
+(written at 1.25x the input price), or 1 hour (2x) for quiet sites where more than 5 minutes pass between
+answers and every conversation would otherwise write the whole policy again (docs/benchmarks-cost.md
+measures the difference). History breakpoints always use 5 minutes; the API requires longer-lived entries
+to come first in the prompt, and the system blocks precede the messages.
+
 The model may decline: an ``escalate_to_human`` tool (``tool_choice`` auto) lets it hand the turn to a
 person when the policy does not cover the question, instead of improvising an answer.
 """
@@ -39,6 +46,7 @@ from support.llm.policy import Policy
 ESCALATE_TOOL_NAME = "escalate_to_human"
 MAX_CACHE_BREAKPOINTS = 4  # the API's limit per request
 EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
+CACHE_TTLS = ("5m", "1h")  # the API's two cache lifetimes; 5m is its default
 NO_CURATED_EXAMPLES = "(no curated examples)"
 CONVERSATION_START = "(The conversation started with the assistant's message below.)"
 
@@ -114,8 +122,18 @@ def _render_examples(examples: Sequence[Example], tag: str) -> str:
     return f"<{tag}>\n" + "\n".join(items) + f"\n</{tag}>"
 
 
-def system_blocks(policy: Policy, curated_examples: Sequence[Example]) -> list[dict[str, Any]]:
+def cache_control(ttl: str = "5m") -> dict[str, str]:
+    """A ``cache_control`` marker with the given lifetime (``5m`` is sent without ``ttl``, the default)."""
+    if ttl not in CACHE_TTLS:
+        raise ValueError(f"cache ttl must be one of {CACHE_TTLS}, not {ttl!r}")
+    return dict(EPHEMERAL) if ttl == "5m" else {**EPHEMERAL, "ttl": ttl}
+
+
+def system_blocks(
+    policy: Policy, curated_examples: Sequence[Example], *, ttl: str = "5m"
+) -> list[dict[str, Any]]:
     """The two cached system blocks: instructions + policy, then the curated examples (or a fixed line)."""
+    marker = cache_control(ttl)
     examples = (
         _render_examples(curated_examples, "curated_examples") if curated_examples else NO_CURATED_EXAMPLES
     )
@@ -123,9 +141,9 @@ def system_blocks(policy: Policy, curated_examples: Sequence[Example]) -> list[d
         {
             "type": "text",
             "text": f"{INSTRUCTIONS}\n\n<policy>\n{policy.text.strip()}\n</policy>",
-            "cache_control": dict(EPHEMERAL),
+            "cache_control": dict(marker),
         },
-        {"type": "text", "text": examples, "cache_control": dict(EPHEMERAL)},
+        {"type": "text", "text": examples, "cache_control": dict(marker)},
     ]
 
 
@@ -205,8 +223,12 @@ def build_answer_request(
     message: str,
     model: str,
     max_tokens: int,
+    system_cache_ttl: str = "5m",
 ) -> dict[str, Any]:
-    """The ``messages.stream`` parameters of one answer call (pure: same inputs, same bytes)."""
+    """The ``messages.stream`` parameters of one answer call (pure: same inputs, same bytes).
+
+    ``system_cache_ttl`` is the lifetime of the shared system prefix's cache entry (``5m`` or ``1h``).
+    """
     if not message.strip():
         raise ValueError("the customer message is empty")
     messages = history_messages(summary, history)
@@ -231,7 +253,7 @@ def build_answer_request(
     return {
         "model": model,
         "max_tokens": max_tokens,
-        "system": system_blocks(policy, curated_examples),
+        "system": system_blocks(policy, curated_examples, ttl=system_cache_ttl),
         "tools": [escalate_tool()],
         "tool_choice": {"type": "auto"},
         "messages": messages,
