@@ -75,16 +75,19 @@ class HandoffService:
         """Tell every agent console (queue changes, assignments)."""
         await self._redis.publish(keys.handoff_events(), json.dumps(payload))
 
-    async def queue_changed(self) -> None:
-        """The queue moved: consoles refresh, waiting customers get their new position."""
+    async def queue_changed(self, *, announced: str | None = None) -> None:
+        """The queue moved: consoles refresh, waiting customers get their new position (except
+        ``announced``, whose persisted status event carried its position just now)."""
         await self.publish_event({"type": "queue_changed"})
-        await self.broadcast_positions()
+        await self.broadcast_positions(skip=announced)
 
-    async def broadcast_positions(self) -> None:
+    async def broadcast_positions(self, *, skip: str | None = None) -> None:
         """A ``status`` frame with the current ``queue_position`` to every waiting customer. It repeats the
         seq of the conversation's last persisted status event: an update of it, not a new event."""
         items = await self.queue.waiting(limit=POSITION_BROADCAST_LIMIT)
         for item in items:
+            if item.conversation_id == skip:
+                continue
             state = await self.store.get_state(item.conversation_id)
             if state is None or state.state != "queued" or "status_seq" not in state.extra:
                 continue

@@ -182,7 +182,7 @@ class Turn:
                 await store.set_state(cid, status_seq=event.seq)
                 await self._publish(event.to_frame())
                 if state is e.State.QUEUED and handoff is not None:
-                    await handoff.queue_changed()
+                    await handoff.queue_changed(announced=cid)
             case e.PublishToAgent(seq=seq, text=text):
                 # A human owns (or is about to own) the conversation: the message goes to the agent side.
                 await store.publish_agent(

@@ -406,3 +406,23 @@ async def test_offline_mode_answers_from_what_an_agent_wrote(
         assert reply["text"] != answer, "...labelled as an automatic answer"
     finally:
         server.kill()
+
+
+async def test_waiting_customers_see_their_position_move_up(pair: Any) -> None:
+    a, b = pair
+    first, _c1, ws1 = await handed_off(a)
+    session = open_session(a)
+    ws2 = await websockets.connect(f"ws://127.0.0.1:{a.port}/api/v1/widget/ws?token={session['token']}")
+    try:
+        second = Client(ws2)
+        await second.send({"type": "request_human"})
+        queued = (await second.until(lambda f: f["type"] == "status" and f["state"] == "queued"))[-1]
+        assert queued["queue_position"] == 2
+        ada = login(b, "ada@example.com")
+        assert httpx.post(f"{b.url}/api/v1/agent/conversations/{first}/claim", headers=ada).status_code == 200
+        update = (await second.until(lambda f: f["type"] == "status"))[-1]
+        # an update of the same persisted event, not a new one
+        assert update == {"type": "status", "seq": queued["seq"], "state": "queued", "queue_position": 1}
+    finally:
+        await ws1.close()
+        await ws2.close()
