@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # Cap on verbatim messages even when summarisation cannot run (offline, model down): prompts stay bounded.
 HISTORY_CAP_MESSAGES = 200
+# How long a finished turn waits for its model calls' bookkeeping (ledger write, budget settlement).
+BOOKKEEPING_GRACE_S = 5.0
 
 
 def _now() -> datetime:
@@ -93,16 +95,23 @@ class Turn:
             except Exception:  # examples improve answers; their store being down must not stop one
                 log.exception("examples could not be refreshed; using the ones loaded")
         await self.apply(self.engine.handle(e.CustomerMessage(seq=message.seq, text=message.text)))
+        timed_out = False
         try:
             async with asyncio.timeout(self.deps.turn_deadline_s):
                 while self.engine.turn is not None:
                     await self.apply(self.engine.handle(await self.inbox.get()))
         except TimeoutError:
+            timed_out = True
             log.warning("turn %s/%s hit its deadline", self.conversation_id, message.seq)
             if self.engine.turn is not None:
                 await self.apply(self.engine.handle(e.Timeout(seq=message.seq)))
         finally:
-            for task in self.tasks:
+            pending = [task for task in self.tasks if not task.done()]
+            if pending and not timed_out:
+                # A finished turn's tasks are only closing their model calls (ledger row, budget): let them.
+                _done, still = await asyncio.wait(pending, timeout=BOOKKEEPING_GRACE_S)
+                pending = list(still)
+            for task in pending:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
@@ -257,6 +266,7 @@ class Turn:
             system_cache_ttl=self.deps.settings.system_cache_ttl,
         )
         parts: list[str] = []
+        finished = False
         try:
             async with gateway.stream(
                 purpose="answer",
@@ -268,11 +278,18 @@ class Turn:
                     parts.append(delta)
                     self.inbox.put_nowait(e.DraftDelta(seq=seq, text=delta))
                 final = stream.final_message
+                # The reply can be persisted now: the gateway's bookkeeping when the block exits (breaker,
+                # budget settlement, ledger row) finishes off the customer's path; run() waits for it.
+                declined = draft_from_message(final).declined
+                self.inbox.put_nowait(e.DraftDone(seq=seq, text="".join(parts), declined=declined))
+                finished = True
             usage = final.usage
             actual = usage.input_tokens + (usage.cache_read_input_tokens or 0)
             actual += usage.cache_creation_input_tokens or 0
             self.deps.estimator.observe(self.deps.estimator.estimate(_prompt_text(request)) or 1, actual)
         except ModelError as exc:
+            if finished:
+                return  # the draft was complete; only bookkeeping after it failed (logged by the gateway)
             # Breaker open, budget exhausted, stalled or failed stream: the offline responder may still
             # answer from the policy; otherwise the engine hands off.
             match = self.deps.offline.answer(text) if not parts else None
@@ -282,8 +299,6 @@ class Turn:
             else:
                 self.inbox.put_nowait(e.DraftFailed(seq=seq, reason=exc.code))
             return
-        draft = draft_from_message(final)
-        self.inbox.put_nowait(e.DraftDone(seq=seq, text="".join(parts), declined=draft.declined))
 
 
 def _prompt_text(request: dict[str, Any]) -> str:
