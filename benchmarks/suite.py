@@ -317,7 +317,7 @@ async def model_calls_only(base_url: str, turns: int, concurrency: int) -> dict[
     with the shipped policy as the system prompt, at the same concurrency, against the same fake."""
     client = anthropic.AsyncAnthropic(base_url=base_url, api_key="bench", max_retries=0)
     policy = POLICY.read_text()
-    tool = {"name": "record_triage", "description": "Record the triage verdict.",
+    tool: Any = {"name": "record_triage", "description": "Record the triage verdict.",
             "input_schema": {"type": "object", "properties": {k: {} for k in h.TRIAGE_VERDICT}}}  # fmt: skip
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(turns):
@@ -325,7 +325,7 @@ async def model_calls_only(base_url: str, turns: int, concurrency: int) -> dict[
 
     async def triage(i: int) -> None:
         await client.messages.create(
-            model=h.TRIAGE_MODEL, max_tokens=400, tools=[tool],  # type: ignore[list-item]
+            model=h.TRIAGE_MODEL, max_tokens=400, tools=[tool],
             tool_choice={"type": "tool", "name": "record_triage"},
             messages=[{"role": "user", "content": f"{h.QUESTIONS[i % 4]} [t:c{i}]"}],
         )  # fmt: skip
