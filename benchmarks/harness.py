@@ -327,11 +327,16 @@ async def one_turn(ws: websockets.ClientConnection, tag: str, text: str) -> Turn
 async def run_conversation(
     server_url: str, token: str, name: str, turns: int, think_s: float, results: list[TurnResult]
 ) -> None:
-    async with await connect(server_url, token) as ws:
-        for i in range(turns):
-            if i and think_s:
-                await asyncio.sleep(think_s)
-            results.append(await one_turn(ws, f"{name}.{i}", QUESTIONS[i % len(QUESTIONS)]))
+    """A conversation of ``turns`` turns; a failure is recorded as an errored turn, never raised."""
+    i = 0
+    try:
+        async with await connect(server_url, token) as ws:
+            for i in range(turns):
+                if i and think_s:
+                    await asyncio.sleep(think_s)
+                results.append(await one_turn(ws, f"{name}.{i}", QUESTIONS[i % len(QUESTIONS)]))
+    except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+        results.append(TurnResult(tag=f"{name}.{i}", sent=time.monotonic(), error=repr(exc)))
 
 
 def model_wait_by_tag(records: Iterable[RecordedRequest]) -> dict[str, dict[str, Any]]:

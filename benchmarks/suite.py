@@ -38,7 +38,7 @@ LIBRARIES = ("anthropic", "httpx", "httpcore", "redis", "sqlalchemy", "aiosqlite
 class Sizes:
     overhead_levels: tuple[int, ...] = (10, 100, 1000)
     overhead_turns: int = 2  # turns per conversation
-    think_s: float = 1.0  # pause between a reply and the next message of a conversation
+    think_s: float = 10.0  # pause between a reply and the next message (a customer reading and typing)
     idle_sockets: int = 5000
     saturation_concurrency: int = 32
     saturation_turns: int = 900

@@ -28,6 +28,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     profile_out = os.environ.get("SWITCHBOARD_PROFILE_OUT")
     profiler = cProfile.Profile() if profile_out else None
     if profiler is not None:
+        # uvicorn re-raises the SIGTERM it captured once it has shut down; exit normally instead so the
+        # stats below get written.
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
         profiler.enable()
     try:
         serve(

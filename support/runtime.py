@@ -42,6 +42,8 @@ from support.settings import Settings
 log = logging.getLogger(__name__)
 
 DrainHook = Callable[[], Awaitable[None]]
+REDIS_MAX_CONNECTIONS = 200  # per process; Redis's own default limit is 10,000 clients
+REDIS_POOL_WAIT_S = 10.0  # a command waits this long for a free connection before failing
 
 
 @dataclass
@@ -138,7 +140,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     log.info(
         "support policy %s (version %s, %d chars)", settings.policy.path, policy.version, len(policy.text)
     )
-    client = aioredis.Redis.from_url(redis_url, decode_responses=False, health_check_interval=30)
+    # A blocking pool: under a burst of turns a command waits for a free connection instead of failing with
+    # "Too many connections" (redis-py's default pool raises at 100 in use), which closed customer sockets.
+    client = aioredis.Redis.from_pool(
+        aioredis.BlockingConnectionPool.from_url(
+            redis_url, decode_responses=False, health_check_interval=30,
+            max_connections=REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_WAIT_S,
+        )
+    )  # fmt: skip
     # The shared subscriber's own connection: no silent retries, so a broken connection is noticed and
     # every socket's feed resynchronised (see support/conversation/fanout.py).
     pubsub_client = aioredis.Redis.from_url(
