@@ -30,8 +30,7 @@ from support.testing.fake_anthropic import FakeAnthropic
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 POLICY = Path(__file__).resolve().parents[1] / "support" / "policy" / "sample_policy.md"
 PROFILE_ENV = "SWITCHBOARD_PROFILE_OUT"
-LIBRARIES = ("anthropic", "httpx", "httpcore", "redis", "sqlalchemy", "aiosqlite", "litestar", "uvicorn",
-             "websockets", "pydantic", "asyncio", "json", "ssl", "selectors", "h11", "msgspec")  # fmt: skip
+STDLIB_PACKAGES = ("asyncio", "json", "logging", "email", "http", "concurrent")
 
 
 @dataclass
@@ -295,19 +294,18 @@ class Bench:
 
 
 def profile_areas(stats: pstats.Stats) -> dict[str, float]:
-    """Self time grouped by where the code lives (a rough map of where a turn's CPU goes)."""
+    """Self time grouped by package (a rough map of where a turn's CPU goes)."""
     areas: dict[str, float] = {}
     for (file, _line, _func), (_cc, _nc, tt, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         if "/support/" in file or "/handoff/" in file:
-            area = "switchboard"
+            area = "switchboard (support/, handoff/)"
+        elif "site-packages/" in file:
+            area = file.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+        elif file.startswith("~"):
+            area = "C functions (socket I/O, epoll, json, ...)"
         else:
-            area = "other"
-            for name in LIBRARIES:
-                if f"/{name}/" in file or file.endswith(f"/{name}.py"):
-                    area = name
-                    break
-            if file.startswith("~") or file == "~":
-                area = "builtins (C)"
+            parent = Path(file).parent.name
+            area = f"stdlib {parent if parent in STDLIB_PACKAGES else Path(file).stem}"
         areas[area] = areas.get(area, 0.0) + tt
     return dict(sorted(areas.items(), key=lambda kv: kv[1], reverse=True))
 
