@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import redis.asyncio as aioredis
 
 from benchmarks import harness as h
 from support.embedded_redis import EmbeddedRedis
@@ -59,6 +60,14 @@ class Bench:
         self.servers: list[h.Server] = []
         self.count = 0
 
+    async def fresh_redis(self) -> None:
+        """Each phase starts from an empty Redis: an overloaded phase must not leave work for the next."""
+        client = aioredis.Redis.from_url(self.redis.url)
+        try:
+            await client.flushall()
+        finally:
+            await client.aclose()
+
     def start_servers(self, n: int, extra: dict[str, str] | None = None) -> list[h.Server]:
         assert self.fake is not None
         started = []
@@ -80,6 +89,7 @@ class Bench:
     async def overhead(self) -> list[dict[str, Any]]:
         assert self.fake is not None
         h.set_latency(self.fake, self.latency)
+        await self.fresh_redis()
         (server,) = self.start_servers(1)
         rows = []
         try:
@@ -145,6 +155,7 @@ class Bench:
 
     async def idle_sockets(self) -> dict[str, Any]:
         n = self.sizes.idle_sockets
+        await self.fresh_redis()
         (server,) = self.start_servers(1)
         sockets = []
         try:
@@ -211,6 +222,7 @@ class Bench:
     async def saturation(self) -> dict[str, Any]:
         assert self.fake is not None
         h.set_latency(self.fake, h.LatencyModel.zero())
+        await self.fresh_redis()
         s = self.sizes
         (server,) = self.start_servers(1)
         try:
@@ -240,6 +252,7 @@ class Bench:
             self.progress("profile: skipped at this size")
             return {"skipped": True}
         out = self.tmp / "serve.pstats"
+        await self.fresh_redis()
         (server,) = self.start_servers(1, {PROFILE_ENV: str(out)})
         try:
             self.progress(f"profile: cProfile of the server over {s.profile_turns} saturated turns")
@@ -274,6 +287,7 @@ class Bench:
             self.progress(
                 f"scale-out: {n} server process(es) sharing one Redis, {self.sizes.scale_out_turns} turns"
             )
+            await self.fresh_redis()
             servers = self.start_servers(n)
             try:
                 await self._saturate(

@@ -57,7 +57,6 @@ class FanoutUnavailable(ServiceUnavailable):
     """Redis did not confirm a subscription in time (it is down or unreachable)."""
 
     code = "unavailable"
-    ws_close_code = CLOSE_TRY_AGAIN
 
 
 class Listener:
