@@ -150,11 +150,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     )  # fmt: skip
     # The shared subscriber's own connection: no silent retries, so a broken connection is noticed and
     # every socket's feed resynchronised (see support/conversation/fanout.py).
-    # No health_check_interval: its PING would read the connection concurrently with the fanout's reader;
-    # TCP keepalive finds a dead peer instead.
-    pubsub_client = aioredis.Redis.from_url(
-        redis_url, decode_responses=False, socket_keepalive=True, retry=Retry(NoBackoff(), 0)
-    )
+    # No health_check_interval: its PING would read the connection concurrently with the fanout's reader.
+    pubsub_client = aioredis.Redis.from_url(redis_url, decode_responses=False, retry=Retry(NoBackoff(), 0))
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     store = ConversationStore(client)

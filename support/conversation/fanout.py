@@ -181,8 +181,8 @@ class Fanout:
         return len(self._listeners)
 
     async def start(self) -> None:
-        """Connect and start the reader; returns once the connection is up (or raises if Redis is down)."""
-        await self._connect()
+        """Start the reader, which connects (and keeps reconnecting while Redis is down: the process still
+        starts and reports not-ready; sockets get ``unavailable`` until the connection is up)."""
         self._task = asyncio.create_task(self._run(), name="fanout-reader")
 
     async def aclose(self) -> None:
@@ -261,7 +261,12 @@ class Fanout:
 
     async def _connect(self) -> None:
         pubsub = self.redis.pubsub()
-        await pubsub.connect()  # type: ignore[no-untyped-call]
+        try:
+            await pubsub.connect()  # type: ignore[no-untyped-call]
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            raise
         self._pubsub = pubsub
         self._sent.clear()
         self._seen.clear()
@@ -287,12 +292,15 @@ class Fanout:
 
     async def _run(self) -> None:
         attempt = 0
+        connected_before = False
         while True:
             try:
                 if self._pubsub is None:
                     await self._connect()
-                    self.reconnects += 1
-                    log.info("fanout: reconnected, resubscribing %d channels", len(self._listeners))
+                    if connected_before:
+                        self.reconnects += 1
+                        log.info("fanout: reconnected, resubscribing %d channels", len(self._listeners))
+                    connected_before = True
                 attempt = 0
                 await self._read_forever()
             except asyncio.CancelledError:
