@@ -443,15 +443,16 @@ def chart(results: dict[str, Any], path: Path, progress: h.Progress) -> Path | N
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     over = results.get("overhead", [])
     if over:
-        levels = [str(r["concurrency"]) for r in over]
-        axes[0].bar(
-            [x + " p50" for x in levels], [r["overhead_ms"].get("p50", 0) for r in over], color="#4c78a8"
-        )
-        axes[0].bar(
-            [x + " p99" for x in levels], [r["overhead_ms"].get("p99", 0) for r in over], color="#f58518"
-        )
-        axes[0].axhline(10, color="grey", linestyle="--", label="p99 target @100 (10 ms)")
-        axes[0].set_title("server overhead per turn (ms), by concurrent conversations")
+        xs = range(len(over))
+        p50 = [max(r["overhead_ms"].get("p50", 0), 0.1) for r in over]
+        p99 = [max(r["overhead_ms"].get("p99", 0), 0.1) for r in over]
+        axes[0].bar([x - 0.2 for x in xs], p50, width=0.4, color="#4c78a8", label="p50")
+        axes[0].bar([x + 0.2 for x in xs], p99, width=0.4, color="#f58518", label="p99")
+        axes[0].set_xticks(list(xs), [str(r["concurrency"]) for r in over])
+        axes[0].set_yscale("log")
+        axes[0].axhline(10, color="grey", linestyle="--", label="10 ms (p99 target @100)")
+        axes[0].set_xlabel("concurrent conversations")
+        axes[0].set_title("server overhead per turn (ms, log scale)")
         axes[0].legend()
     sat = results.get("saturation")
     if sat:
@@ -465,6 +466,7 @@ def chart(results: dict[str, Any], path: Path, progress: h.Progress) -> Path | N
         axes[2].set_xticks([r["servers"] for r in scale])
         axes[2].set_title("scale-out: turns/s vs server processes (one Redis)")
         axes[2].set_xlabel("processes")
+        axes[2].set_ylim(bottom=0)
     fig.suptitle(f"switchboard bench — {results['machine']['cpus']} CPUs, {results['timestamp']}")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
