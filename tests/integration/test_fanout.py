@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from redis.backoff import NoBackoff
 from support import keys
 from support.conversation.fanout import CLOSE_SERVICE_RESTART, CLOSE_TRY_AGAIN, Fanout, Listener
 from support.conversation.store import ConversationStore
+from support.embedded_redis import EmbeddedRedis
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 FanoutFactory = Callable[..., Any]
@@ -199,3 +201,39 @@ async def test_after_a_gap_a_listener_that_saw_no_event_is_told_to_resume(
     assert await next_frame(later) == {"type": "delta", "text": "ok"}
     later.release()
     listener.release()
+
+
+async def test_a_redis_restart_is_survived_and_missed_events_are_replayed(tmp_path: Path) -> None:
+    # A private embedded Redis (AOF on), stopped and started again under a live fanout.
+    server = EmbeddedRedis(tmp_path / "redis", persistent=True)
+    await asyncio.to_thread(server.start)
+    client = aioredis.Redis.from_url(server.url, decode_responses=False)
+    pubsub_client = aioredis.Redis.from_url(server.url, decode_responses=False, retry=Retry(NoBackoff(), 0))
+    store = ConversationStore(client)
+
+    async def frames_after(cid: str, after: int) -> list[dict[str, Any]]:
+        return [e.to_frame() for e in await store.events_after(cid, after)]
+
+    fanout = Fanout(pubsub_client, replay=frames_after)
+    await fanout.start()
+    try:
+        await store.create_conversation("rs", widget_key="pk", visitor={}, now=NOW)
+        listener = await fanout.subscribe("rs")
+        first, _ = await store.append_customer_message("rs", "m1", "before", now=NOW)
+        await store.publish("rs", first.to_frame())
+        assert (await next_frame(listener))["seq"] == first.seq
+
+        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.start)
+        # Written after the restart, possibly before the fanout resubscribed: must still reach the socket.
+        second, _ = await store.append_customer_message("rs", "m2", "after the restart", now=NOW)
+        await store.publish("rs", second.to_frame())
+        await wait_for_reconnect(fanout, 1)
+        frame = await next_frame(listener)
+        assert (frame["seq"], frame["text"]) == (second.seq, "after the restart")
+        listener.release()
+    finally:
+        await fanout.aclose()
+        await pubsub_client.aclose()
+        await client.aclose()
+        await asyncio.to_thread(server.stop)
