@@ -13,14 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
-import platform
 import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,127 +25,25 @@ import anthropic
 import httpx
 import websockets
 
-from support.settings import PUBLIC_ENV_NAMES
+from benchmarks.harness import (
+    ANSWER_MODEL,
+    ANSWER_TEXT,
+    ORIGIN,
+    QUESTIONS,
+    RECV_TIMEOUT_S,
+    TRIAGE_MODEL,
+    TRIAGE_VERDICT,
+    WIDGET_KEY,
+    Server,
+    is_answer,
+    is_triage,
+    machine,
+    summary,
+)
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 
-TRIAGE_MODEL = "claude-haiku-4-5"
-ANSWER_MODEL = "claude-sonnet-4-6"
-ORIGIN = "http://bench.test"
-WIDGET_KEY = "pk_bench"
-ANSWER_TEXT = "You can return it within 30 days."
-RECV_TIMEOUT_S = 30.0
 THINK_TIME_S = 0.2  # pause between a reply and the customer's next message in the same conversation
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "ttft.json"
-QUESTIONS = (
-    "Can I return my tent?",
-    "It was used once, is that a problem?",
-    "How is the refund paid?",
-    "Do I pay for the return label?",
-)
-TRIAGE_VERDICT = {
-    "intent": "returns_refunds",
-    "urgency": "normal",
-    "sentiment": "neutral",
-    "language": "en",
-    "wants_human": False,
-    "confidence": 0.9,
-    "reason": "x",
-}
-
-
-def is_triage(body: dict[str, Any]) -> bool:
-    return any(t.get("name") == "record_triage" for t in body.get("tools") or [])
-
-
-def is_answer(body: dict[str, Any]) -> bool:
-    return bool(body.get("stream")) and not is_triage(body)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Linear-interpolated percentile (numpy's default method)."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    rank = (len(ordered) - 1) * pct / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "p50": percentile(values, 50),
-        "p90": percentile(values, 90),
-        "p99": percentile(values, 99),
-        "mean": statistics.fmean(values),
-        "min": min(values),
-        "max": max(values),
-        "n": len(values),
-    }
-
-
-class Server:
-    """``switchboard serve`` in its own process group, so the embedded Redis goes down with it."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.env = {k: v for k, v in os.environ.items() if k not in PUBLIC_ENV_NAMES}
-        self.env.update({"SWITCHBOARD_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **env})
-        self.log_path = data_dir / "serve.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def command(self) -> list[str]:
-        script = Path(sys.executable).parent / "switchboard"
-        base = [str(script)] if script.exists() else [sys.executable, "-m", "support.cli"]
-        return [*base, "serve", "--port", str(self.port)]
-
-    def start(self, timeout_s: float = 30.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.command(), env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir,
-                start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"switchboard serve exited early:\n{self.log()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"switchboard serve not ready in {timeout_s}s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        """SIGTERM (graceful drain, stops the embedded Redis), then SIGKILL the whole group if needed."""
-        proc = self.proc
-        if proc is None:
-            return
-        self.proc = None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=15)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # leftovers in the group (e.g. redis-server)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
 
 
 # -- customer side -----------------------------------------------------------------------------------
@@ -367,11 +259,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "redis": args.redis_url or "embedded",
             "think_time_s": THINK_TIME_S,
         },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "customer_ttft_s": customer_s,
         "answer_model_ttft_s": direct_s,
         "triage_call_total_s": triage_s,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import logging
+import os
 import signal
 import sys
 
@@ -22,13 +24,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     _configure_logging(settings.app.log_level)
-    serve(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level=settings.app.log_level,
-        drain_timeout_s=settings.app.drain_timeout_s,
-    )
+    # Benchmarks only: profile the whole serve (until the SIGTERM drain ends) and dump pstats there.
+    profile_out = os.environ.get("SWITCHBOARD_PROFILE_OUT")
+    profiler = cProfile.Profile() if profile_out else None
+    if profiler is not None:
+        # uvicorn re-raises the SIGTERM it captured once it has shut down; exit normally instead so the
+        # stats below get written.
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+        profiler.enable()
+    try:
+        serve(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            log_level=settings.app.log_level,
+            drain_timeout_s=settings.app.drain_timeout_s,
+        )
+    finally:
+        if profiler is not None and profile_out:
+            profiler.disable()
+            profiler.dump_stats(profile_out)
     return 0
 
 
@@ -105,6 +120,21 @@ def cmd_worker(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark suite (needs the source checkout: the ``benchmarks`` package is not installed)."""
+    try:
+        from benchmarks import suite
+    except ImportError:
+        print(
+            "error: `switchboard bench` runs from a source checkout (the benchmarks/ package); "
+            "run it from the repository root",
+            file=sys.stderr,
+        )
+        return 2
+    code: int = suite.main(args)
+    return code
+
+
 def cmd_fake_anthropic(args: argparse.Namespace) -> int:
     """Run the fake model API in the foreground (demos, benchmarks, manual testing)."""
     from support.testing.fake_anthropic import FakeAnthropic
@@ -125,6 +155,23 @@ def cmd_fake_anthropic(args: argparse.Namespace) -> int:
     finally:
         fake.stop()
     return 0
+
+
+def _checkout_on_path() -> None:
+    """Make ``benchmarks`` importable when run from the repository root (the console script's sys.path
+    starts at its own directory, not the working directory)."""
+    cwd = os.getcwd()
+    if os.path.isfile(os.path.join(cwd, "benchmarks", "suite.py")) and cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    _checkout_on_path()
+    try:
+        from benchmarks.suite import add_arguments
+    except ImportError:  # not in a checkout: cmd_bench says so
+        return
+    add_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=["agent", "admin"], default="agent")
     create.add_argument("--capacity", type=int, default=None, help="conversations held at once")
     create.set_defaults(func=cmd_create_agent)
+
+    bench = sub.add_parser("bench", help="run the benchmarks (from a source checkout; docs/benchmarks.md)")
+    _add_bench_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
 
     fake = sub.add_parser("fake-anthropic", help="run the fake Anthropic API (for demos and benchmarks)")
     fake.add_argument("--host", default="127.0.0.1")

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from handoff.agents import AgentService
@@ -25,6 +27,7 @@ from handoff.routing import RoutingPolicy
 from handoff.service import HandoffService
 from support.channels.widget_sessions import WidgetSessionService
 from support.conversation.archive import archive_forever
+from support.conversation.fanout import Fanout
 from support.conversation.pipeline import TurnDeps, TurnRunner
 from support.conversation.store import ConversationStore
 from support.db.engine import make_engine, session_factory
@@ -39,6 +42,8 @@ from support.settings import Settings
 log = logging.getLogger(__name__)
 
 DrainHook = Callable[[], Awaitable[None]]
+REDIS_MAX_CONNECTIONS = 200  # per process; Redis's own default limit is 10,000 clients
+REDIS_POOL_WAIT_S = 10.0  # a command waits this long for a free connection before failing
 
 
 @dataclass
@@ -59,6 +64,7 @@ class Runtime:
     queue: HandoffQueue
     handoff: HandoffService
     turns: TurnRunner = field(init=False)
+    fanout: Fanout = field(init=False)
     desk: AgentDesk = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     widget_sockets: set[Any] = field(default_factory=set)
@@ -134,10 +140,27 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     log.info(
         "support policy %s (version %s, %d chars)", settings.policy.path, policy.version, len(policy.text)
     )
-    client = aioredis.Redis.from_url(redis_url, decode_responses=False, health_check_interval=30)
+    # A blocking pool: under a burst of turns a command waits for a free connection instead of failing with
+    # "Too many connections" (redis-py's default pool raises at 100 in use), which closed customer sockets.
+    client = aioredis.Redis.from_pool(
+        aioredis.BlockingConnectionPool.from_url(
+            redis_url, decode_responses=False, health_check_interval=30,
+            max_connections=REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_WAIT_S,
+        )
+    )  # fmt: skip
+    # The shared subscriber's own connection: no silent retries, so a broken connection is noticed and
+    # every socket's feed resynchronised (see support/conversation/fanout.py).
+    # No health_check_interval: its PING would read the connection concurrently with the fanout's reader.
+    pubsub_client = aioredis.Redis.from_url(redis_url, decode_responses=False, retry=Retry(NoBackoff(), 0))
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     store = ConversationStore(client)
+
+    async def frames_after(conversation_id: str, after: int) -> list[dict[str, Any]]:
+        return [event.to_frame() for event in await store.events_after(conversation_id, after)]
+
+    fanout = Fanout(pubsub_client, replay=frames_after)
+    await fanout.start()
     hs = settings.handoff
     queue = HandoffQueue(client, lease_s=hs.lease_s)
     runtime = Runtime(
@@ -160,6 +183,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     anthropic_client = None if settings.llm.offline else make_client(settings.llm)
     if anthropic_client is not None:
         runtime.gateway = ModelGateway(anthropic_client, client, runtime.sessions, settings.llm)
+    runtime.fanout = fanout
     runtime.turns = TurnRunner(
         TurnDeps(
             store=store,
@@ -215,6 +239,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
         if anthropic_client is not None:
             await anthropic_client.close()
+        await fanout.aclose()
+        await pubsub_client.aclose()
         await client.aclose()
         await engine.dispose()
         if embedded is not None:

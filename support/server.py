@@ -9,6 +9,8 @@ sockets) and only then lets uvicorn stop.
 from __future__ import annotations
 
 import asyncio
+import logging
+import resource
 import signal
 from types import FrameType
 
@@ -16,6 +18,8 @@ import uvicorn
 from litestar import Litestar
 
 from support.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 class DrainingServer(uvicorn.Server):
@@ -40,8 +44,23 @@ class DrainingServer(uvicorn.Server):
         self._drain_task = asyncio.get_running_loop().create_task(drain_then_exit())
 
 
+def raise_open_files_limit() -> int:
+    """Raise the soft open-files limit to the hard one; returns the soft limit now in force.
+
+    Every customer WebSocket is a file descriptor, and distributions often default the soft limit to 1024,
+    far below the thousands of idle sockets one process can hold. Raising soft up to hard needs no privilege.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        log.info("open files limit raised from %d to %d", soft, hard)
+        return hard
+    return soft
+
+
 def serve(app: Litestar, *, host: str, port: int, log_level: str, drain_timeout_s: float) -> None:
     """Serve ``app`` until a signal, then drain."""
+    raise_open_files_limit()
     config = uvicorn.Config(
         app,
         host=host,

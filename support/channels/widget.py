@@ -22,6 +22,7 @@ from litestar import Controller, Request, WebSocket, post, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.status_codes import HTTP_201_CREATED
 
+from support.conversation.fanout import Listener
 from support.conversation.store import ConversationStore
 from support.errors import RateLimited, SwitchboardError
 from support.runtime import Runtime
@@ -143,8 +144,12 @@ class WidgetConnection:
             await self.send({"type": "error", "code": exc.code, "message": exc.message})
             await self.socket.close(code=exc.ws_close_code, reason=exc.code)
             return
-        subscription = self.store.subscribe(self.conversation_id)
-        await subscription.start()
+        try:
+            subscription = await self.runtime.fanout.subscribe(self.conversation_id)
+        except SwitchboardError as exc:
+            await self.send({"type": "error", "code": exc.code, "message": exc.message})
+            await self.socket.close(code=exc.ws_close_code, reason=exc.code)
+            return
         forwarder = asyncio.create_task(self._forward(subscription))
         self.runtime.widget_sockets.add(self.socket)
         try:
@@ -162,14 +167,17 @@ class WidgetConnection:
             forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await forwarder
-            await subscription.aclose()
+            subscription.release()
 
-    async def _forward(self, subscription: Any) -> None:
+    async def _forward(self, subscription: Listener) -> None:
         async for frame in subscription:
             try:
                 await self.send(frame)
             except Exception:
                 return
+        if subscription.close_code is not None:  # fell behind, or a gap it cannot fill: client resumes
+            with contextlib.suppress(Exception):
+                await self.socket.close(code=subscription.close_code, reason=subscription.close_reason)
 
     async def _handle(self, raw: str) -> bool:
         """Handle one frame; False when the connection must end."""

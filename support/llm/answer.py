@@ -22,7 +22,7 @@ older entry). With the two system breakpoints that is the API's maximum of four.
 The system prefix is the same for every conversation, so one cache entry serves them all while answers
 keep coming within its lifetime (each read refreshes it). Its TTL is configurable: the default 5 minutes
 (written at 1.25x the input price), or 1 hour (2x) for quiet sites where more than 5 minutes pass between
-answers and every conversation would otherwise write the whole policy again (docs/benchmarks-cost.md
+answers and every conversation would otherwise write the whole policy again (docs/benchmarks.md, "Cost"
 measures the difference). History breakpoints always use 5 minutes; the API requires longer-lived entries
 to come first in the prompt, and the system blocks precede the messages.
 

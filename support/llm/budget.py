@@ -44,9 +44,11 @@ for _, id in ipairs(old) do
   local a = redis.call('HGET', KEYS[2], id)
   if a then
     local r, i, o = string.match(a, '(%-?%d+):(%-?%d+):(%-?%d+)')
-    redis.call('HINCRBY', KEYS[3], 'requests', -tonumber(r))
-    redis.call('HINCRBY', KEYS[3], 'input_tokens', -tonumber(i))
-    redis.call('HINCRBY', KEYS[3], 'output_tokens', -tonumber(o))
+    -- 0 - x, not -x: Lua's -0 is sent as "-0", which HINCRBY rejects (a reservation of 0 tokens
+    -- then broke every later call of every process once it expired)
+    redis.call('HINCRBY', KEYS[3], 'requests', 0 - tonumber(r))
+    redis.call('HINCRBY', KEYS[3], 'input_tokens', 0 - tonumber(i))
+    redis.call('HINCRBY', KEYS[3], 'output_tokens', 0 - tonumber(o))
     redis.call('HDEL', KEYS[2], id)
   end
 end

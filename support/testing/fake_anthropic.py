@@ -149,6 +149,10 @@ class RecordedRequest:
     arrived_at: float
     query: str = ""
     response_status: int | None = None
+    # time.monotonic() when the first content delta (text or tool input) was written, for a streamed
+    # reply, and when the whole response was written; benchmarks use them to subtract the model's wait.
+    first_token_at: float | None = None
+    finished_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -893,6 +897,12 @@ class FakeAnthropic:
                 base.ttft_s if ttft_s is None else ttft_s, base.tps if tps is None else tps
             )
 
+    def take_requests(self) -> list[RecordedRequest]:
+        """Return the requests recorded so far and forget them (long benchmark runs stay bounded)."""
+        with self._lock:
+            taken, self.requests = self.requests, []
+        return taken
+
     def reset(self) -> None:
         """Forget rules, faults, recordings, cache, batches and latency overrides (per-test isolation)."""
         with self._lock:
@@ -1094,6 +1104,7 @@ class FakeAnthropic:
             if http.raw_body and body is None:
                 raise _invalid("Request body is not valid JSON")
             await self._route(http, body, record, headers, conn, reader, writer)
+            record.finished_at = time.monotonic()
         except ApiError as error:
             record.response_status = error.status
             await self._respond(
@@ -1232,6 +1243,8 @@ class FakeAnthropic:
                 await asyncio.sleep(delay)
             self._send(writer, conn.send(h11.Data(data=data)))
             await writer.drain()
+            if record.first_token_at is None and data.startswith(b"event: content_block_delta"):
+                record.first_token_at = time.monotonic()
         if fault is not None:
             if fault.kind == "drop":
                 raise _Abort

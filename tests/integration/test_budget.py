@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
+from support import keys
 from support.db.engine import session_factory
 from support.db.models import ModelUsage
 from support.errors import OverBudget
@@ -77,6 +78,26 @@ async def test_settle_gives_back_unused_reserved_tokens(redis_client: aioredis.R
     await budget.acquire(input_tokens=100, output_tokens=960)
     with pytest.raises(OverBudget):
         await budget.acquire(output_tokens=1)
+
+
+async def test_an_expired_reservation_of_zero_tokens_does_not_break_later_calls(
+    redis_client: aioredis.Redis,
+) -> None:
+    # Found by `switchboard bench`: a call settled at 0 input and 0 output tokens, once out of the window,
+    # made every later acquire fail ("value is not an integer") for every process of the account.
+    budget = SharedBudget(redis_client, Limits(10, 1000, 1000), max_wait_s=0)
+    reservation = await budget.acquire(input_tokens=0, output_tokens=0)
+    await budget.settle(reservation, input_tokens=0, output_tokens=0)
+    seconds, micros = await redis_client.time()
+    an_old_ms = seconds * 1000 + micros // 1000 - 61_000
+    await redis_client.zadd(keys.budget_log("account"), {reservation.id: an_old_ms})
+    await budget.acquire(input_tokens=10, output_tokens=10)
+    totals = await redis_client.hgetall(keys.budget_totals("account"))
+    assert {k.decode(): int(v) for k, v in totals.items()} == {
+        "requests": 1,
+        "input_tokens": 10,
+        "output_tokens": 10,
+    }
 
 
 async def test_two_clients_share_one_budget(

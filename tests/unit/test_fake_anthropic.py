@@ -601,6 +601,25 @@ async def test_ttft_latency_delays_the_first_text(
     assert time.monotonic() - started < 0.3
 
 
+async def test_recorded_requests_carry_first_token_and_finish_times(
+    fake: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    fake.set_latency(ttft_s=0.2, tps=50, model=HAIKU)
+    async with client.messages.stream(model=HAIKU, max_tokens=100, messages=_user("x")) as stream:
+        await stream.get_final_message()
+    await client.messages.create(model=SONNET, max_tokens=100, messages=_user("y"))
+    streamed, created = fake.take_requests()
+    assert streamed.first_token_at is not None
+    assert streamed.finished_at is not None
+    assert streamed.first_token_at - streamed.arrived_at >= 0.2
+    assert streamed.finished_at > streamed.first_token_at  # the rest is paced at 50 tokens/s
+    assert created.first_token_at is None  # not streamed: only the finish time
+    assert created.finished_at is not None
+    assert created.finished_at >= created.arrived_at
+    assert fake.take_requests() == []  # taken means forgotten
+    assert fake.requests == []
+
+
 # -- headers and validation -------------------------------------------------------------------------
 
 

@@ -1,0 +1,364 @@
+"""Pieces every benchmark shares: the fake model API with a latency model, ``switchboard serve``
+subprocesses (one or several sharing one Redis), widget sessions and a customer driver over real
+WebSockets, percentiles, and a description of the machine. Measures; never asserts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+
+from support.settings import PUBLIC_ENV_NAMES
+from support.testing.fake_anthropic import FakeAnthropic, RecordedRequest, Reply
+
+TRIAGE_MODEL = "claude-haiku-4-5"
+ANSWER_MODEL = "claude-sonnet-4-6"
+ORIGIN = "http://bench.test"
+WIDGET_KEY = "pk_bench"
+SECRET_KEY = "bench-secret-key-shared-by-every-bench-server-0123456789"
+ANSWER_TEXT = "You can return it within 30 days of delivery, unused and in its original packaging."
+RECV_TIMEOUT_S = 60.0
+QUESTIONS = (
+    "Can I return my tent?",
+    "It was used once, is that a problem?",
+    "How is the refund paid?",
+    "Do I pay for the return label?",
+)
+TRIAGE_VERDICT = {
+    "intent": "returns_refunds",
+    "urgency": "normal",
+    "sentiment": "neutral",
+    "language": "en",
+    "wants_human": False,
+    "confidence": 0.9,
+    "reason": "x",
+}
+TAG = re.compile(r"\[t:([A-Za-z0-9_.-]+)\]")
+
+Progress = Callable[[str], None]
+
+
+def is_triage(body: dict[str, Any]) -> bool:
+    return any(t.get("name") == "record_triage" for t in body.get("tools") or [])
+
+
+def is_answer(body: dict[str, Any]) -> bool:
+    return bool(body.get("stream")) and not is_triage(body)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Linear-interpolated percentile (numpy's default method)."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * pct / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    return {
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "mean": statistics.fmean(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+# -- the fake model API ------------------------------------------------------------------------------
+
+
+@dataclass
+class LatencyModel:
+    """Per-model time to first token and output tokens per second (0 tokens/s: unpaced)."""
+
+    triage_ttft_s: float = 0.35
+    triage_tps: float = 150.0
+    answer_ttft_s: float = 0.8
+    answer_tps: float = 60.0
+
+    @classmethod
+    def zero(cls) -> LatencyModel:
+        return cls(0.0, 0.0, 0.0, 0.0)
+
+
+def start_fake(latency: LatencyModel) -> FakeAnthropic:
+    """The fake API answering triage with a confident verdict and answers with a short streamed text."""
+    fake = FakeAnthropic().start()
+    set_latency(fake, latency)
+    fake.add_rule(lambda body: Reply(tool_use={"name": "record_triage", "input": dict(TRIAGE_VERDICT)})
+                  if is_triage(body) else None)  # fmt: skip
+    fake.add_rule(lambda body: Reply(text=ANSWER_TEXT) if is_answer(body) else None)
+    return fake
+
+
+def set_latency(fake: FakeAnthropic, latency: LatencyModel) -> None:
+    fake.set_latency(ttft_s=latency.triage_ttft_s, tps=latency.triage_tps, model=TRIAGE_MODEL)
+    fake.set_latency(ttft_s=latency.answer_ttft_s, tps=latency.answer_tps, model=ANSWER_MODEL)
+
+
+def request_tag(record: RecordedRequest) -> str | None:
+    """The tag of the customer turn a model request was made for (the last tag in its messages)."""
+    body = record.body if isinstance(record.body, dict) else {}
+    tags = TAG.findall(json.dumps(body.get("messages", [])))
+    return tags[-1] if tags else None
+
+
+# -- servers -----------------------------------------------------------------------------------------
+
+
+def server_env(fake_url: str, redis_url: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {
+        "ANTHROPIC_API_KEY": "bench",
+        "ANTHROPIC_BASE_URL": fake_url,
+        "SWITCHBOARD_WIDGET_KEYS": json.dumps({WIDGET_KEY: [ORIGIN]}),
+        "SWITCHBOARD_SECRET_KEY": SECRET_KEY,
+        "SWITCHBOARD_LLM_REQUESTS_PER_MINUTE": "10000000",
+        "SWITCHBOARD_LLM_INPUT_TOKENS_PER_MINUTE": "100000000000",
+        "SWITCHBOARD_LLM_OUTPUT_TOKENS_PER_MINUTE": "100000000000",
+        "SWITCHBOARD_TRIAGE_MODEL": TRIAGE_MODEL,
+        "SWITCHBOARD_ANSWER_MODEL": ANSWER_MODEL,
+        "SWITCHBOARD_LOG_LEVEL": "WARNING",
+    }
+    if redis_url:
+        env["SWITCHBOARD_REDIS_URL"] = redis_url
+    env.update(extra or {})
+    return env
+
+
+class Server:
+    """``switchboard serve`` in its own process group, so an embedded Redis goes down with it."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if k not in PUBLIC_ENV_NAMES}
+        self.env.update({"SWITCHBOARD_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **env})
+        self.log_path = data_dir / "serve.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def command(self) -> list[str]:
+        script = Path(sys.executable).parent / "switchboard"
+        base = [str(script)] if script.exists() else [sys.executable, "-m", "support.cli"]
+        return [*base, "serve", "--port", str(self.port)]
+
+    def start(self, timeout_s: float = 60.0) -> Server:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(), env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"switchboard serve exited early:\n{self.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.1)
+        raise RuntimeError(f"switchboard serve not ready in {timeout_s}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """SIGTERM (graceful drain), then SIGKILL the whole group if needed."""
+        proc = self.proc
+        if proc is None:
+            return
+        self.proc = None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=timeout_s)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+
+# -- customer side -----------------------------------------------------------------------------------
+
+
+async def open_session(http: httpx.AsyncClient, server_url: str) -> dict[str, Any]:
+    resp = await http.post(
+        f"{server_url}/api/v1/widget/sessions",
+        json={"widget_key": WIDGET_KEY, "visitor": {"name": "Bench"}},
+        headers={"Origin": ORIGIN},
+    )
+    if resp.status_code != 201:
+        raise RuntimeError(f"session refused: {resp.status_code} {resp.text}")
+    session: dict[str, Any] = resp.json()
+    return session
+
+
+async def open_sessions(server_urls: list[str], n: int, concurrency: int = 32) -> list[tuple[str, str]]:
+    """``n`` widget sessions spread round-robin over the servers: (server url, token)."""
+    out: list[tuple[str, str]] = [("", "")] * n
+    sem = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+
+        async def one(i: int) -> None:
+            url = server_urls[i % len(server_urls)]
+            async with sem:
+                out[i] = (url, (await open_session(http, url))["token"])
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    return out
+
+
+def ws_url(server_url: str, token: str) -> str:
+    return server_url.replace("http://", "ws://") + f"/api/v1/widget/ws?token={token}"
+
+
+async def connect(server_url: str, token: str) -> websockets.ClientConnection:
+    # No client keepalive pings and small buffers: the driver holds thousands of sockets.
+    return await websockets.connect(
+        ws_url(server_url, token), ping_interval=None, max_queue=64, compression=None, open_timeout=60
+    )
+
+
+@dataclass
+class TurnResult:
+    tag: str
+    sent: float
+    ack: float | None = None
+    first_delta: float | None = None
+    done: float | None = None
+    handed_off: bool = False
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def one_turn(ws: websockets.ClientConnection, tag: str, text: str) -> TurnResult:
+    """Send one tagged message; times (time.monotonic) of the ack, first delta and the assistant's reply."""
+    result = TurnResult(tag=tag, sent=time.monotonic())
+    await ws.send(json.dumps({"type": "message", "client_id": tag, "text": f"{text} [t:{tag}]"}))
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S))
+        now = time.monotonic()
+        kind = frame["type"]
+        if kind == "ack" and result.ack is None:
+            result.ack = now
+        elif kind == "delta" and result.first_delta is None:
+            result.first_delta = now
+        elif kind == "message" and frame.get("role") == "assistant":
+            result.done = now
+            return result
+        elif kind == "status" and frame.get("state") == "queued":
+            result.done, result.handed_off = now, True
+            return result
+        elif kind == "error":
+            result.error = str(frame)
+            return result
+
+
+async def run_conversation(
+    server_url: str, token: str, name: str, turns: int, think_s: float, results: list[TurnResult]
+) -> None:
+    """A conversation of ``turns`` turns; a failure is recorded as an errored turn, never raised."""
+    i = 0
+    try:
+        async with await connect(server_url, token) as ws:
+            for i in range(turns):
+                if i and think_s:
+                    await asyncio.sleep(think_s)
+                results.append(await one_turn(ws, f"{name}.{i}", QUESTIONS[i % len(QUESTIONS)]))
+    except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+        results.append(TurnResult(tag=f"{name}.{i}", sent=time.monotonic(), error=repr(exc)))
+
+
+def model_wait_by_tag(records: Iterable[RecordedRequest]) -> dict[str, dict[str, Any]]:
+    """Per customer turn: the union of the model requests' [arrival, last byte] intervals, and the
+    answer request's own TTFT (arrival at the fake -> first content delta written)."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    answer_ttft: dict[str, float] = {}
+    for record in records:
+        tag = request_tag(record)
+        if tag is None or record.finished_at is None:
+            continue
+        spans.setdefault(tag, []).append((record.arrived_at, record.finished_at))
+        body = record.body if isinstance(record.body, dict) else {}
+        if is_answer(body) and record.first_token_at is not None:
+            answer_ttft[tag] = record.first_token_at - record.arrived_at
+    out: dict[str, dict[str, Any]] = {}
+    for tag, intervals in spans.items():
+        total, end = 0.0, float("-inf")
+        for start, stop in sorted(intervals):
+            if stop <= end:
+                continue
+            total += stop - max(start, end)
+            end = stop
+        out[tag] = {"model_wait_s": total, "requests": len(intervals), "answer_ttft_s": answer_ttft.get(tag)}
+    return out
