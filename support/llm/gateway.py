@@ -17,7 +17,9 @@ first event arrives: after that, text has reached the customer and a retry would
 The ledger: every call – success or failure, including ``circuit_open`` and ``over_budget`` – writes one
 ``ModelUsage`` row with the billed token counts and their exact cost. The row is written after the answer
 has been delivered (after the stream ended), with a short timeout; a failing ledger is logged, never raised:
-losing a row is better than losing a customer's answer.
+losing a row is better than losing a customer's answer. Rows are group-committed (:class:`LedgerWriter`):
+a call's row is committed when its call returns, but rows that arrive while a commit is running share the
+next one, so under load the database sees one transaction per batch instead of one per model call.
 """
 
 from __future__ import annotations
@@ -228,6 +230,56 @@ class GatewayStream:
         self._call.usage = TokenCounts.from_usage(self._final.usage)
 
 
+class LedgerWriter:
+    """Group commit of ledger rows: :meth:`write` returns once its row is committed; rows written while a
+    commit is in flight are committed together by the next one. A failing batch is retried row by row,
+    so one bad row cannot lose the others."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._pending: list[tuple[ModelUsage, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def write(self, row: ModelUsage) -> None:
+        """Commit ``row`` (possibly together with others); raises what the commit raised."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="ledger-flush")
+        await future
+
+    async def _commit(self, rows: list[ModelUsage]) -> None:
+        async with self._sessions() as session:
+            session.add_all(rows)
+            await session.commit()
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            outcomes: list[BaseException | None]
+            try:
+                await self._commit([row for row, _ in batch])
+                outcomes = [None] * len(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    outcomes = [exc]
+                else:
+                    outcomes = []
+                    for row, _ in batch:
+                        try:
+                            await self._commit([row])
+                            outcomes.append(None)
+                        except Exception as row_exc:
+                            outcomes.append(row_exc)
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():  # the writer gave up (timeout, cancellation)
+                    continue
+                if outcome is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(outcome)
+
+
 class ModelGateway:
     """Calls the model API with timeouts, retries, a breaker, a shared budget and a cost ledger.
 
@@ -245,6 +297,7 @@ class ModelGateway:
     ) -> None:
         self._client = client
         self._sessions = sessions
+        self._ledger = LedgerWriter(sessions)
         self._settings = settings
         self.budget = SharedBudget(
             redis,
@@ -583,9 +636,8 @@ class ModelGateway:
             batch=call.batch,
         )
         try:
-            async with asyncio.timeout(LEDGER_WRITE_TIMEOUT_S), self._sessions() as session:
-                session.add(row)
-                await session.commit()
+            async with asyncio.timeout(LEDGER_WRITE_TIMEOUT_S):
+                await self._ledger.write(row)
         except Exception:
             log.exception("ledger write failed for %s/%s (%s)", call.purpose, call.model, call.outcome)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
@@ -13,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from anthropic.types import MessageParam
 from pydantic import SecretStr
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
@@ -309,3 +311,19 @@ async def test_ledger_failure_is_logged_not_raised(
         await engine.dispose()
     assert message.content
     assert "ledger write failed" in caplog.text
+
+
+async def test_concurrent_calls_share_ledger_commits_and_every_row_is_written(
+    fake: FakeAnthropic, make_gateway: GatewayFactory, db_engine: AsyncEngine
+) -> None:
+    commits: list[int] = []
+    event.listen(db_engine.sync_engine, "commit", lambda _conn: commits.append(1))
+    gateway = make_gateway()
+    replies = await asyncio.gather(
+        *(gateway.create(purpose="triage", model=HAIKU, max_tokens=20, messages=HELLO) for _ in range(30))
+    )
+    rows = await ledger(db_engine)
+    assert len(replies) == len(rows) == 30  # each call's row was committed before the call returned
+    assert {r.outcome for r in rows} == {"ok"}
+    assert len({r.request_id for r in rows}) == 30
+    assert 1 <= len(commits) < 30  # rows that arrived during a commit shared the next one
