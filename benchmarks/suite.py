@@ -508,7 +508,8 @@ async def run_suite(args: argparse.Namespace, progress: h.Progress) -> dict[str,
             bench.stop_servers()
             bench.fake.stop()
             await asyncio.to_thread(bench.redis.stop)
-    results["cost"] = run_cost_if_available(args.smoke, args.out_dir, progress)
+    # run_cost runs its own event loop (it is also a standalone script): give it a thread of its own.
+    results["cost"] = await asyncio.to_thread(run_cost_if_available, args.smoke, args.out_dir, progress)
     results["run_time_s"] = time.monotonic() - wall
     return results
 
