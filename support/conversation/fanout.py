@@ -130,7 +130,8 @@ class Listener:
         if not isinstance(seq, int) or frame.get("type") not in ("message", "status"):
             return True
         if self.last_seq is not None and seq <= self.last_seq:
-            return False
+            # A queue-position update repeats its status event's seq on purpose (protocol.md): pass it.
+            return frame.get("type") == "status" and "queue_position" in frame
         self.last_seq = seq
         return True
 
