@@ -13,21 +13,15 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
 
 from support import keys
 from support.errors import NotFound
-
-# How long to wait for Redis to confirm a SUBSCRIBE: a subscription that returns unconfirmed could
-# miss an event published right after, which is exactly what resume-then-live must not do.
-SUBSCRIBE_CONFIRM_TIMEOUT_S = 5.0
 
 # State-hash fields only the store's scripts may write: seq allocation and the summary window.
 _RESERVED_FIELDS = frozenset({"last_seq", "window_start_seq", "summary_version", "created_at"})
@@ -188,53 +182,6 @@ class LockToken:
 
     key: str
     value: str
-
-
-class Subscription:
-    """Live events of one conversation from every process; use as ``async with`` and ``async for``.
-
-    The pub/sub connection is this object's own, closed by ``aclose`` (or leaving the ``async with``).
-    """
-
-    def __init__(self, pubsub: PubSub, channel: str) -> None:
-        self._pubsub = pubsub
-        self._channel = channel
-
-    async def start(self) -> None:
-        """Subscribe and wait for Redis to confirm, so nothing published afterwards is missed."""
-        await self._pubsub.subscribe(self._channel)
-        while True:
-            msg = await self._pubsub.get_message(timeout=SUBSCRIBE_CONFIRM_TIMEOUT_S)
-            if msg is None:
-                raise TimeoutError("Redis did not confirm the subscription")
-            if msg["type"] == "subscribe":
-                return
-
-    async def aclose(self) -> None:
-        """Unsubscribe and return the connection."""
-        try:
-            await self._pubsub.unsubscribe()
-        finally:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        while True:
-            msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-            if msg is not None and msg["type"] == "message":
-                payload: dict[str, Any] = json.loads(msg["data"])
-                return payload
 
 
 class ConversationStore:
@@ -432,10 +379,6 @@ class ConversationStore:
     async def publish(self, conversation_id: str, payload: dict[str, Any]) -> int:
         """Fan ``payload`` out to every subscriber of the conversation; returns how many received it."""
         return int(await self._redis.publish(keys.conv_channel(conversation_id), json.dumps(payload)))
-
-    def subscribe(self, conversation_id: str) -> Subscription:
-        """A subscription to the conversation's live events; ``async with`` it (it owns a connection)."""
-        return Subscription(self._redis.pubsub(), keys.conv_channel(conversation_id))
 
     async def record_triage(self, conversation_id: str, seq: int, verdict: dict[str, Any]) -> None:
         """Store the triage verdict of customer message ``seq`` with its turn."""

@@ -125,20 +125,6 @@ async def test_lock_is_exclusive_and_only_its_holder_releases_it(redis_client: a
     assert await store.acquire_lock("summarize", CID, 10_000) is not None
 
 
-async def test_pubsub_reaches_a_subscriber_on_another_client(
-    redis_client: aioredis.Redis, redis_url: str
-) -> None:
-    store = ConversationStore(redis_client)
-    other = aioredis.Redis.from_url(redis_url)
-    try:
-        async with ConversationStore(other).subscribe(CID) as sub:
-            assert await store.publish(CID, {"type": "message", "seq": 1}) == 1
-            payload = await asyncio.wait_for(anext(sub), 5)
-            assert payload == {"type": "message", "seq": 1}
-    finally:
-        await other.aclose()
-
-
 async def test_touch_expiry_sets_a_ttl_on_every_key(redis_client: aioredis.Redis) -> None:
     store = await make(redis_client)
     await store.append_customer_message(CID, "m", "t", now=NOW)
