@@ -38,6 +38,7 @@ from benchmarks.harness import (
     is_answer,
     is_triage,
     machine,
+    open_session,
     summary,
 )
 from support.testing.fake_anthropic import FakeAnthropic, Reply
@@ -47,18 +48,6 @@ RESULTS_PATH = Path(__file__).resolve().parent / "results" / "ttft.json"
 
 
 # -- customer side -----------------------------------------------------------------------------------
-
-
-async def open_session(http: httpx.AsyncClient, server: Server) -> dict[str, Any]:
-    resp = await http.post(
-        f"{server.url}/api/v1/widget/sessions",
-        json={"widget_key": WIDGET_KEY, "visitor": {"name": "Bench"}},
-        headers={"Origin": ORIGIN},
-    )
-    if resp.status_code != 201:
-        raise RuntimeError(f"session refused: {resp.status_code} {resp.text}")
-    session: dict[str, Any] = resp.json()
-    return session
 
 
 async def recv(ws: websockets.ClientConnection) -> dict[str, Any]:
@@ -103,7 +92,7 @@ async def drive_customers(
                 conv_index, count = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            session = await open_session(http, server)
+            session = await open_session(http, server.url)
             url = f"ws://127.0.0.1:{server.port}/api/v1/widget/ws?token={session['token']}"
             async with websockets.connect(url) as ws:
                 for i in range(count):
