@@ -305,10 +305,8 @@ class AgentDesk:
         for conversation_id, agent_id in lapsed:
             log.info("lease of %s on %s lapsed: back to the queue", agent_id, conversation_id)
             state = await self.store.get_state(conversation_id)
-            event: e.Input = e.AgentReleased()
-            if state is None or state.state != "agent":
-                continue
-            await self._unassign(conversation_id, agent_id, "lease_expired", event)
+            if state is not None and state.state == "agent":
+                await self._unassign(conversation_id, agent_id, "lease_expired", e.AgentReleased())
         return len(lapsed)
 
     async def expire_forever(self, interval_s: float) -> None:

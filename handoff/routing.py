@@ -68,7 +68,6 @@ REASON_TEXT: Mapping[str, str] = {
     "draft_declined": "Bot declined: not covered by the policy",
     "draft_failed": "Model unavailable",
     "timeout": "Answer took too long",
-    "lease_expired": "Previous agent disconnected",
 }
 
 
@@ -178,11 +177,11 @@ PRIORITIES = ("urgent", "high", "normal", "low")
 
 
 def priority_of(*, reason: str, urgency: str | None, sentiment: str | None) -> str:
-    """Queue priority of a handoff: urgency first; an upset customer or a lapsed claim never waits at
-    the back (at least ``high``)."""
+    """Queue priority of a handoff: urgency first; an upset or unhelped customer waits at least at
+    ``high``. (A lapsed claim keeps its original place in the queue, so it needs no priority of its own.)"""
     if urgency == "urgent" or reason == Reason.URGENT:
         return "urgent"
-    if urgency == "high" or sentiment == "negative" or reason in ("not_helped", "lease_expired"):
+    if urgency == "high" or sentiment == "negative" or reason == Reason.NOT_HELPED:
         return "high"
     if urgency == "low":
         return "low"

@@ -84,17 +84,17 @@ class HandoffService:
     async def broadcast_positions(self, *, skip: str | None = None) -> None:
         """A ``status`` frame with the current ``queue_position`` to every waiting customer. It repeats the
         seq of the conversation's last persisted status event: an update of it, not a new event."""
-        items = await self.queue.waiting(limit=POSITION_BROADCAST_LIMIT)
-        for item in items:
-            if item.conversation_id == skip:
-                continue
-            state = await self.store.get_state(item.conversation_id)
-            if state is None or state.state != "queued" or "status_seq" not in state.extra:
+        items = [
+            i for i in await self.queue.waiting(limit=POSITION_BROADCAST_LIMIT) if i.conversation_id != skip
+        ]
+        rows = await self.store.state_fields([i.conversation_id for i in items], "state", "status_seq")
+        for item, (state, status_seq) in zip(items, rows, strict=True):
+            if state != "queued" or status_seq is None:
                 continue
             await self.store.publish(
                 item.conversation_id,
                 {
-                    "type": "status", "seq": int(state.extra["status_seq"]), "state": "queued",
+                    "type": "status", "seq": int(status_seq), "state": "queued",
                     "queue_position": item.position,
                 },
             )  # fmt: skip

@@ -298,6 +298,14 @@ class ConversationStore:
         )  # type: ignore[assignment]  # redis-py types entries as Optional, XRANGE never returns nil
         return [Event._from_entry(int(_s(entry_id).split("-")[0]), raw) for entry_id, raw in entries]
 
+    async def state_fields(self, conversation_ids: list[str], *names: str) -> list[list[str | None]]:
+        """The named state-hash fields of many conversations in one round trip (None where absent)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for cid in conversation_ids:
+                pipe.hmget(keys.conv_state(cid), list(names))
+            rows = await pipe.execute()
+        return [[None if v is None else _s(v) for v in row] for row in rows]
+
     async def get_state(self, conversation_id: str) -> ConversationState | None:
         """The conversation's hot state, or None if there is no such conversation."""
         raw = await self._redis.hgetall(keys.conv_state(conversation_id))
