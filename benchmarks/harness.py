@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import multiprocessing
 import os
 import platform
 import re
@@ -151,7 +153,90 @@ def start_fake(latency: LatencyModel) -> FakeAnthropic:
     return fake
 
 
-def set_latency(fake: FakeAnthropic, latency: LatencyModel) -> None:
+class FakeProcess:
+    """The benchmark's fake model API in a process of its own.
+
+    On a thread of the benchmark process the fake would share one GIL with the customer driver that takes
+    the timestamps: each side's work would show up as the other's latency (Python switches threads every
+    5 ms). In its own process, with ``time.monotonic`` (CLOCK_MONOTONIC, system-wide on Linux) on both
+    sides, the recorded times of the two processes are comparable. Same interface as the few
+    :class:`FakeAnthropic` calls the benchmark makes: ``url``, ``set_latency``, ``take_requests``, ``stop``.
+    """
+
+    def __init__(self, latency: LatencyModel) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_fake_process_main, args=(child, latency), name="fake-anthropic")
+        self._proc.start()
+        child.close()
+        self.url: str = self._call("url")
+
+    def _call(self, command: str, *args: Any) -> Any:
+        self._conn.send((command, args))
+        ok, value = self._conn.recv()
+        if not ok:
+            raise RuntimeError(f"fake model API process: {value}")
+        return value
+
+    def set_latency(self, *, ttft_s: float, tps: float, model: str) -> None:
+        self._call("set_latency", ttft_s, tps, model)
+
+    def take_requests(self) -> list[RecordedRequest]:
+        """The requests recorded so far (bodies cut to what a benchmark reads), and forget them."""
+        records: list[RecordedRequest] = self._call("take")
+        return records
+
+    def stop(self) -> None:
+        if self._proc.is_alive():
+            with contextlib.suppress(OSError, EOFError):
+                self._call("stop")
+            self._proc.join(timeout=10)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+
+
+def _slim(record: RecordedRequest) -> RecordedRequest:
+    """A recorded request without the (large, repeated) prompt: what request_tag/is_answer read."""
+    body = record.body if isinstance(record.body, dict) else {}
+    slim = {
+        "messages": body.get("messages", []),
+        "stream": body.get("stream"),
+        "tools": [{"name": t.get("name")} for t in body.get("tools") or []],
+    }
+    return dataclasses.replace(record, headers={}, body=slim)
+
+
+def _fake_process_main(conn: Any, latency: LatencyModel) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it (Ctrl-C reaches the whole group)
+    fake = start_fake(latency)
+    try:
+        while True:
+            try:
+                command, args = conn.recv()
+            except EOFError:
+                return
+            try:
+                if command == "url":
+                    conn.send((True, fake.url))
+                elif command == "set_latency":
+                    ttft_s, tps, model = args
+                    fake.set_latency(ttft_s=ttft_s, tps=tps, model=model)
+                    conn.send((True, None))
+                elif command == "take":
+                    conn.send((True, [_slim(r) for r in fake.take_requests()]))
+                elif command == "stop":
+                    conn.send((True, None))
+                    return
+                else:
+                    conn.send((False, f"unknown command {command!r}"))
+            except Exception as exc:
+                conn.send((False, repr(exc)))
+    finally:
+        fake.stop()
+
+
+def set_latency(fake: FakeAnthropic | FakeProcess, latency: LatencyModel) -> None:
     fake.set_latency(ttft_s=latency.triage_ttft_s, tps=latency.triage_tps, model=TRIAGE_MODEL)
     fake.set_latency(ttft_s=latency.answer_ttft_s, tps=latency.answer_tps, model=ANSWER_MODEL)
 
@@ -340,18 +425,19 @@ async def run_conversation(
 
 
 def model_wait_by_tag(records: Iterable[RecordedRequest]) -> dict[str, dict[str, Any]]:
-    """Per customer turn: the union of the model requests' [arrival, last byte] intervals, and the
-    answer request's own TTFT (arrival at the fake -> first content delta written)."""
+    """Per customer turn: the union of the model requests' [request head read, last byte written]
+    intervals, and the answer request's own TTFT (request head read -> first content delta written)."""
     spans: dict[str, list[tuple[float, float]]] = {}
     answer_ttft: dict[str, float] = {}
     for record in records:
         tag = request_tag(record)
         if tag is None or record.finished_at is None:
             continue
-        spans.setdefault(tag, []).append((record.arrived_at, record.finished_at))
+        start = record.started_at if record.started_at is not None else record.arrived_at
+        spans.setdefault(tag, []).append((start, record.finished_at))
         body = record.body if isinstance(record.body, dict) else {}
         if is_answer(body) and record.first_token_at is not None:
-            answer_ttft[tag] = record.first_token_at - record.arrived_at
+            answer_ttft[tag] = record.first_token_at - start
     out: dict[str, dict[str, Any]] = {}
     for tag, intervals in spans.items():
         total, end = 0.0, float("-inf")

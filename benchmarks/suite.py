@@ -26,12 +26,12 @@ import redis.asyncio as aioredis
 
 from benchmarks import harness as h
 from support.embedded_redis import EmbeddedRedis
-from support.testing.fake_anthropic import FakeAnthropic
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 POLICY = Path(__file__).resolve().parents[1] / "support" / "policy" / "sample_policy.md"
 PROFILE_ENV = "SWITCHBOARD_PROFILE_OUT"
 STDLIB_PACKAGES = ("asyncio", "json", "logging", "email", "http", "concurrent")
+WARM_UP_CONVERSATIONS = 4  # x 2 turns on a fresh server before the overhead levels are measured
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Bench:
     def __init__(self, sizes: Sizes, latency: h.LatencyModel, progress: h.Progress, tmp: Path) -> None:
         self.sizes, self.latency, self.progress, self.tmp = sizes, latency, progress, tmp
         self.redis = EmbeddedRedis(tmp / "redis", persistent=False)
-        self.fake: FakeAnthropic | None = None
+        self.fake: h.FakeProcess | None = None
         self.servers: list[h.Server] = []
         self.count = 0
 
@@ -93,6 +93,10 @@ class Bench:
         (server,) = self.start_servers(1)
         rows = []
         try:
+            # A fresh process's first turns pay for imports, pool connections and script loads: not per turn.
+            warm = await h.open_sessions([server.url], WARM_UP_CONVERSATIONS)
+            await asyncio.gather(*(h.run_conversation(u, t, f"warm-{i}", 2, 0.0, [])
+                                   for i, (u, t) in enumerate(warm)))  # fmt: skip
             for level in self.sizes.overhead_levels:
                 self.progress(
                     f"overhead: {level} concurrent conversations x {self.sizes.overhead_turns} turns"
@@ -497,7 +501,7 @@ async def run_suite(args: argparse.Namespace, progress: h.Progress) -> dict[str,
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         bench = Bench(sizes, latency, progress, Path(tmp))
         await asyncio.to_thread(bench.redis.start)
-        bench.fake = h.start_fake(latency)
+        bench.fake = await asyncio.to_thread(h.FakeProcess, latency)
         try:
             results["overhead"] = await bench.overhead()
             results["idle_sockets"] = await bench.idle_sockets()

@@ -9,9 +9,11 @@ sockets) and only then lets uvicorn stop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import resource
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
@@ -30,6 +32,11 @@ class DrainingServer(uvicorn.Server):
         self._app = app
         self._drain_task: asyncio.Task[None] | None = None
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup (the app's lifespan has run), then :func:`freeze_startup_heap`."""
+        await super().startup(sockets)
+        freeze_startup_heap()
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """Drain once, then hand over to uvicorn's own shutdown (a second signal forces it)."""
         runtime: Runtime | None = getattr(self._app.state, "runtime", None)
@@ -42,6 +49,20 @@ class DrainingServer(uvicorn.Server):
             uvicorn.Server.handle_exit(self, sig, frame)
 
         self._drain_task = asyncio.get_running_loop().create_task(drain_then_exit())
+
+
+def freeze_startup_heap() -> None:
+    """Move everything allocated during start-up (modules, pydantic and SQLAlchemy schemas, the policy and
+    its index) out of the garbage collector's sight.
+
+    CPython's full collection walks every tracked object. Without this, a full collection in a
+    warmed-up server walked the start-up heap too and paused the event loop for ~200 ms, in the middle of
+    customers' turns (every socket waits while it runs). Start-up objects live as long as the process, so
+    scanning them finds nothing; ``gc.freeze`` is CPython's documented tool for exactly this.
+    """
+    gc.collect()
+    gc.freeze()
+    log.debug("gc: %d start-up objects frozen", gc.get_freeze_count())
 
 
 def raise_open_files_limit() -> int:

@@ -3,7 +3,7 @@
 Runs in every ``switchboard serve`` process (and in ``switchboard worker``). It is idempotent and
 at-least-once: events are inserted with "on conflict do nothing" on (conversation_id, seq), the
 conversation row is upserted, and the Redis keys get a TTL only after the SQL commit. A conversation
-that becomes active again clears its TTL on the next append (``ConversationStore._mark_active``), and is
+that becomes active again clears its TTL on the next append (inside the store's append script), and is
 archived again (only its new events) when it next goes idle.
 """
 

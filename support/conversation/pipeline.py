@@ -22,7 +22,7 @@ from handoff.examples import ExampleService
 from handoff.routing import RoutingPolicy, decide
 from handoff.service import HandoffService
 from support.conversation import engine as e
-from support.conversation.store import ConversationStore, Event
+from support.conversation.store import ConversationStore, Event, TurnContext
 from support.conversation.window import maybe_fold
 from support.errors import ModelError
 from support.llm.answer import build_answer_request, draft_from_message
@@ -77,23 +77,21 @@ class Turn:
         self.history: list[tuple[str, str]] = []
         self.route_history: list[tuple[str, str]] = []  # (customer|assistant|agent, text) for routing
         self.triage: e.TriageDone | None = None
+        # Set once the customer-facing part of the turn is over (reply published, or handed off): the
+        # model calls' bookkeeping waits for it, so it never competes with the reply for the event loop.
+        self.reply_out = asyncio.Event()
 
-    async def run(self, message: Event) -> None:
+    async def run(self, message: Event, context: TurnContext) -> None:
         """Run the turn started by ``message`` until the engine has no turn in flight."""
         self.message_text = message.text
-        self.summary, _upto, window = await self.deps.store.window(self.conversation_id)
+        self.summary = context.summary
         earlier = [
             ev
-            for ev in window
-            if ev.type == "message" and ev.seq < message.seq and ev.role in ("customer", "assistant", "agent")
+            for ev in context.window
+            if ev.seq < message.seq and ev.role in ("customer", "assistant", "agent")
         ][-HISTORY_CAP_MESSAGES:]
         self.history = [("user" if ev.role == "customer" else "assistant", ev.text) for ev in earlier]
         self.route_history = [(ev.role, ev.text) for ev in earlier]
-        if self.deps.examples is not None and self.engine.state in (e.State.BOT, e.State.RESOLVED):
-            try:  # one GET: reload this process's examples if any changed anywhere
-                await self.deps.examples.refresh()
-            except Exception:  # examples improve answers; their store being down must not stop one
-                log.exception("examples could not be refreshed; using the ones loaded")
         await self.apply(self.engine.handle(e.CustomerMessage(seq=message.seq, text=message.text)))
         timed_out = False
         try:
@@ -106,6 +104,7 @@ class Turn:
             if self.engine.turn is not None:
                 await self.apply(self.engine.handle(e.Timeout(seq=message.seq)))
         finally:
+            self.reply_out.set()
             pending = [task for task in self.tasks if not task.done()]
             if pending and not timed_out:
                 # A finished turn's tasks are only closing their model calls (ledger row, budget): let them.
@@ -283,6 +282,7 @@ class Turn:
                 declined = draft_from_message(final).declined
                 self.inbox.put_nowait(e.DraftDone(seq=seq, text="".join(parts), declined=declined))
                 finished = True
+                await self.reply_out.wait()
             usage = final.usage
             actual = usage.input_tokens + (usage.cache_read_input_tokens or 0)
             actual += usage.cache_creation_input_tokens or 0
@@ -347,28 +347,39 @@ class TurnRunner:
         """Run one turn under the conversation's turn lock; waits for a turn already in flight."""
         store = self.deps.store
         lock_ttl_ms = int((self.deps.turn_deadline_s + 5) * 1000)
-        token = None
+        # The examples' version check (one GET, another cluster slot) overlaps the turn's first read.
+        context, _ = await asyncio.gather(
+            store.begin_turn(conversation_id, lock_ttl_ms), self._refresh_examples()
+        )
         for _ in range(int(self.deps.turn_deadline_s * 10)):
-            token = await store.acquire_lock("turn", conversation_id, lock_ttl_ms)
-            if token is not None:
+            if context is not None:
                 break
             await asyncio.sleep(0.1)
-        if token is None:
+            context = await store.begin_turn(conversation_id, lock_ttl_ms)
+        if context is None:
             log.error(
                 "turn lock for %s not acquired; message %s left for the agents", conversation_id, message.seq
             )
             return
         try:
-            state = await store.get_state(conversation_id)
-            current = e.State(state.state) if state else e.State.BOT
-            await Turn(self.deps, conversation_id, current).run(message)
+            current = e.State(context.state.state) if context.state else e.State.BOT
+            await Turn(self.deps, conversation_id, current).run(message, context)
         finally:
             with contextlib.suppress(Exception):
-                await store.release_lock(token)
+                await store.release_lock(context.lock)
         gateway = self.deps.gateway
         if gateway is not None:
             # After the reply went out: fold old turns into the summary if the window is over budget.
             self._spawn(self._fold(gateway, conversation_id), f"summary:{conversation_id}")
+
+    async def _refresh_examples(self) -> None:
+        """Reload this process's examples if any changed anywhere (one GET when nothing did)."""
+        if self.deps.examples is None:
+            return
+        try:
+            await self.deps.examples.refresh()
+        except Exception:  # examples improve answers; their store being down must not stop one
+            log.exception("examples could not be refreshed; using the ones loaded")
 
     async def _fold(self, gateway: ModelGateway, conversation_id: str) -> None:
         await maybe_fold(

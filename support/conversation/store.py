@@ -40,6 +40,8 @@ local seq = redis.call('HINCRBY', KEYS[1], 'last_seq', 1)
 redis.call('XADD', KEYS[2], seq .. '-0', unpack(ARGV, 3))
 if cid ~= '' then redis.call('HSET', KEYS[3], cid, seq) end
 redis.call('HSET', KEYS[1], 'last_activity', ARGV[2])
+-- Live again: cancel any expiry the archiver set (KEYS holds every durable key of the conversation).
+for i = 1, #KEYS do redis.call('PERSIST', KEYS[i]) end
 return {1, seq}
 """
 
@@ -72,6 +74,17 @@ local version = tonumber(cur[1]) + 1
 redis.call('HSET', KEYS[1], 'text', ARGV[1], 'upto_seq', upto, 'version', version)
 redis.call('HSET', KEYS[2], 'window_start_seq', upto + 1, 'summary_version', version)
 return 1
+"""
+
+# The start of a turn in one round trip: take the turn lock, then read the hot state and the model's
+# window (summary + the events after it). KEYS: lock, state, summary, events. ARGV: lock token, ttl ms.
+# Returns nil when someone else holds the lock.
+_BEGIN_TURN = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+local summary = redis.call('HMGET', KEYS[3], 'text', 'upto_seq')
+local upto = tonumber(summary[2] or '0')
+return {redis.call('HGETALL', KEYS[2]), summary[1] or '', upto,
+        redis.call('XRANGE', KEYS[4], (upto + 1) .. '-0', '+')}
 """
 
 _RELEASE = """
@@ -184,6 +197,42 @@ class LockToken:
     value: str
 
 
+@dataclass(frozen=True, slots=True)
+class TurnContext:
+    """What a turn starts from, read atomically with taking the turn lock (``begin_turn``)."""
+
+    lock: LockToken
+    state: ConversationState | None
+    summary: str  # the running summary ("" before the first fold)
+    summary_upto: int  # the last seq the summary covers
+    window: list[Event]  # the messages after it, in seq order
+
+
+_KNOWN_STATE_FIELDS = frozenset({
+    "state", "created_at", "last_activity", "widget_key", "visitor", "last_seq", "window_start_seq",
+    "summary_version", "assignee",
+})  # fmt: skip
+
+
+def _state_from(raw: Mapping[bytes | str, bytes | str]) -> ConversationState | None:
+    """The typed state from a state hash as Redis returned it (None for a missing conversation)."""
+    if not raw:
+        return None
+    f = {_s(k): _s(v) for k, v in raw.items()}
+    return ConversationState(
+        state=f["state"],
+        created_at=f["created_at"],
+        last_activity=f["last_activity"],
+        widget_key=f["widget_key"],
+        visitor=json.loads(f["visitor"]),
+        last_seq=int(f["last_seq"]),
+        window_start_seq=int(f["window_start_seq"]),
+        summary_version=int(f["summary_version"]),
+        assignee=f.get("assignee"),
+        extra={k: v for k, v in f.items() if k not in _KNOWN_STATE_FIELDS},
+    )
+
+
 class ConversationStore:
     """All Redis reads and writes of conversations. The client is passed in and not owned."""
 
@@ -195,6 +244,7 @@ class ConversationStore:
         self._set_state = redis.register_script(_SET_STATE)
         self._fold = redis.register_script(_FOLD)
         self._release = redis.register_script(_RELEASE)
+        self._begin_turn = redis.register_script(_BEGIN_TURN)
         self._forget = redis.register_script(_FORGET_IF_IDLE)
 
     async def create_conversation(
@@ -238,13 +288,14 @@ class ConversationStore:
         return stored
 
     async def _append_event(self, conversation_id: str, event: Event) -> tuple[Event, bool]:
+        first = [
+            keys.conv_state(conversation_id),
+            keys.conv_events(conversation_id),
+            keys.conv_client_ids(conversation_id),
+        ]
+        rest = [k for k in keys.conversation_keys(conversation_id) if k not in first]
         result = await self._append(
-            keys=[
-                keys.conv_state(conversation_id),
-                keys.conv_events(conversation_id),
-                keys.conv_client_ids(conversation_id),
-            ],
-            args=[event.client_id or "", event.created_at, *event._fields()],
+            keys=[*first, *rest], args=[event.client_id or "", event.created_at, *event._fields()]
         )
         status = int(result[0])
         if status == -1:
@@ -259,18 +310,14 @@ class ConversationStore:
         ), True  # fmt: skip
 
     async def _mark_active(self, conversation_id: str, created_at: str) -> None:
-        """Index the conversation for the archiver and cancel any idle expiry (it is live again).
+        """Index the conversation for the archiver (the append script itself cancelled any idle expiry).
 
         A separate step from the append (the index is a global key, on another cluster slot): if the
         process dies in between, the next event or the archiver's sweep of stale entries catches up.
         """
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zadd(
+        await self._redis.zadd(
             keys.active_conversations(), {conversation_id: datetime.fromisoformat(created_at).timestamp()}
         )
-        for key in keys.conversation_keys(conversation_id):
-            pipe.persist(key)
-        await pipe.execute()
 
     async def idle_conversations(self, before: datetime, limit: int) -> list[tuple[str, float]]:
         """Conversations whose last event is older than ``before``, oldest first, with that score."""
@@ -308,26 +355,27 @@ class ConversationStore:
 
     async def get_state(self, conversation_id: str) -> ConversationState | None:
         """The conversation's hot state, or None if there is no such conversation."""
-        raw = await self._redis.hgetall(keys.conv_state(conversation_id))
-        if not raw:
+        return _state_from(await self._redis.hgetall(keys.conv_state(conversation_id)))
+
+    async def begin_turn(self, conversation_id: str, lock_ttl_ms: int) -> TurnContext | None:
+        """Take the conversation's ``turn`` lock and read its state and window, in one round trip; None
+        while another turn holds the lock. The summary and the log are read together, so no fold can
+        land between them."""
+        token = LockToken(keys.conv_lock(conversation_id, "turn"), secrets.token_hex(16))
+        result = await self._begin_turn(
+            keys=[token.key, keys.conv_state(conversation_id), keys.conv_summary(conversation_id),
+                  keys.conv_events(conversation_id)],
+            args=[token.value, lock_ttl_ms],
+        )  # fmt: skip
+        if result is None:
             return None
-        f = {_s(k): _s(v) for k, v in raw.items()}
-        known = {
-            "state", "created_at", "last_activity", "widget_key", "visitor", "last_seq",
-            "window_start_seq", "summary_version", "assignee",
-        }  # fmt: skip
-        return ConversationState(
-            state=f["state"],
-            created_at=f["created_at"],
-            last_activity=f["last_activity"],
-            widget_key=f["widget_key"],
-            visitor=json.loads(f["visitor"]),
-            last_seq=int(f["last_seq"]),
-            window_start_seq=int(f["window_start_seq"]),
-            summary_version=int(f["summary_version"]),
-            assignee=f.get("assignee"),
-            extra={k: v for k, v in f.items() if k not in known},
-        )
+        flat, summary, upto, entries = result
+        state = _state_from({flat[i]: flat[i + 1] for i in range(0, len(flat), 2)})
+        events = [Event._from_entry(int(_s(entry_id).split("-")[0]), raw) for entry_id, raw in entries]
+        return TurnContext(
+            lock=token, state=state, summary=_s(summary), summary_upto=int(upto),
+            window=[ev for ev in events if ev.type == "message"],
+        )  # fmt: skip
 
     async def set_state(
         self, conversation_id: str, *, expected_state: str | None = None, **fields: str | int | None

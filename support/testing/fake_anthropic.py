@@ -146,9 +146,12 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: Any
-    arrived_at: float
+    arrived_at: float  # time.monotonic() once the whole request was read and its JSON parsed
     query: str = ""
     response_status: int | None = None
+    # time.monotonic() when the request's head was read: the moment the caller's request reached the
+    # "model API". Reading and parsing a large body is the fake's own work, not the caller's.
+    started_at: float | None = None
     # time.monotonic() when the first content delta (text or tool input) was written, for a streamed
     # reply, and when the whole response was written; benchmarks use them to subtract the model's wait.
     first_token_at: float | None = None
@@ -691,6 +694,7 @@ class _HttpRequest:
     query: str
     headers: dict[str, str]
     raw_body: bytes
+    started_at: float  # time.monotonic() when the request head was parsed
 
 
 class _Abort(Exception):
@@ -1025,6 +1029,7 @@ class FakeAnthropic:
 
     async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader) -> _HttpRequest | None:
         request: h11.Request | None = None
+        started_at = 0.0
         body = bytearray()
         while True:
             event = conn.next_event()
@@ -1035,14 +1040,16 @@ class FakeAnthropic:
             if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                 return None
             if isinstance(event, h11.Request):
-                request = event
+                request, started_at = event, time.monotonic()
             elif isinstance(event, h11.Data):
                 body += event.data
             elif isinstance(event, h11.EndOfMessage):
                 assert request is not None
                 target = urlsplit(request.target.decode("latin-1"))
                 headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
-                return _HttpRequest(request.method.decode(), target.path, target.query, headers, bytes(body))
+                return _HttpRequest(
+                    request.method.decode(), target.path, target.query, headers, bytes(body), started_at
+                )
 
     @staticmethod
     def _send(writer: asyncio.StreamWriter, data: bytes | None) -> None:
@@ -1095,6 +1102,7 @@ class FakeAnthropic:
             body=body,
             arrived_at=time.monotonic(),
             query=http.query,
+            started_at=http.started_at,
         )
         with self._lock:
             self.requests.append(record)

@@ -18,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
+from support import keys
 from support.db.engine import make_engine, session_factory
 from support.db.models import ModelUsage
 from support.errors import CircuitOpen, ModelRejected, ModelRetriesExhausted, ModelTimedOut
@@ -186,6 +187,23 @@ async def test_breaker_opens_then_half_opens_after_cooldown_and_closes_on_succes
     assert len(message_posts(fake)) == 4
     outcomes = [row.outcome for row in await ledger(db_engine)]
     assert outcomes == ["error:500", "error:500", "circuit_open", "ok", "ok"]
+
+
+async def test_a_call_refused_by_the_open_breaker_gives_its_budget_reservation_back(
+    fake: FakeAnthropic, make_gateway: GatewayFactory, redis_client: aioredis.Redis
+) -> None:
+    gateway = make_gateway(
+        max_attempts=1, breaker_failures=1, breaker_cooldown_s=30, breaker_clock=ManualClock()
+    )
+    fake.fail_next(500)
+    with pytest.raises(ModelRetriesExhausted):
+        await gateway.create(purpose="triage", model=HAIKU, max_tokens=20, messages=HELLO)
+    before = await redis_client.hgetall(keys.budget_totals("account"))
+    with pytest.raises(CircuitOpen):
+        await gateway.create(purpose="triage", model=HAIKU, max_tokens=20, messages=HELLO)
+    # breaker and budget are asked at once; the refused call holds no request and no tokens afterwards
+    assert await redis_client.hgetall(keys.budget_totals("account")) == before
+    assert before[b"requests"] == b"1"
 
 
 async def test_cached_call_cost_in_ledger_matches_hand_computation(

@@ -149,3 +149,44 @@ async def test_store_owned_fields_cannot_be_set(redis_client: aioredis.Redis) ->
     store = await make(redis_client)
     with pytest.raises(ValueError, match="last_seq"):
         await store.set_state(CID, last_seq=9)
+
+
+async def test_begin_turn_takes_the_lock_and_reads_state_and_window_together(
+    redis_client: aioredis.Redis,
+) -> None:
+    store = await make(redis_client)
+    for i in range(4):
+        await store.append_customer_message(CID, f"m{i}", f"t{i}", now=NOW)
+    await store.append_event(CID, type="status", role="system", text="", extra={"state": "bot"}, now=NOW)
+    assert await store.fold_summary(CID, new_summary="s1", upto_seq=2, expected_summary_version=0)
+    context = await store.begin_turn(CID, 10_000)
+    assert context is not None
+    assert context.state is not None
+    assert (context.state.state, context.state.last_seq, context.state.visitor) == ("bot", 5, {"name": "Ann"})
+    # the window holds the messages after the summary (not the status event), like window() does
+    assert (context.summary, context.summary_upto) == ("s1", 2)
+    assert [(m.seq, m.text) for m in context.window] == [(3, "t2"), (4, "t3")]
+    assert context.window == (await store.window(CID))[2]
+    # a second turn waits for the first: no lock, nothing read
+    assert await store.begin_turn(CID, 10_000) is None
+    assert await store.release_lock(context.lock)
+    assert await store.begin_turn(CID, 10_000) is not None
+
+
+async def test_begin_turn_of_a_new_conversation_has_an_empty_window(redis_client: aioredis.Redis) -> None:
+    store = await make(redis_client)
+    context = await store.begin_turn(CID, 10_000)
+    assert context is not None
+    assert (context.summary, context.summary_upto, context.window) == ("", 0, [])
+
+
+async def test_an_append_cancels_the_archive_expiry_of_every_key(redis_client: aioredis.Redis) -> None:
+    store = await make(redis_client)
+    await store.append_customer_message(CID, "m", "t", now=NOW)
+    await store.record_triage(CID, 1, {"intent": "other"})
+    await store.add_note(CID, {"text": "internal"})
+    await store.touch_expiry(CID, 3600)
+    await store.append_customer_message(CID, "m2", "back again", now=NOW)
+    for key in keys.conversation_keys(CID):
+        assert await redis_client.ttl(key) == -1, key
+    assert await redis_client.zscore(keys.active_conversations(), CID) == NOW.timestamp()
