@@ -220,8 +220,10 @@ class WidgetConnection:
             event, created = await self.store.append_customer_message(cid, client_id, text, now=now)
             await self.send({"type": "ack", "client_id": client_id, "seq": event.seq})
             if created:
-                await self.store.publish(cid, event.to_frame())
+                # The turn starts first (its first Redis read goes out with this publish), and cannot
+                # publish anything before many more round trips: the customer's frame still comes first.
                 self.runtime.turns.start(cid, event)
+                await self.store.publish(cid, event.to_frame())
         elif kind == "resume":
             after = frame.get("after")
             if not isinstance(after, int) or isinstance(after, bool) or after < 0:

@@ -7,7 +7,8 @@ That keeps every ordering of concurrent triage/draft results testable by feeding
 
 One turn in ``bot`` state::
 
-    CustomerMessage -> StartTriage + StartDraft      (run concurrently by the pipeline)
+    CustomerMessage -> StartDraft + StartTriage      (run concurrently by the pipeline; the draft's
+                                                      request goes out first: it is the customer's wait)
     DraftDelta      -> held, nothing reaches the customer before a verdict
     TriageDone      -> RequestDecision               (routing decides, outside this module)
     Decision(answer)-> StreamDelta(held text), later deltas streamed, DraftDone -> PersistReply
@@ -354,7 +355,7 @@ class ConversationEngine:
     def _start_turn(self, event: CustomerMessage) -> list[Action]:
         reply_id = event.reply_id or f"r{event.seq}"
         self._turn = Turn(seq=event.seq, reply_id=reply_id)
-        return [StartTriage(event.seq, event.text), StartDraft(event.seq, event.text, reply_id)]
+        return [StartDraft(event.seq, event.text, reply_id), StartTriage(event.seq, event.text)]
 
     def _request_human(self) -> list[Action]:
         if self._state in (State.QUEUED, State.AGENT):

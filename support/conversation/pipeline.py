@@ -152,10 +152,10 @@ class Turn:
             case e.AbortReply(reply_id=reply_id):
                 await self._publish({"type": "reply_aborted", "reply_id": reply_id})
             case e.PersistReply(reply_id=reply_id, text=text):
-                event = await store.append_event(
-                    cid, type="message", role="assistant", text=text, reply_id=reply_id, now=_now()
-                )
-                await self._publish(event.to_frame())
+                await store.append_event(
+                    cid, type="message", role="assistant", text=text, reply_id=reply_id, now=_now(),
+                    publish=True,
+                )  # fmt: skip
             case e.Handoff(seq=seq, reason=reason, draft=draft, triage=t):
                 # draft None (still streaming) deletes a stale draft; DraftForAgent attaches it later
                 await store.set_state(

@@ -10,6 +10,7 @@ The Redis client is passed in and owned by the caller (the app's lifespan), neve
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import uuid
@@ -26,6 +27,9 @@ from support.errors import NotFound
 # State-hash fields only the store's scripts may write: seq allocation and the summary window.
 _RESERVED_FIELDS = frozenset({"last_seq", "window_start_seq", "summary_version", "created_at"})
 
+# KEYS: state, events, client_ids, then the conversation's other durable keys. ARGV: client_id ('' for
+# none), created_at, pub/sub channel ('' = do not publish), the event's frame without its seq (a JSON
+# object), then the stream entry's fields.
 _APPEND = """
 if redis.call('HEXISTS', KEYS[1], 'created_at') == 0 then return {-1} end
 local cid = ARGV[1]
@@ -37,11 +41,14 @@ if cid ~= '' then
   end
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'last_seq', 1)
-redis.call('XADD', KEYS[2], seq .. '-0', unpack(ARGV, 3))
+redis.call('XADD', KEYS[2], seq .. '-0', unpack(ARGV, 5))
 if cid ~= '' then redis.call('HSET', KEYS[3], cid, seq) end
 redis.call('HSET', KEYS[1], 'last_activity', ARGV[2])
 -- Live again: cancel any expiry the archiver set (KEYS holds every durable key of the conversation).
 for i = 1, #KEYS do redis.call('PERSIST', KEYS[i]) end
+-- Published by the same script that stored it: no subscriber can see the event missing from the log,
+-- and the publisher saves a round trip. The seq goes in front of the frame's other fields.
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], '{"seq": ' .. seq .. ', ' .. string.sub(ARGV[4], 2)) end
 return {1, seq}
 """
 
@@ -278,31 +285,44 @@ class ConversationStore:
         author: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
         now: datetime,
+        publish: bool = False,
     ) -> Event:
-        """Append an assistant/agent/system message or a status event with the next seq."""
+        """Append an assistant/agent/system message or a status event with the next seq; with ``publish``,
+        the same script also publishes its frame to the conversation's subscribers (as :meth:`publish`)."""
         event = Event(
             seq=0, id=uuid.uuid4().hex, type=type, role=role, text=text, created_at=iso(now),
             reply_id=reply_id, author=author, extra=extra or {},
         )  # fmt: skip
-        stored, _ = await self._append_event(conversation_id, event)
+        stored, _ = await self._append_event(conversation_id, event, publish=publish)
         return stored
 
-    async def _append_event(self, conversation_id: str, event: Event) -> tuple[Event, bool]:
+    async def _append_event(
+        self, conversation_id: str, event: Event, *, publish: bool = False
+    ) -> tuple[Event, bool]:
         first = [
             keys.conv_state(conversation_id),
             keys.conv_events(conversation_id),
             keys.conv_client_ids(conversation_id),
         ]
         rest = [k for k in keys.conversation_keys(conversation_id) if k not in first]
-        result = await self._append(
-            keys=[*first, *rest], args=[event.client_id or "", event.created_at, *event._fields()]
+        channel, frame = "", ""
+        if publish:
+            unsequenced = event.to_frame()
+            del unsequenced["seq"]
+            channel, frame = keys.conv_channel(conversation_id), json.dumps(unsequenced)
+        # The archiver's index is on another cluster slot: updated alongside the script, not after it.
+        result, _ = await asyncio.gather(
+            self._append(
+                keys=[*first, *rest],
+                args=[event.client_id or "", event.created_at, channel, frame, *event._fields()],
+            ),
+            self._mark_active(conversation_id, event.created_at),
         )
         status = int(result[0])
         if status == -1:
             raise NotFound(f"no conversation {conversation_id}")
         if status == 0:
             return Event._from_entry(int(result[1]), result[2]), False
-        await self._mark_active(conversation_id, event.created_at)
         return Event(
             seq=int(result[1]), id=event.id, type=event.type, role=event.role, text=event.text,
             created_at=event.created_at, client_id=event.client_id, reply_id=event.reply_id,
@@ -312,8 +332,9 @@ class ConversationStore:
     async def _mark_active(self, conversation_id: str, created_at: str) -> None:
         """Index the conversation for the archiver (the append script itself cancelled any idle expiry).
 
-        A separate step from the append (the index is a global key, on another cluster slot): if the
-        process dies in between, the next event or the archiver's sweep of stale entries catches up.
+        A separate command from the append (the index is a global key, on another cluster slot), sent
+        alongside it: if the process dies in between, the next event catches up; an id indexed for an
+        append that then failed (no such conversation) is dropped by the archiver's next sweep.
         """
         await self._redis.zadd(
             keys.active_conversations(), {conversation_id: datetime.fromisoformat(created_at).timestamp()}

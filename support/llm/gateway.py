@@ -227,7 +227,12 @@ class GatewayStream:
                 if self._call.ttft_ms is None:
                     self._call.ttft_ms = (time.monotonic() - self._call.started) * 1000
                 yield event.text
-        self._final = await self._sdk.get_final_message()
+            elif event.type == "message_stop":
+                # The message is complete: the reply need not wait for the HTTP body's last bytes (often
+                # one more network read); the stream is drained and closed when the gateway block exits.
+                break
+        snapshot = self._sdk._current_snapshot_or_none()
+        self._final = snapshot if snapshot is not None else await self._sdk.get_final_message()
         self._call.usage = TokenCounts.from_usage(self._final.usage)
 
 
@@ -529,6 +534,11 @@ class ModelGateway:
                         call.usage = TokenCounts.from_usage(snapshot.usage)
             if manager is not None:
                 try:
+                    if gateway_stream is not None and gateway_stream._final is not None:
+                        # Read the body to its end (text_deltas stopped at message_stop), so the HTTP
+                        # connection goes back to the pool instead of being closed half-read.
+                        async with asyncio.timeout(idle_s):
+                            await gateway_stream._sdk.get_final_message()
                     await manager.__aexit__(None, None, None)
                 except Exception:
                     log.debug("closing the SDK stream failed", exc_info=True)

@@ -745,6 +745,7 @@ class FakeAnthropic:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._request_times: list[float] = []
+        self.connections_accepted = 0  # TCP connections taken (a client that reuses its pool opens one)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -1004,6 +1005,7 @@ class FakeAnthropic:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        self.connections_accepted += 1
         conn = h11.Connection(h11.SERVER)
         try:
             while True:

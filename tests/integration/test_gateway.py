@@ -229,6 +229,21 @@ async def test_cached_call_cost_in_ledger_matches_hand_computation(
         assert row.cost_usd == expected
 
 
+async def test_streams_end_at_message_stop_and_still_reuse_one_connection(
+    fake: FakeAnthropic, make_gateway: GatewayFactory, db_engine: AsyncEngine
+) -> None:
+    fake.add_rule(reply=Reply(text="Returns are free within thirty days."))
+    gateway = make_gateway()
+    for _ in range(3):
+        async with gateway.stream(purpose="answer", model=SONNET, max_tokens=100, messages=HELLO) as s:
+            assert "".join([d async for d in s.text_deltas()]) == "Returns are free within thirty days."
+            assert s.final_message.stop_reason == "end_turn"
+            assert s.final_message.usage.output_tokens > 0
+    # the body after message_stop is read when the block exits, so the connection goes back to the pool
+    assert fake.connections_accepted == 1
+    assert [row.outcome for row in await ledger(db_engine)] == ["ok", "ok", "ok"]
+
+
 async def test_stream_delivers_deltas_and_records_ttft(
     fake: FakeAnthropic, make_gateway: GatewayFactory, db_engine: AsyncEngine
 ) -> None:

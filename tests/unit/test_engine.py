@@ -40,7 +40,7 @@ TRIAGE_OK = TriageDone(seq=1, wants_human=False, confidence=0.9, intent="billing
 
 def started() -> ConversationEngine:
     engine = ConversationEngine()
-    assert engine.handle(CustomerMessage(1, "hi")) == [StartTriage(1, "hi"), StartDraft(1, "hi", "r1")]
+    assert engine.handle(CustomerMessage(1, "hi")) == [StartDraft(1, "hi", "r1"), StartTriage(1, "hi")]
     return engine
 
 
@@ -139,8 +139,8 @@ def test_message_during_a_turn_waits_and_starts_the_next_turn() -> None:
     engine.handle(Decision(1, answer=True, reason="ok"))
     assert engine.handle(DraftDone(1, "x")) == [
         PersistReply(1, "r1", "x"),
-        StartTriage(2, "also"),
         StartDraft(2, "also", "r2"),
+        StartTriage(2, "also"),
     ]
 
 
