@@ -29,7 +29,7 @@ from support.llm.answer import build_answer_request, draft_from_message
 from support.llm.gateway import ModelGateway
 from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy
-from support.llm.tokens import TokenEstimator
+from support.llm.tokens import TokenEstimator, estimate_tokens
 from support.llm.triage import triage
 from support.settings import LLMSettings
 
@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 # Cap on verbatim messages even when summarisation cannot run (offline, model down): prompts stay bounded.
 HISTORY_CAP_MESSAGES = 200
+# A message that arrives while its conversation's turn runs retries the turn lock this often: the earlier
+# turn ends when its reply is out, and the next one should start within a frame's time, not 100 ms later.
+TURN_LOCK_POLL_S = 0.02
 # How long a finished turn waits for its model calls' bookkeeping (ledger write, budget settlement).
 BOOKKEEPING_GRACE_S = 5.0
 
@@ -93,26 +96,31 @@ class Turn:
         self.history = [("user" if ev.role == "customer" else "assistant", ev.text) for ev in earlier]
         self.route_history = [(ev.role, ev.text) for ev in earlier]
         await self.apply(self.engine.handle(e.CustomerMessage(seq=message.seq, text=message.text)))
-        timed_out = False
+        finished = False
         try:
             async with asyncio.timeout(self.deps.turn_deadline_s):
                 while self.engine.turn is not None:
                     await self.apply(self.engine.handle(await self.inbox.get()))
+            finished = True
         except TimeoutError:
-            timed_out = True
             log.warning("turn %s/%s hit its deadline", self.conversation_id, message.seq)
             if self.engine.turn is not None:
                 await self.apply(self.engine.handle(e.Timeout(seq=message.seq)))
         finally:
             self.reply_out.set()
-            pending = [task for task in self.tasks if not task.done()]
-            if pending and not timed_out:
-                # A finished turn's tasks are only closing their model calls (ledger row, budget): let them.
-                _done, still = await asyncio.wait(pending, timeout=BOOKKEEPING_GRACE_S)
-                pending = list(still)
-            for task in pending:
+            if not finished:  # deadline, error or cancellation: the model calls are not wanted any more
+                for task in self.tasks:
+                    task.cancel()
+
+    async def settle(self) -> None:
+        """Wait (bounded) for the model calls' bookkeeping (ledger row, budget settlement) that a finished
+        turn leaves running; the turn lock need not be held for it."""
+        pending = [task for task in self.tasks if not task.done()]
+        if pending:
+            _done, still = await asyncio.wait(pending, timeout=BOOKKEEPING_GRACE_S)
+            for task in still:
                 task.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def runner() -> None:
@@ -286,7 +294,8 @@ class Turn:
             usage = final.usage
             actual = usage.input_tokens + (usage.cache_read_input_tokens or 0)
             actual += usage.cache_creation_input_tokens or 0
-            self.deps.estimator.observe(self.deps.estimator.estimate(_prompt_text(request)) or 1, actual)
+            # observe() takes the UNcalibrated estimate (the calibrated one would correct its own correction)
+            self.deps.estimator.observe(estimate_tokens(_prompt_text(request)) or 1, actual)
         except ModelError as exc:
             if finished:
                 return  # the draft was complete; only bookkeeping after it failed (logged by the gateway)
@@ -351,22 +360,26 @@ class TurnRunner:
         context, _ = await asyncio.gather(
             store.begin_turn(conversation_id, lock_ttl_ms), self._refresh_examples()
         )
-        for _ in range(int(self.deps.turn_deadline_s * 10)):
+        for _ in range(int(self.deps.turn_deadline_s / TURN_LOCK_POLL_S)):
             if context is not None:
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(TURN_LOCK_POLL_S)
             context = await store.begin_turn(conversation_id, lock_ttl_ms)
         if context is None:
             log.error(
                 "turn lock for %s not acquired; message %s left for the agents", conversation_id, message.seq
             )
             return
+        state = e.State(context.state.state) if context.state else e.State.BOT
+        turn = Turn(self.deps, conversation_id, state)
         try:
-            current = e.State(context.state.state) if context.state else e.State.BOT
-            await Turn(self.deps, conversation_id, current).run(message, context)
+            await turn.run(message, context)
         finally:
+            # Released as soon as the reply is out: the customer's next message may start its turn while
+            # this one's model calls still write their ledger rows.
             with contextlib.suppress(Exception):
                 await store.release_lock(context.lock)
+            await turn.settle()
         gateway = self.deps.gateway
         if gateway is not None:
             # After the reply went out: fold old turns into the summary if the window is over budget.
