@@ -446,5 +446,11 @@ def model_wait_by_tag(records: Iterable[RecordedRequest]) -> dict[str, dict[str,
                 continue
             total += stop - max(start, end)
             end = stop
-        out[tag] = {"model_wait_s": total, "requests": len(intervals), "answer_ttft_s": answer_ttft.get(tag)}
+        out[tag] = {
+            "model_wait_s": total,
+            "requests": len(intervals),
+            "answer_ttft_s": answer_ttft.get(tag),
+            "first_request_at": min(start for start, _ in intervals),
+            "last_byte_at": max(stop for _, stop in intervals),
+        }
     return out
