@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis.asyncio as aioredis
 import websockets
 
 from support.settings import PUBLIC_ENV_NAMES
@@ -116,6 +117,27 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "loadavg_at_start": os.getloadavg(),
     }
+
+
+async def round_trip_ms(redis_url: str, *, idle_s: float, n: int = 100) -> float:
+    """Median Redis PING round trip after ``idle_s`` of idleness: what one cross-process hop costs here.
+
+    On a virtual machine whose idle vCPUs halt, a hop after an idle moment costs several times a hop in a
+    busy loop (both processes must be woken); a turn makes about a dozen such hops.
+    """
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await client.ping()
+        samples = []
+        for _ in range(n):
+            if idle_s:
+                await asyncio.sleep(idle_s)
+            started = time.perf_counter()
+            await client.ping()
+            samples.append((time.perf_counter() - started) * 1000)
+        return statistics.median(samples)
+    finally:
+        await client.aclose()
 
 
 def rss_bytes(pid: int) -> int:

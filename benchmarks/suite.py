@@ -404,6 +404,12 @@ def table(results: dict[str, Any]) -> str:
     def row(name: str, value: str) -> None:
         lines.append(f"{name:58}{value:>22}")
 
+    trip = results.get("machine", {}).get("redis_round_trip_ms")
+    if trip:
+        row(
+            "Redis round trip, busy / after 20 ms idle (ms)",
+            f"{trip['busy']:.3f} / {trip['after_20ms_idle']:.3f}",
+        )
     for r in results.get("overhead", []):
         o, d = r["overhead_ms"], r["ttft_difference_ms"]
         c = r["concurrency"]
@@ -521,6 +527,10 @@ async def run_suite(args: argparse.Namespace, progress: h.Progress) -> dict[str,
         await asyncio.to_thread(bench.redis.start)
         bench.fake = await asyncio.to_thread(h.FakeProcess, latency)
         try:
+            results["machine"]["redis_round_trip_ms"] = {
+                "busy": await h.round_trip_ms(bench.redis.url, idle_s=0.0),
+                "after_20ms_idle": await h.round_trip_ms(bench.redis.url, idle_s=0.02, n=50),
+            }
             results["overhead"] = await bench.overhead()
             results["idle_sockets"] = await bench.idle_sockets()
             results["saturation"] = await bench.saturation()
