@@ -125,12 +125,18 @@ async def test_lock_is_exclusive_and_only_its_holder_releases_it(redis_client: a
     assert await store.acquire_lock("summarize", CID, 10_000) is not None
 
 
-async def test_touch_expiry_sets_a_ttl_on_every_key(redis_client: aioredis.Redis) -> None:
-    store = await make(redis_client)
+async def archived(client: aioredis.Redis) -> ConversationStore:
+    """A conversation with every one of its keys present, given the archiver's expiry."""
+    store = await make(client)
     await store.append_customer_message(CID, "m", "t", now=NOW)
     await store.record_triage(CID, 1, {"intent": "other"})
     await store.add_note(CID, {"text": "internal"})
     await store.touch_expiry(CID, 3600)
+    return store
+
+
+async def test_touch_expiry_sets_a_ttl_on_every_key(redis_client: aioredis.Redis) -> None:
+    await archived(redis_client)
     for key in keys.conversation_keys(CID):
         assert 0 < await redis_client.ttl(key) <= 3600, key
     assert all(keys.conv_tag(CID) in k for k in keys.conversation_keys(CID))
@@ -181,11 +187,7 @@ async def test_begin_turn_of_a_new_conversation_has_an_empty_window(redis_client
 
 
 async def test_an_append_cancels_the_archive_expiry_of_every_key(redis_client: aioredis.Redis) -> None:
-    store = await make(redis_client)
-    await store.append_customer_message(CID, "m", "t", now=NOW)
-    await store.record_triage(CID, 1, {"intent": "other"})
-    await store.add_note(CID, {"text": "internal"})
-    await store.touch_expiry(CID, 3600)
+    store = await archived(redis_client)
     await store.append_customer_message(CID, "m2", "back again", now=NOW)
     for key in keys.conversation_keys(CID):
         assert await redis_client.ttl(key) == -1, key
