@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 DrainHook = Callable[[], Awaitable[None]]
 REDIS_MAX_CONNECTIONS = 200  # per process; Redis's own default limit is 10,000 clients
 REDIS_POOL_WAIT_S = 10.0  # a command waits this long for a free connection before failing
+ARCHIVE_INDEX_FRACTION = 1 / 30  # of archive_idle_s: a skipped index update makes it at most that stale
 
 
 @dataclass
@@ -154,7 +155,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     pubsub_client = aioredis.Redis.from_url(redis_url, decode_responses=False, retry=Retry(NoBackoff(), 0))
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
-    store = ConversationStore(client)
+    # Re-index a busy conversation for the archiver at most every ARCHIVE_INDEX_FRACTION of its idle time.
+    store = ConversationStore(
+        client, active_mark_interval_s=min(60.0, settings.app.archive_idle_s * ARCHIVE_INDEX_FRACTION)
+    )
 
     async def frames_after(conversation_id: str, after: int) -> list[dict[str, Any]]:
         return [event.to_frame() for event in await store.events_after(conversation_id, after)]

@@ -217,13 +217,13 @@ class WidgetConnection:
                 raise FrameError(f"`text` is longer than {MAX_TEXT_CHARS} characters")
             if not self.bucket.take():
                 raise RateLimited("too many messages; slow down")
-            event, created = await self.store.append_customer_message(cid, client_id, text, now=now)
-            await self.send({"type": "ack", "client_id": client_id, "seq": event.seq})
+            # Stored and published by one script: the customer's frame is out before the turn starts.
+            event, created = await self.store.append_customer_message(
+                cid, client_id, text, now=now, publish=True
+            )
             if created:
-                # The turn starts first (its first Redis read goes out with this publish), and cannot
-                # publish anything before many more round trips: the customer's frame still comes first.
                 self.runtime.turns.start(cid, event)
-                await self.store.publish(cid, event.to_frame())
+            await self.send({"type": "ack", "client_id": client_id, "seq": event.seq})
         elif kind == "resume":
             after = frame.get("after")
             if not isinstance(after, int) or isinstance(after, bool) or after < 0:

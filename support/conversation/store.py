@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +25,8 @@ import redis.asyncio as aioredis
 
 from support import keys
 from support.errors import NotFound
+
+MARKED_MAX = 100_000  # conversations whose last archiver-index time this process remembers
 
 # State-hash fields only the store's scripts may write: seq allocation and the summary window.
 _RESERVED_FIELDS = frozenset({"last_seq", "window_start_seq", "summary_version", "created_at"})
@@ -243,8 +247,13 @@ def _state_from(raw: Mapping[bytes | str, bytes | str]) -> ConversationState | N
 class ConversationStore:
     """All Redis reads and writes of conversations. The client is passed in and not owned."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, *, active_mark_interval_s: float = 0.0) -> None:
+        """``active_mark_interval_s``: how long after indexing a conversation for the archiver this process
+        skips indexing it again (0: every append). Keep it a small fraction of the archiver's idle time: a
+        skipped mark makes the index at most that much older than the last event."""
         self._redis = redis
+        self._active_mark_interval_s = active_mark_interval_s
+        self._marked: OrderedDict[str, float] = OrderedDict()  # conversation -> monotonic time indexed
         # Registered once: redis-py sends EVALSHA and falls back to EVAL only on a cold server cache.
         self._append = redis.register_script(_APPEND)
         self._create = redis.register_script(_CREATE)
@@ -265,14 +274,15 @@ class ConversationStore:
         return bool(created)
 
     async def append_customer_message(
-        self, conversation_id: str, client_id: str, text: str, *, now: datetime
+        self, conversation_id: str, client_id: str, text: str, *, now: datetime, publish: bool = False
     ) -> tuple[Event, bool]:
-        """Durably append a customer message once per ``client_id``; (event, False) for a resend."""
+        """Durably append a customer message once per ``client_id``; (event, False) for a resend. With
+        ``publish``, a new message's frame goes to the subscribers from the same script (a resend's not)."""
         event = Event(
             seq=0, id=uuid.uuid4().hex, type="message", role="customer", text=text,
             created_at=iso(now), client_id=client_id,
         )  # fmt: skip
-        return await self._append_event(conversation_id, event)
+        return await self._append_event(conversation_id, event, publish=publish)
 
     async def append_event(
         self,
@@ -336,6 +346,15 @@ class ConversationStore:
         alongside it: if the process dies in between, the next event catches up; an id indexed for an
         append that then failed (no such conversation) is dropped by the archiver's next sweep.
         """
+        if self._active_mark_interval_s > 0:
+            now = time.monotonic()
+            last = self._marked.get(conversation_id)
+            if last is not None and now - last < self._active_mark_interval_s:
+                return
+            self._marked[conversation_id] = now
+            self._marked.move_to_end(conversation_id)
+            while len(self._marked) > MARKED_MAX:
+                self._marked.popitem(last=False)
         await self._redis.zadd(
             keys.active_conversations(), {conversation_id: datetime.fromisoformat(created_at).timestamp()}
         )

@@ -13,6 +13,10 @@ Two implementations share one contract and one test-suite, like litestar's memor
   so every process sees the same state: a model that overloads one worker is overloaded for all, and
   N workers must not each burn N failures before backing off. The clock is Redis ``TIME`` unless a
   clock is injected (tests), so the processes of one deployment never disagree about the cooldown.
+  The healthy case costs no round trip: once a process has seen the breaker closed with no failures
+  counted, it lets calls through (and skips resetting a count that is zero) for ``CLEAN_CACHE_S``
+  without asking Redis. A breaker another process opens is seen here at most that much later, and
+  sooner if a call from here fails (a failure always goes to Redis and drops the cached view).
 
 A rejected request (400 etc.) proves the API is reachable and answering, so it counts as a success.
 """
@@ -34,6 +38,7 @@ Clock = Callable[[], float]
 """Seconds, monotonic within one breaker's use (``time.monotonic`` in-process; Redis TIME otherwise)."""
 
 DEFAULT_TRIAL_LEASE_S = 60.0  # a half-open trial that reports nothing for this long is presumed lost
+CLEAN_CACHE_S = 1.0  # how long a process trusts its last view of "closed, no failures counted"
 
 
 class BreakerState(StrEnum):
@@ -156,24 +161,26 @@ if ARGV[1] ~= '' then now = tonumber(ARGV[1]) else
   local t = redis.call('TIME'); now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
 """
 
-# KEYS[1] breaker hash; ARGV: now, cooldown_ms, trial_lease_ms -> {allowed 0/1, retry_in_ms}
+# KEYS[1] breaker hash; ARGV: now, cooldown_ms, trial_lease_ms -> {allowed 0/1, retry_in_ms, clean 0/1}
+# (clean: closed with no failures counted, i.e. no hash at all: success deletes it)
 _ALLOW_LUA = (
     _LUA_NOW
     + """
 local cooldown, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
 local h = redis.call('HMGET', KEYS[1], 'state', 'opened_at', 'trial_until')
-local state = h[1] or 'closed'
-if state == 'closed' then return {1, 0} end
+if not h[1] then return {1, 0, 1} end
+local state = h[1]
+if state == 'closed' then return {1, 0, 0} end
 if state == 'open' then
   local ready = tonumber(h[2]) + cooldown
-  if now < ready then return {0, ready - now} end
+  if now < ready then return {0, ready - now, 0} end
   state = 'half_open'
 else
   local trial_until = tonumber(h[3] or '0')
-  if now < trial_until then return {0, trial_until - now} end
+  if now < trial_until then return {0, trial_until - now, 0} end
 end
 redis.call('HSET', KEYS[1], 'state', state, 'trial_until', now + lease)
-return {1, 0}
+return {1, 0, 0}
 """
 )
 
@@ -219,6 +226,7 @@ class RedisBreaker:
         self._cooldown_ms = round(cooldown_s * 1000)
         self._lease_ms = round(trial_lease_s * 1000)
         self._clock = clock
+        self._clean_until = float("-inf")  # local clock: until then, trust "closed, no failures"
         self._allow = redis.register_script(_ALLOW_LUA)
         self._success = redis.register_script(_SUCCESS_LUA)
         self._failure = redis.register_script(_FAILURE_LUA)
@@ -226,21 +234,35 @@ class RedisBreaker:
     def _now_arg(self) -> str:
         return "" if self._clock is None else str(round(self._clock() * 1000))
 
+    def _local_now(self) -> float:
+        return time.monotonic() if self._clock is None else self._clock()
+
+    def _seen_clean(self) -> bool:
+        return self._local_now() < self._clean_until
+
     async def allow(self) -> None:
         """Raise :class:`CircuitOpen` unless a call may go now (half-open admits one trial)."""
-        allowed, retry_in_ms = cast(
+        if self._seen_clean():
+            return
+        allowed, retry_in_ms, clean = cast(
             "list[int]",
             await self._allow(keys=[self._key], args=[self._now_arg(), self._cooldown_ms, self._lease_ms]),
         )
+        if clean:
+            self._clean_until = self._local_now() + CLEAN_CACHE_S
         if not allowed:
             raise CircuitOpen(f"breaker open for {self.model}; retry in {int(retry_in_ms) / 1000:.1f}s")
 
     async def record_success(self) -> None:
-        """Close the breaker for every process."""
+        """Close the breaker for every process (nothing to do while this process saw it clean)."""
+        if self._seen_clean():
+            return
         await self._success(keys=[self._key], args=[])
+        self._clean_until = self._local_now() + CLEAN_CACHE_S
 
     async def record_failure(self) -> None:
         """Count one failure for every process."""
+        self._clean_until = float("-inf")
         await self._failure(keys=[self._key], args=[self._now_arg(), self._failures])
 
     async def state(self) -> BreakerState:

@@ -14,6 +14,7 @@ so there is nothing to gain from caching, but a stable prompt keeps replies comp
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -108,7 +109,16 @@ class TriageResult:
 
 
 def triage_tool(taxonomy: Sequence[str] = DEFAULT_TAXONOMY) -> dict[str, Any]:
-    """The ``record_triage`` tool definition: the :class:`Triage` schema with ``intent`` as an enum."""
+    """The ``record_triage`` tool definition: the :class:`Triage` schema with ``intent`` as an enum.
+
+    Built once per taxonomy (generating a JSON schema costs about a millisecond, on every customer
+    message otherwise); the dict is shared, so callers must not change it.
+    """
+    return _triage_tool(tuple(taxonomy))
+
+
+@functools.lru_cache(maxsize=16)
+def _triage_tool(taxonomy: tuple[str, ...]) -> dict[str, Any]:
     schema = Triage.model_json_schema()
     schema.pop("title", None)
     schema["description"] = "The triage verdict for the new customer message."  # not the dev docstring

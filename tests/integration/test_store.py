@@ -192,3 +192,22 @@ async def test_an_append_cancels_the_archive_expiry_of_every_key(redis_client: a
     for key in keys.conversation_keys(CID):
         assert await redis_client.ttl(key) == -1, key
     assert await redis_client.zscore(keys.active_conversations(), CID) == NOW.timestamp()
+
+
+async def test_a_busy_conversation_is_reindexed_for_the_archiver_at_most_once_per_interval(
+    redis_client: aioredis.Redis,
+) -> None:
+    later = datetime(2026, 1, 2, 3, 5, 0, tzinfo=UTC)
+    every = await make(redis_client)
+    await every.append_customer_message(CID, "a", "one", now=NOW)
+    await every.append_customer_message(CID, "b", "two", now=later)
+    assert await redis_client.zscore(keys.active_conversations(), CID) == later.timestamp()
+
+    throttled = ConversationStore(redis_client, active_mark_interval_s=60.0)
+    await redis_client.zadd(keys.active_conversations(), {CID: 0})
+    await throttled.append_customer_message(CID, "c", "three", now=NOW)
+    await throttled.append_customer_message(CID, "d", "four", now=later)  # inside the interval: skipped
+    assert await redis_client.zscore(keys.active_conversations(), CID) == NOW.timestamp()
+    state = await throttled.get_state(CID)
+    assert state is not None
+    assert state.last_seq == 4

@@ -8,7 +8,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from support.errors import CircuitOpen
-from support.llm.breaker import Breaker, BreakerCore, BreakerState, LocalBreaker, RedisBreaker
+from support.llm.breaker import (
+    CLEAN_CACHE_S,
+    Breaker,
+    BreakerCore,
+    BreakerState,
+    LocalBreaker,
+    RedisBreaker,
+)
 
 
 class FakeClock:
@@ -132,3 +139,35 @@ def test_core_retry_in_reports_the_remaining_cooldown() -> None:
     core.record_failure(100.0)
     assert core.retry_in(110.0) == 20.0
     assert not core.allow(110.0)
+
+
+async def test_a_clean_view_is_trusted_for_a_bounded_time_and_a_failure_drops_it(
+    redis_url: str, clock: FakeClock
+) -> None:
+    """The healthy path skips Redis: another process's opening is seen here within CLEAN_CACHE_S."""
+    a_client, b_client = aioredis.Redis.from_url(redis_url), aioredis.Redis.from_url(redis_url)
+    await a_client.flushdb()
+    try:
+        a = RedisBreaker(a_client, "shared", failures=2, cooldown_s=10, clock=clock)
+        b = RedisBreaker(b_client, "shared", failures=2, cooldown_s=10, clock=clock)
+        await a.allow()  # seen clean: cached
+        await b.record_failure()
+        await b.record_failure()
+        assert await b.state() is BreakerState.OPEN
+        await a.allow()  # still inside a's clean window
+        clock.now += CLEAN_CACHE_S
+        with pytest.raises(CircuitOpen):
+            await a.allow()
+        # a failure here drops the cached view at once
+        clock.now += 10
+        await a.allow()  # a's half-open trial
+        await a.record_success()  # closed again, and clean
+        await a.allow()
+        await a.record_failure()
+        await b.record_failure()  # two consecutive failures across the processes: open
+        with pytest.raises(CircuitOpen):
+            await a.allow()
+    finally:
+        await a_client.flushdb()
+        await a_client.aclose()
+        await b_client.aclose()
