@@ -10,6 +10,7 @@ from litestar import Litestar, MediaType, Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 
 from handoff.console import AdminController, AgentController, AgentLoginController
@@ -61,6 +62,24 @@ def internal_error_response(_request: Request[object, object, State], exc: Excep
     )
 
 
+# The SDK's HTTP layer logs every request at INFO ("HTTP Request: POST ..."): noise at the volume of a
+# support desk (two lines per customer message), and a cost per call. Its warnings still show.
+QUIET_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore")
+
+
+def logging_config(level: str) -> LoggingConfig:
+    """Litestar's queue-based logging at ``SWITCHBOARD_LOG_LEVEL`` (its default would be INFO whatever
+    the setting said), with the HTTP client libraries held at WARNING."""
+    level = level.upper()
+    return LoggingConfig(
+        root={"handlers": ["queue_listener"], "level": level},
+        loggers={
+            "litestar": {"level": level, "handlers": ["queue_listener"], "propagate": False},
+            **{name: {"level": "WARNING"} for name in QUIET_LOGGERS},
+        },
+    )
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the Litestar app; the lifespan owns every client (see support.runtime)."""
     settings = settings or load_settings()
@@ -96,5 +115,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Exception: internal_error_response,
         },
         openapi_config=OpenAPIConfig(title="Switchboard", version=__version__, path="/schema"),
+        logging_config=logging_config(settings.app.log_level),
         debug=False,
     )

@@ -91,20 +91,27 @@ return {0, window}
 """
 )
 
-# KEYS: log, amounts, totals. ARGV: window_ms, id, actual r/i/o. Returns 1 if the reservation was live.
+# KEYS: log, amounts, totals. ARGV: window_ms, then (id, actual r, i, o) per reservation.
+# Returns how many of the reservations were still live (the others left the window: nothing to correct).
 _SETTLE_LUA = (
     _EXPIRE_LUA
     + """
-local a = redis.call('HGET', KEYS[2], ARGV[2])
-if not a then return 0 end
-local r, i, o = string.match(a, '(%-?%d+):(%-?%d+):(%-?%d+)')
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3] .. ':' .. ARGV[4] .. ':' .. ARGV[5])
-redis.call('HINCRBY', KEYS[3], 'requests', tonumber(ARGV[3]) - tonumber(r))
-redis.call('HINCRBY', KEYS[3], 'input_tokens', tonumber(ARGV[4]) - tonumber(i))
-redis.call('HINCRBY', KEYS[3], 'output_tokens', tonumber(ARGV[5]) - tonumber(o))
-return 1
+local live = 0
+for j = 2, #ARGV, 4 do
+  local a = redis.call('HGET', KEYS[2], ARGV[j])
+  if a then
+    local r, i, o = string.match(a, '(%-?%d+):(%-?%d+):(%-?%d+)')
+    redis.call('HSET', KEYS[2], ARGV[j], ARGV[j + 1] .. ':' .. ARGV[j + 2] .. ':' .. ARGV[j + 3])
+    redis.call('HINCRBY', KEYS[3], 'requests', tonumber(ARGV[j + 1]) - tonumber(r))
+    redis.call('HINCRBY', KEYS[3], 'input_tokens', tonumber(ARGV[j + 2]) - tonumber(i))
+    redis.call('HINCRBY', KEYS[3], 'output_tokens', tonumber(ARGV[j + 3]) - tonumber(o))
+    live = live + 1
+  end
+end
+return live
 """
 )
+SETTLE_BATCH_MAX = 128  # settlements per script call
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +144,8 @@ class SharedBudget:
         self._keys = [keys.budget_log(scope), keys.budget_amounts(scope), keys.budget_totals(scope)]
         self._acquire = redis.register_script(_ACQUIRE_LUA)
         self._settle = redis.register_script(_SETTLE_LUA)
+        self._pending: list[tuple[tuple[str, int, int, int], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def acquire(
         self, *, requests: int = 1, input_tokens: int = 0, output_tokens: int = 0
@@ -172,8 +181,34 @@ class SharedBudget:
     async def settle(
         self, reservation: Reservation, *, requests: int = 1, input_tokens: int, output_tokens: int
     ) -> None:
-        """Replace the reservation's estimate by what the call used (no-op once it left the window)."""
-        await self._settle(
-            keys=self._keys,
-            args=[WINDOW_MS, reservation.id, requests, max(0, input_tokens), max(0, output_tokens)],
-        )
+        """Replace the reservation's estimate by what the call used (no-op once it left the window).
+
+        Group commit, as the ledger's: returns once its correction is applied; corrections asked for while
+        one script call is in flight go together in the next, so a busy process pays one round trip for
+        many calls' settlements instead of one each. Raises what that script call raised.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        item = (reservation.id, requests, max(0, input_tokens), max(0, output_tokens))
+        self._pending.append((item, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_settlements(), name="budget-settle")
+        await future
+
+    async def _flush_settlements(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:SETTLE_BATCH_MAX], self._pending[SETTLE_BATCH_MAX:]
+            args: list[str | int] = [WINDOW_MS]
+            for item, _ in batch:
+                args.extend(item)
+            outcome: BaseException | None = None
+            try:
+                await self._settle(keys=self._keys, args=args)
+            except Exception as exc:
+                outcome = exc
+            for _, future in batch:
+                if future.done():  # the caller gave up (cancellation)
+                    continue
+                if outcome is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(outcome)

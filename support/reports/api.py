@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Response, get
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from handoff.auth import admin_guard
 from support.errors import ValidationFailed
@@ -75,12 +75,14 @@ class ReportsController(Controller):
     async def satisfaction(
         self,
         runtime: Runtime,
-        start: str | None = Parameter(query="from", default=None, description="ISO date/datetime, inclusive"),
-        end: str | None = Parameter(
-            query="to", default=None, description="ISO date/datetime; a date includes it"
-        ),
+        start: Annotated[
+            str | None, QueryParameter(name="from", description="ISO date/datetime, inclusive")
+        ] = None,
+        end: Annotated[
+            str | None, QueryParameter(name="to", description="ISO date/datetime; a date includes it")
+        ] = None,
         group_by: str = Parameter(default="resolution", description="resolution | intent | agent | day"),
-        fmt: str = Parameter(query="format", default="json", description="json | csv"),
+        fmt: Annotated[str, QueryParameter(name="format", description="json | csv")] = "json",
     ) -> Response[Any]:
         """Average, count and 1-5 distribution of ratings, overall and per group."""
         if fmt not in ("json", "csv"):
@@ -103,10 +105,12 @@ class ReportsController(Controller):
     async def operations(
         self,
         runtime: Runtime,
-        start: str | None = Parameter(query="from", default=None, description="ISO date/datetime, inclusive"),
-        end: str | None = Parameter(
-            query="to", default=None, description="ISO date/datetime; a date includes it"
-        ),
+        start: Annotated[
+            str | None, QueryParameter(name="from", description="ISO date/datetime, inclusive")
+        ] = None,
+        end: Annotated[
+            str | None, QueryParameter(name="to", description="ISO date/datetime; a date includes it")
+        ] = None,
     ) -> dict[str, Any]:
         """Conversations, model calls and cost (per conversation too), cache hit ratio, answer TTFT,
         handoff rate, reasons, outcomes and waits, and a per-day series, from the ledger and handoff trail."""

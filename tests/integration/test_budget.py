@@ -80,6 +80,30 @@ async def test_settle_gives_back_unused_reserved_tokens(redis_client: aioredis.R
         await budget.acquire(output_tokens=1)
 
 
+async def test_settlements_asked_for_together_share_round_trips_and_all_land(
+    redis_client: aioredis.Redis,
+) -> None:
+    budget = SharedBudget(redis_client, Limits(100, 100_000, 100_000), max_wait_s=0)
+    reservations = [await budget.acquire(input_tokens=100, output_tokens=500) for _ in range(40)]
+    script = budget._settle
+    calls = 0
+
+    async def counting(**kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await script(**kwargs)
+
+    budget._settle = counting  # type: ignore[assignment]
+    await asyncio.gather(
+        *(budget.settle(r, input_tokens=10 + i, output_tokens=i) for i, r in enumerate(reservations))
+    )
+    assert calls <= 2  # the first alone, the 39 that queued behind it in one more
+    totals = await redis_client.hgetall(keys.budget_totals("account"))
+    assert int(totals[b"input_tokens"]) == sum(10 + i for i in range(40))
+    assert int(totals[b"output_tokens"]) == sum(range(40))
+    assert int(totals[b"requests"]) == 40
+
+
 async def test_an_expired_reservation_of_zero_tokens_does_not_break_later_calls(
     redis_client: aioredis.Redis,
 ) -> None:

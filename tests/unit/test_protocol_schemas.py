@@ -189,7 +189,7 @@ class _Store:
         self.seq = 0
 
     async def append_customer_message(
-        self, cid: str, client_id: str, text: str, *, now: Any
+        self, cid: str, client_id: str, text: str, *, now: Any, publish: bool = False
     ) -> tuple[Event, bool]:
         self.seq += 1
         event = Event(
