@@ -217,12 +217,21 @@ class WidgetConnection:
                 raise FrameError(f"`text` is longer than {MAX_TEXT_CHARS} characters")
             if not self.bucket.take():
                 raise RateLimited("too many messages; slow down")
-            # Stored and published by one script: the customer's frame is out before the turn starts.
-            event, created = await self.store.append_customer_message(
-                cid, client_id, text, now=now, publish=True
-            )
+            # One script stores it, publishes it and begins its turn (the turn lock and the window); the
+            # examples' version check runs alongside. Nothing is awaited between the append and start().
+            turns = self.runtime.turns
+            refreshed = turns.refresh_examples()
+            try:
+                event, created, context = await self.store.receive_customer_message(
+                    cid, client_id, text, now=now, lock_ttl_ms=turns.lock_ttl_ms
+                )
+            except BaseException:
+                refreshed.cancel()
+                raise
             if created:
-                self.runtime.turns.start(cid, event)
+                turns.start(cid, event, context, refreshed)
+            else:
+                refreshed.cancel()  # a resend starts no turn
             await self.send({"type": "ack", "client_id": client_id, "seq": event.seq})
         elif kind == "resume":
             after = frame.get("after")

@@ -100,7 +100,12 @@ class Turn:
         try:
             async with asyncio.timeout(self.deps.turn_deadline_s):
                 while self.engine.turn is not None:
-                    await self.apply(self.engine.handle(await self.inbox.get()))
+                    actions = self.engine.handle(await self.inbox.get())
+                    # Inputs that queued up while the last actions ran (deltas from a fast stream, the
+                    # stream's end) are handled together: their frames can then be merged.
+                    while self.engine.turn is not None and not self.inbox.empty():
+                        actions += self.engine.handle(self.inbox.get_nowait())
+                    await self.apply(coalesce(actions))
             finished = True
         except TimeoutError:
             log.warning("turn %s/%s hit its deadline", self.conversation_id, message.seq)
@@ -310,6 +315,24 @@ class Turn:
             return
 
 
+def coalesce(actions: list[e.Action]) -> list[e.Action]:
+    """Fewer frames, same transcript: adjacent deltas of one reply become one delta, and deltas right
+    before that reply is persisted are dropped (its ``message`` frame carries the whole text, and goes
+    out at the same moment). Everything else keeps its order."""
+    out: list[e.Action] = []
+    for action in actions:
+        last = out[-1] if out else None
+        if isinstance(action, e.StreamDelta) and isinstance(last, e.StreamDelta):
+            if last.reply_id == action.reply_id:
+                out[-1] = e.StreamDelta(action.reply_id, last.text + action.text)
+                continue
+        if isinstance(action, e.PersistReply):
+            while out and isinstance(out[-1], e.StreamDelta) and out[-1].reply_id == action.reply_id:
+                out.pop()
+        out.append(action)
+    return out
+
+
 def _prompt_text(request: dict[str, Any]) -> str:
     """The text a request's input tokens are counted over, for calibrating the local estimate."""
     return json.dumps([request.get("system"), request.get("tools"), request.get("messages")])
@@ -323,9 +346,29 @@ class TurnRunner:
         self._spawn = spawn
         self.in_flight: set[asyncio.Task[None]] = set()
 
-    def start(self, conversation_id: str, message: Event) -> None:
-        """Start the turn for a newly persisted customer message."""
-        self._spawn(self.run(conversation_id, message), f"turn:{conversation_id}:{message.seq}")
+    @property
+    def lock_ttl_ms(self) -> int:
+        """The turn lock's TTL: the turn's deadline and a margin (a crashed turn frees it by then)."""
+        return int((self.deps.turn_deadline_s + 5) * 1000)
+
+    def start(
+        self,
+        conversation_id: str,
+        message: Event,
+        context: TurnContext | None = None,
+        examples_refreshed: Awaitable[None] | None = None,
+    ) -> None:
+        """Start the turn for a newly persisted customer message; ``context`` when the append already
+        began the turn (took its lock: the turn owns it from here), ``examples_refreshed`` when the
+        examples' version check is already under way."""
+        self._spawn(
+            self.run(conversation_id, message, context, examples_refreshed),
+            f"turn:{conversation_id}:{message.seq}",
+        )
+
+    def refresh_examples(self) -> asyncio.Task[None]:
+        """Start the examples' version check (one GET) now, to overlap another round trip."""
+        return asyncio.ensure_future(self._refresh_examples())
 
     async def request_human(self, conversation_id: str) -> None:
         """The customer asked for a person (a ``request_human`` frame)."""
@@ -352,14 +395,25 @@ class TurnRunner:
         turn = Turn(self.deps, conversation_id, e.State(state.state) if state else e.State.BOT)
         await turn.apply(turn.engine.handle(event))
 
-    async def run(self, conversation_id: str, message: Event) -> None:
+    async def run(
+        self,
+        conversation_id: str,
+        message: Event,
+        context: TurnContext | None = None,
+        examples_refreshed: Awaitable[None] | None = None,
+    ) -> None:
         """Run one turn under the conversation's turn lock; waits for a turn already in flight."""
         store = self.deps.store
-        lock_ttl_ms = int((self.deps.turn_deadline_s + 5) * 1000)
-        # The examples' version check (one GET, another cluster slot) overlaps the turn's first read.
-        context, _ = await asyncio.gather(
-            store.begin_turn(conversation_id, lock_ttl_ms), self._refresh_examples()
-        )
+        lock_ttl_ms = self.lock_ttl_ms
+        if context is not None:  # begun by the append, which overlapped the examples' check
+            if examples_refreshed is not None:
+                await examples_refreshed
+        else:
+            # The examples' version check (one GET, another cluster slot) overlaps the turn's first read.
+            context, _ = await asyncio.gather(
+                store.begin_turn(conversation_id, lock_ttl_ms),
+                examples_refreshed if examples_refreshed is not None else self._refresh_examples(),
+            )
         for _ in range(int(self.deps.turn_deadline_s / TURN_LOCK_POLL_S)):
             if context is not None:
                 break

@@ -31,9 +31,11 @@ MARKED_MAX = 100_000  # conversations whose last archiver-index time this proces
 # State-hash fields only the store's scripts may write: seq allocation and the summary window.
 _RESERVED_FIELDS = frozenset({"last_seq", "window_start_seq", "summary_version", "created_at"})
 
-# KEYS: state, events, client_ids, then the conversation's other durable keys. ARGV: client_id ('' for
-# none), created_at, pub/sub channel ('' = do not publish), the event's frame without its seq (a JSON
-# object), then the stream entry's fields.
+# KEYS: state, events, client_ids, turn lock, summary, then the conversation's other durable keys. ARGV:
+# client_id ('' for none), created_at, pub/sub channel ('' = do not publish), the event's frame without its
+# seq (a JSON object), turn-lock token ('' = do not begin a turn), lock ttl ms, then the stream fields.
+# Returns {-1} no conversation | {0, seq, fields} a resend | {1, seq} stored | {1, seq, state, summary
+# text, summary upto, window entries} stored and the turn begun (the lock taken, as _BEGIN_TURN below).
 _APPEND = """
 if redis.call('HEXISTS', KEYS[1], 'created_at') == 0 then return {-1} end
 local cid = ARGV[1]
@@ -45,15 +47,21 @@ if cid ~= '' then
   end
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'last_seq', 1)
-redis.call('XADD', KEYS[2], seq .. '-0', unpack(ARGV, 5))
+redis.call('XADD', KEYS[2], seq .. '-0', unpack(ARGV, 7))
 if cid ~= '' then redis.call('HSET', KEYS[3], cid, seq) end
 redis.call('HSET', KEYS[1], 'last_activity', ARGV[2])
--- Live again: cancel any expiry the archiver set (KEYS holds every durable key of the conversation).
-for i = 1, #KEYS do redis.call('PERSIST', KEYS[i]) end
+-- Live again: cancel any expiry the archiver set (every durable key of the conversation; not the lock).
+for i = 1, #KEYS do if i ~= 4 then redis.call('PERSIST', KEYS[i]) end end
 -- Published by the same script that stored it: no subscriber can see the event missing from the log,
 -- and the publisher saves a round trip. The seq goes in front of the frame's other fields.
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], '{"seq": ' .. seq .. ', ' .. string.sub(ARGV[4], 2)) end
-return {1, seq}
+-- A customer message starts a turn: take the turn lock and read what the turn starts from, here, so the
+-- turn need not make a round trip of its own first. Someone else's turn in flight: the runner waits.
+if ARGV[5] == '' or not redis.call('SET', KEYS[4], ARGV[5], 'NX', 'PX', ARGV[6]) then return {1, seq} end
+local summary = redis.call('HMGET', KEYS[5], 'text', 'upto_seq')
+local upto = tonumber(summary[2] or '0')
+return {1, seq, redis.call('HGETALL', KEYS[1]), summary[1] or '', upto,
+        redis.call('XRANGE', KEYS[2], (upto + 1) .. '-0', '+')}
 """
 
 _CREATE = """
@@ -244,6 +252,25 @@ def _state_from(raw: Mapping[bytes | str, bytes | str]) -> ConversationState | N
     )
 
 
+def _customer(client_id: str, text: str, now: datetime) -> Event:
+    return Event(
+        seq=0, id=uuid.uuid4().hex, type="message", role="customer", text=text, created_at=iso(now),
+        client_id=client_id,
+    )  # fmt: skip
+
+
+def _context_from(
+    token: LockToken, flat: list[Any], summary: Any, upto: Any, entries: list[Any]
+) -> TurnContext:
+    """A :class:`TurnContext` from the reply of a script that took the turn lock and read the window."""
+    state = _state_from({flat[i]: flat[i + 1] for i in range(0, len(flat), 2)})
+    events = [Event._from_entry(int(_s(entry_id).split("-")[0]), raw) for entry_id, raw in entries]
+    return TurnContext(
+        lock=token, state=state, summary=_s(summary), summary_upto=int(upto),
+        window=[ev for ev in events if ev.type == "message"],
+    )  # fmt: skip
+
+
 class ConversationStore:
     """All Redis reads and writes of conversations. The client is passed in and not owned."""
 
@@ -278,11 +305,20 @@ class ConversationStore:
     ) -> tuple[Event, bool]:
         """Durably append a customer message once per ``client_id``; (event, False) for a resend. With
         ``publish``, a new message's frame goes to the subscribers from the same script (a resend's not)."""
-        event = Event(
-            seq=0, id=uuid.uuid4().hex, type="message", role="customer", text=text,
-            created_at=iso(now), client_id=client_id,
-        )  # fmt: skip
-        return await self._append_event(conversation_id, event, publish=publish)
+        event, created, _ = await self._append_event(
+            conversation_id, _customer(client_id, text, now), publish=publish
+        )
+        return event, created
+
+    async def receive_customer_message(
+        self, conversation_id: str, client_id: str, text: str, *, now: datetime, lock_ttl_ms: int
+    ) -> tuple[Event, bool, TurnContext | None]:
+        """What the widget does with a customer message, in one round trip: append it once per
+        ``client_id``, publish it, and, when it is new, begin its turn (as :meth:`begin_turn`). The context
+        is None for a resend, or while another turn holds the lock (the runner then waits for it)."""
+        return await self._append_event(
+            conversation_id, _customer(client_id, text, now), publish=True, lock_ttl_ms=lock_ttl_ms
+        )
 
     async def append_event(
         self,
@@ -303,16 +339,18 @@ class ConversationStore:
             seq=0, id=uuid.uuid4().hex, type=type, role=role, text=text, created_at=iso(now),
             reply_id=reply_id, author=author, extra=extra or {},
         )  # fmt: skip
-        stored, _ = await self._append_event(conversation_id, event, publish=publish)
+        stored, _, _ = await self._append_event(conversation_id, event, publish=publish)
         return stored
 
     async def _append_event(
-        self, conversation_id: str, event: Event, *, publish: bool = False
-    ) -> tuple[Event, bool]:
+        self, conversation_id: str, event: Event, *, publish: bool = False, lock_ttl_ms: int | None = None
+    ) -> tuple[Event, bool, TurnContext | None]:
         first = [
             keys.conv_state(conversation_id),
             keys.conv_events(conversation_id),
             keys.conv_client_ids(conversation_id),
+            keys.conv_lock(conversation_id, "turn"),
+            keys.conv_summary(conversation_id),
         ]
         rest = [k for k in keys.conversation_keys(conversation_id) if k not in first]
         channel, frame = "", ""
@@ -320,24 +358,30 @@ class ConversationStore:
             unsequenced = event.to_frame()
             del unsequenced["seq"]
             channel, frame = keys.conv_channel(conversation_id), json.dumps(unsequenced)
+        token = None
+        if lock_ttl_ms is not None:
+            token = LockToken(keys.conv_lock(conversation_id, "turn"), secrets.token_hex(16))
+        lock_args = [token.value, lock_ttl_ms] if token is not None else ["", 0]
+        args = [event.client_id or "", event.created_at, channel, frame, *lock_args, *event._fields()]
         # The archiver's index is on another cluster slot: updated alongside the script, not after it.
         result, _ = await asyncio.gather(
-            self._append(
-                keys=[*first, *rest],
-                args=[event.client_id or "", event.created_at, channel, frame, *event._fields()],
-            ),
+            self._append(keys=[*first, *rest], args=args),
             self._mark_active(conversation_id, event.created_at),
         )
         status = int(result[0])
         if status == -1:
             raise NotFound(f"no conversation {conversation_id}")
         if status == 0:
-            return Event._from_entry(int(result[1]), result[2]), False
-        return Event(
+            return Event._from_entry(int(result[1]), result[2]), False, None
+        stored = Event(
             seq=int(result[1]), id=event.id, type=event.type, role=event.role, text=event.text,
             created_at=event.created_at, client_id=event.client_id, reply_id=event.reply_id,
             author=event.author, extra=event.extra,
-        ), True  # fmt: skip
+        )  # fmt: skip
+        context = None
+        if token is not None and len(result) > 2:
+            context = _context_from(token, *result[2:])
+        return stored, True, context
 
     async def _mark_active(self, conversation_id: str, created_at: str) -> None:
         """Index the conversation for the archiver (the append script itself cancelled any idle expiry).
@@ -409,13 +453,7 @@ class ConversationStore:
         )  # fmt: skip
         if result is None:
             return None
-        flat, summary, upto, entries = result
-        state = _state_from({flat[i]: flat[i + 1] for i in range(0, len(flat), 2)})
-        events = [Event._from_entry(int(_s(entry_id).split("-")[0]), raw) for entry_id, raw in entries]
-        return TurnContext(
-            lock=token, state=state, summary=_s(summary), summary_upto=int(upto),
-            window=[ev for ev in events if ev.type == "message"],
-        )  # fmt: skip
+        return _context_from(token, *result)
 
     async def set_state(
         self, conversation_id: str, *, expected_state: str | None = None, **fields: str | int | None

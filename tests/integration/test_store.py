@@ -211,3 +211,32 @@ async def test_a_busy_conversation_is_reindexed_for_the_archiver_at_most_once_pe
     state = await throttled.get_state(CID)
     assert state is not None
     assert state.last_seq == 4
+
+
+async def test_receiving_a_customer_message_stores_it_and_begins_its_turn_in_one_step(
+    redis_client: aioredis.Redis,
+) -> None:
+    store = await make(redis_client)
+    event, created, context = await store.receive_customer_message(
+        CID, "m1", "hello", now=NOW, lock_ttl_ms=10_000
+    )
+    assert created
+    assert context is not None
+    assert [ev.text for ev in context.window] == ["hello"]
+    assert context.state is not None
+    assert context.state.last_seq == event.seq == 1
+    assert 0 < await redis_client.pttl(keys.conv_lock(CID, "turn")) <= 10_000  # the lock keeps its TTL
+    assert await store.begin_turn(CID, 10_000) is None  # the turn owns the lock
+
+    # while that turn runs: the next message is stored, its turn waits for the lock
+    second, created, waiting = await store.receive_customer_message(
+        CID, "m2", "again", now=NOW, lock_ttl_ms=10_000
+    )
+    assert (created, waiting, second.seq) == (True, None, 2)
+    # a resend begins nothing, even with the lock free
+    assert await store.release_lock(context.lock)
+    again, created, none = await store.receive_customer_message(
+        CID, "m1", "hello", now=NOW, lock_ttl_ms=10_000
+    )
+    assert (again.seq, created, none) == (1, False, None)
+    assert await redis_client.exists(keys.conv_lock(CID, "turn")) == 0

@@ -7,6 +7,7 @@ schema's.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -188,15 +189,15 @@ class _Store:
     def __init__(self) -> None:
         self.seq = 0
 
-    async def append_customer_message(
-        self, cid: str, client_id: str, text: str, *, now: Any, publish: bool = False
-    ) -> tuple[Event, bool]:
+    async def receive_customer_message(
+        self, cid: str, client_id: str, text: str, *, now: Any, lock_ttl_ms: int
+    ) -> tuple[Event, bool, None]:
         self.seq += 1
         event = Event(
             seq=self.seq, id="f" * 32, type="message", role="customer", text=text,
             created_at=iso(now), client_id=client_id,
         )  # fmt: skip
-        return event, True
+        return event, True, None
 
     async def publish(self, cid: str, payload: dict[str, Any]) -> int:
         return 1
@@ -217,8 +218,15 @@ class _Ratings:
 
 
 class _Turns:
-    def start(self, cid: str, event: Event) -> None:
+    lock_ttl_ms = 50_000
+
+    def start(self, cid: str, event: Event, context: Any = None, refreshed: Any = None) -> None:
         pass
+
+    def refresh_examples(self) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
 
     async def request_human(self, cid: str) -> None:
         pass
