@@ -322,10 +322,13 @@ def coalesce(actions: list[e.Action]) -> list[e.Action]:
     out: list[e.Action] = []
     for action in actions:
         last = out[-1] if out else None
-        if isinstance(action, e.StreamDelta) and isinstance(last, e.StreamDelta):
-            if last.reply_id == action.reply_id:
-                out[-1] = e.StreamDelta(action.reply_id, last.text + action.text)
-                continue
+        if (
+            isinstance(action, e.StreamDelta)
+            and isinstance(last, e.StreamDelta)
+            and last.reply_id == action.reply_id
+        ):
+            out[-1] = e.StreamDelta(action.reply_id, last.text + action.text)
+            continue
         if isinstance(action, e.PersistReply):
             while out and isinstance(out[-1], e.StreamDelta) and out[-1].reply_id == action.reply_id:
                 out.pop()
