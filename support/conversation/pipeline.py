@@ -134,8 +134,29 @@ class Turn:
         self.tasks.append(asyncio.create_task(runner()))
 
     async def apply(self, actions: list[e.Action]) -> None:
-        for action in actions:
+        i = 0
+        while i < len(actions):
+            action, after = actions[i], actions[i + 1] if i + 1 < len(actions) else None
+            if (
+                isinstance(action, e.StreamDelta)
+                and isinstance(after, e.PersistReply)
+                and after.reply_id == action.reply_id
+            ):
+                # The reply's last delta goes out with the reply itself: one script, in order.
+                await self._persist_reply(after, last_delta=action)
+                i += 2
+                continue
             await self._do(action)
+            i += 1
+
+    async def _persist_reply(self, action: e.PersistReply, last_delta: e.StreamDelta | None = None) -> None:
+        first = None
+        if last_delta is not None:
+            first = {"type": "delta", "reply_id": last_delta.reply_id, "text": last_delta.text}
+        await self.deps.store.append_event(
+            self.conversation_id, type="message", role="assistant", text=action.text,
+            reply_id=action.reply_id, now=_now(), publish=True, publish_first=first,
+        )  # fmt: skip
 
     async def _publish(self, frame: dict[str, Any]) -> None:
         await self.deps.store.publish(self.conversation_id, frame)
@@ -164,11 +185,8 @@ class Turn:
                 await self._publish({"type": "delta", "reply_id": reply_id, "text": text})
             case e.AbortReply(reply_id=reply_id):
                 await self._publish({"type": "reply_aborted", "reply_id": reply_id})
-            case e.PersistReply(reply_id=reply_id, text=text):
-                await store.append_event(
-                    cid, type="message", role="assistant", text=text, reply_id=reply_id, now=_now(),
-                    publish=True,
-                )  # fmt: skip
+            case e.PersistReply():
+                await self._persist_reply(action)
             case e.Handoff(seq=seq, reason=reason, draft=draft, triage=t):
                 # draft None (still streaming) deletes a stale draft; DraftForAgent attaches it later
                 await store.set_state(
@@ -316,9 +334,8 @@ class Turn:
 
 
 def coalesce(actions: list[e.Action]) -> list[e.Action]:
-    """Fewer frames, same transcript: adjacent deltas of one reply become one delta, and deltas right
-    before that reply is persisted are dropped (its ``message`` frame carries the whole text, and goes
-    out at the same moment). Everything else keeps its order."""
+    """Fewer frames, same text: adjacent deltas of one reply become one delta (their concatenation is
+    unchanged, so the reply's deltas still add up to its ``message``). Everything else keeps its order."""
     out: list[e.Action] = []
     for action in actions:
         last = out[-1] if out else None
@@ -329,9 +346,6 @@ def coalesce(actions: list[e.Action]) -> list[e.Action]:
         ):
             out[-1] = e.StreamDelta(action.reply_id, last.text + action.text)
             continue
-        if isinstance(action, e.PersistReply):
-            while out and isinstance(out[-1], e.StreamDelta) and out[-1].reply_id == action.reply_id:
-                out.pop()
         out.append(action)
     return out
 

@@ -33,7 +33,8 @@ _RESERVED_FIELDS = frozenset({"last_seq", "window_start_seq", "summary_version",
 
 # KEYS: state, events, client_ids, turn lock, summary, then the conversation's other durable keys. ARGV:
 # client_id ('' for none), created_at, pub/sub channel ('' = do not publish), the event's frame without its
-# seq (a JSON object), turn-lock token ('' = do not begin a turn), lock ttl ms, then the stream fields.
+# seq (a JSON object), turn-lock token ('' = do not begin a turn), lock ttl ms, a frame to publish just
+# before the event's own ('' = none: the reply's last delta rides with the reply), then the stream fields.
 # Returns {-1} no conversation | {0, seq, fields} a resend | {1, seq} stored | {1, seq, state, summary
 # text, summary upto, window entries} stored and the turn begun (the lock taken, as _BEGIN_TURN below).
 _APPEND = """
@@ -47,14 +48,17 @@ if cid ~= '' then
   end
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'last_seq', 1)
-redis.call('XADD', KEYS[2], seq .. '-0', unpack(ARGV, 7))
+redis.call('XADD', KEYS[2], seq .. '-0', unpack(ARGV, 8))
 if cid ~= '' then redis.call('HSET', KEYS[3], cid, seq) end
 redis.call('HSET', KEYS[1], 'last_activity', ARGV[2])
 -- Live again: cancel any expiry the archiver set (every durable key of the conversation; not the lock).
 for i = 1, #KEYS do if i ~= 4 then redis.call('PERSIST', KEYS[i]) end end
 -- Published by the same script that stored it: no subscriber can see the event missing from the log,
 -- and the publisher saves a round trip. The seq goes in front of the frame's other fields.
-if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], '{"seq": ' .. seq .. ', ' .. string.sub(ARGV[4], 2)) end
+if ARGV[3] ~= '' then
+  if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[7]) end
+  redis.call('PUBLISH', ARGV[3], '{"seq": ' .. seq .. ', ' .. string.sub(ARGV[4], 2))
+end
 -- A customer message starts a turn: take the turn lock and read what the turn starts from, here, so the
 -- turn need not make a round trip of its own first. Someone else's turn in flight: the runner waits.
 if ARGV[5] == '' or not redis.call('SET', KEYS[4], ARGV[5], 'NX', 'PX', ARGV[6]) then return {1, seq} end
@@ -332,18 +336,28 @@ class ConversationStore:
         extra: dict[str, Any] | None = None,
         now: datetime,
         publish: bool = False,
+        publish_first: dict[str, Any] | None = None,
     ) -> Event:
         """Append an assistant/agent/system message or a status event with the next seq; with ``publish``,
-        the same script also publishes its frame to the conversation's subscribers (as :meth:`publish`)."""
+        the same script also publishes its frame to the conversation's subscribers (as :meth:`publish`),
+        right after ``publish_first`` if given (a reply's last delta: one round trip, in order)."""
         event = Event(
             seq=0, id=uuid.uuid4().hex, type=type, role=role, text=text, created_at=iso(now),
             reply_id=reply_id, author=author, extra=extra or {},
         )  # fmt: skip
-        stored, _, _ = await self._append_event(conversation_id, event, publish=publish)
+        stored, _, _ = await self._append_event(
+            conversation_id, event, publish=publish, publish_first=publish_first
+        )
         return stored
 
     async def _append_event(
-        self, conversation_id: str, event: Event, *, publish: bool = False, lock_ttl_ms: int | None = None
+        self,
+        conversation_id: str,
+        event: Event,
+        *,
+        publish: bool = False,
+        lock_ttl_ms: int | None = None,
+        publish_first: dict[str, Any] | None = None,
     ) -> tuple[Event, bool, TurnContext | None]:
         first = [
             keys.conv_state(conversation_id),
@@ -362,7 +376,9 @@ class ConversationStore:
         if lock_ttl_ms is not None:
             token = LockToken(keys.conv_lock(conversation_id, "turn"), secrets.token_hex(16))
         lock_args = [token.value, lock_ttl_ms] if token is not None else ["", 0]
-        args = [event.client_id or "", event.created_at, channel, frame, *lock_args, *event._fields()]
+        first_frame = json.dumps(publish_first) if publish and publish_first is not None else ""
+        args = [event.client_id or "", event.created_at, channel, frame, *lock_args, first_frame,
+                *event._fields()]  # fmt: skip
         # The archiver's index is on another cluster slot: updated alongside the script, not after it.
         result, _ = await asyncio.gather(
             self._append(keys=[*first, *rest], args=args),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -240,3 +241,27 @@ async def test_receiving_a_customer_message_stores_it_and_begins_its_turn_in_one
     )
     assert (again.seq, created, none) == (1, False, None)
     assert await redis_client.exists(keys.conv_lock(CID, "turn")) == 0
+
+
+async def test_a_reply_can_carry_its_last_delta_published_first_in_one_script(
+    redis_client: aioredis.Redis,
+) -> None:
+    store = await make(redis_client)
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(keys.conv_channel(CID))
+    try:
+        await pubsub.get_message(timeout=1.0)  # the subscribe confirmation
+        delta = {"type": "delta", "reply_id": "r1", "text": " end."}
+        event = await store.append_event(
+            CID, type="message", role="assistant", text="The end.", reply_id="r1", now=NOW,
+            publish=True, publish_first=delta,
+        )  # fmt: skip
+        got = []
+        while len(got) < 2:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            assert msg is not None
+            got.append(json.loads(msg["data"]))
+    finally:
+        await pubsub.aclose()
+    assert got[0] == delta
+    assert (got[1]["type"], got[1]["seq"], got[1]["text"]) == ("message", event.seq, "The end.")

@@ -1,4 +1,4 @@
-"""Merging the frames of inputs handled together: fewer frames, the same transcript for the customer."""
+"""Merging the frames of inputs handled together: fewer frames, the same text for the customer."""
 
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ def test_adjacent_deltas_of_one_reply_become_one() -> None:
     assert coalesce(actions) == [e.StreamDelta("r1", "Hello!")]
 
 
-def test_deltas_right_before_their_reply_is_persisted_are_dropped() -> None:
+def test_deltas_before_their_reply_is_persisted_are_kept_merged() -> None:
     actions: list[e.Action] = [
-        e.StreamDelta("r1", "tail"),
+        e.StreamDelta("r1", "ta"),
+        e.StreamDelta("r1", "il"),
         e.PersistReply(seq=3, reply_id="r1", text="all of it, tail"),
         e.RequestRating(),
     ]
     assert coalesce(actions) == [
+        e.StreamDelta("r1", "tail"),
         e.PersistReply(seq=3, reply_id="r1", text="all of it, tail"),
         e.RequestRating(),
     ]
