@@ -305,13 +305,11 @@ class ConversationStore:
         return bool(created)
 
     async def append_customer_message(
-        self, conversation_id: str, client_id: str, text: str, *, now: datetime, publish: bool = False
+        self, conversation_id: str, client_id: str, text: str, *, now: datetime
     ) -> tuple[Event, bool]:
-        """Durably append a customer message once per ``client_id``; (event, False) for a resend. With
-        ``publish``, a new message's frame goes to the subscribers from the same script (a resend's not)."""
-        event, created, _ = await self._append_event(
-            conversation_id, _customer(client_id, text, now), publish=publish
-        )
+        """Durably append a customer message once per ``client_id``; (event, False) for a resend. (The
+        widget uses :meth:`receive_customer_message`, which also publishes it and begins its turn.)"""
+        event, created, _ = await self._append_event(conversation_id, _customer(client_id, text, now))
         return event, created
 
     async def receive_customer_message(

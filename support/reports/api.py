@@ -64,6 +64,13 @@ def report_csv(report: SatisfactionReport) -> str:
     return out.getvalue()
 
 
+# The reporting period of every report: `?from=...&to=...` (`from` is a Python keyword, hence the alias).
+FromParam = Annotated[str | None, QueryParameter(name="from", description="ISO date/datetime, inclusive")]
+ToParam = Annotated[
+    str | None, QueryParameter(name="to", description="ISO date/datetime; a date includes it")
+]
+
+
 class ReportsController(Controller):
     """Reports for admins."""
 
@@ -75,12 +82,8 @@ class ReportsController(Controller):
     async def satisfaction(
         self,
         runtime: Runtime,
-        start: Annotated[
-            str | None, QueryParameter(name="from", description="ISO date/datetime, inclusive")
-        ] = None,
-        end: Annotated[
-            str | None, QueryParameter(name="to", description="ISO date/datetime; a date includes it")
-        ] = None,
+        start: FromParam = None,
+        end: ToParam = None,
         group_by: str = Parameter(default="resolution", description="resolution | intent | agent | day"),
         fmt: Annotated[str, QueryParameter(name="format", description="json | csv")] = "json",
     ) -> Response[Any]:
@@ -105,12 +108,8 @@ class ReportsController(Controller):
     async def operations(
         self,
         runtime: Runtime,
-        start: Annotated[
-            str | None, QueryParameter(name="from", description="ISO date/datetime, inclusive")
-        ] = None,
-        end: Annotated[
-            str | None, QueryParameter(name="to", description="ISO date/datetime; a date includes it")
-        ] = None,
+        start: FromParam = None,
+        end: ToParam = None,
     ) -> dict[str, Any]:
         """Conversations, model calls and cost (per conversation too), cache hit ratio, answer TTFT,
         handoff rate, reasons, outcomes and waits, and a per-day series, from the ledger and handoff trail."""

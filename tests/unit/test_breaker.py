@@ -116,22 +116,32 @@ async def test_lost_trial_is_handed_to_the_next_caller_after_its_lease(
     await breaker.allow()
 
 
-async def test_two_redis_breakers_on_one_model_share_state(redis_url: str, clock: FakeClock) -> None:
+@pytest.fixture
+async def two_processes(redis_url: str, clock: FakeClock) -> AsyncIterator[tuple[RedisBreaker, RedisBreaker]]:
+    """Two Redis breakers of one model on separate clients: two processes' views of one breaker."""
     a_client, b_client = aioredis.Redis.from_url(redis_url), aioredis.Redis.from_url(redis_url)
     await a_client.flushdb()
     try:
-        a = RedisBreaker(a_client, "shared", failures=2, cooldown_s=10, clock=clock)
-        b = RedisBreaker(b_client, "shared", failures=2, cooldown_s=10, clock=clock)
-        await a.record_failure()
-        await b.record_failure()
-        with pytest.raises(CircuitOpen):
-            await a.allow()
-        with pytest.raises(CircuitOpen):
-            await b.allow()
+        yield (
+            RedisBreaker(a_client, "shared", failures=2, cooldown_s=10, clock=clock),
+            RedisBreaker(b_client, "shared", failures=2, cooldown_s=10, clock=clock),
+        )
     finally:
         await a_client.flushdb()
         await a_client.aclose()
         await b_client.aclose()
+
+
+async def test_two_redis_breakers_on_one_model_share_state(
+    two_processes: tuple[RedisBreaker, RedisBreaker],
+) -> None:
+    a, b = two_processes
+    await a.record_failure()
+    await b.record_failure()
+    with pytest.raises(CircuitOpen):
+        await a.allow()
+    with pytest.raises(CircuitOpen):
+        await b.allow()
 
 
 def test_core_retry_in_reports_the_remaining_cooldown() -> None:
@@ -142,32 +152,24 @@ def test_core_retry_in_reports_the_remaining_cooldown() -> None:
 
 
 async def test_a_clean_view_is_trusted_for_a_bounded_time_and_a_failure_drops_it(
-    redis_url: str, clock: FakeClock
+    two_processes: tuple[RedisBreaker, RedisBreaker], clock: FakeClock
 ) -> None:
     """The healthy path skips Redis: another process's opening is seen here within CLEAN_CACHE_S."""
-    a_client, b_client = aioredis.Redis.from_url(redis_url), aioredis.Redis.from_url(redis_url)
-    await a_client.flushdb()
-    try:
-        a = RedisBreaker(a_client, "shared", failures=2, cooldown_s=10, clock=clock)
-        b = RedisBreaker(b_client, "shared", failures=2, cooldown_s=10, clock=clock)
-        await a.allow()  # seen clean: cached
-        await b.record_failure()
-        await b.record_failure()
-        assert await b.state() is BreakerState.OPEN
-        await a.allow()  # still inside a's clean window
-        clock.now += CLEAN_CACHE_S
-        with pytest.raises(CircuitOpen):
-            await a.allow()
-        # a failure here drops the cached view at once
-        clock.now += 10
-        await a.allow()  # a's half-open trial
-        await a.record_success()  # closed again, and clean
+    a, b = two_processes
+    await a.allow()  # seen clean: cached
+    await b.record_failure()
+    await b.record_failure()
+    assert await b.state() is BreakerState.OPEN
+    await a.allow()  # still inside a's clean window
+    clock.now += CLEAN_CACHE_S
+    with pytest.raises(CircuitOpen):
         await a.allow()
-        await a.record_failure()
-        await b.record_failure()  # two consecutive failures across the processes: open
-        with pytest.raises(CircuitOpen):
-            await a.allow()
-    finally:
-        await a_client.flushdb()
-        await a_client.aclose()
-        await b_client.aclose()
+    # a failure here drops the cached view at once
+    clock.now += 10
+    await a.allow()  # a's half-open trial
+    await a.record_success()  # closed again, and clean
+    await a.allow()
+    await a.record_failure()
+    await b.record_failure()  # two consecutive failures across the processes: open
+    with pytest.raises(CircuitOpen):
+        await a.allow()

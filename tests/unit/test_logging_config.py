@@ -9,22 +9,17 @@ import pytest
 from support.app import QUIET_LOGGERS, logging_config
 
 
-@pytest.mark.parametrize("level", ["warning", "DEBUG"])
-def test_the_setting_is_the_root_level_and_the_http_client_stays_at_warning(level: str) -> None:
-    config = logging_config(level)
-    assert config.root["level"] == level.upper()
-    for name in QUIET_LOGGERS:
-        assert config.loggers[name]["level"] == "WARNING"
-
-
-def test_configured_logging_drops_the_sdk_request_lines_but_not_the_apps() -> None:
+@pytest.mark.parametrize(("level", "app_info"), [("INFO", True), ("warning", False)])
+def test_configured_logging_follows_the_setting_and_drops_the_sdk_request_lines(
+    level: str, app_info: bool
+) -> None:
     root, quiet = logging.getLogger(), logging.getLogger("httpx2")
     saved = (root.level, list(root.handlers), quiet.level)
     try:
-        logging_config("INFO").configure()
-        assert not quiet.isEnabledFor(logging.INFO)
+        logging_config(level).configure()
+        assert logging.getLogger("support.runtime").isEnabledFor(logging.INFO) is app_info
+        assert all(not logging.getLogger(name).isEnabledFor(logging.INFO) for name in QUIET_LOGGERS)
         assert quiet.isEnabledFor(logging.WARNING)
-        assert logging.getLogger("support.runtime").isEnabledFor(logging.INFO)
     finally:  # the rest of the suite keeps pytest's logging
         root.setLevel(saved[0])
         root.handlers[:] = saved[1]
