@@ -608,6 +608,11 @@ async def test_recorded_requests_carry_first_token_and_finish_times(
     async with client.messages.stream(model=HAIKU, max_tokens=100, messages=_user("x")) as stream:
         await stream.get_final_message()
     await client.messages.create(model=SONNET, max_tokens=100, messages=_user("y"))
+    # The fake stamps finished_at once its last write returned: the client may have read it already.
+    for _ in range(100):
+        if all(r.finished_at is not None for r in fake.requests):
+            break
+        await asyncio.sleep(0.01)
     streamed, created = fake.take_requests()
     assert streamed.first_token_at is not None
     assert streamed.finished_at is not None
