@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests.integration.test_widget_ws import ORIGIN, is_answer, is_triage, start_server, triage_reply
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, run_cli
 
 RECV_TIMEOUT_S = 15.0
 UI_TIMEOUT_MS = 15_000
@@ -68,10 +66,9 @@ def server(tmp_path: Path, fake_api: FakeAnthropic, clean_redis: str) -> Iterato
 
 def create_agent(server: ServerProcess, email: str, name: str, role: str = "agent") -> None:
     """``switchboard create-agent`` with the server's own configuration."""
-    done = subprocess.run(
-        [sys.executable, "-m", "support.cli", "create-agent", "--email", email, "--password", PASSWORD,
-         "--name", name, "--role", role],
-        env=server.env, cwd=server.data_dir, capture_output=True, text=True, timeout=60, check=False,
+    done = run_cli(
+        ["create-agent", "--email", email, "--password", PASSWORD, "--name", name, "--role", role],
+        env=server.env, cwd=server.data_dir,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
 

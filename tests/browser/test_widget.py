@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ import redis
 from support import keys
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests.integration.test_widget_ws import is_answer, is_triage, triage_reply
-from tests.servers import ServerProcess, free_port
+from tests.servers import ServerProcess, free_port, run_cli
 
 ANSWER_MODEL = "claude-sonnet-4-6"
 WAIT_MS = 20_000
@@ -135,11 +133,11 @@ def bubbles(page: Any, role: str) -> list[str]:
 def create_account(site: Site, email: str, name: str, role: str = "agent") -> dict[str, str]:
     """An account made with the real CLI, logged in over HTTP; returns the Authorization header."""
     password = "correct horse battery staple"
-    subprocess.run(
-        [sys.executable, "-m", "support.cli", "create-agent", "--email", email, "--password", password,
-         "--name", name, "--role", role],
-        env=site.proc.env, cwd=site.data, check=True, capture_output=True,
+    made = run_cli(
+        ["create-agent", "--email", email, "--password", password, "--name", name, "--role", role],
+        env=site.proc.env, cwd=site.data,
     )  # fmt: skip
+    assert made.returncode == 0, made.stdout
     login = httpx.post(f"{site.url}/api/v1/agent/login", json={"email": email, "password": password})
     assert login.status_code == 200, login.text
     return {"Authorization": f"Bearer {login.json()['token']}"}

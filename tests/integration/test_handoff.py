@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +24,7 @@ from tests.integration.test_widget_ws import (
     open_session,
     start_server,
 )
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, run_cli
 
 UNCOVERED = "Can you engrave our names on a wedding tent?"
 SIMILAR = "Could you engrave names on a tent for a wedding?"
@@ -74,10 +72,9 @@ def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
 
 def create_agent(db_url: str, data: Path, email: str, name: str, role: str = "agent") -> None:
     env = {"SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_DATA_DIR": str(data), "PATH": ""}
-    out = subprocess.run(
-        [sys.executable, "-m", "support.cli", "create-agent", "--email", email, "--password", "s3cret-pass",
-         "--name", name, "--role", role],
-        env=env, capture_output=True, text=True, check=False, timeout=60,
+    out = run_cli(
+        ["create-agent", "--email", email, "--password", "s3cret-pass", "--name", name, "--role", role],
+        env=env, cwd=data,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert f"created {role} {email}" in out.stdout

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from support.db.models import Agent, Rating
 from support.errors import NotFound, ValidationFailed
 from support.reports.ratings import RatingNotExpected, RatingService
 from support.reports.satisfaction import satisfaction_report
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, run_cli
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -186,12 +184,13 @@ async def test_the_http_report_is_for_admins_and_speaks_json_and_csv(tmp_path: P
             await engine.dispose()
         tokens = {}
         for role in ("admin", "agent"):
-            await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "support.cli", "create-agent", "--email", f"{role}@example.test",
-                 "--password", "long enough password", "--name", role.title(), "--role", role],
-                env=proc.env, cwd=data, check=True, capture_output=True,
+            made = await asyncio.to_thread(
+                run_cli,
+                ["create-agent", "--email", f"{role}@example.test", "--password", "long enough password",
+                 "--name", role.title(), "--role", role],
+                env=proc.env, cwd=data,
             )  # fmt: skip
+            assert made.returncode == 0, made.stdout
             login = httpx.post(
                 f"{proc.url}/api/v1/agent/login",
                 json={"email": f"{role}@example.test", "password": "long enough password"},

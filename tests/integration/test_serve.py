@@ -16,7 +16,7 @@ from tests.servers import ServerProcess
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path / "data").start()
+    proc = ServerProcess(tmp_path / "data", exec_cli=True).start()
     try:
         yield proc
     finally:
@@ -45,7 +45,7 @@ def test_openapi_document_lists_the_operations_endpoints(server: ServerProcess) 
 
 def test_sigterm_drains_and_exits_cleanly_and_embedded_redis_persists(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    first = ServerProcess(data).start()
+    first = ServerProcess(data, exec_cli=True).start()
     sock = str(data / "redis" / "redis.sock")
     client = redis.Redis(unix_socket_path=sock)
     client.set("sb:test:persisted", b"yes")
@@ -59,7 +59,7 @@ def test_sigterm_drains_and_exits_cleanly_and_embedded_redis_persists(tmp_path: 
     assert "Application shutdown complete" in first.log()
     assert not Path(sock).exists() or not _answers(sock)  # the owner stopped its embedded server
 
-    second = ServerProcess(data).start()
+    second = ServerProcess(data, exec_cli=True).start()
     try:
         client = redis.Redis(unix_socket_path=sock)
         assert client.get("sb:test:persisted") == b"yes"  # AOF brought it back
