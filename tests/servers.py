@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.context
+import multiprocessing.process
 import os
 import signal
 import socket
@@ -21,7 +22,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -74,21 +74,21 @@ class ForkedProcess:
     """A forked ``switchboard`` child with the part of ``subprocess.Popen``'s interface the tests use."""
 
     def __init__(self, argv: Sequence[str], env: dict[str, str], cwd: Path, log_path: Path) -> None:
-        self._process: Any = _forkserver().Process(
+        self._process: multiprocessing.process.BaseProcess = _forkserver().Process(
             target=_cli_child, args=(list(argv), env, str(cwd), str(log_path)), daemon=False
         )
         self._process.start()
+        assert self._process.pid is not None
         self.pid: int = self._process.pid
 
     def poll(self) -> int | None:
         """The exit code if it has exited, else None."""
-        code: int | None = self._process.exitcode
-        return code
+        return self._process.exitcode
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for exit and return the exit code (negative signal number if a signal ended it)."""
         self._process.join(timeout)
-        code: int | None = self._process.exitcode
+        code = self._process.exitcode
         if code is None:
             raise subprocess.TimeoutExpired(["switchboard"], timeout or 0.0)
         return code
@@ -101,7 +101,8 @@ class ForkedProcess:
 def run_cli(
     argv: Sequence[str], env: dict[str, str], cwd: Path, timeout_s: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
-    """Run one ``switchboard`` command to completion (forked, see the module docstring); output captured."""
+    """Run one ``switchboard`` command to completion (forked, see the module docstring); its stdout and
+    stderr, interleaved as it wrote them, are the result's ``stdout``."""
     cwd.mkdir(parents=True, exist_ok=True)
     out = cwd / f"cli-{os.getpid()}-{time.monotonic_ns()}.log"
     proc = ForkedProcess(argv, env, cwd, out)
@@ -112,8 +113,7 @@ def run_cli(
             os.killpg(proc.pid, signal.SIGKILL)
     text = out.read_text(errors="replace")
     out.unlink()
-    # one stream for both, as the child wrote them: tests look for their line in either
-    return subprocess.CompletedProcess(list(argv), code, stdout=text, stderr=text)
+    return subprocess.CompletedProcess(list(argv), code, stdout=text)
 
 
 class ServerProcess:

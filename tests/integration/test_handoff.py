@@ -76,7 +76,7 @@ def create_agent(db_url: str, data: Path, email: str, name: str, role: str = "ag
         ["create-agent", "--email", email, "--password", "s3cret-pass", "--name", name, "--role", role],
         env=env, cwd=data,
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 0, out.stdout
     assert f"created {role} {email}" in out.stdout
 
 
