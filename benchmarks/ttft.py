@@ -24,6 +24,7 @@ from typing import Any
 import anthropic
 import httpx
 import websockets
+from anthropic.types import ToolParam
 
 from benchmarks.harness import (
     ANSWER_MODEL,
@@ -146,7 +147,7 @@ async def direct_answer_ttfts(base_url: str, n: int, concurrency: int) -> list[f
 async def direct_triage_durations(base_url: str, n: int) -> list[float]:
     """Direct non-streaming triage calls (how the service calls triage): time to the complete response."""
     client = anthropic.AsyncAnthropic(base_url=base_url, api_key="bench", max_retries=0)
-    tool = {
+    tool: ToolParam = {
         "name": "record_triage",
         "description": "Record the triage verdict.",
         "input_schema": {"type": "object", "properties": {k: {} for k in TRIAGE_VERDICT}},
@@ -156,7 +157,7 @@ async def direct_triage_durations(base_url: str, n: int) -> list[float]:
     async def call() -> None:
         started = time.perf_counter()
         await client.messages.create(
-            model=TRIAGE_MODEL, max_tokens=400, tools=[tool],  # type: ignore[list-item]
+            model=TRIAGE_MODEL, max_tokens=400, tools=[tool],
             tool_choice={"type": "tool", "name": "record_triage"},
             messages=[{"role": "user", "content": QUESTIONS[0]}],
         )  # fmt: skip
