@@ -1066,7 +1066,10 @@ class FakeAnthropic:
         payload: bytes,
         headers: dict[str, str],
         content_type: str = "application/json",
+        record: RecordedRequest | None = None,
     ) -> None:
+        if record is not None:  # stamped before the bytes go: a slow write counts against the client
+            record.finished_at = time.monotonic()
         all_headers = list(headers.items())
         all_headers += [("content-type", content_type), ("content-length", str(len(payload)))]
         self._send(writer, conn.send(h11.Response(status_code=status, headers=all_headers)))
@@ -1114,7 +1117,8 @@ class FakeAnthropic:
             if http.raw_body and body is None:
                 raise _invalid("Request body is not valid JSON")
             await self._route(http, body, record, headers, conn, reader, writer)
-            record.finished_at = time.monotonic()
+            if record.finished_at is None:
+                record.finished_at = time.monotonic()
         except ApiError as error:
             record.response_status = error.status
             await self._respond(
@@ -1230,7 +1234,7 @@ class FakeAnthropic:
             if delay > 0:
                 await asyncio.sleep(delay)
             record.response_status = 200
-            await self._respond(conn, writer, 200, json.dumps(message).encode(), headers)
+            await self._respond(conn, writer, 200, json.dumps(message).encode(), headers, record=record)
             return
         record.response_status = 200
         response_headers = list(headers.items())
@@ -1267,6 +1271,7 @@ class FakeAnthropic:
                 "error": {"type": error_type, "message": _ERROR_MESSAGE_BY_TYPE.get(error_type, error_type)},
             }
             self._send(writer, conn.send(h11.Data(data=_sse("error", error))))
+        record.finished_at = time.monotonic()  # before the last bytes go (see _respond)
         self._send(writer, conn.send(h11.EndOfMessage()))
         await writer.drain()
 
