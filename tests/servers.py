@@ -116,6 +116,19 @@ def run_cli(
     return subprocess.CompletedProcess(list(argv), code, stdout=text)
 
 
+def create_agent(
+    env: dict[str, str], cwd: Path, email: str, password: str, name: str, role: str = "agent"
+) -> str:
+    """``switchboard create-agent`` (the real CLI, through :func:`run_cli`); asserts it succeeded and
+    returns its output."""
+    made = run_cli(
+        ["create-agent", "--email", email, "--password", password, "--name", name, "--role", role],
+        env=env, cwd=cwd,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stdout
+    return made.stdout
+
+
 class ServerProcess:
     """``switchboard serve`` in a subprocess, with only the environment the test gives it."""
 

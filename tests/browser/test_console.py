@@ -21,8 +21,9 @@ from playwright.sync_api import Browser, Page, expect
 from websockets.sync.client import ClientConnection, connect
 
 from support.testing.fake_anthropic import FakeAnthropic, Reply
+from tests import servers
 from tests.integration.test_widget_ws import ORIGIN, is_answer, is_triage, start_server, triage_reply
-from tests.servers import ServerProcess, run_cli
+from tests.servers import ServerProcess
 
 RECV_TIMEOUT_S = 15.0
 UI_TIMEOUT_MS = 15_000
@@ -66,11 +67,7 @@ def server(tmp_path: Path, fake_api: FakeAnthropic, clean_redis: str) -> Iterato
 
 def create_agent(server: ServerProcess, email: str, name: str, role: str = "agent") -> None:
     """``switchboard create-agent`` with the server's own configuration."""
-    done = run_cli(
-        ["create-agent", "--email", email, "--password", PASSWORD, "--name", name, "--role", role],
-        env=server.env, cwd=server.data_dir,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout
+    servers.create_agent(server.env, server.data_dir, email, PASSWORD, name, role)
 
 
 class Customer:

@@ -19,8 +19,9 @@ import redis
 
 from support import keys
 from support.testing.fake_anthropic import FakeAnthropic, Reply
+from tests import servers
 from tests.integration.test_widget_ws import is_answer, is_triage, triage_reply
-from tests.servers import ServerProcess, free_port, run_cli
+from tests.servers import ServerProcess, free_port
 
 ANSWER_MODEL = "claude-sonnet-4-6"
 WAIT_MS = 20_000
@@ -133,11 +134,7 @@ def bubbles(page: Any, role: str) -> list[str]:
 def create_account(site: Site, email: str, name: str, role: str = "agent") -> dict[str, str]:
     """An account made with the real CLI, logged in over HTTP; returns the Authorization header."""
     password = "correct horse battery staple"
-    made = run_cli(
-        ["create-agent", "--email", email, "--password", password, "--name", name, "--role", role],
-        env=site.proc.env, cwd=site.data,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stdout
+    servers.create_agent(site.proc.env, site.data, email, password, name, role)
     login = httpx.post(f"{site.url}/api/v1/agent/login", json={"email": email, "password": password})
     assert login.status_code == 200, login.text
     return {"Authorization": f"Bearer {login.json()['token']}"}

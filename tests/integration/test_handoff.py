@@ -16,6 +16,7 @@ import pytest
 import websockets
 
 from support.testing.fake_anthropic import FakeAnthropic, Reply
+from tests import servers
 from tests.integration.test_widget_ws import (
     Client,
     connect,
@@ -24,7 +25,7 @@ from tests.integration.test_widget_ws import (
     open_session,
     start_server,
 )
-from tests.servers import ServerProcess, run_cli
+from tests.servers import ServerProcess
 
 UNCOVERED = "Can you engrave our names on a wedding tent?"
 SIMILAR = "Could you engrave names on a tent for a wedding?"
@@ -72,12 +73,8 @@ def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
 
 def create_agent(db_url: str, data: Path, email: str, name: str, role: str = "agent") -> None:
     env = {"SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_DATA_DIR": str(data), "PATH": ""}
-    out = run_cli(
-        ["create-agent", "--email", email, "--password", "s3cret-pass", "--name", name, "--role", role],
-        env=env, cwd=data,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout
-    assert f"created {role} {email}" in out.stdout
+    out = servers.create_agent(env, data, email, "s3cret-pass", name, role)
+    assert f"created {role} {email}" in out
 
 
 def login(server: ServerProcess, email: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ from support.db.models import Agent, Rating
 from support.errors import NotFound, ValidationFailed
 from support.reports.ratings import RatingNotExpected, RatingService
 from support.reports.satisfaction import satisfaction_report
-from tests.servers import ServerProcess, run_cli
+from tests.servers import ServerProcess, create_agent
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -184,13 +184,10 @@ async def test_the_http_report_is_for_admins_and_speaks_json_and_csv(tmp_path: P
             await engine.dispose()
         tokens = {}
         for role in ("admin", "agent"):
-            made = await asyncio.to_thread(
-                run_cli,
-                ["create-agent", "--email", f"{role}@example.test", "--password", "long enough password",
-                 "--name", role.title(), "--role", role],
-                env=proc.env, cwd=data,
+            await asyncio.to_thread(
+                create_agent, proc.env, data, f"{role}@example.test", "long enough password",
+                role.title(), role,
             )  # fmt: skip
-            assert made.returncode == 0, made.stdout
             login = httpx.post(
                 f"{proc.url}/api/v1/agent/login",
                 json={"email": f"{role}@example.test", "password": "long enough password"},
