@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import redis.asyncio as aioredis
 
 from benchmarks import harness as h
+from benchmarks import model_calls
 from support.embedded_redis import EmbeddedRedis
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-POLICY = Path(__file__).resolve().parents[1] / "support" / "policy" / "sample_policy.md"
 PROFILE_ENV = "SWITCHBOARD_PROFILE_OUT"
 STDLIB_PACKAGES = ("asyncio", "json", "logging", "email", "http", "concurrent")
 CEILING_RUNS = 3  # the model-calls-only loop is run this often; the median run is the ceiling
@@ -122,6 +121,20 @@ class Bench:
                 self.progress(
                     f"  overhead p50 {r['overhead_ms']['p50']:.1f} ms p99 {r['overhead_ms']['p99']:.1f} ms; "
                     f"TTFT ratio {r['ttft_ratio_p50']:.3f}"
+                )
+                self.progress(f"  the same model calls alone, same pattern, {level} conversations")
+                alone = await model_calls.overhead_in_process(
+                    self.fake.url, level, self.sizes.overhead_turns, self.sizes.think_s
+                )
+                alone_waits = h.model_wait_by_tag(self.fake.take_requests())
+                r["model_calls_only"] = self._overhead_row(level, alone, alone_waits, 0.0)
+                m = r["model_calls_only"]["overhead_ms"]
+                r["added_by_switchboard_ms"] = {
+                    k: r["overhead_ms"][k] - m[k] for k in ("p50", "p99") if k in m and k in r["overhead_ms"]
+                }
+                self.progress(
+                    f"  model calls alone: p50 {m.get('p50', float('nan')):.1f} ms"
+                    f" p99 {m.get('p99', float('nan')):.1f} ms"
                 )
         finally:
             self.stop_servers()
@@ -255,7 +268,8 @@ class Bench:
         # matters), so it is measured CEILING_RUNS times and the median run is the one compared.
         runs = []
         for _ in range(CEILING_RUNS):
-            runs.append(await model_calls_only(self.fake.url, s.saturation_turns, s.saturation_concurrency))
+            run = await model_calls.ceiling(self.fake.url, s.saturation_turns, s.saturation_concurrency)
+            runs.append(run)
             self.fake.take_requests()
         runs.sort(key=lambda run: float(run["turns_per_s"]))
         ceiling = {**runs[len(runs) // 2], "runs_turns_per_s": [run["turns_per_s"] for run in runs]}
@@ -342,47 +356,6 @@ def profile_areas(stats: pstats.Stats) -> dict[str, float]:
     return dict(sorted(areas.items(), key=lambda kv: kv[1], reverse=True))
 
 
-async def model_calls_only(base_url: str, turns: int, concurrency: int) -> dict[str, Any]:
-    """The ceiling: only the SDK calls a turn makes (triage create + streamed answer, concurrently),
-    with the shipped policy as the system prompt, at the same concurrency, against the same fake."""
-    client = anthropic.AsyncAnthropic(base_url=base_url, api_key="bench", max_retries=0)
-    policy = POLICY.read_text()
-    tool: Any = {"name": "record_triage", "description": "Record the triage verdict.",
-            "input_schema": {"type": "object", "properties": {k: {} for k in h.TRIAGE_VERDICT}}}  # fmt: skip
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(turns):
-        queue.put_nowait(i)
-
-    async def triage(i: int) -> None:
-        await client.messages.create(
-            model=h.TRIAGE_MODEL, max_tokens=400, tools=[tool],
-            tool_choice={"type": "tool", "name": "record_triage"},
-            messages=[{"role": "user", "content": f"{h.QUESTIONS[i % 4]} [t:c{i}]"}],
-        )  # fmt: skip
-
-    async def answer(i: int) -> None:
-        async with client.messages.stream(
-            model=h.ANSWER_MODEL, max_tokens=1024,
-            system=[{"type": "text", "text": policy, "cache_control": {"type": "ephemeral"}}],
-            messages=[{"role": "user", "content": f"{h.QUESTIONS[i % 4]} [t:c{i}]"}],
-        ) as stream:  # fmt: skip
-            async for _ in stream.text_stream:
-                pass
-
-    async def worker() -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            await asyncio.gather(triage(i), answer(i))
-
-    started = time.monotonic()
-    try:
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    finally:
-        await client.close()
-    elapsed = time.monotonic() - started
-    return {"turns": turns, "elapsed_s": elapsed, "turns_per_s": turns / elapsed}
-
-
 # -- cost (the other half of issue 6) ------------------------------------------------------------
 
 
@@ -419,6 +392,9 @@ def table(results: dict[str, Any]) -> str:
             if b.get("n") and a.get("n"):
                 split = f"{b['p50']:.1f} / {a['p50']:.1f}"
                 row(f"  of which before / after the model calls @{c}, p50 (ms)", split)
+        alone = r.get("model_calls_only", {}).get("overhead_ms", {})
+        if alone.get("n"):
+            row(f"  the model calls alone @{c}, p50 / p99 (ms)", f"{alone['p50']:.1f} / {alone['p99']:.1f}")
         if d.get("n"):
             row(f"customer TTFT - model TTFT @{c}, p50 / p99 (ms)", f"{d['p50']:.0f} / {d['p99']:.0f}")
             row(f"customer TTFT / model TTFT @{c}, p50 (target <= 1.05)", f"{r['ttft_ratio_p50']:.3f}")
@@ -476,6 +452,11 @@ def chart(results: dict[str, Any], path: Path, progress: h.Progress) -> Path | N
         p99 = [max(r["overhead_ms"].get("p99", 0), 0.1) for r in over]
         axes[0].bar([x - 0.2 for x in xs], p50, width=0.4, color="#4c78a8", label="p50")
         axes[0].bar([x + 0.2 for x in xs], p99, width=0.4, color="#f58518", label="p99")
+        alone = [r.get("model_calls_only", {}).get("overhead_ms", {}) for r in over]
+        if all(a.get("n") for a in alone):
+            for offset, key, colour in ((-0.2, "p50", "#1f3b5c"), (0.2, "p99", "#8a4a0b")):
+                axes[0].scatter([x + offset for x in xs], [max(a[key], 0.1) for a in alone], marker="_",
+                                s=600, color=colour, zorder=3, label=f"{key}, model calls alone")  # fmt: skip
         axes[0].set_xticks(list(xs), [str(r["concurrency"]) for r in over])
         axes[0].set_yscale("log")
         axes[0].axhline(10, color="grey", linestyle="--", label="10 ms (p99 target @100)")
