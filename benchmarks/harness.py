@@ -434,7 +434,9 @@ async def one_turn(ws: websockets.ClientConnection, tag: str, text: str) -> Turn
 async def run_conversation(
     server_url: str, token: str, name: str, turns: int, think_s: float, results: list[TurnResult]
 ) -> None:
-    """A conversation of ``turns`` turns; a failure is recorded as an errored turn, never raised."""
+    """A conversation of ``turns`` turns; a failure is recorded as an errored turn, never raised. A turn
+    handed to a person ends the conversation: the bot answers none of its later messages (a person does),
+    so waiting for one would only time out."""
     i = 0
     try:
         async with await connect(server_url, token) as ws:
@@ -442,6 +444,8 @@ async def run_conversation(
                 if i and think_s:
                     await asyncio.sleep(think_s)
                 results.append(await one_turn(ws, f"{name}.{i}", QUESTIONS[i % len(QUESTIONS)]))
+                if results[-1].handed_off:
+                    break
     except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
         results.append(TurnResult(tag=f"{name}.{i}", sent=time.monotonic(), error=repr(exc)))
 
