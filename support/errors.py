@@ -82,6 +82,14 @@ class ServiceUnavailable(SwitchboardError):
     ws_close_code = 1011
 
 
+class InternalError(SwitchboardError):
+    """A bug or an unexpected failure; logged with its traceback, never described to the client."""
+
+    code = "internal_error"
+    http_status = 500
+    ws_close_code = 1011
+
+
 # --- model API -----------------------------------------------------------------------------------
 
 

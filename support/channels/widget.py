@@ -21,10 +21,11 @@ from typing import Any
 from litestar import Controller, Request, WebSocket, post, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.status_codes import HTTP_201_CREATED
+from redis.exceptions import RedisError
 
 from support.conversation.fanout import Listener
 from support.conversation.store import ConversationStore
-from support.errors import RateLimited, SwitchboardError
+from support.errors import InternalError, RateLimited, ServiceUnavailable, SwitchboardError
 from support.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -162,12 +163,28 @@ class WidgetConnection:
                     break
         except WebSocketDisconnect:
             pass
+        except RedisError as exc:
+            # Redis failed (down, or the pool had no connection for 10 s) while a frame was handled: that
+            # frame was not acknowledged. 1011 makes the widget reconnect, resume and send its unacknowledged
+            # messages again (same client_id: stored at most once).
+            log.warning("widget socket %s: Redis failed: %r", self.conversation_id, exc)
+            await self._close(ServiceUnavailable("the conversation store is unreachable; reconnect"))
+        except Exception:
+            # Unexpected: logged with its traceback (Litestar would close with 4500 and log nothing).
+            log.exception("widget socket %s failed", self.conversation_id)
+            await self._close(InternalError("internal error; reconnect"))
         finally:
             self.runtime.widget_sockets.discard(self.socket)
             forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await forwarder
             subscription.release()
+
+    async def _close(self, exc: SwitchboardError) -> None:
+        """Tell the client why (no ``client_id``: nothing it sent is marked failed) and close the socket."""
+        with contextlib.suppress(Exception):
+            await self.send({"type": "error", "code": exc.code, "message": exc.message})
+            await self.socket.close(code=exc.ws_close_code, reason=exc.code)
 
     async def _forward(self, subscription: Listener) -> None:
         async for frame in subscription:

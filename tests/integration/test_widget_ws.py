@@ -13,10 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 import websockets
 
 from support import keys
 from support.conversation.store import ConversationStore
+from support.embedded_redis import EmbeddedRedis
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests.servers import ServerProcess
 
@@ -119,6 +121,16 @@ class Client:
 async def connect(server: ServerProcess, token: str) -> AsyncIterator[Client]:
     async with websockets.connect(f"ws://127.0.0.1:{server.port}/api/v1/widget/ws?token={token}") as ws:
         yield Client(ws)
+
+
+async def read_until_closed(client: Client) -> list[dict[str, Any]]:
+    """Every frame until the server closes the socket (with an error code: a clean close fails the test)."""
+    frames = []
+    try:
+        while True:
+            frames.append(await client.recv())
+    except websockets.ConnectionClosedError:
+        return frames
 
 
 def assistant_message(frame: dict[str, Any]) -> bool:
@@ -455,3 +467,42 @@ async def test_while_queued_customer_messages_go_to_the_agent_side_not_the_bot(
         "text": "Hello? Anyone there?",
     }
     assert sum(1 for r in fake_api.requests if r.body and is_answer(r.body)) == answers_before
+
+
+async def test_redis_failing_under_a_message_closes_with_1011_and_the_resent_message_is_stored_once(
+    tmp_path: Path, fake_api: FakeAnthropic
+) -> None:
+    fake_api.add_rule(lambda body: triage_reply() if is_triage(body) else None)
+    fake_api.add_rule(lambda body: Reply(text="Within 30 days.") if is_answer(body) else None)
+    redis = EmbeddedRedis(tmp_path / "redis", persistent=True)  # a private Redis this test stops
+    await asyncio.to_thread(redis.start)
+    proc = start_server(tmp_path / "srv", fake_api, redis.url)
+    try:
+        session = open_session(proc)
+        async for client in connect(proc, session["token"]):
+            await client.send({"type": "message", "client_id": "r-1", "text": "Can I return my tent?"})
+            await client.until(assistant_message)
+            await asyncio.to_thread(redis.stop)
+            await client.send({"type": "message", "client_id": "r-2", "text": "And my boots?"})
+            frames = await read_until_closed(client)
+            assert client.ws.close_code == 1011
+            errors = [f for f in frames if f["type"] == "error"]
+            assert [(f["code"], "client_id" in f) for f in errors] == [("unavailable", False)]
+            assert not any(f["type"] == "ack" for f in frames)
+        await asyncio.to_thread(redis.start)
+        # The widget reconnects, resumes and sends its unacknowledged message again.
+        async for client in connect(proc, session["token"]):
+            await client.send({"type": "resume", "after": 2})
+            await client.send({"type": "message", "client_id": "r-2", "text": "And my boots?"})
+            frames = await client.until(assistant_message)
+        ack = next(f for f in frames if f["type"] == "ack")
+        assert ack == {"type": "ack", "client_id": "r-2", "seq": 3}
+        direct = aioredis.Redis.from_url(redis.url)
+        try:
+            events = await ConversationStore(direct).events_after(session["conversation_id"], 0)
+        finally:
+            await direct.aclose()
+        assert [e.client_id for e in events if e.role == "customer"] == ["r-1", "r-2"]
+    finally:
+        proc.kill()
+        await asyncio.to_thread(redis.stop)
