@@ -161,7 +161,7 @@ class WidgetConnection:
                 raw = await self.socket.receive_text()
                 if not await self._handle(raw):
                     break
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, OSError):  # the client left (uvicorn's ClientDisconnected: an OSError)
             pass
         except RedisError as exc:
             # Redis failed (down, or the pool had no connection for 10 s) while a frame was handled: that
