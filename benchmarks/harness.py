@@ -58,6 +58,16 @@ TAG = re.compile(r"\[t:([A-Za-z0-9_.-]+)\]")
 Progress = Callable[[str], None]
 
 
+def tagged(text: str, tag: str) -> str:
+    """A message carrying its turn's tag, which the fake's recorded requests are matched by (``TAG``)."""
+    return f"{text} [t:{tag}]"
+
+
+def question(i: int) -> str:
+    """The benchmark's customer questions, in turn."""
+    return QUESTIONS[i % len(QUESTIONS)]
+
+
 def is_triage(body: dict[str, Any]) -> bool:
     return any(t.get("name") == "record_triage" for t in body.get("tools") or [])
 
@@ -411,7 +421,7 @@ class TurnResult:
 async def one_turn(ws: websockets.ClientConnection, tag: str, text: str) -> TurnResult:
     """Send one tagged message; times (time.monotonic) of the ack, first delta and the assistant's reply."""
     result = TurnResult(tag=tag, sent=time.monotonic())
-    await ws.send(json.dumps({"type": "message", "client_id": tag, "text": f"{text} [t:{tag}]"}))
+    await ws.send(json.dumps({"type": "message", "client_id": tag, "text": tagged(text, tag)}))
     while True:
         frame = json.loads(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S))
         now = time.monotonic()
@@ -443,7 +453,7 @@ async def run_conversation(
             for i in range(turns):
                 if i and think_s:
                     await asyncio.sleep(think_s)
-                results.append(await one_turn(ws, f"{name}.{i}", QUESTIONS[i % len(QUESTIONS)]))
+                results.append(await one_turn(ws, f"{name}.{i}", question(i)))
                 if results[-1].handed_off:
                     break
     except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:

@@ -71,7 +71,7 @@ async def ceiling(base_url: str, turns: int, concurrency: int) -> dict[str, Any]
     async def worker() -> None:
         while not queue.empty():
             i = queue.get_nowait()
-            await calls.turn(f"{h.QUESTIONS[i % 4]} [t:c{i}]")
+            await calls.turn(h.tagged(h.question(i), f"c{i}"))
 
     started = time.monotonic()
     try:
@@ -89,7 +89,7 @@ async def paced(base_url: str, conversations: int, turns: int, think_s: float) -
     calls = ModelCalls(base_url)
     results: list[h.TurnResult] = []
     # A fresh process's first calls pay for lazy imports and new connections: not per turn.
-    await asyncio.gather(*(calls.turn(f"{h.QUESTIONS[i % 4]} [t:mwarm-{i}]") for i in range(WARM_UP_TURNS)))
+    await asyncio.gather(*(calls.turn(h.tagged(h.question(i), f"mwarm-{i}")) for i in range(WARM_UP_TURNS)))
 
     async def conversation(i: int) -> None:
         await asyncio.sleep(think_s * (i / max(1, conversations)))
@@ -99,7 +99,7 @@ async def paced(base_url: str, conversations: int, turns: int, think_s: float) -
             tag = f"m{conversations}-{i}.{t}"
             result = h.TurnResult(tag=tag, sent=time.monotonic())
             try:
-                await calls.turn(f"{h.QUESTIONS[t % 4]} [t:{tag}]")
+                await calls.turn(h.tagged(h.question(t), tag))
                 result.done = time.monotonic()
             except anthropic.APIError as exc:
                 result.error = repr(exc)

@@ -1,7 +1,9 @@
-"""``switchboard bench``: overhead, capacity, model-calls-only ceiling, scale-out (and cost, if present).
+"""``switchboard bench``: overhead (next to the same model calls alone), capacity, model-calls-only ceiling,
+scale-out (and cost, if present).
 
-Everything runs on loopback: one embedded Redis shared by every server of the run, the fake model API
-(in this process, on its own thread) and ``switchboard serve`` subprocesses. See docs/benchmarks.md.
+Everything runs on loopback: one embedded Redis shared by every server of the run, the fake model API (in
+a process of its own, ``harness.FakeProcess``) and ``switchboard serve`` subprocesses. See
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -123,11 +125,14 @@ class Bench:
                     f"TTFT ratio {r['ttft_ratio_p50']:.3f}"
                 )
                 self.progress(f"  the same model calls alone, same pattern, {level} conversations")
+                started = time.monotonic()
                 alone = await model_calls.overhead_in_process(
                     self.fake.url, level, self.sizes.overhead_turns, self.sizes.think_s
                 )
                 alone_waits = h.model_wait_by_tag(self.fake.take_requests())
-                r["model_calls_only"] = self._overhead_row(level, alone, alone_waits, 0.0)
+                r["model_calls_only"] = self._overhead_row(
+                    level, alone, alone_waits, time.monotonic() - started
+                )
                 m = r["model_calls_only"]["overhead_ms"]
                 r["added_by_switchboard_ms"] = {
                     k: r["overhead_ms"][k] - m[k] for k in ("p50", "p99") if k in m and k in r["overhead_ms"]

@@ -40,6 +40,7 @@ from benchmarks.harness import (
     is_triage,
     machine,
     open_session,
+    question,
     summary,
 )
 from support.testing.fake_anthropic import FakeAnthropic, Reply
@@ -99,7 +100,7 @@ async def drive_customers(
                 for i in range(count):
                     if i:
                         await asyncio.sleep(THINK_TIME_S)
-                    result = await one_turn(ws, f"b-{conv_index}-{i}", QUESTIONS[i % len(QUESTIONS)])
+                    result = await one_turn(ws, f"b-{conv_index}-{i}", question(i))
                     result.update(conversation=conv_index, turn_in_conversation=i + 1)
                     results.append(result)
                     ttft = (
@@ -128,7 +129,7 @@ async def direct_answer_ttfts(base_url: str, n: int, concurrency: int) -> list[f
             started = time.perf_counter()
             async with client.messages.stream(
                 model=ANSWER_MODEL, max_tokens=256,
-                messages=[{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
+                messages=[{"role": "user", "content": question(i)}],
             ) as stream:  # fmt: skip
                 async for event in stream:
                     if event.type == "text":

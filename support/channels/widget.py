@@ -142,14 +142,12 @@ class WidgetConnection:
                 self.socket.query_params.get("token", "")
             )
         except SwitchboardError as exc:
-            await self.send({"type": "error", "code": exc.code, "message": exc.message})
-            await self.socket.close(code=exc.ws_close_code, reason=exc.code)
+            await self._close(exc)
             return
         try:
             subscription = await self.runtime.fanout.subscribe(self.conversation_id)
         except SwitchboardError as exc:
-            await self.send({"type": "error", "code": exc.code, "message": exc.message})
-            await self.socket.close(code=exc.ws_close_code, reason=exc.code)
+            await self._close(exc)
             return
         forwarder = asyncio.create_task(self._forward(subscription))
         self.runtime.widget_sockets.add(self.socket)
@@ -168,11 +166,13 @@ class WidgetConnection:
             # frame was not acknowledged. 1011 makes the widget reconnect, resume and send its unacknowledged
             # messages again (same client_id: stored at most once).
             log.warning("widget socket %s: Redis failed: %r", self.conversation_id, exc)
-            await self._close(ServiceUnavailable("the conversation store is unreachable; reconnect"))
+            with contextlib.suppress(Exception):  # the socket may be broken as well
+                await self._close(ServiceUnavailable("the conversation store is unreachable; reconnect"))
         except Exception:
             # Unexpected: logged with its traceback (Litestar would close with 4500 and log nothing).
             log.exception("widget socket %s failed", self.conversation_id)
-            await self._close(InternalError("internal error; reconnect"))
+            with contextlib.suppress(Exception):
+                await self._close(InternalError("internal error; reconnect"))
         finally:
             self.runtime.widget_sockets.discard(self.socket)
             forwarder.cancel()
@@ -181,10 +181,10 @@ class WidgetConnection:
             subscription.release()
 
     async def _close(self, exc: SwitchboardError) -> None:
-        """Tell the client why (no ``client_id``: nothing it sent is marked failed) and close the socket."""
-        with contextlib.suppress(Exception):
-            await self.send({"type": "error", "code": exc.code, "message": exc.message})
-            await self.socket.close(code=exc.ws_close_code, reason=exc.code)
+        """Tell the client why (no ``client_id``: nothing it sent is marked failed) and close the socket
+        with the error's close code."""
+        await self.send({"type": "error", "code": exc.code, "message": exc.message})
+        await self.socket.close(code=exc.ws_close_code, reason=exc.code)
 
     async def _forward(self, subscription: Listener) -> None:
         async for frame in subscription:

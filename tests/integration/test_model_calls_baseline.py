@@ -51,8 +51,6 @@ async def test_paced_turns_make_both_calls_per_tag_and_leave_a_small_positive_ov
 
 
 async def test_ceiling_runs_every_turn(fake: FakeAnthropic) -> None:
-    run = await model_calls.ceiling(fake.url, turns=12, concurrency=4)
-    assert run["turns"] == 12
-    assert run["turns_per_s"] > 0
+    await model_calls.ceiling(fake.url, turns=12, concurrency=4)
     tags = {h.request_tag(record) for record in fake.take_requests()}
     assert tags == {f"c{i}" for i in range(12)}
