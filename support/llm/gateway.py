@@ -244,7 +244,10 @@ class GatewayStream:
                 # The message is complete: the reply need not wait for the HTTP body's last bytes (often
                 # one more network read); the stream is drained and closed when the gateway block exits.
                 break
-        snapshot = self._sdk._current_snapshot_or_none()
+        # The SDK's snapshot accessor is private; if a release drops it, fall back to the public (slower)
+        # get_final_message rather than break every answer.
+        peek = getattr(self._sdk, "_current_snapshot_or_none", None)
+        snapshot = peek() if callable(peek) else None
         self._final = snapshot if snapshot is not None else await self._sdk.get_final_message()
         self._call.usage = TokenCounts.from_usage(self._final.usage)
 
