@@ -76,6 +76,7 @@ class ExamplePatch:
     """An admin's change to an example."""
 
     agent_text: str | None = None
+    customer_message: str | None = None
     status: str | None = None
     curated: bool | None = None
 
@@ -215,19 +216,25 @@ class AdminController(Controller):
 
     @get("/examples", summary="Examples from agent replies")
     async def examples(
-        self, runtime: Runtime, status: str | None = None, intent: str | None = None
+        self,
+        runtime: Runtime,
+        status: str | None = None,
+        intent: str | None = None,
+        curated: bool | None = None,
     ) -> list[dict[str, Any]]:
-        """Newest first, filtered by status and intent."""
-        return [example_json(ex) for ex in await runtime.examples.find(status=status, intent=intent)]
+        """Newest first, filtered by status, intent and curation; texts as stored (scrubbed)."""
+        found = await runtime.examples.find(status=status, intent=intent, curated=curated)
+        return [example_json(ex) for ex in found]
 
     @patch("/examples/{example_id:str}", summary="Approve, edit, retire or curate an example")
     async def update_example(self, example_id: str, data: ExamplePatch, runtime: Runtime) -> dict[str, Any]:
         """``curated`` promotes an approved example into the cached block of every answer prompt."""
-        if data.agent_text is None and data.status is None and data.curated is None:
-            raise ValidationFailed("nothing to change: give agent_text, status or curated")
+        if all(v is None for v in (data.agent_text, data.customer_message, data.status, data.curated)):
+            raise ValidationFailed("nothing to change: give agent_text, customer_message, status or curated")
         example = await runtime.examples.update(
-            example_id, agent_text=data.agent_text, status=data.status, curated=data.curated
-        )
+            example_id, agent_text=data.agent_text, customer_message=data.customer_message,
+            status=data.status, curated=data.curated,
+        )  # fmt: skip
         return example_json(example)
 
     @get("/examples/edit-rates", summary="How often agents change the bot's drafts, per intent")

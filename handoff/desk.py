@@ -18,6 +18,7 @@ from handoff.agents import AgentIdentity, AgentService
 from handoff.examples import ExampleService
 from handoff.queue import ClaimResult, HandoffQueue
 from handoff.routing import REASON_TEXT
+from handoff.scrub import People
 from handoff.service import HandoffService
 from support.conversation import engine as e
 from support.conversation.pipeline import TurnRunner
@@ -98,7 +99,9 @@ class AgentDesk:
             suggestions = [
                 {"id": ex.id, "text": ex.agent_text, "customer_message": ex.customer_message,
                  "score": round(score, 3)}
-                for ex, score in self.examples.similar(question, SUGGESTIONS, 0.1)
+                for ex, score in self.examples.similar(
+                    question, SUGGESTIONS, 0.1, exclude_conversation=conversation_id
+                )
             ]  # fmt: skip
         reason = (item.reason if item else None) or state.extra.get("handoff_reason")
         assignee = None
@@ -210,11 +213,17 @@ class AgentDesk:
         context = f"Summary: {summary}\n{recent}" if summary else recent
         state = await self.store.get_state(conversation_id)
         intent = (triage or {}).get("intent") or (state.extra.get("intent") if state else None)
+        visitor = state.visitor if state else {}
+        people = People(
+            customer_name=_text_or_none(visitor.get("name")),
+            customer_email=_text_or_none(visitor.get("email")),
+            agent_name=agent.name,
+        )
         try:
             await self.examples.record(
                 conversation_id=conversation_id, seq=sent.seq, customer_message=question, context=context,
                 bot_draft=bot_draft, agent_text=sent.text, intent=intent, agent_id=agent.id,
-                policy_version=self.policy_version,
+                policy_version=self.policy_version, people=people,
             )  # fmt: skip
         except Exception:  # the customer has the reply; a lost example must not turn that into an error
             log.exception("could not store the example of %s/%s", conversation_id, sent.seq)
@@ -330,3 +339,7 @@ def _question(events: list[Event]) -> str:
         elif ev.role in ("assistant", "agent") and asked:
             break
     return "\n".join(reversed(asked))
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None

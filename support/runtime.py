@@ -24,6 +24,7 @@ from handoff.examples import ExampleService
 from handoff.queue import HandoffQueue
 from handoff.records import HandoffRecords
 from handoff.routing import RoutingPolicy
+from handoff.scrub import DEFAULT_REFERENCE_PATTERNS, ExampleScrubber, ReviewLimits
 from handoff.service import HandoffService
 from support.channels.widget_sessions import WidgetSessionService
 from support.conversation.archive import archive_forever
@@ -166,6 +167,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     fanout = Fanout(pubsub_client, replay=frames_after)
     await fanout.start()
     hs = settings.handoff
+    # Examples are shown to other customers' conversations: stored scrubbed of PII, names and references.
+    scrubber = ExampleScrubber(
+        reference_patterns={**DEFAULT_REFERENCE_PATTERNS, **hs.examples_reference_patterns}
+    )
     queue = HandoffQueue(client, lease_s=hs.lease_s)
     runtime = Runtime(
         settings=settings,
@@ -176,7 +181,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         store=store,
         policy=policy,
         agents=AgentService(sessions, default_capacity=hs.default_capacity),
-        examples=ExampleService(sessions, client, auto_approve=hs.examples_auto_approve),
+        examples=ExampleService(
+            sessions,
+            client,
+            auto_approve=hs.examples_auto_approve,
+            scrubber=scrubber,
+            limits=ReviewLimits(min_reply_chars=hs.examples_min_reply_chars),
+        ),
         queue=queue,
         handoff=HandoffService(store, queue, client, HandoffRecords(sessions)),
         widget_sessions=WidgetSessionService(
@@ -184,6 +195,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         ),
         ratings=RatingService(store, sessions),
     )
+    rescrubbed = await runtime.examples.rescrub_legacy()
+    if rescrubbed:
+        log.info("examples: %d stored before redaction were scrubbed and reviewed again", rescrubbed)
     anthropic_client = None if settings.llm.offline else make_client(settings.llm)
     if anthropic_client is not None:
         runtime.gateway = ModelGateway(anthropic_client, client, runtime.sessions, settings.llm)

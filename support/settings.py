@@ -8,6 +8,7 @@ kept exactly: ``SWITCHBOARD_REDIS_URL``, ``SWITCHBOARD_DATABASE_URL``, ``SWITCHB
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -256,6 +257,27 @@ class HandoffSettings(BaseSettings):
     examples_min_score: float = Field(
         0.3, ge=0.0, le=1.0, description="Lexical match (0..1) an example needs to be put into a prompt."
     )
+    examples_reference_patterns: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object: placeholder label -> regex of the company's own reference numbers "
+        "(e.g. member ids), replaced by [LABEL] in stored examples after the built-in order, ticket, "
+        "reference-code and long-number patterns. A group named `value` limits the replacement to it.",
+    )
+    examples_min_reply_chars: int = Field(
+        20, ge=1, description="An agent reply shorter than this waits for review instead of auto-approval."
+    )
+
+    @field_validator("examples_reference_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, pattern in value.items():
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", label):
+                raise ValueError(f"reference label {label!r} must be UPPER_SNAKE_CASE")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"reference pattern {label} is not a valid regex: {exc}") from exc
+        return value
 
 
 class PolicySettings(BaseSettings):

@@ -232,7 +232,11 @@ class Turn:
 
     async def _triage(self, seq: int, text: str) -> None:
         gateway = self.deps.gateway
-        offline_match = self.deps.offline.answer(text) if gateway is None else None
+        offline_match = (
+            self.deps.offline.answer(text, exclude_conversation=self.conversation_id)
+            if gateway is None
+            else None
+        )
         if gateway is None:
             # Offline: no triage model. Confidence is the lexical match: answer only from policy/examples.
             self.inbox.put_nowait(
@@ -271,7 +275,7 @@ class Turn:
     async def _draft(self, seq: int, text: str, reply_id: str) -> None:
         gateway = self.deps.gateway
         if gateway is None:
-            match = self.deps.offline.answer(text)
+            match = self.deps.offline.answer(text, exclude_conversation=self.conversation_id)
             if match is None:
                 self.inbox.put_nowait(e.DraftFailed(seq=seq, reason="offline_no_match"))
             else:
@@ -283,7 +287,10 @@ class Turn:
         examples = self.deps.examples
         if examples is not None:
             curated = examples.curated
-            retrieved = examples.for_prompt(text, self.deps.examples_in_prompt, self.deps.examples_min_score)
+            retrieved = examples.for_prompt(
+                text, self.deps.examples_in_prompt, self.deps.examples_min_score,
+                exclude_conversation=self.conversation_id,
+            )  # fmt: skip
         request = build_answer_request(
             policy=self.deps.policy,
             curated_examples=curated,
@@ -324,7 +331,11 @@ class Turn:
                 return  # the draft was complete; only bookkeeping after it failed (logged by the gateway)
             # Breaker open, budget exhausted, stalled or failed stream: the offline responder may still
             # answer from the policy; otherwise the engine hands off.
-            match = self.deps.offline.answer(text) if not parts else None
+            match = (
+                self.deps.offline.answer(text, exclude_conversation=self.conversation_id)
+                if not parts
+                else None
+            )
             if match is not None:
                 self.inbox.put_nowait(e.DraftDelta(seq=seq, text=match.text))
                 self.inbox.put_nowait(e.DraftDone(seq=seq, text=match.text))

@@ -112,7 +112,8 @@ class Example(SQLModel, table=True):
     """What an agent sent in reply to a customer message, with the bot's draft: a few-shot example.
 
     ``status``: ``pending`` (waiting for an admin), ``approved`` (retrievable), ``retired`` (never used).
-    ``curated`` examples are promoted into the cached block of every answer prompt.
+    ``curated`` examples are promoted into the cached block of every answer prompt. The texts are stored
+    scrubbed (``handoff.scrub``): placeholders instead of the customer's PII, names and reference numbers.
     """
 
     __tablename__ = "example"
@@ -131,6 +132,12 @@ class Example(SQLModel, table=True):
     policy_version: str | None = Field(default=None, max_length=64)
     status: str = Field(default="approved", index=True, max_length=16)
     curated: bool = Field(default=False, index=True)
+    review_flags: str = Field(
+        default="", max_length=200, description="comma-separated reasons it was not auto-approved"
+    )
+    redaction_version: int = Field(
+        default=0, description="scrubbing rules it was stored under (0: stored raw, before redaction)"
+    )
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -20,7 +20,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, Literal, Protocol, TypeVar
 
 __all__ = [
@@ -288,10 +288,11 @@ class Passage:
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """An approved question and the answer an agent wrote for it."""
+    """An approved question and the answer an agent wrote for it (in the conversation it names)."""
 
     question: str
     answer: str
+    conversation_id: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -522,13 +523,18 @@ class OfflineResponder:
         self._size = len(entries)
         self._index = index_factory(entries)
 
-    def answer(self, question: str) -> OfflineAnswer | None:
-        """The best labelled answer whose normalised score reaches the threshold, else ``None``."""
+    def answer(self, question: str, *, exclude_conversation: str | None = None) -> OfflineAnswer | None:
+        """The best labelled answer whose normalised score reaches the threshold, else ``None``.
+
+        ``exclude_conversation``: never an example recorded in that conversation (its own reply back).
+        """
         best_passage: tuple[Passage, float] | None = None
         for item, score in self._index.search(question, self._size):
             if score < self.threshold:
                 break
             if isinstance(item, Example):
+                if exclude_conversation is not None and item.conversation_id == exclude_conversation:
+                    continue
                 return OfflineAnswer(_label(item.answer), "example", score, item.question)
             if best_passage is None:
                 best_passage = (item, score)
