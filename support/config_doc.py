@@ -16,6 +16,7 @@ from support.settings import (
     HandoffSettings,
     LLMSettings,
     PolicySettings,
+    RedactionSettings,
     RedisSettings,
 )
 
@@ -26,6 +27,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Model API", LLMSettings),
     ("Support policy", PolicySettings),
     ("Human handoff", HandoffSettings),
+    ("PII redaction", RedactionSettings),
 ]
 
 

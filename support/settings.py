@@ -280,6 +280,65 @@ class HandoffSettings(BaseSettings):
         return value
 
 
+REDACTION_KINDS = ("email", "iban", "card", "cvv", "phone")  # the built-in detectors (support/redaction.py)
+
+
+class RedactionSettings(BaseSettings):
+    """Personal data taken out of every text sent to the model (agents still see the original)."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_REDACTION_", extra="ignore")
+
+    enabled: bool = Field(
+        True, description="Replace personal data with typed placeholders (`[EMAIL_1]`) before model calls."
+    )
+    kinds: list[str] = Field(
+        default_factory=lambda: list(REDACTION_KINDS),
+        description="JSON list: the built-in detectors in use (email, iban, card, cvv, phone). Extra "
+        "patterns are always used.",
+    )
+    phone_region: str = Field(
+        "US",
+        description="ISO 3166 region for phone numbers written without a country code (`+49 ...` is "
+        "found whatever this is).",
+    )
+    patterns: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON object: extra kinds, name -> Python regex, e.g. `{"member_id": "M-\\\\d{8}"}`; '
+        "a match becomes `[MEMBER_ID_1]`.",
+    )
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(REDACTION_KINDS))
+        if unknown:
+            raise ValueError(f"unknown redaction kinds {unknown}; known: {list(REDACTION_KINDS)}")
+        return value
+
+    @field_validator("phone_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]{2}", value):
+            raise ValueError("phone_region must be a two-letter ISO 3166 region such as US or DE")
+        return value.upper()
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", name):
+                raise ValueError(f"pattern name {name!r}: letters, digits and _ only, starting with a letter")
+            if name.lower() in REDACTION_KINDS:
+                raise ValueError(f"pattern name {name!r} is a built-in kind")
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {name!r} is not a valid regex: {exc}") from exc
+            if compiled.match(""):
+                raise ValueError(f"pattern {name!r} matches the empty string")
+        return value
+
+
 class PolicySettings(BaseSettings):
     """The support policy document the answer model works from."""
 
@@ -297,6 +356,7 @@ class Settings(BaseModel):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     handoff: HandoffSettings = Field(default_factory=HandoffSettings)
+    redaction: RedactionSettings = Field(default_factory=RedactionSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 

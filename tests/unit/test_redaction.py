@@ -1,0 +1,189 @@
+"""The redaction detectors, one by one, and how placeholders are numbered."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from support.redaction import Redactor, merge_counts
+from support.settings import RedactionSettings
+
+
+@pytest.fixture(scope="module")
+def redactor() -> Redactor:
+    return Redactor(RedactionSettings())
+
+
+@pytest.mark.parametrize(
+    "card",
+    [
+        "4111 1111 1111 1111",  # Visa, spaces
+        "5555-5555-5555-4444",  # Mastercard, dashes
+        "378282246310005",  # Amex, 15 digits run together
+        "3782 822463 10005",  # Amex, grouped 4-6-5
+        "6011 0009 9013 9424",  # Discover
+    ],
+)
+def test_a_luhn_valid_card_number_becomes_a_card_placeholder(redactor: Redactor, card: str) -> None:
+    result = redactor.redact(f"my card is {card}, thanks")
+    assert result.text == "my card is [CARD_1], thanks"
+    assert result.counts == {"card": 1}
+
+
+def test_a_card_number_failing_the_luhn_check_is_left_alone(redactor: Redactor) -> None:
+    text = "the reference is 4111 1111 1111 1112"
+    assert redactor.redact(text).text == text
+
+
+def test_a_card_followed_by_its_expiry_is_found_inside_the_digit_run(redactor: Redactor) -> None:
+    assert redactor.redact("4111111111111111 12 27").text == "[CARD_1] 12 27"
+
+
+def test_a_card_right_after_a_word_is_still_found(redactor: Redactor) -> None:
+    assert redactor.redact("card:4111111111111111exp").text == "card:[CARD_1]exp"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("CVV 123", "CVV [CVV_1]"),
+        ("my cvv is 123", "my cvv is [CVV_1]"),
+        ("CVC: 9876", "CVC: [CVV_1]"),
+        ("the security code is 321.", "the security code is [CVV_1]."),
+        ("cvv2=555", "cvv2=[CVV_1]"),
+    ],
+)
+def test_a_security_code_introduced_by_its_name_is_redacted(
+    redactor: Redactor, text: str, expected: str
+) -> None:
+    assert redactor.redact(text).text == expected
+
+
+def test_three_digits_without_a_security_code_word_stay(redactor: Redactor) -> None:
+    assert redactor.redact("I want 123 of them").text == "I want 123 of them"
+
+
+def test_an_email_address_is_redacted(redactor: Redactor) -> None:
+    result = redactor.redact("write to John.Doe+orders@Example.co.uk please")
+    assert result.text == "write to [EMAIL_1] please"
+    assert result.counts == {"email": 1}
+
+
+@pytest.mark.parametrize(
+    "phone",
+    ["+1 415-555-2671", "(415) 555-2671", "+44 20 7946 0958", "+49 30 901820", "+49 151 23456789"],
+)
+def test_a_phone_number_is_redacted(redactor: Redactor, phone: str) -> None:
+    assert redactor.redact(f"call me on {phone} today").text == "call me on [PHONE_1] today"
+
+
+def test_a_national_phone_number_is_read_in_the_configured_region() -> None:
+    german = Redactor(RedactionSettings(phone_region="DE"))
+    assert german.redact("Ruf an: 030 901820").text == "Ruf an: [PHONE_1]"
+    assert Redactor(RedactionSettings(phone_region="US")).redact("Ruf an: 030 901820").text == (
+        "Ruf an: 030 901820"
+    )
+
+
+@pytest.mark.parametrize(
+    "iban", ["DE89 3704 0044 0532 0130 00", "DE89370400440532013000", "GB82 WEST 1234 5698 7654 32"]
+)
+def test_an_iban_with_a_valid_checksum_is_redacted(redactor: Redactor, iban: str) -> None:
+    result = redactor.redact(f"IBAN: {iban} thanks")
+    assert result.text == "IBAN: [IBAN_1] thanks"
+    assert result.counts == {"iban": 1}
+
+
+def test_an_iban_with_a_wrong_checksum_is_left_alone(redactor: Redactor) -> None:
+    text = "IBAN: GB82 WEST 1234 5698 7654 33"
+    assert redactor.redact(text).text == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Where is order 1234567?",
+        "order #20240305 placed on 2024-03-05",
+        "delivered 05/03/2024 at 14:30",
+        "it cost $1,234.56 (or EUR 49,99)",
+        "I bought 10000000 grains of rice",
+        "ticket 123-4567, call me at 555-1234",
+        "order 123456789012",
+        "postcode 10115 Berlin, since 1999",
+        "tracking 1Z999AA10123456784",
+    ],
+)
+def test_order_numbers_dates_prices_and_ordinary_numbers_are_not_redacted(
+    redactor: Redactor, text: str
+) -> None:
+    result = redactor.redact(text)
+    assert result.text == text
+    assert result.counts == {}
+
+
+def test_the_same_value_keeps_its_number_and_a_new_one_gets_the_next(redactor: Redactor) -> None:
+    result = redactor.redact("a@x.io, b@x.io and again A@x.io")
+    assert result.text == "[EMAIL_1], [EMAIL_2] and again [EMAIL_1]"
+    assert result.counts == {"email": 3}
+
+
+def test_a_new_value_never_takes_a_number_the_text_already_shows(redactor: Redactor) -> None:
+    assert redactor.redact("[EMAIL_1] and c@x.io").text == "[EMAIL_1] and [EMAIL_2]"
+
+
+def test_redact_many_numbers_across_texts_and_each_result_depends_only_on_earlier_texts(
+    redactor: Redactor,
+) -> None:
+    first = ["mail a@x.io", "call +1 415-555-2671"]
+    grown = [*first, "my other mail is b@x.io, the first was a@x.io"]
+    before = [r.text for r in redactor.redact_many(first)]
+    after = [r.text for r in redactor.redact_many(grown)]
+    assert after[:2] == before == ["mail [EMAIL_1]", "call [PHONE_1]"]
+    assert after[2] == "my other mail is [EMAIL_2], the first was [EMAIL_1]"
+
+
+def test_disabled_redaction_returns_the_text_unchanged() -> None:
+    off = Redactor(RedactionSettings(enabled=False))
+    assert off.redact("a@x.io 4111 1111 1111 1111").text == "a@x.io 4111 1111 1111 1111"
+
+
+def test_only_the_configured_kinds_are_detected() -> None:
+    only_cards = Redactor(RedactionSettings(kinds=["card"]))
+    assert only_cards.redact("a@x.io 4111 1111 1111 1111").text == "a@x.io [CARD_1]"
+
+
+def test_an_extra_pattern_becomes_its_own_placeholder_kind() -> None:
+    custom = Redactor(RedactionSettings(patterns={"member_id": r"\bM-\d{8}\b"}))
+    result = custom.redact("member M-12345678, order 1234567")
+    assert result.text == "member [MEMBER_ID_1], order 1234567"
+    assert result.counts == {"member_id": 1}
+
+
+def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_REDACTION_KINDS", '["email"]')
+    monkeypatch.setenv("SWITCHBOARD_REDACTION_PHONE_REGION", "de")
+    monkeypatch.setenv("SWITCHBOARD_REDACTION_PATTERNS", '{"ssn": "\\\\d{3}-\\\\d{2}-\\\\d{4}"}')
+    settings = RedactionSettings()
+    assert settings.kinds == ["email"]
+    assert settings.phone_region == "DE"
+    assert Redactor(settings).redact("ssn 078-05-1120").text == "ssn [SSN_1]"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"kinds": ["passport"]},
+        {"phone_region": "Germany"},
+        {"patterns": {"bad name": "x"}},
+        {"patterns": {"email": "x"}},
+        {"patterns": {"broken": "("}},
+        {"patterns": {"empty": "a*"}},
+    ],
+)
+def test_invalid_redaction_settings_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        RedactionSettings.model_validate(bad)
+
+
+def test_merge_counts_adds_per_kind() -> None:
+    assert merge_counts({"card": 1}, {"card": 2, "email": 1}, {}) == {"card": 3, "email": 1}
