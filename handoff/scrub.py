@@ -4,10 +4,11 @@ An example is shown to *other* conversations (retrieved into their answer prompt
 prompt's system block, offered as a canned reply), so it must not carry one customer's specifics. The
 :class:`ExampleScrubber` replaces, in this order:
 
-1. the conversation's own people, from its visitor record and the agent's account: the customer's
-   e-mail -> ``[EMAIL]``, the customer's name (whole, or any part of it as written) -> ``[NAME]``, the
-   agent's name -> ``[AGENT_NAME]``;
-2. PII the redactor finds (e-mail, phone, card, IBAN, configured patterns) -> its typed placeholders;
+1. PII the redactor (:mod:`support.redaction`) finds: e-mail, phone, card, CVV, IBAN and its
+   configured patterns -> its typed placeholders (``[EMAIL_1]``, ``[CARD_1]``);
+2. the conversation's own people, from its visitor record and the agent's account: the customer's
+   e-mail if the redactor missed it -> ``[EMAIL]``, the customer's name (whole, or any part of it as
+   written) -> ``[NAME]``, the agent's name -> ``[AGENT_NAME]``;
 3. order, ticket and reference numbers (configurable patterns, label -> regex) -> ``[<LABEL>]``.
 
 :func:`review_flags` then says why a scrubbed example should wait for a person instead of being
@@ -130,6 +131,10 @@ class ExampleScrubber:
     def scrub(self, text: str, people: People = NOBODY) -> Scrubbed:
         """``text`` with the people, PII and reference numbers replaced by placeholders."""
         out = Scrubbed(text)
+        if self._redactor is not None:
+            redacted = self._redactor.redact(out.text)
+            out.text = redacted.text
+            out.counts.update({k.upper(): v for k, v in redacted.counts.items() if v})
         if people.customer_email and people.customer_email.strip():
             email = re.compile(re.escape(people.customer_email.strip()), re.IGNORECASE)
             self._sub(out, email, EMAIL_PLACEHOLDER)
@@ -137,10 +142,6 @@ class ExampleScrubber:
             self._sub(out, pattern, NAME_PLACEHOLDER)
         for pattern in _name_patterns(people.agent_name):
             self._sub(out, pattern, AGENT_NAME_PLACEHOLDER)
-        if self._redactor is not None:
-            redacted = self._redactor.redact(out.text)
-            out.text = redacted.text
-            out.counts.update({k: v for k, v in redacted.counts.items() if v})
         for label, pattern in self._references:
             self._sub(out, pattern, f"[{label}]", group="value")
         return out

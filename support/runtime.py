@@ -37,8 +37,9 @@ from support.embedded_redis import EmbeddedRedis
 from support.llm.gateway import ModelGateway, make_client
 from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy, load_policy
+from support.redaction import Redactor
 from support.reports.ratings import RatingService
-from support.settings import Settings
+from support.settings import REDACTION_KINDS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     await fanout.start()
     hs = settings.handoff
     # Examples are shown to other customers' conversations: stored scrubbed of PII, names and references.
+    # PII detection applies to examples even where redaction of model calls is switched off: an example
+    # goes to other customers' conversations, not back to its own customer's.
     scrubber = ExampleScrubber(
-        reference_patterns={**DEFAULT_REFERENCE_PATTERNS, **hs.examples_reference_patterns}
+        Redactor(settings.redaction.model_copy(update={"enabled": True, "kinds": list(REDACTION_KINDS)})),
+        reference_patterns={**DEFAULT_REFERENCE_PATTERNS, **hs.examples_reference_patterns},
     )
     queue = HandoffQueue(client, lease_s=hs.lease_s)
     runtime = Runtime(

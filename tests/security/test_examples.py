@@ -39,6 +39,11 @@ A_REPLY = (
     f"Hi Jane, I refunded the double charge for order #{ORDER} to your card {CARD}. "
     f"A confirmation goes to {EMAIL} within a day. Ada"
 )
+# What the example keeps of A_REPLY: placeholders where A's specifics were.
+A_REPLY_STORED = (
+    "Hi [NAME], I refunded the double charge for order [ORDER_NUMBER] to your card [CARD_1]. "
+    "A confirmation goes to [EMAIL_1] within a day. [AGENT_NAME]"
+)
 B_QUESTION = "I was charged twice for my order. Can I get a refund for the double charge?"
 
 PLANTED = (
@@ -206,10 +211,9 @@ async def test_another_customers_prompt_carries_none_of_a_customers_card_email_o
         assert specific not in sent, f"{specific!r} of customer A reached customer B's prompt"
     assert examples_of(reference_block(body)) == [
         (
-            "My card [NUMBER] was charged twice for order [ORDER_NUMBER]. Please refund the double charge, "
-            "and write to me at [EMAIL].",
-            "Hi [NAME], I refunded the double charge for order [ORDER_NUMBER] to your card [NUMBER]. "
-            "A confirmation goes to [EMAIL] within a day. [AGENT_NAME]",
+            "My card [CARD_1] was charged twice for order [ORDER_NUMBER]. Please refund the double charge, "
+            "and write to me at [EMAIL_1].",
+            A_REPLY_STORED,
         )
     ]
 
@@ -282,7 +286,34 @@ async def test_a_conversation_is_never_offered_its_own_example(
     packet_b = httpx.get(
         f"{server.url}/api/v1/agent/conversations/{b['conversation_id']}", headers=ada
     ).json()
-    assert [s["text"] for s in packet_b["suggestions"]] == [
-        "Hi [NAME], I refunded the double charge for order [ORDER_NUMBER] to your card [NUMBER]. "
-        "A confirmation goes to [EMAIL] within a day. [AGENT_NAME]"
-    ]
+    assert [s["text"] for s in packet_b["suggestions"]] == [A_REPLY_STORED]
+
+
+async def test_offline_answers_never_hand_a_conversation_its_own_example(
+    server: ServerProcess, fake_api: FakeAnthropic
+) -> None:
+    engraving = "Can you engrave our family names on the wedding tent?"
+    reply = "Yes: engraving costs 25 dollars and adds two days to the delivery."
+    a = session(server, A_NAME, EMAIL)
+    cid = a["conversation_id"]
+    await hand_to_agent(server, a["token"], cid, engraving + " My card is " + CARD, reply)
+    ada = login(server, "ada@example.com")
+    back = httpx.post(f"{server.url}/api/v1/agent/conversations/{cid}/return-to-bot", headers=ada)
+    assert back.status_code == 200, back.text
+    # the model API fails from now on: answers come from the offline responder (policy and examples)
+    fake_api.fail_next(400, n=100, match=is_answer)
+
+    seen: list[dict[str, Any]] = []
+
+    def outcome(frame: dict[str, Any]) -> bool:
+        seen.append(frame)
+        return queued(frame) or answered(frame)
+
+    await say(server, a["token"], engraving, outcome)
+    assert queued(seen[-1]), "the offline responder answered A with A's own reply"
+
+    b = session(server, "Bob Stone")
+    seen.clear()
+    await say(server, b["token"], engraving, outcome)
+    assert answered(seen[-1])
+    assert reply in seen[-1]["text"]
