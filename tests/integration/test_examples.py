@@ -7,8 +7,11 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handoff.examples import ExampleService, edit_stats
+from handoff.scrub import ExampleScrubber, People
 from support.db.engine import session_factory
+from support.db.models import Example
 from support.errors import NotFound, ValidationFailed
+from support.redaction import Redactor
 
 
 def test_edit_stats() -> None:
@@ -74,3 +77,74 @@ async def test_edit_rates_per_intent(db_engine: AsyncEngine, redis_client: aiore
     assert (rates["shipping"].examples, rates["shipping"].with_draft, rates["shipping"].edited) == (3, 2, 1)
     assert rates["shipping"].edit_rate == 0.5
     assert rates["returns_refunds"].edit_rate == 1.0
+
+
+async def test_examples_are_stored_scrubbed_and_flagged_ones_wait(
+    db_engine: AsyncEngine, redis_client: aioredis.Redis
+) -> None:
+    service = ExampleService(session_factory(db_engine), redis_client, scrubber=ExampleScrubber(Redactor()))
+    people = People(customer_name="Jane Doe", customer_email="jane@shop.test", agent_name="Ada")
+    clean = await service.record(
+        conversation_id="c1", seq=2, customer_message="Jane here: order #884213 arrived broken",
+        context="customer: Jane here: order #884213 arrived broken", bot_draft="Sorry Jane!",
+        agent_text="Sorry Jane, I sent a new one for order #884213. Ada", intent="returns_refunds",
+        agent_id="a1", policy_version="v1", people=people,
+    )  # fmt: skip
+    assert (clean.customer_message, clean.agent_text) == (
+        "[NAME] here: order [ORDER_NUMBER] arrived broken",
+        "Sorry [NAME], I sent a new one for order [ORDER_NUMBER]. [AGENT_NAME]",
+    )
+    assert (clean.context, clean.bot_draft) == ("customer: [NAME] here: order [ORDER_NUMBER] arrived broken",
+                                                "Sorry [NAME]!")  # fmt: skip
+    assert (clean.status, clean.review_flags) == ("approved", "")
+    short = await service.record(
+        conversation_id="c2", seq=2, customer_message="Is the tent waterproof?", context="",
+        bot_draft=None, agent_text="Yes.", intent=None, agent_id="a1", policy_version="v1",
+    )  # fmt: skip
+    assert (short.status, short.review_flags) == ("pending", "too_short")
+
+
+async def test_retrieval_excludes_the_asking_conversation(
+    db_engine: AsyncEngine, redis_client: aioredis.Redis
+) -> None:
+    service = ExampleService(session_factory(db_engine), redis_client)
+    for cid in ("c1", "c1", "c2"):
+        await service.record(
+            conversation_id=cid, seq=2, customer_message="Can I return a used tent?", context="",
+            bot_draft=None, agent_text=f"Yes, within 30 days if clean and dry ({cid}).", intent=None,
+            agent_id="a1", policy_version="v1",
+        )  # fmt: skip
+    await service.refresh()
+    assert [
+        e.conversation_id for e, _ in service.similar("return a used tent", 3, exclude_conversation="c1")
+    ] == ["c2"]
+    assert [
+        p.conversation_id for p in service.for_prompt("return a used tent", 3, 0.0, exclude_conversation="c2")
+    ] == [
+        "c1",
+        "c1",
+    ]
+
+
+async def test_rows_stored_before_redaction_are_scrubbed_once_and_reviewed_again(
+    db_engine: AsyncEngine, redis_client: aioredis.Redis
+) -> None:
+    sessions = session_factory(db_engine)
+    async with sessions() as session:
+        session.add(
+            Example(
+                conversation_id="old", customer_message="Refund card 4111 1111 1111 1111 please",
+                agent_text="Refunded to 4111 1111 1111 1111 for order #884213.", status="approved",
+                curated=True, redaction_version=0,
+            )
+        )  # fmt: skip
+        await session.commit()
+    service = ExampleService(sessions, redis_client, scrubber=ExampleScrubber(Redactor()))
+    assert await service.rescrub_legacy() == 1
+    assert await service.rescrub_legacy() == 0
+    (row,) = await service.find()
+    assert (row.customer_message, row.agent_text) == (
+        "Refund card [CARD_1] please",
+        "Refunded to [CARD_1] for order [ORDER_NUMBER].",
+    )
+    assert (row.status, row.curated, row.redaction_version) == ("approved", True, 1)
