@@ -230,6 +230,7 @@
       state.agent = { ...state.agent, ...me };
       sessionStorage.setItem(AGENT_KEY, JSON.stringify(state.agent));
       $("me").textContent = `${me.name} (${me.role})`;
+      $("examples-link").hidden = me.role !== "admin"; // the examples review is for admins only
     } catch (err) {
       failed(err);
       return;
