@@ -56,7 +56,9 @@ _EMAIL = re.compile(
 # A run of digit groups separated by single spaces or dashes; the Luhn check picks the card out of it.
 # Only digits bound it: "card:4111..." or "4111...exp" must not hide a card behind a letter.
 _DIGIT_RUN = re.compile(r"(?<!\d)\d+(?:[ \-\u00a0]{1,2}\d+)*(?!\d)")
-_IBAN_RUN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,34}(?![A-Za-z0-9])")
+_IBAN_RUN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,}(?![A-Za-z0-9])")
+IBAN_MAX_CHARS = 34 + 9  # the longest IBAN (34) written in groups of four (8 spaces), and a stray one
+CARD_MAX_CHARS = 19 * 3  # 19 digits, each followed by at most two separator characters
 _CVV = re.compile(
     r"\b(?:cvv2?|cvc2?|cid|csc|cvn|security\s+code|card\s+verification\s+(?:code|value|number))"
     r"(?:\s*(?:is|was|number|no\.?|code|[:=#-]))*\s*(?P<value>\d{3,4})(?!\d)",
@@ -125,21 +127,26 @@ def _iban_value(raw: str) -> str | None:
 
 
 def _best_sub_runs(
-    text: str, groups: list[tuple[int, int]], accept: Callable[[str], str | None]
+    text: str, groups: list[tuple[int, int]], accept: Callable[[str], str | None], max_chars: int
 ) -> list[tuple[int, int, str]]:
     """Runs of whole groups that ``accept`` takes: longest first, left to right, not overlapping.
 
-    A card followed by its expiry ("4111 1111 1111 1111 12") or an IBAN followed by a word is one run
-    for the regex; trying runs of whole groups finds the value inside it.
+    A card followed by its expiry ("4111 1111 1111 1111 12"), two IBANs in a row, or an IBAN followed by
+    a word are one run for the regex; trying runs of whole groups finds the values inside it. A candidate
+    is at most ``max_chars`` long (separators included), which bounds the work per run.
     """
     found: list[tuple[int, int, str]] = []
     i = 0
     while i < len(groups):
-        for j in range(len(groups), i, -1):
-            value = accept(text[groups[i][0] : groups[j - 1][1]])
+        start = groups[i][0]
+        j = i + 1
+        while j < len(groups) and groups[j][1] - start <= max_chars:
+            j += 1
+        for end_group in range(j, i, -1):
+            value = accept(text[start : groups[end_group - 1][1]])
             if value is not None:
-                found.append((groups[i][0], groups[j - 1][1], value))
-                i = j
+                found.append((start, groups[end_group - 1][1], value))
+                i = end_group
                 break
         else:
             i += 1
@@ -229,14 +236,14 @@ class Redactor:
             for m in list(_IBAN_RUN.finditer(masked)):
                 groups = _groups_spans(masked, m.start(), m.end())
                 # IBANs are written in groups of four; a run that swallowed the next word is cut back.
-                for s, e, value in _best_sub_runs(masked, groups, _iban_value):
+                for s, e, value in _best_sub_runs(masked, groups, _iban_value, IBAN_MAX_CHARS):
                     take(s, e, "iban", value)
         if "card" in self.kinds and has_digit:
             for m in list(_DIGIT_RUN.finditer(masked)):
                 if sum(c.isdigit() for c in m.group(0)) < 13:
                     continue
                 groups = _groups_spans(masked, m.start(), m.end())
-                for s, e, value in _best_sub_runs(masked, groups, _card_value):
+                for s, e, value in _best_sub_runs(masked, groups, _card_value, CARD_MAX_CHARS):
                     take(s, e, "card", value)
         if "cvv" in self.kinds and has_digit:
             for m in list(_CVV.finditer(masked)):
