@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
+from support.llm.answer import build_answer_request
+from support.llm.offline import Example
+from support.llm.policy import Policy
 from support.redaction import Redactor, merge_counts
 from support.settings import RedactionSettings
 
@@ -187,3 +192,50 @@ def test_invalid_redaction_settings_are_refused(bad: dict[str, object]) -> None:
 
 def test_merge_counts_adds_per_kind() -> None:
     assert merge_counts({"card": 1}, {"card": 2, "email": 1}, {}) == {"card": 3, "email": 1}
+
+
+def _answer_request(redactor: Redactor, history: list[tuple[str, str]], message: str) -> dict[str, Any]:
+    return build_answer_request(
+        policy=Policy.from_text("Returns within 30 days."),
+        curated_examples=[],
+        summary="The customer's card is [CARD_1].",
+        history=history,
+        retrieved_examples=[Example("my mail is a@x.io", "Thanks, noted.")],
+        message=message,
+        model="claude-sonnet-4-6",
+        max_tokens=100,
+        redactor=redactor,
+    )
+
+
+def test_the_answer_prompts_history_redacts_to_the_same_bytes_on_the_next_turn(redactor: Redactor) -> None:
+    turn_one = [("customer", "card 4111 1111 1111 1111, mail b@x.io"), ("assistant", "Thanks!")]
+    first = _answer_request(redactor, turn_one, "and my phone is +1 415-555-2671")
+    second = _answer_request(
+        redactor,
+        [*turn_one, ("customer", "and my phone is +1 415-555-2671"), ("assistant", "Noted.")],
+        "a second card: 5555 5555 5555 4444",
+    )
+    history_blocks = [b["text"] for m in first["messages"][:-1] for b in m["content"]]
+    later_blocks = [b["text"] for m in second["messages"] for b in m["content"]]
+    assert later_blocks[: len(history_blocks)] == history_blocks
+    assert history_blocks[1] == "card [CARD_2], mail [EMAIL_1]"  # the summary already shows [CARD_1]
+    assert later_blocks[-1] == "a second card: [CARD_3]"
+    assert "my mail is [EMAIL_1]" in later_blocks[-2]  # the example, redacted on its own
+    assert first["redactions"] == {"card": 1, "email": 1, "phone": 1}
+    assert second["redactions"] == {"card": 2, "email": 1, "phone": 1}
+
+
+def test_without_a_redactor_the_answer_request_carries_no_redaction_counts() -> None:
+    request = build_answer_request(
+        policy=Policy.from_text("Returns within 30 days."),
+        curated_examples=[],
+        summary="",
+        history=[],
+        retrieved_examples=[],
+        message="a@x.io",
+        model="claude-sonnet-4-6",
+        max_tokens=100,
+    )
+    assert "redactions" not in request
+    assert request["messages"][-1]["content"][-1]["text"] == "a@x.io"
