@@ -27,8 +27,8 @@ Cost: detection is cached per text (an LRU), so a history message is scanned onc
 
 from __future__ import annotations
 
-import functools
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -40,13 +40,14 @@ from support.settings import RedactionSettings
 
 # Matches a placeholder this module writes; detectors skip these and numbering continues after them.
 PLACEHOLDER = re.compile(r"\[([A-Z][A-Z0-9_]*)_(\d{1,6})\]")
-# Fewer digits than this cannot be a phone number anywhere we serve (the shortest national numbers in
-# use, e.g. Iceland's, have 7); skipping phonenumbers' matcher on such text is most of its cost saved.
+# Fewer digits than this (country code included) is no phone number outside a few small territories whose
+# national numbers are 5-6 digits (Niue, St Helena...); skipping phonenumbers' matcher on such text saves
+# most of the cost of redacting a short message.
 MIN_PHONE_DIGITS = 7
-# One history window holds at most a few hundred messages; the cache spans many conversations' windows.
-DETECTION_CACHE_TEXTS = 4096
-# Texts longer than this are not cached (rare, and keeping them would pin their memory).
-CACHE_MAX_CHARS = 20_000
+# Characters of text whose detection is cached (least recently used dropped first): 4 M characters are
+# ~20,000 messages of ~200, the windows (20-40 messages) of several hundred active conversations, in
+# 4-16 MB; past that, history is re-scanned (about 0.3 ms per message).
+DETECTION_CACHE_CHARS = 4_000_000
 # Stand-in for a span already taken: not a word character, not a digit, same length (offsets stay put).
 _MASK = "\u2588"
 
@@ -153,6 +154,30 @@ def _best_sub_runs(
     return found
 
 
+class _DetectionCache:
+    """Least-recently-used map text -> findings, bounded by the characters of text it holds."""
+
+    def __init__(self, max_chars: int) -> None:
+        self._max_chars = max_chars
+        self._chars = 0
+        self._items: OrderedDict[str, tuple[Finding, ...]] = OrderedDict()
+
+    def get(self, text: str) -> tuple[Finding, ...] | None:
+        found = self._items.get(text)
+        if found is not None:
+            self._items.move_to_end(text)
+        return found
+
+    def put(self, text: str, found: tuple[Finding, ...]) -> None:
+        if len(text) > self._max_chars or text in self._items:
+            return
+        self._items[text] = found
+        self._chars += len(text)
+        while self._chars > self._max_chars:
+            dropped, _ = self._items.popitem(last=False)
+            self._chars -= len(dropped)
+
+
 class Redactor:
     """Finds personal data in text and replaces it with typed placeholders; safe to share (no state but
     a detection cache)."""
@@ -163,7 +188,7 @@ class Redactor:
         self.kinds = frozenset(self.settings.kinds)
         self.region = self.settings.phone_region
         self.patterns = [(name.lower(), re.compile(p)) for name, p in self.settings.patterns.items()]
-        self._detect_cached = functools.lru_cache(maxsize=DETECTION_CACHE_TEXTS)(self._detect)
+        self._cache = _DetectionCache(DETECTION_CACHE_CHARS)
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -213,9 +238,11 @@ class Redactor:
         """The values found in ``text``, in order, not overlapping (cached per text)."""
         if not self.enabled or not text:
             return ()
-        if len(text) > CACHE_MAX_CHARS:
-            return self._detect(text)
-        return self._detect_cached(text)
+        found = self._cache.get(text)
+        if found is None:
+            found = self._detect(text)
+            self._cache.put(text, found)
+        return found
 
     # -- detection ---------------------------------------------------------------------------------
 

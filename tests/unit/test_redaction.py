@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from support.llm.answer import build_answer_request
 from support.llm.offline import Example
 from support.llm.policy import Policy
-from support.redaction import Redactor, merge_counts
+from support.redaction import Redactor, _DetectionCache, merge_counts
 from support.settings import RedactionSettings
 
 
@@ -239,3 +239,16 @@ def test_without_a_redactor_the_answer_request_carries_no_redaction_counts() -> 
     )
     assert "redactions" not in request
     assert request["messages"][-1]["content"][-1]["text"] == "a@x.io"
+
+
+def test_the_detection_cache_stays_within_its_character_budget() -> None:
+    cache = _DetectionCache(max_chars=10)
+    cache.put("aaaa", ())
+    cache.put("bbbb", ())
+    assert cache.get("aaaa") == ()  # now the most recently used
+    cache.put("cccc", ())  # 12 characters: the least recently used ("bbbb") goes
+    assert cache.get("bbbb") is None
+    assert cache.get("aaaa") == ()
+    assert cache.get("cccc") == ()
+    cache.put("x" * 11, ())  # larger than the whole budget: never kept
+    assert cache.get("x" * 11) is None
