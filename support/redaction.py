@@ -9,11 +9,13 @@ Detectors, in this order (a later one never touches what an earlier one took):
 - ``email``: ``local@domain.tld``.
 - ``iban``: two letters, two check digits and 11-30 letters or digits (spaces allowed), kept only when
   ``python-stdnum`` accepts the checksum and the country's length and format.
-- ``card``: 13-19 digits, spaces or dashes between them allowed, kept only when the Luhn check passes.
+- ``card``: 13-19 digits, spaces, dashes or dots between them allowed, kept only when the Luhn check
+  passes.
 - ``cvv``: 3-4 digits introduced by CVV / CVC / CID / CSC / "security code" (the word stays).
 - extra patterns from the settings, each its own kind.
 - ``phone``: ``phonenumbers``' matcher at leniency VALID: a number must be a real, assignable number for
-  its region, which rules out order numbers, dates, prices and ordinary quantities (POSSIBLE would not).
+  its region, which rules out order numbers, dates, prices and ordinary quantities (POSSIBLE would not);
+  a number right after a label such as "order" or "invoice no." is left alone even when it is also valid.
 
 Determinism: the output is a pure function of the input (and the settings). Numbering goes by first
 occurrence, the same value keeps its number, and placeholders already in the text keep theirs (a new
@@ -56,16 +58,23 @@ _EMAIL = re.compile(
 )
 # A run of digit groups separated by single spaces or dashes; the Luhn check picks the card out of it.
 # Only digits bound it: "card:4111..." or "4111...exp" must not hide a card behind a letter.
-_DIGIT_RUN = re.compile(r"(?<!\d)\d+(?:[ \-\u00a0]{1,2}\d+)*(?!\d)")
+_DIGIT_RUN = re.compile(r"(?<!\d)\d+(?:[ \-.\u00a0]{1,2}\d+)*(?!\d)")
 _IBAN_RUN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,}(?![A-Za-z0-9])")
 IBAN_MAX_CHARS = 34 + 9  # the longest IBAN (34) written in groups of four (8 spaces), and a stray one
 CARD_MAX_CHARS = 19 * 3  # 19 digits, each followed by at most two separator characters
 _CVV = re.compile(
     r"\b(?:cvv2?|cvc2?|cid|csc|cvn|security\s+code|card\s+verification\s+(?:code|value|number))"
-    r"(?:\s*(?:is|was|number|no\.?|code|[:=#-]))*\s*(?P<value>\d{3,4})(?!\d)",
+    r"(?:\s*(?:is|was|number|no\.?|code|[:=#)-]))*\s*(?P<value>\d{3,4})(?!\d)",
     re.IGNORECASE,
 )
-_SEPARATOR = re.compile(r"[ \-\u00a0]+")
+# A number right after one of these labels is what the label says, even when it would also be a valid
+# phone number ("order 4155552671" is an order number in the US): the bot needs to see it.
+_NUMBER_LABEL = re.compile(
+    r"(?:\b(?:order|invoice|ticket|tracking|ref|reference|case|sku|item|receipt)\s*(?:no\.?|nr\.?|number|id)?"
+    r"|#)\s*[:#]?\s*$",
+    re.IGNORECASE,
+)
+_SEPARATOR = re.compile(r"[ \-.\u00a0]+")
 
 
 @dataclass(frozen=True)
@@ -281,7 +290,9 @@ class Redactor:
                     take(m.start(), m.end(), name, m.group(0))
         if "phone" in self.kinds and sum(c.isdigit() for c in masked) >= MIN_PHONE_DIGITS:
             for pm in phonenumbers.PhoneNumberMatcher(masked, self.region, phonenumbers.Leniency.VALID):
-                if _MASK in masked[pm.start : pm.end]:
+                if _MASK in masked[pm.start : pm.end] or _NUMBER_LABEL.search(
+                    masked, max(0, pm.start - 40), pm.start
+                ):
                     continue
                 value = phonenumbers.format_number(pm.number, phonenumbers.PhoneNumberFormat.E164)
                 take(pm.start, pm.end, "phone", value)

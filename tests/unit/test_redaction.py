@@ -25,6 +25,7 @@ def redactor() -> Redactor:
         "4111 1111 1111 1111",  # Visa, spaces
         "5555-5555-5555-4444",  # Mastercard, dashes
         "378282246310005",  # Amex, 15 digits run together
+        "4111.1111.1111.1111",  # dots
         "3782 822463 10005",  # Amex, grouped 4-6-5
         "6011 0009 9013 9424",  # Discover
     ],
@@ -56,6 +57,7 @@ def test_a_card_right_after_a_word_is_still_found(redactor: Redactor) -> None:
         ("CVC: 9876", "CVC: [CVV_1]"),
         ("the security code is 321.", "the security code is [CVV_1]."),
         ("cvv2=555", "cvv2=[CVV_1]"),
+        ("(CVV) 737", "(CVV) [CVV_1]"),
     ],
 )
 def test_a_security_code_introduced_by_its_name_is_redacted(
@@ -116,6 +118,10 @@ def test_an_iban_with_a_wrong_checksum_is_left_alone(redactor: Redactor) -> None
         "order 123456789012",
         "postcode 10115 Berlin, since 1999",
         "tracking 1Z999AA10123456784",
+        "order 4155552671",  # also a valid US phone number, but labelled as an order
+        "Invoice no. 4155552671",
+        "ref #4155552671",
+        "price 1.234.567,89, version 1.2.3, host 192.168.100.200",
     ],
 )
 def test_order_numbers_dates_prices_and_ordinary_numbers_are_not_redacted(
