@@ -201,6 +201,12 @@ class Redactor:
 
     # -- public ------------------------------------------------------------------------------------
 
+    def with_patterns(self, patterns: Mapping[str, str]) -> Redactor:
+        """A redactor that also takes these extra patterns (name -> regex, validated like the setting),
+        e.g. order numbers for text that is kept and shown to other customers' prompts."""
+        merged = {**self.settings.patterns, **patterns}
+        return Redactor(RedactionSettings(**{**self.settings.model_dump(), "patterns": merged}))
+
     def redact(self, text: str) -> Redacted:
         """``text`` with every detected value replaced; the same text always gives the same bytes."""
         return self.redact_many([text])[0]

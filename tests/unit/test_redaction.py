@@ -258,3 +258,11 @@ def test_the_detection_cache_stays_within_its_character_budget() -> None:
     assert cache.get("cccc") == ()
     cache.put("x" * 11, ())  # larger than the whole budget: never kept
     assert cache.get("x" * 11) is None
+
+
+def test_with_patterns_adds_kinds_and_keeps_the_settings(redactor: Redactor) -> None:
+    stricter = redactor.with_patterns({"order": r"(?i)(?<=order )\d{5,}"})
+    assert stricter.redact("order 1234567, a@x.io").text == "order [ORDER_1], [EMAIL_1]"
+    assert redactor.redact("order 1234567").text == "order 1234567"
+    with pytest.raises(ValidationError):
+        redactor.with_patterns({"email": r"x"})
