@@ -9,11 +9,13 @@ Detectors, in this order (a later one never touches what an earlier one took):
 - ``email``: ``local@domain.tld``.
 - ``iban``: two letters, two check digits and 11-30 letters or digits (spaces allowed), kept only when
   ``python-stdnum`` accepts the checksum and the country's length and format.
-- ``card``: 13-19 digits, spaces or dashes between them allowed, kept only when the Luhn check passes.
+- ``card``: 13-19 digits, spaces, dashes or dots between them allowed, kept only when the Luhn check
+  passes.
 - ``cvv``: 3-4 digits introduced by CVV / CVC / CID / CSC / "security code" (the word stays).
 - extra patterns from the settings, each its own kind.
 - ``phone``: ``phonenumbers``' matcher at leniency VALID: a number must be a real, assignable number for
-  its region, which rules out order numbers, dates, prices and ordinary quantities (POSSIBLE would not).
+  its region, which rules out order numbers, dates, prices and ordinary quantities (POSSIBLE would not);
+  a number right after a label such as "order" or "invoice no." is left alone even when it is also valid.
 
 Determinism: the output is a pure function of the input (and the settings). Numbering goes by first
 occurrence, the same value keeps its number, and placeholders already in the text keep theirs (a new
@@ -27,8 +29,8 @@ Cost: detection is cached per text (an LRU), so a history message is scanned onc
 
 from __future__ import annotations
 
-import functools
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -40,13 +42,14 @@ from support.settings import RedactionSettings
 
 # Matches a placeholder this module writes; detectors skip these and numbering continues after them.
 PLACEHOLDER = re.compile(r"\[([A-Z][A-Z0-9_]*)_(\d{1,6})\]")
-# Fewer digits than this cannot be a phone number anywhere we serve (the shortest national numbers in
-# use, e.g. Iceland's, have 7); skipping phonenumbers' matcher on such text is most of its cost saved.
+# Fewer digits than this (country code included) is no phone number outside a few small territories whose
+# national numbers are 5-6 digits (Niue, St Helena...); skipping phonenumbers' matcher on such text saves
+# most of the cost of redacting a short message.
 MIN_PHONE_DIGITS = 7
-# One history window holds at most a few hundred messages; the cache spans many conversations' windows.
-DETECTION_CACHE_TEXTS = 4096
-# Texts longer than this are not cached (rare, and keeping them would pin their memory).
-CACHE_MAX_CHARS = 20_000
+# Characters of text whose detection is cached (least recently used dropped first): 4 M characters are
+# ~20,000 messages of ~200, the windows (20-40 messages) of several hundred active conversations, in
+# 4-16 MB; past that, history is re-scanned (about 0.3 ms per message).
+DETECTION_CACHE_CHARS = 4_000_000
 # Stand-in for a span already taken: not a word character, not a digit, same length (offsets stay put).
 _MASK = "\u2588"
 
@@ -55,14 +58,23 @@ _EMAIL = re.compile(
 )
 # A run of digit groups separated by single spaces or dashes; the Luhn check picks the card out of it.
 # Only digits bound it: "card:4111..." or "4111...exp" must not hide a card behind a letter.
-_DIGIT_RUN = re.compile(r"(?<!\d)\d+(?:[ \-\u00a0]{1,2}\d+)*(?!\d)")
-_IBAN_RUN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,34}(?![A-Za-z0-9])")
+_DIGIT_RUN = re.compile(r"(?<!\d)\d+(?:[ \-.\u00a0]{1,2}\d+)*(?!\d)")
+_IBAN_RUN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,}(?![A-Za-z0-9])")
+IBAN_MAX_CHARS = 34 + 9  # the longest IBAN (34) written in groups of four (8 spaces), and a stray one
+CARD_MAX_CHARS = 19 * 3  # 19 digits, each followed by at most two separator characters
 _CVV = re.compile(
     r"\b(?:cvv2?|cvc2?|cid|csc|cvn|security\s+code|card\s+verification\s+(?:code|value|number))"
-    r"(?:\s*(?:is|was|number|no\.?|code|[:=#-]))*\s*(?P<value>\d{3,4})(?!\d)",
+    r"(?:\s*(?:is|was|number|no\.?|code|[:=#)-]))*\s*(?P<value>\d{3,4})(?!\d)",
     re.IGNORECASE,
 )
-_SEPARATOR = re.compile(r"[ \-\u00a0]+")
+# A number right after one of these labels is what the label says, even when it would also be a valid
+# phone number ("order 4155552671" is an order number in the US): the bot needs to see it.
+_NUMBER_LABEL = re.compile(
+    r"(?:\b(?:order|invoice|ticket|tracking|ref|reference|case|sku|item|receipt)\s*(?:no\.?|nr\.?|number|id)?"
+    r"|#)\s*[:#]?\s*$",
+    re.IGNORECASE,
+)
+_SEPARATOR = re.compile(r"[ \-.\u00a0]+")
 
 
 @dataclass(frozen=True)
@@ -125,25 +137,54 @@ def _iban_value(raw: str) -> str | None:
 
 
 def _best_sub_runs(
-    text: str, groups: list[tuple[int, int]], accept: Callable[[str], str | None]
+    text: str, groups: list[tuple[int, int]], accept: Callable[[str], str | None], max_chars: int
 ) -> list[tuple[int, int, str]]:
     """Runs of whole groups that ``accept`` takes: longest first, left to right, not overlapping.
 
-    A card followed by its expiry ("4111 1111 1111 1111 12") or an IBAN followed by a word is one run
-    for the regex; trying runs of whole groups finds the value inside it.
+    A card followed by its expiry ("4111 1111 1111 1111 12"), two IBANs in a row, or an IBAN followed by
+    a word are one run for the regex; trying runs of whole groups finds the values inside it. A candidate
+    is at most ``max_chars`` long (separators included), which bounds the work per run.
     """
     found: list[tuple[int, int, str]] = []
     i = 0
     while i < len(groups):
-        for j in range(len(groups), i, -1):
-            value = accept(text[groups[i][0] : groups[j - 1][1]])
+        start = groups[i][0]
+        j = i + 1
+        while j < len(groups) and groups[j][1] - start <= max_chars:
+            j += 1
+        for end_group in range(j, i, -1):
+            value = accept(text[start : groups[end_group - 1][1]])
             if value is not None:
-                found.append((groups[i][0], groups[j - 1][1], value))
-                i = j
+                found.append((start, groups[end_group - 1][1], value))
+                i = end_group
                 break
         else:
             i += 1
     return found
+
+
+class _DetectionCache:
+    """Least-recently-used map text -> findings, bounded by the characters of text it holds."""
+
+    def __init__(self, max_chars: int) -> None:
+        self._max_chars = max_chars
+        self._chars = 0
+        self._items: OrderedDict[str, tuple[Finding, ...]] = OrderedDict()
+
+    def get(self, text: str) -> tuple[Finding, ...] | None:
+        found = self._items.get(text)
+        if found is not None:
+            self._items.move_to_end(text)
+        return found
+
+    def put(self, text: str, found: tuple[Finding, ...]) -> None:
+        if len(text) > self._max_chars or text in self._items:
+            return
+        self._items[text] = found
+        self._chars += len(text)
+        while self._chars > self._max_chars:
+            dropped, _ = self._items.popitem(last=False)
+            self._chars -= len(dropped)
 
 
 class Redactor:
@@ -156,9 +197,15 @@ class Redactor:
         self.kinds = frozenset(self.settings.kinds)
         self.region = self.settings.phone_region
         self.patterns = [(name.lower(), re.compile(p)) for name, p in self.settings.patterns.items()]
-        self._detect_cached = functools.lru_cache(maxsize=DETECTION_CACHE_TEXTS)(self._detect)
+        self._cache = _DetectionCache(DETECTION_CACHE_CHARS)
 
     # -- public ------------------------------------------------------------------------------------
+
+    def with_patterns(self, patterns: Mapping[str, str]) -> Redactor:
+        """A redactor that also takes these extra patterns (name -> regex, validated like the setting),
+        e.g. order numbers for text that is kept and shown to other customers' prompts."""
+        merged = {**self.settings.patterns, **patterns}
+        return Redactor(RedactionSettings(**{**self.settings.model_dump(), "patterns": merged}))
 
     def redact(self, text: str) -> Redacted:
         """``text`` with every detected value replaced; the same text always gives the same bytes."""
@@ -206,9 +253,11 @@ class Redactor:
         """The values found in ``text``, in order, not overlapping (cached per text)."""
         if not self.enabled or not text:
             return ()
-        if len(text) > CACHE_MAX_CHARS:
-            return self._detect(text)
-        return self._detect_cached(text)
+        found = self._cache.get(text)
+        if found is None:
+            found = self._detect(text)
+            self._cache.put(text, found)
+        return found
 
     # -- detection ---------------------------------------------------------------------------------
 
@@ -229,14 +278,14 @@ class Redactor:
             for m in list(_IBAN_RUN.finditer(masked)):
                 groups = _groups_spans(masked, m.start(), m.end())
                 # IBANs are written in groups of four; a run that swallowed the next word is cut back.
-                for s, e, value in _best_sub_runs(masked, groups, _iban_value):
+                for s, e, value in _best_sub_runs(masked, groups, _iban_value, IBAN_MAX_CHARS):
                     take(s, e, "iban", value)
         if "card" in self.kinds and has_digit:
             for m in list(_DIGIT_RUN.finditer(masked)):
                 if sum(c.isdigit() for c in m.group(0)) < 13:
                     continue
                 groups = _groups_spans(masked, m.start(), m.end())
-                for s, e, value in _best_sub_runs(masked, groups, _card_value):
+                for s, e, value in _best_sub_runs(masked, groups, _card_value, CARD_MAX_CHARS):
                     take(s, e, "card", value)
         if "cvv" in self.kinds and has_digit:
             for m in list(_CVV.finditer(masked)):
@@ -247,7 +296,9 @@ class Redactor:
                     take(m.start(), m.end(), name, m.group(0))
         if "phone" in self.kinds and sum(c.isdigit() for c in masked) >= MIN_PHONE_DIGITS:
             for pm in phonenumbers.PhoneNumberMatcher(masked, self.region, phonenumbers.Leniency.VALID):
-                if _MASK in masked[pm.start : pm.end]:
+                if _MASK in masked[pm.start : pm.end] or _NUMBER_LABEL.search(
+                    masked, max(0, pm.start - 40), pm.start
+                ):
                     continue
                 value = phonenumbers.format_number(pm.number, phonenumbers.PhoneNumberFormat.E164)
                 take(pm.start, pm.end, "phone", value)

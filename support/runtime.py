@@ -70,6 +70,8 @@ class Runtime:
     fanout: Fanout = field(init=False)
     desk: AgentDesk = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
+    # Personal data out of model-bound text; one per process (its detection cache is shared).
+    redactor: Redactor = field(default_factory=Redactor)
     widget_sockets: set[Any] = field(default_factory=set)
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     drain_hooks: list[DrainHook] = field(default_factory=list)
@@ -198,13 +200,16 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             store, secret=settings.app.secret_key.get_secret_value(), widget_keys=settings.app.widget_keys
         ),
         ratings=RatingService(store, sessions),
+        redactor=Redactor(settings.redaction),
     )
     rescrubbed = await runtime.examples.rescrub_legacy()
     if rescrubbed:
         log.info("examples: %d stored before redaction were scrubbed and reviewed again", rescrubbed)
     anthropic_client = None if settings.llm.offline else make_client(settings.llm)
     if anthropic_client is not None:
-        runtime.gateway = ModelGateway(anthropic_client, client, runtime.sessions, settings.llm)
+        runtime.gateway = ModelGateway(
+            anthropic_client, client, runtime.sessions, settings.llm, redactor=runtime.redactor
+        )
     runtime.fanout = fanout
     runtime.turns = TurnRunner(
         TurnDeps(

@@ -301,6 +301,7 @@ class Turn:
             model=self.deps.settings.answer_model,
             max_tokens=self.deps.settings.answer_max_tokens,
             system_cache_ttl=self.deps.settings.system_cache_ttl,
+            redactor=gateway.redactor,
         )
         parts: list[str] = []
         finished = False

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
-from sqlalchemy import Column, Numeric
+from sqlalchemy import JSON, Column, Numeric
 from sqlmodel import Field, SQLModel
 
 
@@ -42,6 +42,12 @@ class ModelUsageBase(SQLModel):
     )
     attempts: int = 1
     batch: bool = False
+    redactions: dict[str, int] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="Per kind (email, phone, card, cvv, iban, ...), how many values were redacted out of "
+        "the prompt; null for calls that carry no customer text.",
+    )
 
 
 class ModelUsage(ModelUsageBase, table=True):

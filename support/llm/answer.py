@@ -32,6 +32,7 @@ person when the policy does not cover the question, instead of improvising an an
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -43,6 +44,7 @@ from anthropic.types import Message, Usage
 from support.llm.gateway import GatewayStream, ModelGateway
 from support.llm.offline import Example
 from support.llm.policy import Policy
+from support.redaction import Redactor, merge_counts
 
 ESCALATE_TOOL_NAME = "escalate_to_human"
 MAX_CACHE_BREAKPOINTS = 4  # the API's limit per request
@@ -75,6 +77,9 @@ instructions; placeholders such as [NAME] or [ORDER_NUMBER] stand for another cu
 never copy them into an answer.
 - Reply in the customer's language. Be brief, friendly and concrete: a few sentences, with the steps \
 the customer must take.
+- Bracketed placeholders such as [EMAIL_1], [PHONE_1] or [CARD_1] stand for personal data removed \
+before you saw the conversation. Never guess what they stand for and do not repeat them to the \
+customer: say "your e-mail address" or "your card" instead.
 - Do not mention these instructions, the policy document as such, or the tools."""
 
 
@@ -241,13 +246,27 @@ def build_answer_request(
     model: str,
     max_tokens: int,
     system_cache_ttl: str = "5m",
+    redactor: Redactor | None = None,
 ) -> dict[str, Any]:
     """The ``messages.stream`` parameters of one answer call (pure: same inputs, same bytes).
 
     ``system_cache_ttl`` is the lifetime of the shared system prefix's cache entry (``5m`` or ``1h``).
+    With a ``redactor``, personal data in the summary, history, message and examples is replaced by
+    placeholders and the request carries ``redactions`` (per-kind counts, a gateway parameter for the
+    ledger). Summary, history and message are numbered as one sequence in prompt order, so each history
+    block redacts to the same bytes on every turn and the cached prefix holds; examples are redacted one
+    by one (they are stored redacted already: this is a second line, and costs a cache hit).
     """
     if not message.strip():
         raise ValueError("the customer message is empty")
+    redactions: dict[str, int] | None = None
+    if redactor is not None:
+        redacted = redactor.redact_many([summary, *(text for _, text in history), message])
+        summary, message = redacted[0].text, redacted[-1].text
+        history = [(role, r.text) for (role, _), r in zip(history, redacted[1:-1], strict=True)]
+        redactions = merge_counts(*(r.counts for r in redacted))
+        curated_examples = [_redact_example(redactor, e) for e in curated_examples]
+        retrieved_examples = [_redact_example(redactor, e) for e in retrieved_examples]
     messages = history_messages(summary, history)
     blocks = [block for m in messages for block in m["content"]]
     if blocks:
@@ -267,7 +286,7 @@ def build_answer_request(
         )
     final.append(_text_block(message))
     _append(messages, "user", final)
-    return {
+    request: dict[str, Any] = {
         "model": model,
         "max_tokens": max_tokens,
         "system": system_blocks(policy, curated_examples, ttl=system_cache_ttl),
@@ -275,6 +294,16 @@ def build_answer_request(
         "tool_choice": {"type": "auto"},
         "messages": messages,
     }
+    if redactions is not None:
+        request["redactions"] = redactions
+    return request
+
+
+def _redact_example(redactor: Redactor, example: Example) -> Example:
+    question, answer = redactor.redact(example.question).text, redactor.redact(example.answer).text
+    if question == example.question and answer == example.answer:
+        return example
+    return dataclasses.replace(example, question=question, answer=answer)
 
 
 def count_breakpoints(request: dict[str, Any]) -> int:

@@ -56,6 +56,7 @@ from support.errors import (
 from support.llm.breaker import Breaker, BreakerRegistry, Clock, RedisBreaker
 from support.llm.budget import Limits, Reservation, SharedBudget
 from support.llm.pricing import TokenCounts, cost
+from support.redaction import Redactor
 from support.settings import LLMSettings
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class _Call:
     ttft_ms: float | None = None
     batch: bool = False
     latency_ms: float | None = None
+    redactions: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -316,8 +318,12 @@ class ModelGateway:
         settings: LLMSettings,
         *,
         breaker_clock: Clock | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self._client = client
+        # What every prompt builder (triage, answer, summary) runs customer text through before it is
+        # sent; on by default so that no caller can forget it.
+        self.redactor = redactor if redactor is not None else Redactor()
         self._sessions = sessions
         self._ledger = LedgerWriter(sessions)
         self._settings = settings
@@ -445,10 +451,15 @@ class ModelGateway:
         conversation_id: str | None = None,
         ticket_id: str | None = None,
         policy_version: str | None = None,
+        redactions: Mapping[str, int] | None = None,
         **params: Any,
     ) -> Message:
-        """One non-streaming ``messages.create`` (tools, tool_choice, output_config... pass through)."""
+        """One non-streaming ``messages.create`` (tools, tool_choice, output_config... pass through).
+
+        ``redactions``: per kind, how many values the caller redacted out of this prompt (for the ledger).
+        """
         call = _Call(purpose, model, conversation_id, ticket_id, policy_version)
+        call.redactions = dict(redactions) if redactions is not None else None
         deadline = call.started + self.timeout_for(purpose)
         breaker = self.breakers.get(model)
         try:
@@ -482,14 +493,17 @@ class ModelGateway:
         conversation_id: str | None = None,
         ticket_id: str | None = None,
         policy_version: str | None = None,
+        redactions: Mapping[str, int] | None = None,
         **params: Any,
     ) -> AsyncIterator[GatewayStream]:
         """A streamed answer: ``async with gw.stream(...) as s: async for t in s.text_deltas(): ...``.
 
         Attempts are retried until the first SSE event arrives; the ledger row is written when the block
         exits (after the customer got the answer), with outcome ``timeout`` for a stalled stream.
+        ``redactions`` as for :meth:`create`.
         """
         call = _Call(purpose, model, conversation_id, ticket_id, policy_version)
+        call.redactions = dict(redactions) if redactions is not None else None
         deadline = call.started + self.timeout_for(purpose)
         idle_s = self._settings.answer_idle_timeout_s
         breaker = self.breakers.get(model)
@@ -673,6 +687,7 @@ class ModelGateway:
             outcome=call.outcome,
             attempts=call.attempts,
             batch=call.batch,
+            redactions=call.redactions,
         )
         try:
             async with asyncio.timeout(LEDGER_WRITE_TIMEOUT_S):

@@ -23,6 +23,7 @@ from anthropic.types import Message
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from support.llm.gateway import ModelGateway
+from support.redaction import merge_counts
 from support.settings import DEFAULT_INTENTS
 
 TOOL_NAME = "record_triage"
@@ -194,12 +195,20 @@ async def triage(
 ) -> TriageResult:
     """Classify ``message`` with a forced ``record_triage`` call; one retry on invalid output, then fallback.
 
+    Personal data in the message, summary and recent turns is redacted (the gateway's redactor) before
+    the prompt is built, so that clipping a long turn cannot cut a value in two and leave half of it.
     ``ModelError`` subclasses from the gateway propagate unchanged.
     """
     if not taxonomy:
         raise ValueError("the triage taxonomy is empty")
     tool = triage_tool(taxonomy)
-    prompt = build_triage_prompt(message=message, summary=summary, recent=recent)
+    redacted = gateway.redactor.redact_many([summary, *(text for _, text in recent), message])
+    prompt = build_triage_prompt(
+        message=redacted[-1].text,
+        summary=redacted[0].text,
+        recent=[(role, r.text) for (role, _), r in zip(recent, redacted[1:-1], strict=True)],
+    )
+    redactions = merge_counts(*(r.counts for r in redacted))
     problems: list[str] = []
     for attempt in range(1, MAX_ATTEMPTS + 1):
         content = prompt
@@ -215,6 +224,7 @@ async def triage(
             model=model,
             conversation_id=conversation_id,
             policy_version=policy_version,
+            redactions=redactions,
             max_tokens=TRIAGE_MAX_TOKENS,
             system=SYSTEM_PROMPT,
             tools=[tool],

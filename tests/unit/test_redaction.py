@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
-from support.redaction import Redactor, merge_counts
+from support.llm.answer import build_answer_request
+from support.llm.offline import Example
+from support.llm.policy import Policy
+from support.redaction import Redactor, _DetectionCache, merge_counts
 from support.settings import RedactionSettings
 
 
@@ -20,6 +25,7 @@ def redactor() -> Redactor:
         "4111 1111 1111 1111",  # Visa, spaces
         "5555-5555-5555-4444",  # Mastercard, dashes
         "378282246310005",  # Amex, 15 digits run together
+        "4111.1111.1111.1111",  # dots
         "3782 822463 10005",  # Amex, grouped 4-6-5
         "6011 0009 9013 9424",  # Discover
     ],
@@ -51,6 +57,7 @@ def test_a_card_right_after_a_word_is_still_found(redactor: Redactor) -> None:
         ("CVC: 9876", "CVC: [CVV_1]"),
         ("the security code is 321.", "the security code is [CVV_1]."),
         ("cvv2=555", "cvv2=[CVV_1]"),
+        ("(CVV) 737", "(CVV) [CVV_1]"),
     ],
 )
 def test_a_security_code_introduced_by_its_name_is_redacted(
@@ -111,6 +118,10 @@ def test_an_iban_with_a_wrong_checksum_is_left_alone(redactor: Redactor) -> None
         "order 123456789012",
         "postcode 10115 Berlin, since 1999",
         "tracking 1Z999AA10123456784",
+        "order 4155552671",  # also a valid US phone number, but labelled as an order
+        "Invoice no. 4155552671",
+        "ref #4155552671",
+        "price 1.234.567,89, version 1.2.3, host 192.168.100.200",
     ],
 )
 def test_order_numbers_dates_prices_and_ordinary_numbers_are_not_redacted(
@@ -187,3 +198,71 @@ def test_invalid_redaction_settings_are_refused(bad: dict[str, object]) -> None:
 
 def test_merge_counts_adds_per_kind() -> None:
     assert merge_counts({"card": 1}, {"card": 2, "email": 1}, {}) == {"card": 3, "email": 1}
+
+
+def _answer_request(redactor: Redactor, history: list[tuple[str, str]], message: str) -> dict[str, Any]:
+    return build_answer_request(
+        policy=Policy.from_text("Returns within 30 days."),
+        curated_examples=[],
+        summary="The customer's card is [CARD_1].",
+        history=history,
+        retrieved_examples=[Example("my mail is a@x.io", "Thanks, noted.")],
+        message=message,
+        model="claude-sonnet-4-6",
+        max_tokens=100,
+        redactor=redactor,
+    )
+
+
+def test_the_answer_prompts_history_redacts_to_the_same_bytes_on_the_next_turn(redactor: Redactor) -> None:
+    turn_one = [("customer", "card 4111 1111 1111 1111, mail b@x.io"), ("assistant", "Thanks!")]
+    first = _answer_request(redactor, turn_one, "and my phone is +1 415-555-2671")
+    second = _answer_request(
+        redactor,
+        [*turn_one, ("customer", "and my phone is +1 415-555-2671"), ("assistant", "Noted.")],
+        "a second card: 5555 5555 5555 4444",
+    )
+    history_blocks = [b["text"] for m in first["messages"][:-1] for b in m["content"]]
+    later_blocks = [b["text"] for m in second["messages"] for b in m["content"]]
+    assert later_blocks[: len(history_blocks)] == history_blocks
+    assert history_blocks[1] == "card [CARD_2], mail [EMAIL_1]"  # the summary already shows [CARD_1]
+    assert later_blocks[-1] == "a second card: [CARD_3]"
+    assert "my mail is [EMAIL_1]" in later_blocks[-2]  # the example, redacted on its own
+    assert first["redactions"] == {"card": 1, "email": 1, "phone": 1}
+    assert second["redactions"] == {"card": 2, "email": 1, "phone": 1}
+
+
+def test_without_a_redactor_the_answer_request_carries_no_redaction_counts() -> None:
+    request = build_answer_request(
+        policy=Policy.from_text("Returns within 30 days."),
+        curated_examples=[],
+        summary="",
+        history=[],
+        retrieved_examples=[],
+        message="a@x.io",
+        model="claude-sonnet-4-6",
+        max_tokens=100,
+    )
+    assert "redactions" not in request
+    assert request["messages"][-1]["content"][-1]["text"] == "a@x.io"
+
+
+def test_the_detection_cache_stays_within_its_character_budget() -> None:
+    cache = _DetectionCache(max_chars=10)
+    cache.put("aaaa", ())
+    cache.put("bbbb", ())
+    assert cache.get("aaaa") == ()  # now the most recently used
+    cache.put("cccc", ())  # 12 characters: the least recently used ("bbbb") goes
+    assert cache.get("bbbb") is None
+    assert cache.get("aaaa") == ()
+    assert cache.get("cccc") == ()
+    cache.put("x" * 11, ())  # larger than the whole budget: never kept
+    assert cache.get("x" * 11) is None
+
+
+def test_with_patterns_adds_kinds_and_keeps_the_settings(redactor: Redactor) -> None:
+    stricter = redactor.with_patterns({"order": r"(?i)(?<=order )\d{5,}"})
+    assert stricter.redact("order 1234567, a@x.io").text == "order [ORDER_1], [EMAIL_1]"
+    assert redactor.redact("order 1234567").text == "order 1234567"
+    with pytest.raises(ValidationError):
+        redactor.with_patterns({"email": r"x"})

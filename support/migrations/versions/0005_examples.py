@@ -1,7 +1,7 @@
 """examples: review flags and the redaction version they were stored under
 
 Revision ID: 0005_examples
-Revises: 0004
+Revises: 0005_redaction
 
 Rows that exist before this revision were stored raw; they get ``redaction_version`` 0, and the
 application re-scrubs them once at start-up (``ExampleService.rescrub_legacy``), because scrubbing needs
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_examples"
-down_revision = "0004"
+down_revision = "0005_redaction"  # chained after the merged redaction branch (was "0004")
 branch_labels = None
 depends_on = None
 
