@@ -50,6 +50,7 @@ from support.db.models import Example, utcnow
 from support.errors import NotFound, ValidationFailed
 from support.llm.offline import Bm25Index
 from support.llm.offline import Example as PromptExample
+from support.redaction import Redactor
 
 STATUSES = ("pending", "approved", "retired")
 MAX_EXAMPLE_CHARS = 4000
@@ -131,7 +132,8 @@ class ExampleService:
         self._sessions = sessions
         self._redis = redis
         self._auto_approve = auto_approve
-        self._scrubber = scrubber or ExampleScrubber()
+        # Without one passed in, still the redactor's PII detectors (never raw text by default).
+        self._scrubber = scrubber or ExampleScrubber(Redactor())
         self._limits = limits
         self._own: dict[str, int] = {}  # conversation id -> how many approved examples came from it
         self._index_factory = index_factory
