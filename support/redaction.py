@@ -7,15 +7,16 @@ goes to the model is redacted: the conversation store keeps the original, so age
 Detectors, in this order (a later one never touches what an earlier one took):
 
 - ``email``: ``local@domain.tld``.
-- ``iban``: two letters, two check digits and 11-30 letters or digits (spaces allowed), kept only when
+- ``iban``: two letters, two check digits and 11 or more letters or digits (spaces allowed), kept only when
   ``python-stdnum`` accepts the checksum and the country's length and format.
-- ``card``: 13-19 digits, spaces, dashes or dots between them allowed, kept only when the Luhn check
-  passes.
+- ``card``: 13-19 digits in groups of at least 3 (the last may be shorter) separated by spaces, dashes or
+  dots, or compact; kept only when the Luhn check passes.
 - ``cvv``: 3-4 digits introduced by CVV / CVC / CID / CSC / "security code" (the word stays).
 - extra patterns from the settings, each its own kind.
 - ``phone``: ``phonenumbers``' matcher at leniency VALID: a number must be a real, assignable number for
   its region, which rules out order numbers, dates, prices and ordinary quantities (POSSIBLE would not);
-  a number right after a label such as "order" or "invoice no." is left alone even when it is also valid.
+  dates, times, prices and numbers right after a label such as "order" or "invoice no." are masked
+  before it runs, so they are never taken (and cost it nothing).
 
 Determinism: the output is a pure function of the input (and the settings). Numbering goes by first
 occurrence, the same value keeps its number, and placeholders already in the text keep theirs (a new
@@ -24,14 +25,15 @@ prompt re-sends the conversation's history every turn and its cached prefix must
 :meth:`Redactor.redact_many` numbers a sequence of texts (history first, new message last) so that each
 text's result depends only on the texts before it: appending a message never changes an earlier one.
 
-Cost: detection is cached per text (an LRU), so a history message is scanned once, not once per turn.
+Cost: what was found in a text is cached (least recently used dropped first, bounded by characters held),
+so a history message is scanned once, not once per turn.
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import phonenumbers
@@ -54,26 +56,33 @@ DETECTION_CACHE_CHARS = 4_000_000
 _MASK = "\u2588"
 
 _EMAIL = re.compile(
-    r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
+    r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z])"
 )
-# A run of digit groups separated by single spaces or dashes; the Luhn check picks the card out of it.
+# A run of digit groups separated by one or two spaces, dashes or dots; the Luhn check picks the card out.
 # Only digits bound it: "card:4111..." or "4111...exp" must not hide a card behind a letter.
 _DIGIT_RUN = re.compile(r"(?<!\d)\d+(?:[ \-.\u00a0]{1,2}\d+)*(?!\d)")
-_IBAN_RUN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,}(?![A-Za-z0-9])")
-IBAN_MAX_CHARS = 34 + 9  # the longest IBAN (34) written in groups of four (8 spaces), and a stray one
-CARD_MAX_CHARS = 19 * 3  # 19 digits, each followed by at most two separator characters
+_IBAN_RUN = re.compile(r"(?<![A-Za-z])[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,}(?![A-Za-z0-9])")
+IBAN_MIN_CHARS, IBAN_MAX_CHARS = 15, 34  # Norway's and the longest IBANs, without spaces
+CARD_MIN_DIGITS, CARD_MAX_DIGITS = 13, 19  # payment card numbers (ISO/IEC 7812)
+CARD_MIN_GROUP_DIGITS = 3  # every group of a written card but its last (4-4-4-4, 4-6-5, 4-6-4)
 _CVV = re.compile(
-    r"\b(?:cvv2?|cvc2?|cid|csc|cvn|security\s+code|card\s+verification\s+(?:code|value|number))"
+    r"(?<![A-Za-z])(?:cvv2?|cvc2?|cid|csc|cvn|security\s+code|card\s+verification\s+(?:code|value|number))"
     r"(?:\s*(?:is|was|number|no\.?|code|[:=#)-]))*\s*(?P<value>\d{3,4})(?!\d)",
     re.IGNORECASE,
 )
-# A number right after one of these labels is what the label says, even when it would also be a valid
-# phone number ("order 4155552671" is an order number in the US): the bot needs to see it.
-_NUMBER_LABEL = re.compile(
+# What the phone detector must not read as a phone number, masked before it runs: a number right after a
+# label says what it is ("order 4155552671" is an order number, though also a valid US number), and
+# dates, times and prices are not phone numbers. Masking them also spares phonenumbers' matcher (about
+# half a millisecond per candidate) most of the candidates of a pasted order list.
+_NOT_A_PHONE = re.compile(
     r"(?:\b(?:order|invoice|ticket|tracking|ref|reference|case|sku|item|receipt)\s*(?:no\.?|nr\.?|number|id)?"
-    r"|#)\s*[:#]?\s*$",
+    r"\s*[:#]?\s*|#\s*)\d[\d\-]*"
+    # a date or time only when no further digit group follows: "06.12.34.56.78" is a French phone number
+    r"|(?<![\d./-])(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./]\d{1,2}[./]\d{2,4}|\d{1,2}:\d{2})(?![./:-]?\d)"
+    r"|[$€£¥]\s?\d[\d,.]*|\b\d[\d,.]*\s?(?:€|EUR|USD|GBP)\b",
     re.IGNORECASE,
 )
+_DIGIT_THEN_LETTER = re.compile(r"(?<=\d)(?=[A-Za-z])")
 _SEPARATOR = re.compile(r"[ \-.\u00a0]+")
 
 
@@ -109,54 +118,110 @@ def merge_counts(*counts: Mapping[str, int]) -> dict[str, int]:
     return dict(sorted(total.items()))
 
 
-def _groups_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """(start, end) of each separator-delimited group of ``text[start:end]``."""
+def _groups_spans(text: str, start: int, end: int, *, at_letters: bool = False) -> list[tuple[int, int]]:
+    """(start, end) of each separator-delimited group of ``text[start:end]``; with ``at_letters`` a group
+    also ends where a letter follows a digit (an IBAN glued to the number before it starts a group)."""
     spans: list[tuple[int, int]] = []
     pos = start
     for sep in _SEPARATOR.finditer(text, start, end):
-        spans.append((pos, sep.start()))
+        spans.extend(_split_at_letters(text, pos, sep.start()) if at_letters else [(pos, sep.start())])
         pos = sep.end()
+    spans.extend(_split_at_letters(text, pos, end) if at_letters else [(pos, end)])
+    return spans
+
+
+def _split_at_letters(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    pos = start
+    for glue in _DIGIT_THEN_LETTER.finditer(text, start + 1, end):
+        spans.append((pos, glue.start()))
+        pos = glue.start()
     spans.append((pos, end))
     return spans
 
 
 def _card_value(raw: str) -> str | None:
     """The card's digits if ``raw`` is 13-19 digits passing the Luhn check."""
-    digits = _SEPARATOR.sub("", raw)
-    if 13 <= len(digits) <= 19 and digits.isdigit() and luhn.is_valid(digits):
+    # \d also matches other scripts' decimal digits (Arabic-Indic, Devanagari...): read them as 0-9
+    digits = "".join(str(int(c)) for c in _SEPARATOR.sub("", raw))
+    if CARD_MIN_DIGITS <= len(digits) <= CARD_MAX_DIGITS and luhn.is_valid(digits):
         return digits
     return None
+
+
+# Letters as the IBAN checksum reads them (A=10 ... Z=35).
+_IBAN_LETTERS = {ord(c): str(i) for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZ", start=10)}
 
 
 def _iban_value(raw: str) -> str | None:
     """The compact IBAN if ``raw`` passes its checksum and its country's length and format."""
     compact = raw.replace(" ", "").upper()
+    if not IBAN_MIN_CHARS <= len(compact) <= IBAN_MAX_CHARS:
+        return None
     if not compact[:2].isalpha() or not compact[2:4].isdigit():
+        return None
+    # The ISO 7064 remainder first, as a cheap filter (a few microseconds): python-stdnum's full check
+    # (country, length, format) costs ~0.25 ms, and a long run of words yields many candidates.
+    if int((compact[4:] + compact[:4]).translate(_IBAN_LETTERS)) % 97 != 1:
         return None
     return compact if stdnum_iban.is_valid(compact) else None
 
 
-def _best_sub_runs(
-    text: str, groups: list[tuple[int, int]], accept: Callable[[str], str | None], max_chars: int
-) -> list[tuple[int, int, str]]:
-    """Runs of whole groups that ``accept`` takes: longest first, left to right, not overlapping.
+def _card_runs(text: str, groups: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """Cards among the digit groups of one run: longest first, left to right, not overlapping.
 
-    A card followed by its expiry ("4111 1111 1111 1111 12"), two IBANs in a row, or an IBAN followed by
-    a word are one run for the regex; trying runs of whole groups finds the values inside it. A candidate
-    is at most ``max_chars`` long (separators included), which bounds the work per run.
+    A card followed by its expiry ("4111 1111 1111 1111 12") or after an order number is one run for the
+    regex; candidates are runs of whole groups with 13-19 digits in which every group but the last has at
+    least 3 digits (cards are written 4-4-4-4, 4-6-5, 4-6-4 or compact; "4111 1111 1111 11 4" is not one),
+    which keeps a long run of short numbers from costing a Luhn check per pair of groups.
     """
     found: list[tuple[int, int, str]] = []
     i = 0
     while i < len(groups):
-        start = groups[i][0]
-        j = i + 1
-        while j < len(groups) and groups[j][1] - start <= max_chars:
-            j += 1
-        for end_group in range(j, i, -1):
-            value = accept(text[start : groups[end_group - 1][1]])
+        ends: list[int] = []
+        digits = 0
+        for j in range(i, len(groups)):
+            size = groups[j][1] - groups[j][0]
+            digits += size
+            if digits > CARD_MAX_DIGITS:
+                break
+            if digits >= CARD_MIN_DIGITS:
+                ends.append(j + 1)
+            if size < CARD_MIN_GROUP_DIGITS:
+                break
+        for end in reversed(ends):
+            value = _card_value(text[groups[i][0] : groups[end - 1][1]])
             if value is not None:
-                found.append((start, groups[end_group - 1][1], value))
-                i = end_group
+                found.append((groups[i][0], groups[end - 1][1], value))
+                i = end
+                break
+        else:
+            i += 1
+    return found
+
+
+def _iban_runs(text: str, groups: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """IBANs among the groups of one run (IBANs glued together, or followed by a word), as for cards:
+    a candidate starts with a group that starts with two letters and two digits and has 15-34 characters
+    without its spaces."""
+    found: list[tuple[int, int, str]] = []
+    i = 0
+    while i < len(groups):
+        start = groups[i][0]
+        ends: list[int] = []
+        if text[start : start + 2].isalpha() and text[start + 2 : start + 4].isdigit():
+            chars = 0
+            for j in range(i, len(groups)):
+                chars += groups[j][1] - groups[j][0]
+                if chars > IBAN_MAX_CHARS:
+                    break
+                if chars >= IBAN_MIN_CHARS:
+                    ends.append(j + 1)
+        for end in reversed(ends):
+            value = _iban_value(text[start : groups[end - 1][1]])
+            if value is not None:
+                found.append((start, groups[end - 1][1], value))
+                i = end
                 break
         else:
             i += 1
@@ -270,44 +335,43 @@ class Redactor:
             found.append(Finding(start, end, kind, value))
             masked = masked[:start] + _MASK * (end - start) + masked[end:]
 
+        def matches(pattern: re.Pattern[str]) -> Iterator[re.Match[str]]:
+            # Each search runs on the text as masked so far, so what a match's neighbour looks like is
+            # what a second pass over the output would see: redacting the output finds nothing more.
+            pos = 0
+            while pos <= len(masked) and (m := pattern.search(masked, pos)) is not None:
+                yield m
+                pos = max(m.end(), m.start() + 1)
+
         has_digit = any(c.isdigit() for c in text)
         if "email" in self.kinds and "@" in text:
-            for m in list(_EMAIL.finditer(masked)):
+            for m in matches(_EMAIL):
                 take(m.start(), m.end(), "email", m.group(0).lower())
         if "iban" in self.kinds and has_digit:
-            for m in list(_IBAN_RUN.finditer(masked)):
-                groups = _groups_spans(masked, m.start(), m.end())
+            for m in matches(_IBAN_RUN):
+                groups = _groups_spans(masked, m.start(), m.end(), at_letters=True)
                 # IBANs are written in groups of four; a run that swallowed the next word is cut back.
-                for s, e, value in _best_sub_runs(masked, groups, _iban_value, IBAN_MAX_CHARS):
+                for s, e, value in _iban_runs(masked, groups):
                     take(s, e, "iban", value)
         if "card" in self.kinds and has_digit:
-            for m in list(_DIGIT_RUN.finditer(masked)):
-                if sum(c.isdigit() for c in m.group(0)) < 13:
+            for m in matches(_DIGIT_RUN):
+                if sum(c.isdigit() for c in m.group(0)) < CARD_MIN_DIGITS:
                     continue
                 groups = _groups_spans(masked, m.start(), m.end())
-                for s, e, value in _best_sub_runs(masked, groups, _card_value, CARD_MAX_CHARS):
+                for s, e, value in _card_runs(masked, groups):
                     take(s, e, "card", value)
         if "cvv" in self.kinds and has_digit:
-            for m in list(_CVV.finditer(masked)):
+            for m in matches(_CVV):
                 take(m.start("value"), m.end("value"), "cvv", m.group("value"))
         for name, pattern in self.patterns:
-            for m in list(pattern.finditer(masked)):
+            for m in matches(pattern):
                 if m.end() > m.start() and _MASK not in m.group(0):
                     take(m.start(), m.end(), name, m.group(0))
         if "phone" in self.kinds and sum(c.isdigit() for c in masked) >= MIN_PHONE_DIGITS:
-            for pm in phonenumbers.PhoneNumberMatcher(masked, self.region, phonenumbers.Leniency.VALID):
-                if _MASK in masked[pm.start : pm.end] or _NUMBER_LABEL.search(
-                    masked, max(0, pm.start - 40), pm.start
-                ):
+            phone_text = _NOT_A_PHONE.sub(lambda m: _MASK * len(m.group(0)), masked)
+            for pm in phonenumbers.PhoneNumberMatcher(phone_text, self.region, phonenumbers.Leniency.VALID):
+                if _MASK in phone_text[pm.start : pm.end]:
                     continue
                 value = phonenumbers.format_number(pm.number, phonenumbers.PhoneNumberFormat.E164)
                 take(pm.start, pm.end, "phone", value)
         return tuple(sorted(found, key=lambda f: f.start))
-
-
-def redact_texts(redactor: Redactor | None, texts: Iterable[str]) -> list[Redacted]:
-    """``redactor.redact_many(texts)``, or the texts unchanged when there is no redactor."""
-    items = list(texts)
-    if redactor is None:
-        return [Redacted(t) for t in items]
-    return redactor.redact_many(items)

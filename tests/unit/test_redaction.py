@@ -26,6 +26,7 @@ def redactor() -> Redactor:
         "5555-5555-5555-4444",  # Mastercard, dashes
         "378282246310005",  # Amex, 15 digits run together
         "4111.1111.1111.1111",  # dots
+        "٤١١١ ١١١١ ١١١١ ١١١١",  # Arabic-Indic digits
         "3782 822463 10005",  # Amex, grouped 4-6-5
         "6011 0009 9013 9424",  # Discover
     ],
@@ -266,3 +267,31 @@ def test_with_patterns_adds_kinds_and_keeps_the_settings(redactor: Redactor) -> 
     assert redactor.redact("order 1234567").text == "order 1234567"
     with pytest.raises(ValidationError):
         redactor.with_patterns({"email": r"x"})
+
+
+def test_a_french_number_written_with_dots_is_not_taken_for_a_date() -> None:
+    french = Redactor(RedactionSettings(phone_region="FR"))
+    assert french.redact("appelez le 06.12.34.56.78").text == "appelez le [PHONE_1]"
+    assert french.redact("livré le 12.03.2024 à 14:30").text == "livré le 12.03.2024 à 14:30"
+
+
+def test_a_phone_number_after_a_pasted_order_list_is_found(redactor: Redactor) -> None:
+    orders = "".join(
+        f"Order {1234567 + i} from 2024-03-{i + 1:02d}, {i + 1} items at ${i + 9}.99; " for i in range(28)
+    )
+    result = redactor.redact(orders + "call me at (415) 555-2671")
+    assert result.text == orders + "call me at [PHONE_1]"
+    assert result.counts == {"phone": 1}
+
+
+def test_a_diners_card_written_4_6_4_is_found_but_a_run_of_short_numbers_is_no_card(
+    redactor: Redactor,
+) -> None:
+    assert redactor.redact("3056 930902 5904").text == "[CARD_1]"
+    run = "41 11 11 11 11 11 11 11"  # the digits of a valid card, written as pairs: a list, not a card
+    assert redactor.redact(run).text == run
+
+
+def test_two_ibans_glued_to_each_other_and_to_a_card_are_all_found(redactor: Redactor) -> None:
+    text = "4111 1111 1111 1111DE89 3704 0044 0532 0130 00 GB82 WEST 1234 5698 7654 32"
+    assert redactor.redact(text).text == "[CARD_1][IBAN_1] [IBAN_2]"
