@@ -17,6 +17,7 @@ from support.settings import (
     LLMSettings,
     PolicySettings,
     RedisSettings,
+    RetentionSettings,
 )
 
 SECTIONS: list[tuple[str, type[BaseSettings]]] = [
@@ -26,6 +27,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Model API", LLMSettings),
     ("Support policy", PolicySettings),
     ("Human handoff", HandoffSettings),
+    ("Customer data retention", RetentionSettings),
 ]
 
 

@@ -36,6 +36,8 @@ from support.embedded_redis import EmbeddedRedis
 from support.llm.gateway import ModelGateway, make_client
 from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy, load_policy
+from support.privacy.customer_data import CustomerDataService, default_sources
+from support.privacy.retention import retention_forever
 from support.reports.ratings import RatingService
 from support.settings import Settings
 
@@ -67,6 +69,7 @@ class Runtime:
     turns: TurnRunner = field(init=False)
     fanout: Fanout = field(init=False)
     desk: AgentDesk = field(init=False)
+    customers: CustomerDataService = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     widget_sockets: set[Any] = field(default_factory=set)
     draining: asyncio.Event = field(default_factory=asyncio.Event)
@@ -222,6 +225,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         agents=runtime.agents, policy_version=policy.version,
     )  # fmt: skip
     runtime.spawn(runtime.desk.expire_forever(min(1.0, hs.lease_s / 4)), "lease-sweeper")
+    rs = settings.retention
+    runtime.customers = CustomerDataService(
+        store, sessions, runtime.handoff,
+        default_sources(sessions, runtime.examples, retention_deletes_examples=rs.examples == "delete"),
+    )  # fmt: skip
+    if rs.days > 0:
+        runtime.spawn(retention_forever(runtime.customers, client, rs), "retention")
     runtime.drain_hooks.append(runtime.close_widget_sockets)
     runtime.spawn(
         archive_forever(

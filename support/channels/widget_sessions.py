@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,7 +67,7 @@ class WidgetSessionService:
         state = await self._store.get_state(conversation_id)
         if state is None or all(state.visitor.get(k) == v for k, v in visitor.items()):
             return
-        await self._store.set_state(conversation_id, visitor=json.dumps({**state.visitor, **visitor}))
+        await self._store.set_visitor(conversation_id, {**state.visitor, **visitor})
 
     def authenticate(self, token: str) -> str:
         """The conversation a socket's token grants, or :class:`Unauthorized`."""
