@@ -379,12 +379,18 @@ class ConversationStore:
         return await self._redis.zscore(keys.erased_conversations(), conversation_id) is not None
 
     async def erase(self, conversation_id: str) -> int:
-        """Delete every key of the conversation (one DEL: they share a slot, so it is atomic) and drop it
-        from the archiver's index; returns how many keys existed. Appends after this fail with NotFound."""
-        deleted = int(await self._redis.delete(*keys.conversation_all_keys(conversation_id)))
+        """Delete every key of the conversation, locks included (one transaction: they share a slot) and
+        drop it from the archiver's index; returns how many of its durable keys (not locks) existed.
+        Appends after this fail with NotFound."""
+        durable = keys.conversation_keys(conversation_id)
+        locks = [k for k in keys.conversation_all_keys(conversation_id) if k not in durable]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*durable)
+            pipe.delete(*locks)
+            deleted, _locks = await pipe.execute()
         await self._redis.zrem(keys.active_conversations(), conversation_id)
         self._marked.pop(conversation_id, None)
-        return deleted
+        return int(deleted)
 
     async def append_customer_message(
         self, conversation_id: str, client_id: str, text: str, *, now: datetime

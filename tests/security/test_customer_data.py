@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,18 @@ import redis.asyncio as aioredis
 import websockets
 from sqlalchemy import func, select
 
+from handoff.examples import ExampleService
+from handoff.queue import HandoffQueue
+from handoff.records import HandoffRecords
+from handoff.service import HandoffService
 from support import keys
 from support.conversation.archive import archive_idle
 from support.conversation.store import ConversationStore
 from support.db.engine import make_engine, session_factory
 from support.db.models import ArchivedConversation, ArchivedMessage, Example, HandoffRecord, Rating
+from support.privacy.customer_data import CustomerDataService, CustomerRef, default_sources
+from support.privacy.retention import sweep_once
+from support.settings import RetentionSettings
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests import servers
 from tests.integration.test_handoff import triage, user_text
@@ -217,7 +225,7 @@ async def test_a_customer_is_exported_whole_then_erased_everywhere_and_the_other
         assert bob not in json.dumps(by_id)
         assert "v-bob" not in json.dumps(by_id)
 
-        hot_keys = await conversation_keys(redis_client, second)
+        hot_keys = [k for k in await conversation_keys(redis_client, second) if b":lock:" not in k]
         erased = httpx.post(
             f"{server.url}/api/v1/admin/customers/erase", json={"visitor_id": "v-ada"}, headers=admin
         )
@@ -277,3 +285,164 @@ async def test_export_and_erase_take_exactly_one_customer_and_only_from_admins(s
         assert (resp.status_code, resp.json()["error"]["code"]) == (400, "invalid_request"), body
     # Nobody by that name: 200 and every kind empty (so "a later export finds nothing" is checkable).
     assert empty_export(export(server, admin, visitor_id="v-nobody")) == NOTHING
+
+
+# --- the service under the API: races, the command line, retention ------------------------------------
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def customer_data(redis_client: aioredis.Redis, sessions: Any, *, unlink: bool = True) -> CustomerDataService:
+    store = ConversationStore(redis_client)
+    examples = ExampleService(sessions, redis_client)
+    handoff = HandoffService(store, HandoffQueue(redis_client), redis_client, HandoffRecords(sessions))
+    return CustomerDataService(
+        store, sessions, handoff, default_sources(sessions, examples, retention_deletes_examples=not unlink)
+    )
+
+
+async def seed_conversation(
+    store: ConversationStore, cid: str, visitor: dict[str, str], at: datetime, *texts: str
+) -> None:
+    await store.create_conversation(cid, widget_key="pk_test", visitor=visitor, now=at)
+    for i, text in enumerate(texts):
+        await store.append_customer_message(cid, f"m{i}", text, now=at)
+
+
+async def test_an_archive_pass_racing_an_erasure_does_not_resurrect_the_conversation(
+    redis_client: aioredis.Redis, db_engine: Any
+) -> None:
+    sessions = session_factory(db_engine)
+    service = customer_data(redis_client, sessions)
+    store = ConversationStore(redis_client)
+    await seed_conversation(store, "c-race", ADA, T0, "my card is 4111 1111 1111 1111")
+    # The erasure has tombstoned the conversation and not yet deleted it when an archive pass reads it
+    # and writes it to SQL: the archiver finds the tombstone after its commit and removes what it wrote.
+    await store.mark_erased(["c-race"])
+    await archive_idle(store, sessions, idle_s=0, ttl_s=3600, now=T0 + timedelta(hours=1))
+    assert await sql_rows_of(sessions, ["c-race"]) == {
+        "conversation": 0, "conversation_event": 0, "rating": 0, "handoff_record": 0, "example": 0
+    }  # fmt: skip
+    counts = await service.erase(CustomerRef.parse("v-ada", None))
+    assert (counts["conversations"], counts["messages"]) == (1, 1)
+    # A turn or an agent finishing after the erasure writes its triage verdict or note: no key comes back.
+    await store.record_triage("c-race", 1, {"intent": "payments_billing"})
+    await store.add_note("c-race", {"text": "card declined"})
+    assert await conversation_keys(redis_client, "c-race") == []
+    assert empty_export(await service.export(CustomerRef.parse("v-ada", None))) == NOTHING
+
+
+async def test_the_command_line_exports_and_erases_one_customer(
+    tmp_path: Path, redis_url: str, redis_client: aioredis.Redis, db_url: str
+) -> None:
+    engine = make_engine(db_url)
+    sessions = session_factory(engine)
+    store = ConversationStore(redis_client)
+    try:
+        await seed_conversation(store, "c-old", ADA, T0, "I ordered a tent", "order 5521")
+        await archive_idle(store, sessions, idle_s=0, ttl_s=1, now=T0 + timedelta(hours=1))
+        await asyncio.sleep(1.5)  # its Redis keys expire: c-old lives only in SQL now
+        await seed_conversation(store, "c-new", {"id": "v-ada"}, datetime.now(UTC), "where is it?")
+        await seed_conversation(store, "c-bob", BOB, datetime.now(UTC), "hello from Bob")
+        await ExampleService(sessions, redis_client).record(
+            conversation_id="c-old", seq=2, customer_message="order 5521", context="", bot_draft=None,
+            agent_text="It ships Monday.", intent="orders", agent_id=None, policy_version=None,
+        )  # fmt: skip
+    finally:
+        await engine.dispose()
+    env = {"SWITCHBOARD_REDIS_URL": redis_url, "SWITCHBOARD_DATABASE_URL": db_url, "PATH": ""}
+    env["SWITCHBOARD_DATA_DIR"] = str(tmp_path / "data")
+    out = tmp_path / "ada.json"
+
+    exported = servers.run_cli(["export-customer", "--visitor-id", "v-ada", "--out", str(out)], env, tmp_path)
+    assert exported.returncode == 0, exported.stdout
+    assert out.stat().st_mode & 0o777 == 0o600
+    body = json.loads(out.read_text())
+    assert [(c["id"], [m["text"] for m in c["messages"]]) for c in body["conversations"]] == [
+        ("c-new", ["where is it?"]), ("c-old", ["I ordered a tent", "order 5521"])
+    ]  # fmt: skip
+    assert [e["agent_text"] for e in body["examples"]] == ["It ships Monday."]
+
+    erased = servers.run_cli(["erase-customer", "--visitor-id", "v-ada"], env, tmp_path)
+    assert erased.returncode == 0, erased.stdout
+    assert json.loads(erased.stdout.strip().splitlines()[-1]) == {
+        "conversations": 2, "messages": 3, "ratings": 0, "handoffs": 0, "examples": 1, "tickets": 0,
+        "attachments": 0, "redis_keys": len(keys.conversation_keys("c-new")) - 2,  # no triage, no notes
+    }  # fmt: skip
+    again = servers.run_cli(
+        ["export-customer", "--email", "ada@example.com", "--out", str(out)], env, tmp_path
+    )
+    assert again.returncode == 0, again.stdout
+    assert empty_export(json.loads(out.read_text())) == NOTHING
+    bob = servers.run_cli(["export-customer", "--email", "BOB@example.com", "--out", str(out)], env, tmp_path)
+    assert bob.returncode == 0, bob.stdout
+    assert [c["id"] for c in json.loads(out.read_text())["conversations"]] == ["c-bob"]
+
+    both = servers.run_cli(
+        ["erase-customer", "--visitor-id", "v-bob", "--email", "bob@example.com"], env, tmp_path
+    )
+    neither = servers.run_cli(["erase-customer"], env, tmp_path)
+    assert (both.returncode, neither.returncode) == (2, 2)
+    assert await conversation_keys(redis_client, "c-bob") != [], "a refused command erased nothing"
+
+
+async def test_retention_erases_conversations_past_their_days_a_bounded_batch_at_a_time(
+    redis_client: aioredis.Redis, db_engine: Any
+) -> None:
+    sessions = session_factory(db_engine)
+    service = customer_data(redis_client, sessions)
+    store = ConversationStore(redis_client)
+    now = T0 + timedelta(days=10)
+    # Archived 5 days before `now`, rated, with an agent's example; hot but idle for 3 days; active today.
+    await seed_conversation(store, "c-archived", ADA, now - timedelta(days=5), "my tent leaks")
+    await archive_idle(store, sessions, idle_s=60, ttl_s=3600, now=now - timedelta(days=5, hours=-1))
+    await seed_conversation(store, "c-idle", BOB, now - timedelta(days=3), "still waiting")
+    await seed_conversation(store, "c-recent", BOB, now - timedelta(hours=2), "thanks!")
+    async with sessions() as session:
+        session.add(Rating(conversation_id="c-archived", resolved_seq=1, score=2))
+        await session.commit()
+    await ExampleService(sessions, redis_client).record(
+        conversation_id="c-archived", seq=2, customer_message="my tent leaks", context="",
+        bot_draft=None, agent_text="Seam sealer is free.", intent="warranty_repairs", agent_id=None,
+        policy_version=None,
+    )  # fmt: skip
+
+    settings = RetentionSettings(days=1, batch=1)
+    swept = [(await sweep_once(service, settings, now=now))["conversations"] for _ in range(3)]
+    assert swept == [1, 1, 0]
+    for cid in ("c-archived", "c-idle"):
+        assert await conversation_keys(redis_client, cid) == []
+    assert await sql_rows_of(sessions, ["c-archived", "c-idle"]) == {
+        "conversation": 0, "conversation_event": 0, "rating": 0, "handoff_record": 0, "example": 0
+    }  # fmt: skip
+    async with sessions() as session:
+        kept = (await session.execute(select(Example))).scalars().all()
+    assert [(e.agent_text, e.conversation_id, e.seq) for e in kept] == [("Seam sealer is free.", None, None)]
+    assert await store.get_state("c-recent") is not None
+    assert [c["id"] for c in (await service.export(CustomerRef.parse("v-bob", None)))["conversations"]] == [
+        "c-recent"
+    ]
+
+
+async def test_the_retention_setting_erases_old_conversations_in_the_background(
+    tmp_path: Path, fake_api: FakeAnthropic, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
+    # 0.00002 days is 1.7 s: a conversation idle that long is past retention.
+    env = server_env(
+        fake_api,
+        redis_url,
+        db_url,
+        SWITCHBOARD_RETENTION_DAYS="0.00002",
+        SWITCHBOARD_RETENTION_INTERVAL_S="0.3",
+    )
+    servers.create_agent(env, tmp_path, "root@example.test", PASSWORD, "Root", "admin")
+    proc = ServerProcess(tmp_path / "srv", env=env).start()
+    try:
+        admin = login(proc, "root@example.test")
+        cid = await ask_bot(proc, ADA, "Where is my order 5521?")
+        assert [c["id"] for c in export(proc, admin, visitor_id="v-ada")["conversations"]] == [cid]
+        await wait_for(lambda: export(proc, admin, visitor_id="v-ada")["conversations"] == [])
+        assert await conversation_keys(redis_client, cid) == []
+    finally:
+        proc.kill()
