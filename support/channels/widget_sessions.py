@@ -51,7 +51,9 @@ class WidgetSessionService:
             except Unauthorized:
                 claims = None  # an expired or foreign token starts a fresh conversation
             if claims is not None and claims.widget_key == widget_key:
-                conversation_id = claims.conversation_id
+                conversation_id = (
+                    claims.conversation_id if await self._store.exists(claims.conversation_id) else None
+                )
         if conversation_id is None:
             conversation_id = uuid4().hex
             await self._store.create_conversation(conversation_id, widget_key=widget_key, visitor=visitor)

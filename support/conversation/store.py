@@ -334,6 +334,10 @@ class ConversationStore:
         )
         return bool(created)
 
+    async def exists(self, conversation_id: str) -> bool:
+        """False once the conversation is gone from Redis (erased, or archived and expired)."""
+        return bool(await self._redis.exists(keys.conv_state(conversation_id)))
+
     async def set_visitor(self, conversation_id: str, visitor: dict[str, Any]) -> None:
         """Replace the conversation's visitor (a customer identified themselves) and index it, so the
         conversation is found by the new id or e-mail too. NotFound for an unknown conversation."""

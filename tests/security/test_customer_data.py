@@ -287,6 +287,35 @@ async def test_export_and_erase_take_exactly_one_customer_and_only_from_admins(s
     assert empty_export(export(server, admin, visitor_id="v-nobody")) == NOTHING
 
 
+async def test_a_widget_renewing_the_token_of_an_erased_conversation_gets_a_fresh_one(
+    server: ServerProcess, redis_client: aioredis.Redis
+) -> None:
+    admin = login(server, "root@example.test")
+    session = open_session(server, ADA)
+    async for client in customer(server, session["token"]):
+        await client.send({"type": "message", "client_id": "q1", "text": "Where is my order 5521?"})
+        await client.until(lambda f: f["type"] == "message" and f["role"] == "assistant")
+        erased = httpx.post(
+            f"{server.url}/api/v1/admin/customers/erase", json={"visitor_id": "v-ada"}, headers=admin
+        )
+        assert erased.json()["conversations"] == 1
+        # still connected to the erased conversation: its next message is refused, and stored nowhere
+        await client.send({"type": "message", "client_id": "q2", "text": "hello?"})
+        refused = await client.until(lambda f: f["type"] == "error")
+        assert (refused[-1]["code"], refused[-1]["client_id"]) == ("not_found", "q2")
+    assert await conversation_keys(redis_client, session["conversation_id"]) == []
+    # The widget renews with the token it kept: a new conversation, not the erased one.
+    renewed = httpx.post(
+        f"{server.url}/api/v1/widget/sessions",
+        json={"widget_key": "pk_test", "visitor": ADA, "token": session["token"]}, headers={"Origin": ORIGIN},
+    )  # fmt: skip
+    assert renewed.status_code == 201
+    assert renewed.json()["conversation_id"] != session["conversation_id"]
+    assert [c["id"] for c in export(server, admin, visitor_id="v-ada")["conversations"]] == [
+        renewed.json()["conversation_id"]
+    ]
+
+
 # --- the service under the API: races, the command line, retention ------------------------------------
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
