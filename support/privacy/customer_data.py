@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_VISITOR_ID_CHARS = 256  # as the archive's visitor_id column
 MAX_EMAIL_CHARS = 320  # RFC 5321's local part (64) + @ + domain (255)
+RETENTION_MAX_PAGES = 5  # archive pages a sweep reads past revived conversations: bounded work per sweep
 SQL_IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound-parameter limit
 # Every kind an export lists, in order; kinds without a source yet (tickets, attachments) stay empty.
 KINDS = ("conversations", "ratings", "handoffs", "examples", "tickets", "attachments")
@@ -357,16 +358,32 @@ class CustomerDataService:
     async def expired_conversations(self, before: datetime, limit: int) -> list[str]:
         """Up to ``limit`` conversations whose last activity is before ``before``: hot ones from the
         archiver's index, archived ones from SQL (oldest first in each)."""
-        hot = [cid for cid, _score in await self._store.idle_conversations(before, limit)]
-        async with self._sessions() as session:
-            rows = await session.execute(
-                select(col(ArchivedConversation.id))
-                .where(col(ArchivedConversation.last_activity) < before)
-                .order_by(col(ArchivedConversation.last_activity))
-                .limit(limit)
-            )
-            archived = list(rows.scalars())
-        return list(dict.fromkeys([*hot, *archived]))[:limit]
+        found = [cid for cid, _score in await self._store.idle_conversations(before, limit)]
+        offset = 0
+        for _page in range(RETENTION_MAX_PAGES):
+            if len(found) >= limit:
+                break
+            async with self._sessions() as session:
+                rows = await session.execute(
+                    select(col(ArchivedConversation.id))
+                    .where(col(ArchivedConversation.last_activity) < before)
+                    .order_by(col(ArchivedConversation.last_activity), col(ArchivedConversation.id))
+                    .offset(offset)
+                    .limit(limit)
+                )
+                archived = list(rows.scalars())
+            offset += len(archived)
+            # An archived conversation may have come back to life since (its archive row is updated only
+            # when it goes idle again): the hot state's last activity decides.
+            hot_last = await self._store.state_fields(archived, "last_activity")
+            found += [
+                cid
+                for cid, (last,) in zip(archived, hot_last, strict=True)
+                if (last is None or datetime.fromisoformat(last) < before) and cid not in found
+            ]
+            if len(archived) < limit:
+                break
+        return found[:limit]
 
     async def sweep_retention(self, before: datetime, limit: int) -> dict[str, int]:
         """Erase up to ``limit`` conversations last active before ``before`` (bounded work per call)."""
