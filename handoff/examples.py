@@ -31,7 +31,9 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from rapidfuzz.distance import Levenshtein
 from sqlalchemy import case, func
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import select as sa_select
+from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
@@ -390,3 +392,33 @@ class ExampleService:
             message, k + len(self._curated), min_score, exclude_conversation=exclude_conversation
         )
         return [prompt_example(e) for e, _ in found if not e.curated][:k]
+    # --- customer data (export, erasure, retention) -------------------------------------------------
+
+    async def of_conversations(self, conversation_ids: Sequence[str]) -> list[Example]:
+        """Every example that came from these conversations, oldest first."""
+        if not conversation_ids:
+            return []
+        query = (
+            select(Example)
+            .where(col(Example.conversation_id).in_(list(conversation_ids)))
+            .order_by(col(Example.created_at))
+        )
+        async with self._sessions() as session:
+            return list((await session.execute(query)).scalars().all())
+
+    async def erase_conversations(self, conversation_ids: Sequence[str], *, unlink: bool = False) -> int:
+        """Delete the examples that came from these conversations (``unlink``: keep them, without the
+        link to the conversation); every process drops them from its index before its next turn."""
+        if not conversation_ids:
+            return 0
+        where = col(Example.conversation_id).in_(list(conversation_ids))
+        if unlink:
+            stmt: Any = sa_update(Example).where(where).values(conversation_id=None, seq=None)
+        else:
+            stmt = sa_delete(Example).where(where)
+        async with self._sessions() as session:
+            count = int((await session.execute(stmt)).rowcount or 0)  # type: ignore[attr-defined]
+            await session.commit()
+        if count:
+            await self._bump()
+        return count

@@ -16,6 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from handoff.console import AdminController, AgentController, AgentLoginController
 from handoff.console_pages import console_router
 from support import __version__
+from support.channels.admin_customers import CustomerDataController
 from support.channels.web_assets import WebAssetsController
 from support.channels.widget import WidgetController
 from support.errors import SwitchboardError
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AgentLoginController,
             AgentController,
             AdminController,
+            CustomerDataController,
             WebAssetsController,
             ReportsController,
             reports_router(settings.app),

@@ -1,14 +1,17 @@
-"""``switchboard`` command line: serve | migrate | worker | create-agent | fake-anthropic."""
+"""``switchboard`` command line: serve | migrate | worker | create-agent | export-customer | erase-customer |
+fake-anthropic."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import cProfile
+import json
 import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from support.settings import load_settings
 
@@ -89,6 +92,49 @@ def cmd_create_agent(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _customer_data(args: argparse.Namespace, erase: bool) -> int:
+    """Export or erase one customer's data through the same service as the admin API (no HTTP)."""
+    from support.errors import SwitchboardError
+    from support.privacy.customer_data import CustomerRef
+    from support.runtime import open_runtime
+
+    settings = load_settings()
+    _configure_logging("WARNING")  # standard output carries the result
+    try:
+        customer = CustomerRef.parse(args.visitor_id, args.email)
+    except SwitchboardError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+
+    async def run() -> dict[str, Any]:
+        async with open_runtime(settings) as runtime:
+            if erase:
+                return dict(await runtime.customers.erase(customer))
+            return await runtime.customers.export(customer)
+
+    result = asyncio.run(run())
+    text = json.dumps(result, indent=None if erase else 2, ensure_ascii=False)
+    if erase or not args.out:
+        print(text)
+        return 0
+    # Created 0600 from the start: it is one person's data.
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text + "\n")
+    print(f"exported {len(result['conversations'])} conversations to {args.out}")
+    return 0
+
+
+def cmd_export_customer(args: argparse.Namespace) -> int:
+    """Write everything held about one customer as JSON."""
+    return _customer_data(args, erase=False)
+
+
+def cmd_erase_customer(args: argparse.Namespace) -> int:
+    """Erase everything held about one customer; prints the counts as JSON."""
+    return _customer_data(args, erase=True)
 
 
 def cmd_worker(_args: argparse.Namespace) -> int:
@@ -197,6 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=["agent", "admin"], default="agent")
     create.add_argument("--capacity", type=int, default=None, help="conversations held at once")
     create.set_defaults(func=cmd_create_agent)
+
+    export = sub.add_parser("export-customer", help="export everything held about one customer (JSON)")
+    erase = sub.add_parser("erase-customer", help="erase everything held about one customer")
+    for command, func in ((export, cmd_export_customer), (erase, cmd_erase_customer)):
+        who = command.add_mutually_exclusive_group(required=True)
+        who.add_argument("--visitor-id", help="the widget visitor id")
+        who.add_argument("--email", help="the customer's e-mail address")
+        command.set_defaults(func=func)
+    export.add_argument("--out", help="write to this file (mode 0600) instead of standard output")
 
     bench = sub.add_parser("bench", help="run the benchmarks (from a source checkout; docs/benchmarks.md)")
     _add_bench_arguments(bench)

@@ -18,6 +18,7 @@ from support.settings import (
     PolicySettings,
     RedactionSettings,
     RedisSettings,
+    RetentionSettings,
 )
 
 SECTIONS: list[tuple[str, type[BaseSettings]]] = [
@@ -28,6 +29,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Support policy", PolicySettings),
     ("Human handoff", HandoffSettings),
     ("PII redaction", RedactionSettings),
+    ("Customer data retention", RetentionSettings),
 ]
 
 

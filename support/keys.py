@@ -6,6 +6,8 @@ work unchanged on Redis Cluster or Valkey cluster. Global keys (budgets, breaker
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "sb"
 
 
@@ -87,6 +89,16 @@ def conversation_keys(conversation_id: str) -> tuple[str, ...]:
     )
 
 
+# Lock names of a conversation (store.py's turn lock, window.py's summary lock): erased with it.
+CONV_LOCK_NAMES = ("turn", "summary")
+
+
+def conversation_all_keys(conversation_id: str) -> tuple[str, ...]:
+    """Every key a conversation may have, locks included: what erasing it deletes."""
+    locks = tuple(conv_lock(conversation_id, name) for name in CONV_LOCK_NAMES)
+    return (*conversation_keys(conversation_id), *locks)
+
+
 def conv_triage(conversation_id: str) -> str:
     """Hash: customer message seq -> its triage verdict (JSON), kept with the turn for agents and reports."""
     return f"{PREFIX}:{conv_tag(conversation_id)}:triage"
@@ -143,3 +155,30 @@ def conv_notes(conversation_id: str) -> str:
 def examples_version() -> str:
     """Counter bumped whenever examples change, so every process reloads its retrieval index."""
     return f"{PREFIX}:{{examples}}:version"
+
+
+# --- customer data (export, erasure, retention) ---------------------------------------------------
+
+
+def customer_digest(kind: str, value: str) -> str:
+    """A fixed-length stand-in for a visitor id or e-mail in key names: key names show up in monitoring
+    and ``SCAN`` output, and an e-mail address has no business there (nor braces, which would move the
+    hash tag). ``kind`` is ``visitor`` or ``email``; e-mails are matched case-insensitively."""
+    normal = value.strip().lower() if kind == "email" else value
+    return hashlib.sha256(f"{kind}\0{normal}".encode()).hexdigest()[:32]
+
+
+def customer_conversations(kind: str, value: str) -> str:
+    """Set of the conversation ids of one visitor id or e-mail (its own hash tag: one slot per customer)."""
+    return f"{PREFIX}:{{cust:{customer_digest(kind, value)}}}:conversations"
+
+
+def erased_conversations() -> str:
+    """Sorted set: conversation id -> time it was erased (epoch s). The archiver checks it after writing
+    SQL, so a conversation it read just before an erasure is not resurrected; pruned after a day."""
+    return f"{PREFIX}:{{erasure}}:tombstones"
+
+
+def retention_lock() -> str:
+    """Held by the one process running a retention sweep at a time."""
+    return f"{PREFIX}:{{retention}}:lock"

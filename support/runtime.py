@@ -37,6 +37,8 @@ from support.embedded_redis import EmbeddedRedis
 from support.llm.gateway import ModelGateway, make_client
 from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy, load_policy
+from support.privacy.customer_data import CustomerDataService, default_sources
+from support.privacy.retention import retention_forever
 from support.redaction import Redactor
 from support.reports.ratings import RatingService
 from support.settings import REDACTION_KINDS, Settings
@@ -69,6 +71,7 @@ class Runtime:
     turns: TurnRunner = field(init=False)
     fanout: Fanout = field(init=False)
     desk: AgentDesk = field(init=False)
+    customers: CustomerDataService = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     # Personal data out of model-bound text; one per process (its detection cache is shared).
     redactor: Redactor = field(default_factory=Redactor)
@@ -245,6 +248,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         agents=runtime.agents, policy_version=policy.version,
     )  # fmt: skip
     runtime.spawn(runtime.desk.expire_forever(min(1.0, hs.lease_s / 4)), "lease-sweeper")
+    rs = settings.retention
+    runtime.customers = CustomerDataService(
+        store, sessions, runtime.handoff,
+        default_sources(sessions, runtime.examples, retention_deletes_examples=rs.examples == "delete"),
+    )  # fmt: skip
+    if rs.days > 0:
+        runtime.spawn(retention_forever(runtime.customers, client, rs), "retention")
     runtime.drain_hooks.append(runtime.close_widget_sockets)
     runtime.spawn(
         archive_forever(

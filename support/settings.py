@@ -347,6 +347,31 @@ class PolicySettings(BaseSettings):
     path: Path = Field(DEFAULT_POLICY_PATH, description="UTF-8 text or Markdown support policy.")
 
 
+class RetentionSettings(BaseSettings):
+    """How long customer conversations are kept (export and erasure on request are always available)."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_RETENTION_", extra="ignore")
+
+    days: float = Field(
+        0.0,
+        ge=0.0,
+        description="Conversations last active more than this many days ago are erased (with their "
+        "messages, ratings and handoff records) by a background sweep; fractions allowed. 0: kept forever.",
+    )
+    interval_s: float = Field(
+        300.0, gt=0, description="How often the retention sweep runs (one process at a time)."
+    )
+    batch: int = Field(
+        200, ge=1, description="Conversations erased at most per sweep: bounded work, the rest next time."
+    )
+    examples: Literal["unlink", "delete"] = Field(
+        "unlink",
+        description="What a retention sweep does to examples from an expired conversation: `unlink` "
+        "keeps what the agent taught without the link to the conversation; `delete` removes them. "
+        "(Erasing a customer on request always deletes them.)",
+    )
+
+
 class Settings(BaseModel):
     """All settings of one process, each concern in its own object."""
 
@@ -357,6 +382,7 @@ class Settings(BaseModel):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     handoff: HandoffSettings = Field(default_factory=HandoffSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,7 +51,9 @@ class WidgetSessionService:
             except Unauthorized:
                 claims = None  # an expired or foreign token starts a fresh conversation
             if claims is not None and claims.widget_key == widget_key:
-                conversation_id = claims.conversation_id
+                conversation_id = (
+                    claims.conversation_id if await self._store.exists(claims.conversation_id) else None
+                )
         if conversation_id is None:
             conversation_id = uuid4().hex
             await self._store.create_conversation(conversation_id, widget_key=widget_key, visitor=visitor)
@@ -68,7 +69,7 @@ class WidgetSessionService:
         state = await self._store.get_state(conversation_id)
         if state is None or all(state.visitor.get(k) == v for k, v in visitor.items()):
             return
-        await self._store.set_state(conversation_id, visitor=json.dumps({**state.visitor, **visitor}))
+        await self._store.set_visitor(conversation_id, {**state.visitor, **visitor})
 
     def authenticate(self, token: str) -> str:
         """The conversation a socket's token grants, or :class:`Unauthorized`."""

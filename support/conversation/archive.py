@@ -5,6 +5,11 @@ at-least-once: events are inserted with "on conflict do nothing" on (conversatio
 conversation row is upserted, and the Redis keys get a TTL only after the SQL commit. A conversation
 that becomes active again clears its TTL on the next append (inside the store's append script), and is
 archived again (only its new events) when it next goes idle.
+
+Erasure (:mod:`support.privacy.customer_data`) tombstones a conversation in Redis before it deletes
+anything; the archiver checks the tombstone after its SQL commit and deletes what it wrote if it finds
+one. Either its commit lands before erasure's SQL delete (which then removes it) or its check comes after
+the tombstone: an archive pass that read the conversation just before an erasure cannot resurrect it.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from support.conversation.store import ConversationStore
+from support.conversation.store import ConversationStore, visitor_identities
 from support.db.models import ArchivedConversation, ArchivedMessage
 
 log = logging.getLogger(__name__)
@@ -46,10 +51,13 @@ async def archive_conversation(
         return 0
     summary, _upto, _window = await store.window(conversation_id)
     events = await store.events_after(conversation_id, 0)
+    found = dict(visitor_identities(state.visitor))
     conv_row = {
         "id": conversation_id,
         "widget_key": state.widget_key,
         "visitor": json.dumps(state.visitor),
+        "visitor_id": found.get("visitor"),
+        "visitor_email": found.get("email"),
         "state": state.state,
         "summary": summary,
         "created_at": _dt(state.created_at),
@@ -59,7 +67,10 @@ async def archive_conversation(
     async with sessions() as session, session.begin():
         dialect = session.get_bind().dialect.name
         upsert = _insert(dialect, CONVERSATIONS).values(**conv_row)
-        update = {k: upsert.excluded[k] for k in ("state", "summary", "last_activity", "archived_at")}
+        changed = (
+            "visitor", "visitor_id", "visitor_email", "state", "summary", "last_activity", "archived_at",
+        )  # fmt: skip
+        update = {k: upsert.excluded[k] for k in changed}
         await session.execute(upsert.on_conflict_do_update(index_elements=["id"], set_=update))
         if events:
             rows = [
@@ -74,7 +85,21 @@ async def archive_conversation(
             ]  # fmt: skip
             insert = _insert(dialect, EVENTS).values(rows)
             await session.execute(insert.on_conflict_do_nothing(index_elements=["conversation_id", "seq"]))
+    if await store.is_erased(conversation_id):  # erased while we copied it: see the module docstring
+        async with sessions() as session, session.begin():
+            await delete_archived(session, [conversation_id])
+        return 0
     return len(events)
+
+
+async def delete_archived(session: AsyncSession, conversation_ids: list[str]) -> tuple[int, int]:
+    """Delete archived conversations and their events in the caller's transaction; returns how many
+    (conversations, events) rows went."""
+    if not conversation_ids:
+        return 0, 0
+    events = await session.execute(delete(EVENTS).where(EVENTS.c.conversation_id.in_(conversation_ids)))
+    convs = await session.execute(delete(CONVERSATIONS).where(CONVERSATIONS.c.id.in_(conversation_ids)))
+    return int(convs.rowcount or 0), int(events.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def archive_idle(

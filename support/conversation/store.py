@@ -136,6 +136,32 @@ return 0
 """
 
 
+# Writes beside the event log (triage verdicts, notes) only to a conversation that still exists: a turn or
+# an agent finishing after the conversation was erased must not leave a key behind. KEYS: state, target.
+_HSET_IF_LIVE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+"""
+_RPUSH_IF_LIVE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('RPUSH', KEYS[2], ARGV[1])
+"""
+
+ERASED_MEMORY_S = 86_400  # how long an erasure's tombstone is kept: far longer than any archive pass
+
+
+def visitor_identities(visitor: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (kind, value) pairs a conversation is found by in export and erasure: its visitor id and
+    e-mail, when set."""
+    found: list[tuple[str, str]] = []
+    vid, email = visitor.get("id"), visitor.get("email")
+    if isinstance(vid, str) and vid:
+        found.append(("visitor", vid))
+    if isinstance(email, str) and email.strip():
+        found.append(("email", email.strip().lower()))
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One persisted event of a conversation (a message or a status change)."""
@@ -293,16 +319,82 @@ class ConversationStore:
         self._release = redis.register_script(_RELEASE)
         self._begin_turn = redis.register_script(_BEGIN_TURN)
         self._forget = redis.register_script(_FORGET_IF_IDLE)
+        self._hset_if_live = redis.register_script(_HSET_IF_LIVE)
+        self._rpush_if_live = redis.register_script(_RPUSH_IF_LIVE)
 
     async def create_conversation(
         self, conversation_id: str, *, widget_key: str, visitor: dict[str, Any], now: datetime | None = None
     ) -> bool:
         """Create the conversation in state ``bot``; True if created, False if it already existed."""
+        # Indexed first: a conversation is findable for export and erasure from the moment it exists.
+        await self.index_customer(conversation_id, visitor)
         created = await self._create(
             keys=[keys.conv_state(conversation_id), keys.conv_summary(conversation_id)],
             args=[iso(now or datetime.now(UTC)), widget_key, json.dumps(visitor)],
         )
         return bool(created)
+
+    async def exists(self, conversation_id: str) -> bool:
+        """False once the conversation is gone from Redis (erased, or archived and expired)."""
+        return bool(await self._redis.exists(keys.conv_state(conversation_id)))
+
+    async def set_visitor(self, conversation_id: str, visitor: dict[str, Any]) -> None:
+        """Replace the conversation's visitor (a customer identified themselves) and index it, so the
+        conversation is found by the new id or e-mail too. NotFound for an unknown conversation."""
+        await self.index_customer(conversation_id, visitor)
+        await self.set_state(conversation_id, visitor=json.dumps(visitor))
+
+    async def index_customer(self, conversation_id: str, visitor: Mapping[str, Any]) -> None:
+        """Record the conversation under the visitor's id and e-mail (each its own set and cluster slot)."""
+        identities = visitor_identities(visitor)
+        if not identities:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for kind, value in identities:
+                pipe.sadd(keys.customer_conversations(kind, value), conversation_id)
+            await pipe.execute()
+
+    async def customer_conversation_ids(self, kind: str, value: str) -> set[str]:
+        """Conversation ids indexed under a visitor id or e-mail (some may be gone: callers check)."""
+        members: set[bytes | str] = await self._redis.smembers(keys.customer_conversations(kind, value))
+        return {_s(m) for m in members}
+
+    async def unindex_customer(self, conversation_ids: list[str], identities: list[tuple[str, str]]) -> None:
+        """Forget erased conversations under each (kind, value); a set left empty disappears with them."""
+        if not conversation_ids or not identities:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for kind, value in identities:
+                pipe.srem(keys.customer_conversations(kind, value), *conversation_ids)
+            await pipe.execute()
+
+    async def mark_erased(self, conversation_ids: list[str], *, now: datetime | None = None) -> None:
+        """Tombstone conversations about to be erased (before anything is deleted), and prune old ones."""
+        if not conversation_ids:
+            return
+        at = (now or datetime.now(UTC)).timestamp()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(keys.erased_conversations(), dict.fromkeys(conversation_ids, at))
+            pipe.zremrangebyscore(keys.erased_conversations(), "-inf", at - ERASED_MEMORY_S)
+            await pipe.execute()
+
+    async def is_erased(self, conversation_id: str) -> bool:
+        """True if the conversation was erased in the last :data:`ERASED_MEMORY_S` seconds."""
+        return await self._redis.zscore(keys.erased_conversations(), conversation_id) is not None
+
+    async def erase(self, conversation_id: str) -> int:
+        """Delete every key of the conversation, locks included (one transaction: they share a slot) and
+        drop it from the archiver's index; returns how many of its durable keys (not locks) existed.
+        Appends after this fail with NotFound."""
+        durable = keys.conversation_keys(conversation_id)
+        locks = [k for k in keys.conversation_all_keys(conversation_id) if k not in durable]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*durable)
+            pipe.delete(*locks)
+            deleted, _locks = await pipe.execute()
+        await self._redis.zrem(keys.active_conversations(), conversation_id)
+        self._marked.pop(conversation_id, None)
+        return int(deleted)
 
     async def append_customer_message(
         self, conversation_id: str, client_id: str, text: str, *, now: datetime
@@ -530,7 +622,10 @@ class ConversationStore:
 
     async def record_triage(self, conversation_id: str, seq: int, verdict: dict[str, Any]) -> None:
         """Store the triage verdict of customer message ``seq`` with its turn."""
-        await self._redis.hset(keys.conv_triage(conversation_id), str(seq), json.dumps(verdict))
+        await self._hset_if_live(
+            keys=[keys.conv_state(conversation_id), keys.conv_triage(conversation_id)],
+            args=[str(seq), json.dumps(verdict)],
+        )
 
     async def triage_of(self, conversation_id: str, seq: int) -> dict[str, Any] | None:
         """The stored triage verdict of customer message ``seq``, if any."""
@@ -555,7 +650,9 @@ class ConversationStore:
 
     async def add_note(self, conversation_id: str, note: dict[str, Any]) -> None:
         """Append an internal agent note (never part of the customer's event log)."""
-        await self._redis.rpush(keys.conv_notes(conversation_id), json.dumps(note))
+        await self._rpush_if_live(
+            keys=[keys.conv_state(conversation_id), keys.conv_notes(conversation_id)], args=[json.dumps(note)]
+        )
 
     async def notes(self, conversation_id: str) -> list[dict[str, Any]]:
         """The conversation's internal notes, oldest first."""

@@ -74,6 +74,9 @@ class ArchivedConversation(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     widget_key: str = Field(max_length=128)
     visitor: str = Field(default="{}", description="JSON")
+    # The visitor's id and e-mail (lower-case) out of ``visitor``: how export and erasure find a customer.
+    visitor_id: str | None = Field(default=None, index=True, max_length=256)
+    visitor_email: str | None = Field(default=None, index=True, max_length=320)
     state: str = Field(max_length=16, index=True)
     summary: str = ""
     created_at: datetime

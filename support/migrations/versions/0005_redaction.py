@@ -1,13 +1,13 @@
 """ledger: per-call counts of redacted personal data
 
-Revision ID: 0005_redaction
+Revision ID: 0005
 Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_redaction"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None

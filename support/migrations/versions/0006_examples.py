@@ -1,7 +1,7 @@
 """examples: review flags and the redaction version they were stored under
 
-Revision ID: 0005_examples
-Revises: 0005_redaction
+Revision ID: 0006
+Revises: 0005
 
 Rows that exist before this revision were stored raw; they get ``redaction_version`` 0, and the
 application re-scrubs them once at start-up (``ExampleService.rescrub_legacy``), because scrubbing needs
@@ -11,8 +11,8 @@ the redactor's detectors, which a migration should not import.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_examples"
-down_revision = "0005_redaction"  # chained after the merged redaction branch (was "0004")
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Customer data: export and erasure per customer, and retention (erasure by age)."""

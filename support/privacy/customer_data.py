@@ -1,0 +1,413 @@
+"""Export and erasure of one customer's data, and erasure of conversations by age (retention).
+
+A customer is named by a visitor id or an e-mail address. Their conversations are found through two
+indexes: a Redis set per visitor id and per e-mail (written by the store when a session creates or
+identifies a conversation) for conversations still hot, and the ``visitor_id`` / ``visitor_email``
+columns of the archive for archived ones. Everything else hangs off those conversation ids: messages
+(Redis event log or archive), notes, ratings, handoff records, examples, and the queue entries in Redis.
+
+Each kind of data other than conversations is a :class:`CustomerDataSource`; tickets and attachments
+(not built yet) become sources of their own and are listed, empty, until then, so an export always has
+every kind and a later export after erasure shows each of them empty.
+
+Erasure order (see also :mod:`support.conversation.archive`): tombstone the conversations in Redis, delete
+their Redis keys and queue entries (from here on appends fail with NotFound), then delete SQL rows, then
+the index entries. The archiver checks the tombstone after writing, so it cannot bring a conversation back.
+Erasure is idempotent: running it again finds nothing and counts zeros.
+
+The model usage ledger holds no customer text (ids, token counts, cost, outcome), so it is kept as it is:
+cost reports stay right after an erasure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import SQLModel, col, select
+
+from handoff.examples import ExampleService
+from handoff.service import HandoffService
+from support.conversation.archive import delete_archived
+from support.conversation.store import ConversationStore, Event, visitor_identities
+from support.db.models import ArchivedConversation, ArchivedMessage, HandoffRecord, Rating
+from support.errors import ValidationFailed
+
+log = logging.getLogger(__name__)
+
+MAX_VISITOR_ID_CHARS = 256  # as the archive's visitor_id column
+MAX_EMAIL_CHARS = 320  # RFC 5321's local part (64) + @ + domain (255)
+RETENTION_MAX_PAGES = 5  # archive pages a sweep reads past revived conversations: bounded work per sweep
+SQL_IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound-parameter limit
+# Every kind an export lists, in order; kinds without a source yet (tickets, attachments) stay empty.
+KINDS = ("conversations", "ratings", "handoffs", "examples", "tickets", "attachments")
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
+    for start in range(0, len(ids), SQL_IN_CHUNK):
+        yield list(ids[start : start + SQL_IN_CHUNK])
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRef:
+    """Who: exactly one of a visitor id or an e-mail address (matched case-insensitively)."""
+
+    kind: str  # "visitor" | "email"
+    value: str
+
+    @classmethod
+    def parse(cls, visitor_id: str | None, email: str | None) -> CustomerRef:
+        """From the request's ``visitor_id`` / ``email``: exactly one must be given, non-empty."""
+        given = [(k, v) for k, v in (("visitor", visitor_id), ("email", email)) if v is not None and v != ""]
+        if len(given) != 1:
+            raise ValidationFailed("give exactly one of `visitor_id` or `email`")
+        kind, value = given[0]
+        if not isinstance(value, str):
+            raise ValidationFailed(f"`{'visitor_id' if kind == 'visitor' else 'email'}` must be a string")
+        if kind == "email":
+            value = value.strip().lower()
+            if "@" not in value or len(value) > MAX_EMAIL_CHARS:
+                raise ValidationFailed("`email` must be an e-mail address")
+        elif len(value) > MAX_VISITOR_ID_CHARS:
+            raise ValidationFailed(f"`visitor_id` is longer than {MAX_VISITOR_ID_CHARS} characters")
+        return cls(kind, value)
+
+    def to_json(self) -> dict[str, str | None]:
+        """As the export names the customer."""
+        return {
+            "visitor_id": self.value if self.kind == "visitor" else None,
+            "email": self.value if self.kind == "email" else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerScope:
+    """What a source works on: the customer (None for a retention sweep) and their conversation ids."""
+
+    customer: CustomerRef | None
+    conversation_ids: list[str]
+
+
+class CustomerDataSource(Protocol):
+    """One kind of customer data beside conversations (ratings, examples, tickets...)."""
+
+    kind: str
+
+    async def export(self, scope: CustomerScope) -> list[dict[str, Any]]:
+        """Every record of this kind in scope, as JSON."""
+        ...
+
+    async def erase(self, scope: CustomerScope, *, retention: bool) -> int:
+        """Erase every record of this kind in scope; returns how many. ``retention``: an age sweep."""
+        ...
+
+
+class ConversationRows:
+    """SQL rows keyed by ``conversation_id`` (ratings, handoff records): exported as their columns."""
+
+    def __init__(self, kind: str, model: type[SQLModel], sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.kind = kind
+        self._model = model
+        self._sessions = sessions
+
+    async def export(self, scope: CustomerScope) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        column = col(self._model.conversation_id)  # type: ignore[attr-defined]
+        async with self._sessions() as session:
+            for chunk in _chunks(scope.conversation_ids):
+                rows = (await session.execute(select(self._model).where(column.in_(chunk)))).scalars()
+                out += [_row_json(row) for row in rows]
+        return out
+
+    async def erase(self, scope: CustomerScope, *, retention: bool) -> int:
+        count = 0
+        column = col(self._model.conversation_id)  # type: ignore[attr-defined]
+        async with self._sessions() as session, session.begin():
+            for chunk in _chunks(scope.conversation_ids):
+                result = await session.execute(delete(self._model).where(column.in_(chunk)))
+                count += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return count
+
+
+class ExampleRows:
+    """Examples that came from the customer's conversations. Erasure deletes them; a retention sweep keeps
+    them (they are what agents taught) unless configured to delete, and only unlinks the conversation."""
+
+    kind = "examples"
+
+    def __init__(self, examples: ExampleService, *, retention_deletes: bool = False) -> None:
+        self._examples = examples
+        self._retention_deletes = retention_deletes
+
+    async def export(self, scope: CustomerScope) -> list[dict[str, Any]]:
+        return [_row_json(e) for e in await self._examples.of_conversations(scope.conversation_ids)]
+
+    async def erase(self, scope: CustomerScope, *, retention: bool) -> int:
+        unlink = retention and not self._retention_deletes
+        return await self._examples.erase_conversations(scope.conversation_ids, unlink=unlink)
+
+
+def _row_json(row: SQLModel) -> dict[str, Any]:
+    data = row.model_dump()
+    return {k: _iso(v) if isinstance(v, datetime) else v for k, v in data.items()}
+
+
+@dataclass
+class _Conversation:
+    """One conversation as found live in Redis, in the archive, or both (live wins: it is newer)."""
+
+    id: str
+    widget_key: str
+    visitor: dict[str, Any]
+    state: str
+    created_at: str | None
+    last_activity: str | None
+    summary: str
+    live: bool
+    archived: bool
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "widget_key": self.widget_key, "visitor": self.visitor, "state": self.state,
+            "created_at": self.created_at, "last_activity": self.last_activity, "summary": self.summary,
+            "live": self.live, "archived": self.archived, "messages": self.messages, "notes": self.notes,
+        }  # fmt: skip
+
+
+def _message_json(ev: Event) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "seq": ev.seq,
+        "id": ev.id,
+        "role": ev.role,
+        "text": ev.text,
+        "created_at": ev.created_at,
+    }
+    if ev.author is not None:
+        out["author"] = ev.author
+    return out
+
+
+class CustomerDataService:
+    """Export, erase, retention sweep. Clients and services are passed in (built by the runtime)."""
+
+    builtin_kinds: ClassVar[tuple[str, ...]] = ("conversations",)
+
+    def __init__(
+        self,
+        store: ConversationStore,
+        sessions: async_sessionmaker[AsyncSession],
+        handoff: HandoffService,
+        sources: Sequence[CustomerDataSource],
+    ) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._handoff = handoff
+        self._sources = list(sources)
+
+    # --- finding ----------------------------------------------------------------------------------
+
+    async def conversation_ids(self, customer: CustomerRef) -> list[str]:
+        """Every conversation indexed under the customer, hot (Redis) or archived (SQL)."""
+        ids = await self._store.customer_conversation_ids(customer.kind, customer.value)
+        column = (
+            ArchivedConversation.visitor_id
+            if customer.kind == "visitor"
+            else ArchivedConversation.visitor_email
+        )
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(col(ArchivedConversation.id)).where(col(column) == customer.value)
+            )
+            ids.update(rows.scalars())
+        return sorted(ids)
+
+    async def _conversations(self, conversation_ids: Sequence[str]) -> list[_Conversation]:
+        """The conversations that still exist, with their messages and notes (live first, else archive)."""
+        found: dict[str, _Conversation] = {}
+        for cid in conversation_ids:
+            state = await self._store.get_state(cid)
+            if state is None:
+                continue
+            events = await self._store.events_after(cid, 0)
+            summary, _upto, _window = await self._store.window(cid)
+            found[cid] = _Conversation(
+                id=cid, widget_key=state.widget_key, visitor=state.visitor, state=state.state,
+                created_at=state.created_at, last_activity=state.last_activity, summary=summary,
+                live=True, archived=False, notes=await self._store.notes(cid),
+                messages=[_message_json(ev) for ev in events if ev.type == "message"],
+            )  # fmt: skip
+        async with self._sessions() as session:
+            for chunk in _chunks(conversation_ids):
+                rows = await session.execute(
+                    select(ArchivedConversation).where(col(ArchivedConversation.id).in_(chunk))
+                )
+                archived = {row.id: row for row in rows.scalars()}
+                for cid, row in archived.items():
+                    if cid in found:
+                        found[cid].archived = True
+                        continue
+                    found[cid] = _Conversation(
+                        id=cid, widget_key=row.widget_key, visitor=json.loads(row.visitor or "{}"),
+                        state=row.state, created_at=_iso(row.created_at),
+                        last_activity=_iso(row.last_activity), summary=row.summary, live=False, archived=True,
+                    )  # fmt: skip
+                cold = [cid for cid in archived if not found[cid].live]
+                if not cold:
+                    continue
+                cold_events = await session.execute(
+                    select(ArchivedMessage)
+                    .where(
+                        col(ArchivedMessage.conversation_id).in_(cold), col(ArchivedMessage.type) == "message"
+                    )
+                    .order_by(col(ArchivedMessage.conversation_id), col(ArchivedMessage.seq))
+                )
+                for ev in cold_events.scalars():
+                    message: dict[str, Any] = {
+                        "seq": ev.seq, "id": ev.event_id, "role": ev.role, "text": ev.text,
+                        "created_at": _iso(ev.created_at),
+                    }  # fmt: skip
+                    if ev.author:
+                        message["author"] = json.loads(ev.author)
+                    found[ev.conversation_id].messages.append(message)
+        return [found[cid] for cid in conversation_ids if cid in found]
+
+    # --- export -----------------------------------------------------------------------------------
+
+    async def export(self, customer: CustomerRef, *, now: datetime | None = None) -> dict[str, Any]:
+        """Everything held about the customer; every kind is listed, empty when there is nothing."""
+        ids = await self.conversation_ids(customer)
+        scope = CustomerScope(customer, ids)
+        out: dict[str, Any] = {
+            "customer": customer.to_json(),
+            "exported_at": (now or datetime.now(UTC)).isoformat(),
+            **{kind: [] for kind in KINDS},
+        }
+        out["conversations"] = [c.to_json() for c in await self._conversations(ids)]
+        for source in self._sources:
+            out[source.kind] = await source.export(scope)
+        return out
+
+    # --- erasure ----------------------------------------------------------------------------------
+
+    async def erase(self, customer: CustomerRef) -> dict[str, int]:
+        """Erase everything held about the customer; returns how many of each kind went."""
+        ids = await self.conversation_ids(customer)
+        return await self.erase_conversations(ids, customer=customer)
+
+    async def erase_conversations(
+        self, conversation_ids: Sequence[str], *, customer: CustomerRef | None = None, retention: bool = False
+    ) -> dict[str, int]:
+        """Erase conversations everywhere they live, and what hangs off them (see the module docstring)."""
+        ids = list(dict.fromkeys(conversation_ids))
+        counts: dict[str, int] = dict.fromkeys(KINDS, 0) | {"messages": 0, "redis_keys": 0}
+        identities = {(customer.kind, customer.value)} if customer is not None else set()
+        if not ids:
+            if customer is not None:  # stale index entries only: drop them
+                await self._store.unindex_customer(ids, sorted(identities))
+            return counts
+        existing = await self._conversations(ids)
+        counts["conversations"] = len(existing)
+        counts["messages"] = sum(len(c.messages) for c in existing)
+        for conversation in existing:
+            identities.update(visitor_identities(conversation.visitor))
+        await self._store.mark_erased(ids)
+        queue_moved = False
+        for cid in ids:
+            counts["redis_keys"] += await self._store.erase(cid)
+            queue_moved = await self._leave_queue(cid) or queue_moved
+        if queue_moved:
+            await self._handoff.queue_changed()
+        async with self._sessions() as session, session.begin():
+            for chunk in _chunks(ids):
+                await delete_archived(session, chunk)
+        scope = CustomerScope(customer, ids)
+        for source in self._sources:
+            counts[source.kind] = await source.erase(scope, retention=retention)
+        await self._store.unindex_customer(ids, sorted(identities))
+        return counts
+
+    async def _leave_queue(self, conversation_id: str) -> bool:
+        """Take an erased conversation out of the agent queue; its agent's console lets go of it."""
+        item = await self._handoff.queue.item(conversation_id)
+        if item is None:
+            return False
+        await self._handoff.queue.finish(conversation_id)
+        if item.assignee:
+            await self._handoff.publish_event(
+                {"type": "unassigned", "conversation_id": conversation_id, "agent_id": item.assignee,
+                 "reason": "erased"}
+            )  # fmt: skip
+        return True
+
+    # --- retention --------------------------------------------------------------------------------
+
+    async def expired_conversations(self, before: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` conversations whose last activity is before ``before``: hot ones from the
+        archiver's index, archived ones from SQL (oldest first in each)."""
+        found = [cid for cid, _score in await self._store.idle_conversations(before, limit)]
+        offset = 0
+        for _page in range(RETENTION_MAX_PAGES):
+            if len(found) >= limit:
+                break
+            async with self._sessions() as session:
+                rows = await session.execute(
+                    select(col(ArchivedConversation.id))
+                    .where(col(ArchivedConversation.last_activity) < before)
+                    .order_by(col(ArchivedConversation.last_activity), col(ArchivedConversation.id))
+                    .offset(offset)
+                    .limit(limit)
+                )
+                archived = list(rows.scalars())
+            offset += len(archived)
+            # An archived conversation may have come back to life since (its archive row is updated only
+            # when it goes idle again): the hot state's last activity decides.
+            hot_last = await self._store.state_fields(archived, "last_activity")
+            found += [
+                cid
+                for cid, (last,) in zip(archived, hot_last, strict=True)
+                if (last is None or datetime.fromisoformat(last) < before) and cid not in found
+            ]
+            if len(archived) < limit:
+                break
+        return found[:limit]
+
+    async def sweep_retention(self, before: datetime, limit: int) -> dict[str, int]:
+        """Erase up to ``limit`` conversations last active before ``before`` (bounded work per call)."""
+        return await self.erase_conversations(await self.expired_conversations(before, limit), retention=True)
+
+
+def default_sources(
+    sessions: async_sessionmaker[AsyncSession], examples: ExampleService, *, retention_deletes_examples: bool
+) -> list[CustomerDataSource]:
+    """The sources every process registers (tickets and attachments add theirs here)."""
+    return [
+        ConversationRows("ratings", Rating, sessions),
+        ConversationRows("handoffs", HandoffRecord, sessions),
+        ExampleRows(examples, retention_deletes=retention_deletes_examples),
+    ]
+
+
+__all__ = [
+    "KINDS",
+    "ConversationRows",
+    "CustomerDataService",
+    "CustomerDataSource",
+    "CustomerRef",
+    "CustomerScope",
+    "ExampleRows",
+    "default_sources",
+]
