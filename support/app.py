@@ -21,6 +21,7 @@ from support.channels.widget import WidgetController
 from support.errors import SwitchboardError
 from support.health import healthz, readyz
 from support.http_input import RejectNul, bounded_request_class
+from support.openapi_errors import describe_error_envelope
 from support.reports.api import ReportsController
 from support.reports.pages import reports_router
 from support.runtime import Runtime, open_runtime
@@ -95,7 +96,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         runtime: Runtime = state.runtime
         return runtime
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             healthz,
             readyz,
@@ -122,3 +123,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=logging_config(settings.app.log_level),
         debug=False,
     )
+    describe_error_envelope(app.openapi_schema)
+    return app

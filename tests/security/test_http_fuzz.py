@@ -345,8 +345,22 @@ def test_any_json_value_as_a_login_body_gets_a_typed_client_error(server: Server
 # pytest node attribute that pytest 9.2 no longer has.)
 
 
-def server_errors_of(operation: schemathesis.APIOperation, base_url: str) -> list[str]:
-    """Fuzz one operation (valid and invalid data); every request answered 5xx, as a curl command."""
+def is_error_envelope(body: bytes) -> bool:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return False
+    error = parsed.get("error") if isinstance(parsed, dict) and set(parsed) == {"error"} else None
+    return (
+        isinstance(error, dict)
+        and isinstance(error.get("code"), str)
+        and isinstance(error.get("message"), str)
+    )
+
+
+def bad_answers_of(operation: schemathesis.APIOperation, base_url: str) -> list[str]:
+    """Fuzz one operation (valid and invalid data); every answer that is a 5xx, or a 4xx outside the
+    error envelope, as its status and a curl command."""
     found: list[str] = []
     cases = st.one_of(
         operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)
@@ -357,14 +371,16 @@ def server_errors_of(operation: schemathesis.APIOperation, base_url: str) -> lis
     @given(case=cases)
     def fuzz(case: schemathesis.Case) -> None:
         response = case.call(base_url=base_url, timeout=30)
-        if response.status_code >= 500:
+        if response.status_code >= 500 or (
+            response.status_code >= 400 and not is_error_envelope(response.content)
+        ):
             found.append(f"{response.status_code} {case.as_curl_command()}")
 
     fuzz()
     return found
 
 
-def test_no_operation_of_the_served_openapi_document_answers_a_server_error(
+def test_no_operation_of_the_served_openapi_document_answers_a_server_error_or_an_untyped_error(
     server: ServerProcess, admin_token: str
 ) -> None:
     config = SchemathesisConfig.from_dict(
@@ -373,5 +389,22 @@ def test_no_operation_of_the_served_openapi_document_answers_a_server_error(
     schema = schemathesis.openapi.from_url(f"{server.url}/schema/openapi.json", config=config)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20  # the whole HTTP API, not a stray part of it
-    server_errors = {op.label: errors for op in operations if (errors := server_errors_of(op, server.url))}
-    assert server_errors == {}, json.dumps(server_errors, indent=1)
+    bad_answers = {op.label: found for op in operations if (found := bad_answers_of(op, server.url))}
+    assert bad_answers == {}, json.dumps(bad_answers, indent=1)
+
+
+def test_openapi_document_describes_every_error_as_the_envelope(server: ServerProcess) -> None:
+    doc = httpx.get(f"{server.url}/schema/openapi.json").json()
+    envelope = doc["components"]["schemas"]["Error"]
+    assert envelope["required"] == ["error"]
+    assert envelope["properties"]["error"]["required"] == ["code", "message"]
+    operations = [operation for item in doc["paths"].values() for operation in item.values()]
+    assert all("4XX" in operation["responses"] for operation in operations)
+    error_responses = [
+        response
+        for operation in operations
+        for status, response in operation["responses"].items()
+        if status[0] in "45"
+    ]
+    schemas = {json.dumps(r["content"]["application/json"]["schema"]) for r in error_responses}
+    assert schemas == {json.dumps({"$ref": "#/components/schemas/Error"})}
