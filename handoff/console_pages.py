@@ -11,7 +11,7 @@ from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
 from support.settings import AppSettings
-from support.web import web_root
+from support.web import StaticFileSystem, web_root
 
 CONSOLE_PATH = "/console"
 
@@ -21,6 +21,7 @@ def console_router(settings: AppSettings) -> Router:
     return create_static_files_router(
         path=CONSOLE_PATH,
         directories=[web_root(settings) / "console"],
+        file_system=StaticFileSystem(),
         html_mode=True,
         name="console",
         # Revalidate every time: a deploy must never leave an agent on a stale console script.

@@ -21,6 +21,8 @@ from support.channels.web_assets import WebAssetsController
 from support.channels.widget import WidgetController
 from support.errors import SwitchboardError
 from support.health import healthz, readyz
+from support.http_input import RejectNul, bounded_request_class
+from support.openapi_errors import describe_error_envelope
 from support.reports.api import ReportsController
 from support.reports.pages import reports_router
 from support.runtime import Runtime, open_runtime
@@ -95,7 +97,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         runtime: Runtime = state.runtime
         return runtime
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             healthz,
             readyz,
@@ -116,7 +118,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             HTTPException: http_error_response,
             Exception: internal_error_response,
         },
+        middleware=[RejectNul()],
+        request_class=bounded_request_class(settings.http.max_json_depth),
+        request_max_body_size=settings.http.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Switchboard", version=__version__, path="/schema"),
         logging_config=logging_config(settings.app.log_level),
         debug=False,
     )
+    describe_error_envelope(app.openapi_schema)
+    return app

@@ -14,6 +14,7 @@ from support.settings import (
     AppSettings,
     DatabaseSettings,
     HandoffSettings,
+    HttpSettings,
     LLMSettings,
     PolicySettings,
     RedactionSettings,
@@ -30,6 +31,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Human handoff", HandoffSettings),
     ("PII redaction", RedactionSettings),
     ("Customer data retention", RetentionSettings),
+    ("HTTP input", HttpSettings),
 ]
 
 

@@ -36,6 +36,12 @@ class ValidationFailed(SwitchboardError):
     ws_close_code = 1008
 
 
+class TooDeeplyNested(ValidationFailed):
+    """The JSON body nests arrays and objects deeper than the server accepts."""
+
+    code = "too_deep"
+
+
 class NotFound(SwitchboardError):
     """No such resource."""
 

@@ -79,6 +79,25 @@ class AppSettings(BaseSettings):
             raise ConfigurationError("SWITCHBOARD_SECRET_KEY must be set in production")
 
 
+class HttpSettings(BaseSettings):
+    """Limits on what one HTTP request may carry, checked before a handler sees it."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_HTTP_", extra="ignore")
+
+    max_body_bytes: int = Field(
+        1_048_576,
+        gt=0,
+        description="Largest request body accepted (bytes); a larger one is answered 413 `too_large` "
+        "unread. The largest legitimate body (a knowledge document) is well under it.",
+    )
+    max_json_depth: int = Field(
+        32,
+        gt=0,
+        description="Deepest nesting of arrays and objects a JSON body may have; deeper is answered 400 "
+        "`too_deep` before it is decoded. No endpoint takes more than a few levels.",
+    )
+
+
 class RedisSettings(BaseSettings):
     """Redis: hot conversation state, queues, pub/sub, rate budgets."""
 
@@ -383,6 +402,7 @@ class Settings(BaseModel):
     handoff: HandoffSettings = Field(default_factory=HandoffSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 

@@ -27,7 +27,7 @@ def parse_bound(value: str | None, name: str, *, end: bool) -> datetime | None:
             moment = datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=UTC)
         else:
             moment = datetime.fromisoformat(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: the day after 9999-12-31
         raise ValidationFailed(f"`{name}` must be an ISO 8601 date or datetime, got {value!r}") from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
 from support.settings import AppSettings
-from support.web import web_root
+from support.web import StaticFileSystem, web_root
 
 
 def reports_router(settings: AppSettings) -> Router:
@@ -19,6 +19,7 @@ def reports_router(settings: AppSettings) -> Router:
     return create_static_files_router(
         path="/reports",
         directories=[web_root(settings) / "reports"],
+        file_system=StaticFileSystem(),
         html_mode=True,
         name="reports",
         cache_control=CacheControlHeader(no_cache=True),
