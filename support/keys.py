@@ -143,3 +143,16 @@ def conv_notes(conversation_id: str) -> str:
 def examples_version() -> str:
     """Counter bumped whenever examples change, so every process reloads its retrieval index."""
     return f"{PREFIX}:{{examples}}:version"
+
+
+# --- agent accounts --------------------------------------------------------------------------------
+
+
+def agent_token_generation(agent_id: str) -> str:
+    """The agent's current token generation (cached from SQL, with a TTL): tokens of another are revoked."""
+    return f"{PREFIX}:{{agents}}:generation:{agent_id}"
+
+
+def agent_revocations() -> str:
+    """Pub/sub channel: an agent's tokens were revoked; every process closes that agent's sockets."""
+    return f"{PREFIX}:{{agents}}:revoked"
