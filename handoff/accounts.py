@@ -41,8 +41,11 @@ class AgentAccounts:
         agent, revoked = await self.agents.update(
             agent_id, active=active, role=role, name=name, capacity=capacity
         )
-        if revoked:
+        if revoked or active is not None or role is not None:
+            # Also when nothing changed: an admin retrying after Redis failed under the first attempt
+            # (committed in SQL, not yet in the cache) makes the revocation take effect.
             await self.tokens.revoked(agent.id, agent.token_generation)
+        if revoked:
             log.info("tokens of agent %s revoked (active=%s, role=%s)", agent.id, agent.active, agent.role)
         if not agent.active:
             await self._requeue_held(agent)

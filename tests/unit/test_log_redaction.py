@@ -80,3 +80,8 @@ def test_records_of_any_logger_and_handler_are_redacted_with_their_structure_kep
     assert JWT not in text
     assert '"GET /ws?token=[redacted] HTTP/1.1" 101' in text
     assert "ValueError: bad token [redacted]" in text
+
+
+def test_a_logged_object_that_prints_a_secret_is_redacted(captured: io.StringIO) -> None:
+    logging.getLogger("test.redaction").error(ValueError(f"bad token {JWT}"))
+    assert captured.getvalue() == "bad token [redacted]\n"
