@@ -85,7 +85,9 @@ def test_an_admin_manages_agents_and_a_deactivated_agent_is_signed_out_at_once(
         row(root, "ada@example.com").get_by_role("button", name="Deactivate Ada Lovelace").click()
         expect(row(root, "ada@example.com").locator(".agent-status")).to_have_text("Inactive")
         expect(root.locator("#agents-summary")).to_have_text("2 active · 1 inactive")
-        expect(ada.locator("#login-view")).to_be_visible()
+        expect(ada.locator("#login-error")).to_have_text(
+            "An admin changed or deactivated your account. Sign in again."
+        )
         expect(ada.locator("#console-view")).to_be_hidden()
         root.screenshot(path=str(screenshot_dir / "console-agents.png"))
 

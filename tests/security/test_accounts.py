@@ -89,6 +89,30 @@ def test_an_admin_token_forged_with_the_published_placeholder_is_rejected(
     assert read.status_code == 401
 
 
+async def test_a_widget_token_forged_with_the_published_placeholder_cannot_open_a_customers_conversation(
+    readme_server: ServerProcess,
+) -> None:
+    victim = httpx.post(
+        f"{readme_server.url}/api/v1/widget/sessions",
+        json={"widget_key": "pk_demo", "visitor": {"name": "Victim"}},
+        headers={"Origin": "http://127.0.0.1:8000"},  # the README's demo key and origin
+    ).json()
+    now = int(time.time())
+    claims = {
+        "sub": victim["conversation_id"],
+        "wk": "pk_demo",
+        "typ": "widget",
+        "iat": now,
+        "exp": now + 3600,
+    }
+    forged = jwt.encode(claims, PUBLISHED_PLACEHOLDER, algorithm="HS256")
+    url = f"ws://127.0.0.1:{readme_server.port}/api/v1/widget/ws?token={forged}"
+    async with websockets.connect(url) as ws:
+        first = json.loads(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S))
+        assert (first["type"], first["code"]) == ("error", "unauthorized")
+        assert await asyncio.wait_for(closed_with(ws), 5) == 1008
+
+
 def test_the_generated_key_is_private_and_a_second_process_on_the_data_dir_reuses_it(
     tmp_path: Path, redis_url: str, redis_client: Any
 ) -> None:

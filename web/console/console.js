@@ -102,7 +102,12 @@
         // not JSON: keep the status line
       }
       if (res.status === 401 && path !== "/login" && state.token) {
-        logout("Your session expired. Sign in again.");
+        // A revoked token (an admin deactivated the account or changed its role) says so.
+        logout(
+          /revoked/.test(error.message || "")
+            ? "An admin changed or deactivated your account. Sign in again."
+            : "Your session expired. Sign in again.",
+        );
       }
       throw new ApiError(res.status, error.code, error.message);
     }
