@@ -5,6 +5,9 @@ Tokens are HS256 JWTs (PyJWT, as the widget's) signed with ``SWITCHBOARD_SECRET_
 HTTP requests carry ``Authorization: Bearer <token>``; the agent WebSocket, which browsers cannot give
 headers, carries ``?token=``. Guards run before the handler and put the identity in the connection scope;
 handlers read it with :func:`agent_of`.
+
+A token is also checked against its account's current token generation (:mod:`handoff.tokens`, one
+Redis GET), so deactivating an agent or changing its role revokes its tokens at once.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def issue_agent_token(
     expires = now + ttl
     claims = {
         "sub": agent.id, "name": agent.name, "role": agent.role, "email": agent.email,
-        "typ": AGENT_TOKEN_TYPE, "iat": int(now.timestamp()), "exp": int(expires.timestamp()),
+        "gen": agent.generation, "typ": AGENT_TOKEN_TYPE, "iat": int(now.timestamp()),
+        "exp": int(expires.timestamp()),
     }  # fmt: skip
     return jwt.encode(claims, secret, algorithm=ALGORITHM), expires
 
@@ -50,9 +54,12 @@ def verify_agent_token(secret: str, token: str) -> AgentIdentity:
         raise Unauthorized("invalid agent token") from exc
     if claims.get("typ") != AGENT_TOKEN_TYPE or claims.get("role") not in ROLES:
         raise Unauthorized("not an agent token")
+    generation = claims.get("gen", 0)  # tokens issued before generations existed are of generation 0
+    if not isinstance(generation, int) or isinstance(generation, bool):
+        raise Unauthorized("not an agent token")
     return AgentIdentity(
         id=str(claims["sub"]), name=str(claims.get("name", "")), role=str(claims["role"]),
-        email=str(claims.get("email", "")),
+        email=str(claims.get("email", "")), generation=generation,
     )  # fmt: skip
 
 
@@ -65,21 +72,22 @@ def _token_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return ""
 
 
-def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> AgentIdentity:
+async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> AgentIdentity:
     runtime = connection.app.state.runtime
-    agent = verify_agent_token(runtime.settings.app.secret_key.get_secret_value(), _token_of(connection))
+    agent = verify_agent_token(runtime.signing_key, _token_of(connection))
+    await runtime.agent_tokens.check(agent)
     connection.scope[_SCOPE_KEY] = agent  # type: ignore[literal-required]
     return agent
 
 
-def agent_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
-    """Any logged-in agent or admin."""
-    _authenticate(connection)
+async def agent_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+    """Any logged-in agent or admin whose token was not revoked."""
+    await _authenticate(connection)
 
 
-def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
-    """Admins only (401 without a valid token, 403 for an agent)."""
-    if not _authenticate(connection).is_admin:
+async def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+    """Admins only (401 without a valid, current token; 403 for an agent)."""
+    if not (await _authenticate(connection)).is_admin:
         raise Forbidden("admins only")
 
 

@@ -18,11 +18,11 @@ from litestar import Controller, Request, WebSocket, get, patch, post, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from handoff.agents import AgentIdentity, identity
+from handoff.agents import AgentIdentity, account_json, identity
 from handoff.auth import admin_guard, agent_guard, agent_of, issue_agent_token
 from handoff.examples import example_json
 from support import keys
-from support.errors import SwitchboardError, ValidationFailed
+from support.errors import SwitchboardError, Unauthorized, ValidationFailed
 from support.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,16 @@ class AgentIn:
 
 
 @dataclass
+class AgentPatch:
+    """An admin's change to an account: any of these; the rest stay as they are."""
+
+    active: bool | None = None
+    role: str | None = None
+    name: str | None = None
+    capacity: int | None = None
+
+
+@dataclass
 class ExamplePatch:
     """An admin's change to an example."""
 
@@ -96,7 +106,7 @@ class AgentLoginController(Controller):
         """401 for a wrong email or password (the same answer for both)."""
         agent = identity(await runtime.agents.authenticate(data.email, data.password))
         token, expires = issue_agent_token(
-            runtime.settings.app.secret_key.get_secret_value(), agent,
+            runtime.signing_key, agent,
             ttl=timedelta(seconds=runtime.settings.handoff.token_ttl_s),
         )  # fmt: skip
         return {"token": token, "expires_at": expires.isoformat(), "agent": agent.to_json()}
@@ -250,6 +260,21 @@ class AdminController(Controller):
         )
         return {**identity(agent).to_json(), "capacity": agent.capacity}
 
+    @get("/agents", summary="Every agent account, inactive ones too")
+    async def list_agents(self, runtime: Runtime) -> list[dict[str, Any]]:
+        """Active first, then by name; never the password hash."""
+        return [account_json(agent) for agent in await runtime.agents.everyone()]
+
+    @patch("/agents/{agent_id:str}", summary="Deactivate, reactivate, or change role, name or capacity")
+    async def update_agent(self, agent_id: str, data: AgentPatch, runtime: Runtime) -> dict[str, Any]:
+        """Deactivating or changing the role revokes the agent's tokens at once (401 on its next request,
+        its console socket closed with 1008); a deactivated agent's conversations go back to the queue.
+        409 when no active admin would be left."""
+        agent = await runtime.accounts.update(
+            agent_id, active=data.active, role=data.role, name=data.name, capacity=data.capacity
+        )
+        return account_json(agent)
+
 
 class AgentSocket:
     """One agent console connection: forwards queue changes and conversation events; keeps leases."""
@@ -272,7 +297,13 @@ class AgentSocket:
     async def serve(self) -> None:
         await self.socket.accept()
         queue = self.runtime.queue
-        await self.pubsub.subscribe(keys.handoff_events())
+        await self.pubsub.subscribe(keys.handoff_events(), keys.agent_revocations())
+        # A revocation published between the guard's check and this subscription would be missed.
+        if not await self.runtime.agent_tokens.is_current(self.agent):
+            await self._close_revoked()
+            with contextlib.suppress(Exception):
+                await self.pubsub.aclose()
+            return
         for cid in await queue.held(self.agent.id):
             await self._follow(cid, held=True)
         await queue.renew(self.agent.id)
@@ -362,6 +393,14 @@ class AgentSocket:
             if channel == keys.handoff_events():
                 await self._on_handoff_event(payload)
                 continue
+            if channel == keys.agent_revocations():
+                if (
+                    payload.get("agent_id") == self.agent.id
+                    and payload.get("generation") != self.agent.generation
+                ):
+                    await self._close_revoked()
+                    return
+                continue
             followed = self.channels.get(channel)
             if followed is None:
                 continue
@@ -385,7 +424,16 @@ class AgentSocket:
         interval = max(0.2, self.runtime.settings.handoff.lease_s / 3)
         while True:
             await asyncio.sleep(interval)
+            # Pub/sub delivers at most once: a lost revocation still closes the socket within an interval.
+            if not await self.runtime.agent_tokens.is_current(self.agent):
+                await self._close_revoked()
+                return
             await self.runtime.queue.renew(self.agent.id)
+
+    async def _close_revoked(self) -> None:
+        """The account was deactivated or its role changed: this token is no good any more."""
+        with contextlib.suppress(Exception):  # the console may have gone already
+            await self.socket.close(code=Unauthorized.ws_close_code, reason="token revoked")
 
 
 def _for_agent(conversation_id: str, side: str, payload: dict[str, Any]) -> dict[str, Any] | None:

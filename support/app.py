@@ -15,7 +15,7 @@ from litestar.openapi import OpenAPIConfig
 
 from handoff.console import AdminController, AgentController, AgentLoginController
 from handoff.console_pages import console_router
-from support import __version__
+from support import __version__, log_redaction
 from support.channels.admin_customers import CustomerDataController
 from support.channels.web_assets import WebAssetsController
 from support.channels.widget import WidgetController
@@ -67,7 +67,8 @@ def internal_error_response(_request: Request[object, object, State], exc: Excep
 
 # The SDK's HTTP layer logs every request at INFO ("HTTP Request: POST ..."): noise at the volume of a
 # support desk (two lines per customer message), and a cost per call. Its warnings still show.
-QUIET_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore")
+# aiosqlite logs every statement with its parameters at DEBUG: customers' words and password hashes.
+QUIET_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore", "aiosqlite")
 
 
 def logging_config(level: str) -> LoggingConfig:
@@ -86,6 +87,7 @@ def logging_config(level: str) -> LoggingConfig:
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the Litestar app; the lifespan owns every client (see support.runtime)."""
     settings = settings or load_settings()
+    log_redaction.install()  # before anything logs: no credential in any log line
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

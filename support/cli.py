@@ -1,5 +1,5 @@
-"""``switchboard`` command line: serve | migrate | worker | create-agent | export-customer | erase-customer |
-fake-anthropic."""
+"""``switchboard`` command line: serve | migrate | worker | create-agent | generate-secret-key |
+export-customer | erase-customer | bench | fake-anthropic."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from support.settings import load_settings
 
 
 def _configure_logging(level: str) -> None:
+    from support import log_redaction
+
+    log_redaction.install()  # every record of every logger (uvicorn's too) is redacted when created
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -137,6 +140,19 @@ def cmd_erase_customer(args: argparse.Namespace) -> int:
     return _customer_data(args, erase=True)
 
 
+def cmd_generate_secret_key(args: argparse.Namespace) -> int:
+    """Create the signing key file once (mode 0600); an existing key is kept. Never prints the key."""
+    from pathlib import Path
+
+    from support.signing_key import load_or_create_key
+
+    path = Path(args.file)
+    existed = path.exists()
+    load_or_create_key(path)
+    print(f"signing key {'kept' if existed else 'generated'} in {path}")
+    return 0
+
+
 def cmd_worker(_args: argparse.Namespace) -> int:
     """Run background work (the archiver) without serving HTTP, until SIGTERM."""
     from support.conversation.archive import archive_forever
@@ -252,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
         who.add_argument("--email", help="the customer's e-mail address")
         command.set_defaults(func=func)
     export.add_argument("--out", help="write to this file (mode 0600) instead of standard output")
+    keygen = sub.add_parser(
+        "generate-secret-key", help="write a random token signing key to a file once (for SECRET_KEY_FILE)"
+    )
+    keygen.add_argument("--file", required=True, help="where the key goes; an existing key is kept")
+    keygen.set_defaults(func=cmd_generate_secret_key)
 
     bench = sub.add_parser("bench", help="run the benchmarks (from a source checkout; docs/benchmarks.md)")
     _add_bench_arguments(bench)

@@ -182,3 +182,14 @@ def erased_conversations() -> str:
 def retention_lock() -> str:
     """Held by the one process running a retention sweep at a time."""
     return f"{PREFIX}:{{retention}}:lock"
+# --- agent accounts --------------------------------------------------------------------------------
+
+
+def agent_token_generation(agent_id: str) -> str:
+    """The agent's current token generation (cached from SQL, with a TTL): tokens of another are revoked."""
+    return f"{PREFIX}:{{agents}}:generation:{agent_id}"
+
+
+def agent_revocations() -> str:
+    """Pub/sub channel: an agent's tokens were revoked; every process closes that agent's sockets."""
+    return f"{PREFIX}:{{agents}}:revoked"

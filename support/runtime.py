@@ -18,6 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from handoff.accounts import AgentAccounts
 from handoff.agents import AgentService
 from handoff.desk import AgentDesk
 from handoff.examples import ExampleService
@@ -26,6 +27,8 @@ from handoff.records import HandoffRecords
 from handoff.routing import RoutingPolicy
 from handoff.scrub import DEFAULT_REFERENCE_PATTERNS, ExampleScrubber, ReviewLimits
 from handoff.service import HandoffService
+from handoff.tokens import AgentTokens
+from support import log_redaction
 from support.channels.widget_sessions import WidgetSessionService
 from support.conversation.archive import archive_forever
 from support.conversation.fanout import Fanout
@@ -42,6 +45,7 @@ from support.privacy.retention import retention_forever
 from support.redaction import Redactor
 from support.reports.ratings import RatingService
 from support.settings import REDACTION_KINDS, Settings
+from support.signing_key import resolve_signing_key
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,7 @@ class Runtime:
     """Everything a request handler or background task may need, owned by the lifespan."""
 
     settings: Settings
+    signing_key: str  # signs and verifies widget and agent tokens (support.signing_key)
     redis: aioredis.Redis
     redis_url: str
     engine: AsyncEngine
@@ -68,10 +73,12 @@ class Runtime:
     examples: ExampleService
     queue: HandoffQueue
     handoff: HandoffService
+    agent_tokens: AgentTokens
     turns: TurnRunner = field(init=False)
     fanout: Fanout = field(init=False)
     desk: AgentDesk = field(init=False)
     customers: CustomerDataService = field(init=False)
+    accounts: AgentAccounts = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     # Personal data out of model-bound text; one per process (its detection cache is shared).
     redactor: Redactor = field(default_factory=Redactor)
@@ -126,6 +133,11 @@ class Runtime:
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Create every client of the process; close them all when the block ends."""
     settings.app.data_dir.mkdir(parents=True, exist_ok=True)
+    signing_key = await asyncio.to_thread(resolve_signing_key, settings.app)
+    # Neither may reach a log line, whatever shape they have (see support.log_redaction).
+    log_redaction.register_secret(signing_key)
+    if settings.llm.api_key is not None:
+        log_redaction.register_secret(settings.llm.api_key.get_secret_value())
     embedded: EmbeddedRedis | None = None
     if settings.redis.url:
         redis_url = settings.redis.url
@@ -181,15 +193,18 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         reference_patterns={**DEFAULT_REFERENCE_PATTERNS, **hs.examples_reference_patterns},
     )
     queue = HandoffQueue(client, lease_s=hs.lease_s)
+    agents = AgentService(sessions, default_capacity=hs.default_capacity)
     runtime = Runtime(
         settings=settings,
+        signing_key=signing_key,
         redis=client,
         redis_url=redis_url,
         engine=engine,
         sessions=sessions,
         store=store,
         policy=policy,
-        agents=AgentService(sessions, default_capacity=hs.default_capacity),
+        agents=agents,
+        agent_tokens=AgentTokens(client, agents),
         examples=ExampleService(
             sessions,
             client,
@@ -199,9 +214,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         ),
         queue=queue,
         handoff=HandoffService(store, queue, client, HandoffRecords(sessions)),
-        widget_sessions=WidgetSessionService(
-            store, secret=settings.app.secret_key.get_secret_value(), widget_keys=settings.app.widget_keys
-        ),
+        widget_sessions=WidgetSessionService(store, secret=signing_key, widget_keys=settings.app.widget_keys),
         ratings=RatingService(store, sessions),
         redactor=Redactor(settings.redaction),
     )
@@ -247,6 +260,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         store=store, handoff=runtime.handoff, queue=queue, turns=runtime.turns, examples=runtime.examples,
         agents=runtime.agents, policy_version=policy.version,
     )  # fmt: skip
+    runtime.accounts = AgentAccounts(agents, runtime.agent_tokens, runtime.desk)
     runtime.spawn(runtime.desk.expire_forever(min(1.0, hs.lease_s / 4)), "lease-sweeper")
     rs = settings.retention
     runtime.customers = CustomerDataService(

@@ -18,7 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from support.errors import ConfigurationError
 
-_PLACEHOLDER_SECRET = "dev-insecure-placeholder-secret-change-me"
+# RFC 7518 3.2: an HS256 key must be at least as long as the hash output (32 bytes).
+MIN_SECRET_KEY_CHARS = 32
 DEFAULT_POLICY_PATH = Path(__file__).parent / "policy" / "sample_policy.md"
 # The environment names PROTOCOL.md makes public (kept exactly; docs and tests check them).
 PUBLIC_ENV_NAMES = (
@@ -39,15 +40,20 @@ class AppSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
 
     environment: Literal["development", "production"] = Field(
-        "development", description="`production` refuses placeholder secrets."
+        "development", description="`production` refuses a signing key shorter than 32 characters."
     )
     data_dir: Path = Field(
         Path("./switchboard-data"),
         description="Where the embedded Redis and the SQLite database keep their files.",
     )
-    secret_key: SecretStr = Field(
-        SecretStr(_PLACEHOLDER_SECRET),
-        description="Signs widget session tokens and agent tokens. Must be set in production.",
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Signs widget session tokens and agent tokens (32+ characters). Unset: read from "
+        "`SWITCHBOARD_SECRET_KEY_FILE`, else generated once into `<data dir>/secret_key` (mode 0600) and "
+        "reused; processes that share tokens must share the key.",
+    )
+    secret_key_file: Path | None = Field(
+        None, description="A file holding the signing key (a Docker or Kubernetes secret)."
     )
     web_dir: Path | None = Field(
         None,
@@ -74,9 +80,13 @@ class AppSettings(BaseSettings):
     )
 
     def check_production(self) -> None:
-        """Refuse to run production with the shipped placeholder secret."""
-        if self.environment == "production" and self.secret_key.get_secret_value() == _PLACEHOLDER_SECRET:
-            raise ConfigurationError("SWITCHBOARD_SECRET_KEY must be set in production")
+        """Refuse a short signing key given in the environment before anything starts (a key from a file
+        or the data directory is checked when it is read, see ``support.signing_key``)."""
+        key = self.secret_key.get_secret_value().strip() if self.secret_key is not None else ""
+        if self.environment == "production" and key and len(key) < MIN_SECRET_KEY_CHARS:
+            raise ConfigurationError(
+                f"SWITCHBOARD_SECRET_KEY must have at least {MIN_SECRET_KEY_CHARS} characters in production"
+            )
 
 
 class HttpSettings(BaseSettings):

@@ -28,7 +28,9 @@ import httpx
 from support.settings import PUBLIC_ENV_NAMES
 
 # A test server sees only the configuration the test gives it (plus secrets and mode, never inherited).
-STRIPPED_ENV = (*PUBLIC_ENV_NAMES, "SWITCHBOARD_ENVIRONMENT", "SWITCHBOARD_SECRET_KEY")
+STRIPPED_ENV = (
+    *PUBLIC_ENV_NAMES, "SWITCHBOARD_ENVIRONMENT", "SWITCHBOARD_SECRET_KEY", "SWITCHBOARD_SECRET_KEY_FILE",
+)  # fmt: skip
 
 
 def free_port() -> int:

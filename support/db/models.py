@@ -114,6 +114,9 @@ class Agent(SQLModel, table=True):
     password_hash: str = Field(max_length=255, description="argon2id, never returned by any API")
     capacity: int = Field(default=3, description="conversations this agent may hold at once")
     active: bool = True
+    token_generation: int = Field(
+        default=0, description="in every token issued; bumped to revoke them all (deactivation, role change)"
+    )
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -25,6 +25,8 @@ from tests.servers import ServerProcess
 ORIGIN = "http://shop.test"
 WIDGET_KEYS = json.dumps({"pk_test": [ORIGIN]})
 RECV_TIMEOUT_S = 15.0
+# Processes that share customers and agents share the signing key (docker-compose.yml shares a generated one).
+SHARED_SECRET_KEY = "test-signing-key-shared-by-every-test-server-0123456789"
 
 
 def triage_reply(*, confidence: float = 0.9, wants_human: bool = False, urgency: str = "normal") -> Reply:
@@ -69,6 +71,7 @@ def start_server(data: Path, fake: FakeAnthropic, redis_url: str, **extra: str) 
         "SWITCHBOARD_DATABASE_URL": f"sqlite+aiosqlite:///{data / 'db.sqlite3'}",
         "SWITCHBOARD_WIDGET_KEYS": WIDGET_KEYS,
         "SWITCHBOARD_LLM_REQUESTS_PER_MINUTE": "10000",
+        "SWITCHBOARD_SECRET_KEY": SHARED_SECRET_KEY,
         **extra,
     }
     return ServerProcess(data, env=env).start()

@@ -7,7 +7,9 @@ import pytest
 from support.errors import ConfigurationError
 from support.settings import PUBLIC_ENV_NAMES, load_settings
 
-PUBLIC_ENV = (*PUBLIC_ENV_NAMES, "SWITCHBOARD_ENVIRONMENT", "SWITCHBOARD_SECRET_KEY")
+PUBLIC_ENV = (
+    *PUBLIC_ENV_NAMES, "SWITCHBOARD_ENVIRONMENT", "SWITCHBOARD_SECRET_KEY", "SWITCHBOARD_SECRET_KEY_FILE",
+)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -49,9 +51,15 @@ def test_public_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.llm.answer_model == "claude-opus-4-7"
 
 
-def test_production_refuses_the_placeholder_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_production_refuses_a_short_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SWITCHBOARD_ENVIRONMENT", "production")
+    monkeypatch.setenv("SWITCHBOARD_SECRET_KEY", "a-real-secret")
     with pytest.raises(ConfigurationError, match="SWITCHBOARD_SECRET_KEY"):
         load_settings()
-    monkeypatch.setenv("SWITCHBOARD_SECRET_KEY", "a-real-secret-from-the-vault")
+    monkeypatch.setenv("SWITCHBOARD_SECRET_KEY", "a-real-secret-from-the-vault-0123456789")
     assert load_settings().app.environment == "production"
+
+
+def test_no_secret_is_built_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset, the key is generated at start-up (support/signing_key.py), never a shipped default."""
+    assert load_settings().app.secret_key is None

@@ -88,7 +88,8 @@
     const headers = {};
     if (state.token) headers.Authorization = `Bearer ${state.token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    const res = await fetch(API + path, {
+    // Paths are relative to the agent API; admin screens pass a full `/api/v1/admin/...` path.
+    const res = await fetch(path.startsWith("/api/") ? path : API + path, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -101,7 +102,12 @@
         // not JSON: keep the status line
       }
       if (res.status === 401 && path !== "/login" && state.token) {
-        logout("Your session expired. Sign in again.");
+        // A revoked token (an admin deactivated the account or changed its role) says so.
+        logout(
+          /revoked/.test(error.message || "")
+            ? "An admin changed or deactivated your account. Sign in again."
+            : "Your session expired. Sign in again.",
+        );
       }
       throw new ApiError(res.status, error.code, error.message);
     }
@@ -212,6 +218,7 @@
     state.mine = [];
     state.unread.clear();
     closeConversation();
+    document.dispatchEvent(new CustomEvent("switchboard:signed-out"));
     $("console-view").hidden = true;
     $("login-view").hidden = false;
     const error = $("login-error");
@@ -236,6 +243,7 @@
       return;
     }
     await refreshMine();
+    document.dispatchEvent(new CustomEvent("switchboard:signed-in", { detail: state.agent }));
   }
 
   // ---- live socket -----------------------------------------------------------------------------
@@ -1023,6 +1031,9 @@
       }
     }, 1000);
   }
+
+  // What other console screens (agents.js) share: the API client and the feedback channels.
+  window.SwitchboardConsole = { api, ApiError, showAlert, announce, failed, me: () => state.agent };
 
   wire();
   if (state.token) {
