@@ -14,6 +14,7 @@ from support.settings import (
     AppSettings,
     DatabaseSettings,
     HandoffSettings,
+    LimitSettings,
     LLMSettings,
     PolicySettings,
     RedisSettings,
@@ -26,6 +27,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Model API", LLMSettings),
     ("Support policy", PolicySettings),
     ("Human handoff", HandoffSettings),
+    ("Abuse limits", LimitSettings),
 ]
 
 

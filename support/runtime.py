@@ -36,6 +36,7 @@ from support.embedded_redis import EmbeddedRedis
 from support.llm.gateway import ModelGateway, make_client
 from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy, load_policy
+from support.ratelimit import RateLimits
 from support.reports.ratings import RatingService
 from support.settings import Settings
 
@@ -64,6 +65,7 @@ class Runtime:
     examples: ExampleService
     queue: HandoffQueue
     handoff: HandoffService
+    limits: RateLimits
     turns: TurnRunner = field(init=False)
     fanout: Fanout = field(init=False)
     desk: AgentDesk = field(init=False)
@@ -183,6 +185,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             store, secret=settings.app.secret_key.get_secret_value(), widget_keys=settings.app.widget_keys
         ),
         ratings=RatingService(store, sessions),
+        # On the main client's pool, which is closed below: the limiter owns no client of its own.
+        limits=RateLimits.over_redis(
+            client, redis_url, settings.limits, store=store, model_turns=not settings.llm.offline
+        ),
     )
     anthropic_client = None if settings.llm.offline else make_client(settings.llm)
     if anthropic_client is not None:

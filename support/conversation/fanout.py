@@ -266,7 +266,7 @@ class Fanout:
             await pubsub.connect()  # type: ignore[no-untyped-call]
         except BaseException:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8 on
             raise
         self._pubsub = pubsub
         self._sent.clear()
@@ -289,7 +289,7 @@ class Fanout:
         self._waiters.clear()
         if pubsub is not None:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8 on
 
     async def _run(self) -> None:
         attempt = 0
