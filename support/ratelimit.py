@@ -42,7 +42,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from litestar.connection import ASGIConnection
 
 from support import keys
-from support.conversation.store import ConversationStore
+from support.conversation.store import ConversationState, ConversationStore
 from support.errors import ConfigurationError, RateLimited
 from support.settings import LimitSettings
 
@@ -192,8 +192,14 @@ class RateLimits:
         if not self._model_turns:
             await count
             return
-        _, state = await asyncio.gather(count, self._store.get_state(conversation_id))
-        if state is not None and state.state in NOT_MODEL_BOUND_STATES:
+        # Both awaited to the end (no stray task), then the first failure raised: a refusal over a read error.
+        counted, state = await asyncio.gather(
+            count, self._store.get_state(conversation_id), return_exceptions=True
+        )
+        for outcome in (counted, state):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        if isinstance(state, ConversationState) and state.state in NOT_MODEL_BOUND_STATES:
             return
         await self._hit(
             "too many questions for the assistant",
