@@ -228,12 +228,18 @@ class RateLimits:
         with the longest wait among the refusing windows. Within one limit the windows are hit shortest
         first and the first refusal stops it, so a refused request is not counted by the limit that
         refused it (a longer window does not fill up with requests a shorter one turned away)."""
-        refused = [r for r in await asyncio.gather(*(self._hit_one(c) for c in checks)) if r is not None]
+        outcomes = await asyncio.gather(*(self._hit_one(c) for c in checks))
+        refused = [(check, r) for check, r in zip(checks, outcomes, strict=True) if r is not None]
         if not refused:
             return
-        stats = await asyncio.gather(*(self._limiter.get_window_stats(w, ident) for w, ident in refused))
-        retry_after_s = max(1, *(math.ceil(s.reset_time - time.time()) for s in stats))
-        raise RateLimited(f"{message}; retry in {retry_after_s} s", retry_after_s=retry_after_s)
+        stats = await asyncio.gather(*(self._limiter.get_window_stats(w, i) for _, (w, i) in refused))
+        waits = [max(1, math.ceil(s.reset_time - time.time())) for s in stats]
+        longest = max(range(len(waits)), key=waits.__getitem__)
+        raise RateLimited(
+            f"{message}; retry in {waits[longest]} s",
+            retry_after_s=waits[longest],
+            limit=refused[longest][0][0].name,
+        )
 
     async def _hit_one(self, check: tuple[Limit, str]) -> tuple[RateLimitItem, str] | None:
         """Hit one limit's windows in turn; the window that refused, or None."""

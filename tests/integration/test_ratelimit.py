@@ -84,6 +84,7 @@ async def test_the_limit_is_counted_in_redis_under_hash_tagged_keys(
         await service.new_session("203.0.113.9")
     assert refused.value.retry_after_s is not None
     assert 1 <= refused.value.retry_after_s <= 60
+    assert refused.value.limit == "sessions_per_ip"
     await service.new_session("203.0.113.10")  # another address has its own count
     stored = await client.keys("*")
     assert stored
