@@ -213,6 +213,8 @@ class WidgetConnection:
             error: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message}
             if client_id:
                 error["client_id"] = client_id
+            if isinstance(exc, RateLimited) and exc.retry_after_s is not None:  # a limit shared by processes
+                error["retry_after"] = exc.retry_after_s
             await self.send(error)
             if exc.code == "rate_limited":
                 self.strikes += 1

@@ -221,6 +221,7 @@ async def test_many_sessions_from_one_address_cannot_push_another_customer_into_
     refused = [a for a in answers if a["type"] != "ack"]
     assert len(acked) == default_allowance("model_turns_per_ip")
     assert {(a["type"], a["code"]) for a in refused} == {("error", "rate_limited")}
+    assert all(1 <= a["retry_after"] <= 60 for a in refused)
     assert len(refused) == len(grants) - len(acked)
     refused_index = int(refused[0]["client_id"].removeprefix("spam-"))
     assert await customer_messages(redis_client, grants[refused_index]["conversation_id"]) == []
@@ -297,6 +298,7 @@ async def test_messages_over_the_conversation_limit_are_refused_across_two_socke
         assert (await send_message(sockets[i % 2], f"m-{i}", f"Question number {i}"))["type"] == "ack"
     over = await send_message(sockets[1], "m-6", "Question number 6")
     assert (over["type"], over["code"]) == ("error", "rate_limited")
+    assert 1 <= over["retry_after"] <= 60
     assert "conversation" in over["message"]  # the shared limit, not the socket's own bucket
     assert await customer_messages(redis_client, grant["conversation_id"]) == [
         f"Question number {i}" for i in range(6)
