@@ -50,6 +50,7 @@ import anthropic
 import httpx
 import websockets
 
+from benchmarks.harness import roomy_limits
 from support.llm.answer import INSTRUCTIONS, build_answer_request
 from support.llm.policy import Policy, load_policy
 from support.llm.pricing import TokenCounts, cost, prices_for
@@ -379,6 +380,7 @@ async def run_switchboard(
         "SWITCHBOARD_LLM_REQUESTS_PER_MINUTE": "1000000",
         "SWITCHBOARD_LLM_INPUT_TOKENS_PER_MINUTE": "1000000000",
         "SWITCHBOARD_LLM_OUTPUT_TOKENS_PER_MINUTE": "1000000000",
+        **roomy_limits(),  # every simulated customer shares this machine's address
         "SWITCHBOARD_HANDOFF_MAX_BOT_TURNS": str(MAX_BOT_TURNS),
         "SWITCHBOARD_LOG_LEVEL": "WARNING",
         "SWITCHBOARD_LLM_SYSTEM_CACHE_TTL": system_cache_ttl,

@@ -28,7 +28,7 @@ import httpx
 import redis.asyncio as aioredis
 import websockets
 
-from support.settings import PUBLIC_ENV_NAMES
+from support.settings import PUBLIC_ENV_NAMES, LimitSettings
 from support.testing.fake_anthropic import FakeAnthropic, RecordedRequest, Reply
 
 TRIAGE_MODEL = "claude-haiku-4-5"
@@ -38,6 +38,7 @@ WIDGET_KEY = "pk_bench"
 SECRET_KEY = "bench-secret-key-shared-by-every-bench-server-0123456789"
 ANSWER_TEXT = "You can return it within 30 days of delivery, unused and in its original packaging."
 RECV_TIMEOUT_S = 60.0
+ROOMY_LIMIT = 1_000_000_000  # per window, for every abuse limit (see roomy_limits)
 QUESTIONS = (
     "Can I return my tent?",
     "It was used once, is that a problem?",
@@ -283,8 +284,20 @@ def request_tag(record: RecordedRequest) -> str | None:
 # -- servers -----------------------------------------------------------------------------------------
 
 
+def roomy_limits() -> dict[str, str]:
+    """Every simulated customer connects from this machine's one address, which the shipped abuse limits
+    would rightly refuse after a few dozen. These keep every limit and all its windows, so each message
+    still pays for its checks, with room for any benchmark."""
+    return {
+        f"SWITCHBOARD_LIMIT_{name.upper()}": re.sub(r"\d+/", f"{ROOMY_LIMIT}/", str(field.default))
+        for name, field in LimitSettings.model_fields.items()
+        if isinstance(field.default, str) and field.default
+    }
+
+
 def server_env(fake_url: str, redis_url: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {
+        **roomy_limits(),
         "ANTHROPIC_API_KEY": "bench",
         "ANTHROPIC_BASE_URL": fake_url,
         "SWITCHBOARD_WIDGET_KEYS": json.dumps({WIDGET_KEY: [ORIGIN]}),

@@ -41,6 +41,7 @@ from benchmarks.harness import (
     machine,
     open_session,
     question,
+    roomy_limits,
     summary,
 )
 from support.testing.fake_anthropic import FakeAnthropic, Reply
@@ -207,6 +208,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "ANTHROPIC_BASE_URL": fake.url,
             "SWITCHBOARD_WIDGET_KEYS": json.dumps({WIDGET_KEY: [ORIGIN]}),
             "SWITCHBOARD_LLM_REQUESTS_PER_MINUTE": "100000",
+            **roomy_limits(),
             "SWITCHBOARD_TRIAGE_MODEL": TRIAGE_MODEL,
             "SWITCHBOARD_ANSWER_MODEL": ANSWER_MODEL,
         }

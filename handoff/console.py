@@ -102,9 +102,10 @@ class AgentLoginController(Controller):
     tags = ["agent"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
     @post("/login", status_code=HTTP_200_OK, summary="Log in; returns a bearer token")
-    async def login(self, data: LoginIn, runtime: Runtime) -> dict[str, Any]:
-        """401 for a wrong email or password (the same answer for both)."""
-        agent = identity(await runtime.agents.authenticate(data.email, data.password))
+    async def login(self, data: LoginIn, request: Request[Any, Any, Any], runtime: Runtime) -> dict[str, Any]:
+        """401 for a wrong email or password (the same answer for both); 429 after too many attempts."""
+        async with runtime.limits.login_attempt(data.email, runtime.limits.client(request)):
+            agent = identity(await runtime.agents.authenticate(data.email, data.password))
         token, expires = issue_agent_token(
             runtime.signing_key, agent,
             ttl=timedelta(seconds=runtime.settings.handoff.token_ttl_s),

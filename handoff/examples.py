@@ -392,6 +392,7 @@ class ExampleService:
             message, k + len(self._curated), min_score, exclude_conversation=exclude_conversation
         )
         return [prompt_example(e) for e, _ in found if not e.curated][:k]
+
     # --- customer data (export, erasure, retention) -------------------------------------------------
 
     async def of_conversations(self, conversation_ids: Sequence[str]) -> list[Example]:

@@ -19,7 +19,7 @@ from support import __version__, log_redaction
 from support.channels.admin_customers import CustomerDataController
 from support.channels.web_assets import WebAssetsController
 from support.channels.widget import WidgetController
-from support.errors import SwitchboardError
+from support.errors import RateLimited, SwitchboardError
 from support.health import healthz, readyz
 from support.http_input import RejectNul, bounded_request_class
 from support.openapi_errors import describe_error_envelope
@@ -32,11 +32,16 @@ log = logging.getLogger(__name__)
 
 
 def error_response(_request: Request[object, object, State], exc: SwitchboardError) -> Response[object]:
-    """Every typed error becomes ``{"error": {"code", "message"}}`` with its HTTP status."""
+    """Every typed error becomes ``{"error": {"code", "message"}}`` with its HTTP status; a rate limit
+    also says when to retry (``Retry-After``, seconds)."""
+    headers = {}
+    if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
+        headers["Retry-After"] = str(exc.retry_after_s)
     return Response(
         {"error": {"code": exc.code, "message": exc.message}},
         status_code=exc.http_status,
         media_type=MediaType.JSON,
+        headers=headers,
     )
 
 

@@ -15,6 +15,7 @@ from support.settings import (
     DatabaseSettings,
     HandoffSettings,
     HttpSettings,
+    LimitSettings,
     LLMSettings,
     PolicySettings,
     RedactionSettings,
@@ -32,6 +33,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("PII redaction", RedactionSettings),
     ("Customer data retention", RetentionSettings),
     ("HTTP input", HttpSettings),
+    ("Abuse limits", LimitSettings),
 ]
 
 

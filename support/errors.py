@@ -79,6 +79,15 @@ class RateLimited(SwitchboardError):
     http_status = 429
     ws_close_code = 1008
 
+    def __init__(
+        self, message: str | None = None, *, retry_after_s: int | None = None, limit: str | None = None
+    ) -> None:
+        super().__init__(message)
+        # Seconds until a retry can succeed (HTTP ``Retry-After``); None: unknown (a per-socket limit).
+        self.retry_after_s = retry_after_s
+        # Which limit refused (a ``SWITCHBOARD_LIMIT_*`` name in lower case), for logs and metrics.
+        self.limit = limit
+
 
 class ServiceUnavailable(SwitchboardError):
     """A dependency is not reachable."""

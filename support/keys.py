@@ -182,6 +182,8 @@ def erased_conversations() -> str:
 def retention_lock() -> str:
     """Held by the one process running a retention sweep at a time."""
     return f"{PREFIX}:{{retention}}:lock"
+
+
 # --- agent accounts --------------------------------------------------------------------------------
 
 
@@ -193,3 +195,22 @@ def agent_token_generation(agent_id: str) -> str:
 def agent_revocations() -> str:
     """Pub/sub channel: an agent's tokens were revoked; every process closes that agent's sockets."""
     return f"{PREFIX}:{{agents}}:revoked"
+
+
+# --- abuse limits (counted by the ``limits`` package) --------------------------------------------
+
+# The ``limits`` package names its own keys: ``<prefix>:{<namespace>/<identifiers>/<amount>/<multiples>/
+# <granularity>}`` and the same with ``/-1`` appended (the sliding window's current and previous counter).
+# It wraps everything after the prefix in braces itself, so those two keys (the only ones its script
+# touches) share one hash tag, and every limit of every subject hashes to its own slot. So the prefix
+# and the identifiers must carry NO braces: a brace in the prefix would become the tag of every limit
+# (one hot slot); one in an identifier would cut the tag short.
+RATE_LIMIT_PREFIX = f"{PREFIX}:rl"
+
+
+def rate_limit_subject(limit: str, subject: str) -> str:
+    """The identifier one limit counts under: e.g. ``model_turns_per_ip`` of ``203.0.113.7``."""
+    identifier = f"{limit}:{subject}"
+    if "{" in identifier or "}" in identifier:
+        raise ValueError("rate-limit identifiers must not contain braces (see RATE_LIMIT_PREFIX)")
+    return identifier

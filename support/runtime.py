@@ -42,6 +42,7 @@ from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy, load_policy
 from support.privacy.customer_data import CustomerDataService, default_sources
 from support.privacy.retention import retention_forever
+from support.ratelimit import RateLimits
 from support.redaction import Redactor
 from support.reports.ratings import RatingService
 from support.settings import REDACTION_KINDS, Settings
@@ -74,6 +75,7 @@ class Runtime:
     queue: HandoffQueue
     handoff: HandoffService
     agent_tokens: AgentTokens
+    limits: RateLimits
     turns: TurnRunner = field(init=False)
     fanout: Fanout = field(init=False)
     desk: AgentDesk = field(init=False)
@@ -217,6 +219,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         widget_sessions=WidgetSessionService(store, secret=signing_key, widget_keys=settings.app.widget_keys),
         ratings=RatingService(store, sessions),
         redactor=Redactor(settings.redaction),
+        # On the main client's pool, which is closed below: the limiter owns no client of its own.
+        limits=RateLimits.over_redis(
+            client, redis_url, settings.limits, store=store, model_turns=not settings.llm.offline
+        ),
     )
     rescrubbed = await runtime.examples.rescrub_legacy()
     if rescrubbed:

@@ -13,7 +13,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from limits import parse_many
+from pydantic import AliasChoices, BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from support.errors import ConfigurationError
@@ -401,6 +402,67 @@ class RetentionSettings(BaseSettings):
     )
 
 
+class LimitSettings(BaseSettings):
+    """Abuse limits shared by every process (counted in Redis), and where a client's address comes from.
+
+    Each limit is a rate in the ``limits`` package's notation: ``N/second|minute|hour|day``, several
+    separated by ``;`` (all must hold), or empty to switch that limit off.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_LIMIT_", extra="ignore")
+
+    sessions_per_ip: str = Field(
+        "30/minute;300/hour",
+        description="`POST /api/v1/widget/sessions` requests per client address (new and renewed).",
+    )
+    # The two per-conversation limits have one window each: every window is one more script call on each
+    # customer message, and the hourly cost cap that matters is the per-address one.
+    messages_per_conversation: str = Field(
+        "20/minute",
+        description="Customer messages per conversation, over all its sockets and processes.",
+    )
+    model_turns_per_conversation: str = Field(
+        "8/minute",
+        description="Customer messages per conversation that the bot answers (each costs a triage and "
+        "an answer call); messages while queued or with an agent do not count.",
+    )
+    model_turns_per_ip: str = Field(
+        "12/minute;120/hour",
+        description="Bot-answered customer messages per client address, over all its conversations. "
+        "A turn costs two model calls: keep twice the per-minute figure well under "
+        "`SWITCHBOARD_LLM_REQUESTS_PER_MINUTE`, so one address cannot take the model budget from the rest.",
+    )
+    login_attempts_per_account: str = Field(
+        "5/minute;20/hour",
+        description="Agent login attempts for one e-mail from one client address, counted before the "
+        "password is checked; a successful login clears the count. Over it, that address gets 429 for "
+        "that account; other addresses can still log in to it.",
+    )
+    login_attempts_per_ip: str = Field(
+        "30/minute;200/hour",
+        description="Agent login attempts from one client address, whatever the account or outcome "
+        "(room for a team logging in behind one office address).",
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("SWITCHBOARD_TRUSTED_PROXIES"),
+        description="JSON list of IPs/CIDRs of reverse proxies. A request from one of them is attributed "
+        "to the right-most `X-Forwarded-For` address that is not itself a trusted proxy; from anyone "
+        "else, `X-Forwarded-For` is ignored.",
+    )
+
+    @field_validator(
+        "sessions_per_ip", "messages_per_conversation", "model_turns_per_conversation",
+        "model_turns_per_ip", "login_attempts_per_account", "login_attempts_per_ip",
+    )  # fmt: skip
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        """Refuse to start on a rate the limiter could not parse (rather than failing on first use)."""
+        if value.strip():
+            parse_many(value)
+        return value.strip()
+
+
 class Settings(BaseModel):
     """All settings of one process, each concern in its own object."""
 
@@ -413,6 +475,7 @@ class Settings(BaseModel):
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 

@@ -104,6 +104,7 @@ class WidgetController(Controller):
         self, data: SessionIn, request: Request[Any, Any, Any], runtime: Runtime
     ) -> SessionOut:
         """403 unless the widget key exists and the page's Origin is allowed for it."""
+        await runtime.limits.new_session(runtime.limits.client(request))
         visitor = {k: v for k, v in vars(data.visitor).items() if v is not None}
         grant = await runtime.widget_sessions.open(
             widget_key=data.widget_key, origin=request.headers.get("origin"), visitor=visitor,
@@ -212,6 +213,8 @@ class WidgetConnection:
             error: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message}
             if client_id:
                 error["client_id"] = client_id
+            if isinstance(exc, RateLimited) and exc.retry_after_s is not None:  # a limit shared by processes
+                error["retry_after"] = exc.retry_after_s
             await self.send(error)
             if exc.code == "rate_limited":
                 self.strikes += 1
@@ -234,6 +237,7 @@ class WidgetConnection:
                 raise FrameError(f"`text` is longer than {MAX_TEXT_CHARS} characters")
             if not self.bucket.take():
                 raise RateLimited("too many messages; slow down")
+            await self.runtime.limits.customer_message(cid, self.runtime.limits.client(self.socket))
             # One script stores it, publishes it and begins its turn (the turn lock and the window); the
             # examples' version check runs alongside. Nothing is awaited between the append and start().
             turns = self.runtime.turns

@@ -217,6 +217,17 @@ class _Ratings:
         pass
 
 
+class _Limits:
+    """The shared limits never refuse here: these tests are about frames (tests/security/test_limits.py
+    tests the limits on a real server)."""
+
+    def client(self, connection: Any) -> str:
+        return "192.0.2.1"
+
+    async def customer_message(self, cid: str, client: str) -> None:
+        pass
+
+
 class _Turns:
     lock_ttl_ms = 50_000
 
@@ -238,7 +249,7 @@ class _Turns:
 async def handler_accepts(frame: Any) -> tuple[bool, list[dict[str, Any]]]:
     """Feed one frame to the real handler; True unless it answered with an error frame."""
     socket = _Socket()
-    runtime = SimpleNamespace(store=_Store(), turns=_Turns(), ratings=_Ratings())
+    runtime = SimpleNamespace(store=_Store(), turns=_Turns(), ratings=_Ratings(), limits=_Limits())
     conn = WidgetConnection(socket, runtime)  # type: ignore[arg-type]
     conn.conversation_id = "0" * 32
     assert await conn._handle(json.dumps(frame)) is True
@@ -313,7 +324,7 @@ async def test_frames_the_handler_rejects_fail_the_schema(frame: Any) -> None:
 
 async def test_rate_limited_frames_are_valid_error_frames() -> None:
     socket = _Socket()
-    runtime = SimpleNamespace(store=_Store(), turns=_Turns(), ratings=_Ratings())
+    runtime = SimpleNamespace(store=_Store(), turns=_Turns(), ratings=_Ratings(), limits=_Limits())
     conn = WidgetConnection(socket, runtime)  # type: ignore[arg-type]
     conn.conversation_id = "0" * 32
     for i in range(12):  # burst of 10, then refused

@@ -493,7 +493,9 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     if (frame.client_id) {
       const msg = saved.outbox.find((m) => m.client_id === frame.client_id);
       if (frame.code === "rate_limited" && msg) {
-        setTimeout(() => sendFrame({ type: "message", client_id: msg.client_id, text: msg.text }), 2000);
+        // A shared limit says when (retry_after, seconds); the socket's own burst limit refills in about 2 s.
+        const waitMs = Number.isInteger(frame.retry_after) ? frame.retry_after * 1000 : 2000;
+        setTimeout(() => sendFrame({ type: "message", client_id: msg.client_id, text: msg.text }), waitMs);
         return;
       }
       saved.outbox = saved.outbox.filter((m) => m.client_id !== frame.client_id);
