@@ -263,10 +263,10 @@ class Fanout:
     async def _connect(self) -> None:
         pubsub = self.redis.pubsub()
         try:
-            await pubsub.connect()  # type: ignore[no-untyped-call]
+            await pubsub.connect()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
         except BaseException:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
             raise
         self._pubsub = pubsub
         self._sent.clear()
@@ -289,7 +289,7 @@ class Fanout:
         self._waiters.clear()
         if pubsub is not None:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
 
     async def _run(self) -> None:
         attempt = 0
