@@ -180,7 +180,12 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         queue=queue,
         handoff=HandoffService(store, queue, client, HandoffRecords(sessions)),
         widget_sessions=WidgetSessionService(
-            store, secret=settings.app.secret_key.get_secret_value(), widget_keys=settings.app.widget_keys
+            store,
+            secret=settings.app.secret_key.get_secret_value(),
+            widget_keys=settings.app.widget_keys,
+            identity_secrets={
+                key: secret.get_secret_value() for key, secret in settings.app.widget_identity_secrets.items()
+            },
         ),
         ratings=RatingService(store, sessions),
     )
