@@ -37,6 +37,7 @@ from support.channels.widget_frames import (
     encode_frame,
     parse_frame,
 )
+from tests import servers
 from tests.servers import ServerProcess
 
 SHOP = "http://shop.test"
@@ -191,6 +192,52 @@ def test_a_verified_visitor_is_marked_verified_and_the_hash_is_not_stored(
     assert stored_visitor(redis_sync, created["conversation_id"]) == {
         "id": "alice", "name": "Alice", "verified": True,
     }  # fmt: skip
+
+
+def test_agents_see_a_verified_visitor_as_verified_in_the_handoff_packet(
+    server: ServerProcess,
+) -> None:
+    created = session(server, "pk_verified", visitor=verified_visitor("alice", name="Alice"))
+    servers.create_agent(server.env, server.data_dir, "dana@shop.test", "correct horse battery", "Dana")
+    login = httpx.post(
+        f"{server.url}/api/v1/agent/login",
+        json={"email": "dana@shop.test", "password": "correct horse battery"},
+    )
+    auth = {"Authorization": f"Bearer {login.json()['token']}"}
+    packet = httpx.get(f"{server.url}/api/v1/agent/conversations/{created['conversation_id']}", headers=auth)
+    assert packet.status_code == 200, packet.text
+    assert packet.json()["customer"] == {"id": "alice", "name": "Alice", "verified": True}
+
+
+async def renew_all_at_once(server: ServerProcess, token: str, ids: list[str]) -> list[httpx.Response]:
+    async with httpx.AsyncClient() as client:
+        return list(
+            await asyncio.gather(
+                *(
+                    client.post(
+                        f"{server.url}/api/v1/widget/sessions",
+                        json={"widget_key": "pk_shop", "visitor": {"id": vid}, "token": token},
+                        headers={"Origin": SHOP},
+                    )
+                    for vid in ids
+                )
+            )
+        )
+
+
+def test_two_concurrent_renewals_naming_different_ids_cannot_both_claim_the_conversation(
+    server: ServerProcess, redis_sync: redis.Redis
+) -> None:
+    """An anonymous conversation, then renewals racing to set its visitor id: exactly one wins."""
+    for attempt in range(5):
+        created = session(server)
+        ids = [f"claimant-{attempt}-{i}" for i in range(4)]
+        answers = asyncio.run(renew_all_at_once(server, created["token"], ids))
+        assert sorted(r.status_code for r in answers) == [201, 403, 403, 403]
+        refused = [error_code(r) for r in answers if r.status_code == 403]
+        assert refused == [(403, "identity_invalid")] * 3
+        winner = ids[[r.status_code for r in answers].index(201)]
+        assert stored_visitor(redis_sync, created["conversation_id"]) == {"id": winner}
 
 
 def test_a_renewal_cannot_change_a_verified_visitors_id(
