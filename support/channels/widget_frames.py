@@ -33,6 +33,11 @@ MAX_FRAME_BYTES = 52 * 1024
 MAX_FRAME_DEPTH = 16
 
 
+# A valid JSON escape that PostgreSQL text columns refuse: a message or comment holding one would be
+# acknowledged, then fail when it is written to SQL (a rating at once, a message when archived).
+NUL = "\x00"
+
+
 class FrameError(SwitchboardError):
     """A frame the server cannot accept; the socket stays open."""
 
@@ -150,8 +155,13 @@ def parse_frame(raw: str) -> ClientFrame:
     except msgspec.DecodeError as exc:
         # msgspec refuses lone surrogates while decoding; some come out as "truncated" input.
         raise FrameError(f"frame is not valid JSON text (lone surrogates are refused): {exc}") from None
-    if isinstance(frame, MessageFrame) and frame.text.isspace():
-        raise FrameError("invalid frame: `text` is only whitespace - at `$.text`")
+    if isinstance(frame, MessageFrame):
+        if frame.text.isspace():
+            raise FrameError("invalid frame: `text` is only whitespace - at `$.text`")
+        if NUL in frame.text or NUL in frame.client_id:
+            raise FrameError("invalid frame: NUL (U+0000) is not allowed in `text` or `client_id`")
+    elif isinstance(frame, RatingFrame) and frame.comment is not None and NUL in frame.comment:
+        raise FrameError("invalid frame: NUL (U+0000) is not allowed in `comment` - at `$.comment`")
     return frame
 
 

@@ -104,6 +104,8 @@ HOSTILE_FRAMES = {
     "1000-deep inside a message": '{"type":"message","client_id":"c-deep","text":"hi","x":' + DEEP + "}",
     "lone surrogate in the text": '{"type":"message","client_id":"c-sur","text":"\\ud800"}',
     "lone low surrogate": '{"type":"message","client_id":"c-low","text":"a\\udc00b"}',
+    "NUL in the text": '{"type":"message","client_id":"c-nul","text":"a\\u0000b"}',
+    "NUL in a comment": '{"type":"rating","score":4,"comment":"ok\\u0000"}',
     "resume after 2^64": '{"type":"resume","after":18446744073709551616}',
     "resume after 2^53": '{"type":"resume","after":9007199254740992}',
     "resume after 1e400": '{"type":"resume","after":1e400}',
@@ -122,6 +124,7 @@ ECHOED = {
     "1000-deep inside a message": None,  # refused before anything is parsed, so nothing is read from it
     "lone surrogate in the text": "c-sur",
     "lone low surrogate": "c-low",
+    "NUL in the text": "c-nul",
     "oversize frame": None,
     "text as a number": "c-num",
     "unknown type": "c-hello",
