@@ -221,8 +221,6 @@ class WidgetConnection:
         self.strikes = 0
         self.send_lock = asyncio.Lock()
         self.conversation_id = ""
-        # The client_id an error frame about the current frame echoes (None: it had no readable one).
-        self._refused_client_id: str | None = None
 
     async def send(self, frame: dict[str, Any]) -> None:
         """Frames from the forwarder and the receive loop never interleave mid-write."""
@@ -293,18 +291,20 @@ class WidgetConnection:
 
     async def _handle(self, raw: str) -> bool:
         """Handle one frame; False when the connection must end."""
+        client_id: str | None = None  # echoed by an error about this frame
         try:
             try:
                 frame = parse_frame(raw)
             except FrameError:
-                self._refused_client_id = client_id_of(raw)
+                client_id = client_id_of(raw)
                 raise
-            self._refused_client_id = frame.client_id if isinstance(frame, MessageFrame) else None
+            if isinstance(frame, MessageFrame):
+                client_id = frame.client_id
             return await self._dispatch(frame)
         except SwitchboardError as exc:
             error: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message}
-            if self._refused_client_id:
-                error["client_id"] = self._refused_client_id
+            if client_id:
+                error["client_id"] = client_id
             await self.send(error)
             if exc.code == "rate_limited":
                 self.strikes += 1
