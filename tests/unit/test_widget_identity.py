@@ -1,11 +1,14 @@
-"""The visitor-id rule of widget sessions, as a pure function (no Redis, no HTTP)."""
+"""The visitor-id rule of widget sessions, as a pure function (no Redis, no HTTP), and the identity
+secrets' setting."""
 
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from support.channels.widget_sessions import merged_visitor
 from support.errors import IdentityInvalid
+from support.settings import AppSettings
 
 
 def test_an_anonymous_conversation_takes_the_first_id_it_is_given() -> None:
@@ -32,3 +35,18 @@ def test_nothing_new_changes_nothing() -> None:
 def test_another_id_is_refused_whether_or_not_the_first_was_verified(current: dict[str, object]) -> None:
     with pytest.raises(IdentityInvalid):
         merged_visitor(current, {"id": "u-2", "verified": True})
+
+
+def test_identity_secrets_are_read_from_the_environment_as_a_json_object(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SWITCHBOARD_WIDGET_IDENTITY_SECRETS", '{"pk_live": "0123456789abcdef0123"}')
+    secrets = AppSettings().widget_identity_secrets
+    assert {k: v.get_secret_value() for k, v in secrets.items()} == {"pk_live": "0123456789abcdef0123"}
+    assert "0123456789abcdef0123" not in repr(secrets)
+
+
+def test_a_short_identity_secret_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_WIDGET_IDENTITY_SECRETS", '{"pk_live": "short"}')
+    with pytest.raises(ValidationError, match="pk_live"):
+        AppSettings()
