@@ -57,6 +57,12 @@ class Forbidden(SwitchboardError):
     ws_close_code = 1008
 
 
+class IdentityInvalid(Forbidden):
+    """The visitor's identity could not be verified, or would change a conversation's visitor id."""
+
+    code = "identity_invalid"
+
+
 class Unauthorized(SwitchboardError):
     """Missing or invalid credentials."""
 

@@ -216,7 +216,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         ),
         queue=queue,
         handoff=HandoffService(store, queue, client, HandoffRecords(sessions)),
-        widget_sessions=WidgetSessionService(store, secret=signing_key, widget_keys=settings.app.widget_keys),
+        widget_sessions=WidgetSessionService(
+            store,
+            secret=signing_key,
+            widget_keys=settings.app.widget_keys,
+            identity_secrets={
+                key: secret.get_secret_value() for key, secret in settings.app.widget_identity_secrets.items()
+            },
+        ),
         ratings=RatingService(store, sessions),
         redactor=Redactor(settings.redaction),
         # On the main client's pool, which is closed below: the limiter owns no client of its own.

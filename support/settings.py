@@ -21,6 +21,7 @@ from support.errors import ConfigurationError
 
 # RFC 7518 3.2: an HS256 key must be at least as long as the hash output (32 bytes).
 MIN_SECRET_KEY_CHARS = 32
+MIN_IDENTITY_SECRET_CHARS = 16  # shorter secrets could be brute-forced from one visitor's id and hash
 DEFAULT_POLICY_PATH = Path(__file__).parent / "policy" / "sample_policy.md"
 # The environment names PROTOCOL.md makes public (kept exactly; docs and tests check them).
 PUBLIC_ENV_NAMES = (
@@ -69,6 +70,12 @@ class AppSettings(BaseSettings):
         default_factory=lambda: {"pk_demo": ["http://127.0.0.1:8000", "http://localhost:8000"]},
         description="JSON object: widget key -> allowed origins.",
     )
+    widget_identity_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="JSON object: widget key -> identity secret (at least 16 characters). For a key listed "
+        "here a session needs `visitor.id` and `visitor.identity_hash` = lowercase hex HMAC-SHA256(secret, "
+        "id), computed by the company's backend; the visitor is then shown to agents as verified.",
+    )
 
     archive_idle_s: float = Field(
         1800.0, description="A conversation idle this long is archived to SQL by the archiver."
@@ -79,6 +86,15 @@ class AppSettings(BaseSettings):
     archive_interval_s: float = Field(
         60.0, description="How often each process sweeps for idle conversations."
     )
+
+    @field_validator("widget_identity_secrets")
+    @classmethod
+    def _strong_identity_secrets(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        """A short secret can be guessed offline from one visitor's id and hash."""
+        weak = sorted(k for k, v in value.items() if len(v.get_secret_value()) < MIN_IDENTITY_SECRET_CHARS)
+        if weak:
+            raise ValueError(f"identity secrets shorter than {MIN_IDENTITY_SECRET_CHARS} characters: {weak}")
+        return value
 
     def check_production(self) -> None:
         """Refuse a short signing key given in the environment before anything starts (a key from a file

@@ -11,18 +11,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from litestar import Controller, Request, WebSocket, post, websocket
+import msgspec
+from litestar import Controller, Litestar, Request, WebSocket, post, websocket
+from litestar.enums import ScopeType
 from litestar.exceptions import WebSocketDisconnect
+from litestar.middleware import ASGIMiddleware
 from litestar.status_codes import HTTP_201_CREATED
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 from redis.exceptions import RedisError
 
+from support.channels.widget_frames import (
+    ClientFrame,
+    CloseFrame,
+    FrameError,
+    MessageFrame,
+    RatingFrame,
+    RequestHumanFrame,
+    ResumeFrame,
+    TypingFrame,
+    client_id_of,
+    encode_frame,
+    parse_frame,
+)
+from support.channels.widget_sessions import VisitorClaims
 from support.conversation.fanout import Listener
 from support.conversation.store import ConversationStore
 from support.errors import InternalError, RateLimited, ServiceUnavailable, SwitchboardError
@@ -30,35 +54,43 @@ from support.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT_CHARS = 4000  # a customer message longer than this is a paste of a document, not a chat turn
 RATE_BURST = 10  # messages a customer may send at once...
 RATE_PER_S = 1.0  # ...refilled at this rate; far above human typing, far below a script
 ABUSE_STRIKES = 20  # rate-limit errors after which the socket is closed with 1008
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 
+# Visitor fields are claims a page makes about its visitor and are shown to agents: long enough for any
+# real value, short enough that a field cannot carry a document (200,000 characters used to be stored).
+VISITOR_ID_MAX_CHARS = 256  # a user id, UUID or e-mail address used as an id
+VISITOR_NAME_MAX_CHARS = 200
+EMAIL_MAX_CHARS = 254  # RFC 5321's longest usable address
+IDENTITY_HASH_MAX_CHARS = 128  # a SHA-256 HMAC in hex is 64; anything longer cannot be one
+WIDGET_KEY_MAX_CHARS = 128
+TOKEN_MAX_CHARS = 4096  # a session token is about 250 characters
+# local@domain.tld: no spaces, one @, dot-separated labels. Each part excludes the separator after it,
+# so matching is linear (no backtracking on a hostile 200 k-character value).
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$"
 
-@dataclass
-class VisitorIn:
-    """Who the visitor says they are (verified later by identity_hash when configured)."""
 
-    id: str | None = None
-    name: str | None = None
-    email: str | None = None
-    identity_hash: str | None = None
+class VisitorIn(msgspec.Struct, kw_only=True):
+    """Who the visitor says they are; with an identity secret for the key, ``identity_hash`` proves ``id``."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=VISITOR_ID_MAX_CHARS)] | None = None
+    name: Annotated[str, msgspec.Meta(max_length=VISITOR_NAME_MAX_CHARS)] | None = None
+    email: Annotated[str, msgspec.Meta(max_length=EMAIL_MAX_CHARS, pattern=EMAIL_PATTERN)] | None = None
+    identity_hash: Annotated[str, msgspec.Meta(max_length=IDENTITY_HASH_MAX_CHARS)] | None = None
 
 
-@dataclass
-class SessionIn:
+class SessionIn(msgspec.Struct, kw_only=True):
     """Body of ``POST /api/v1/widget/sessions``."""
 
-    widget_key: str
-    visitor: VisitorIn = field(default_factory=VisitorIn)
-    token: str | None = None
+    widget_key: Annotated[str, msgspec.Meta(min_length=1, max_length=WIDGET_KEY_MAX_CHARS)]
+    visitor: VisitorIn = msgspec.field(default_factory=VisitorIn)
+    token: Annotated[str, msgspec.Meta(max_length=TOKEN_MAX_CHARS)] | None = None
 
 
-@dataclass
-class SessionOut:
+class SessionOut(msgspec.Struct):
     """A widget session: the conversation and the token the socket needs."""
 
     conversation_id: str
@@ -66,11 +98,67 @@ class SessionOut:
     expires_at: datetime
 
 
-class FrameError(SwitchboardError):
-    """A frame the server cannot accept; the socket stays open."""
+CORS_MAX_AGE_S = 600  # a browser reuses a preflight this long (Chromium caps it at 7200)
 
-    code = "bad_frame"
-    http_status = 400
+
+class WidgetCORSMiddleware(ASGIMiddleware):
+    """CORS for the widget's HTTP routes only (agent and admin routes never carry CORS headers).
+
+    A widget runs on the company's own site, another origin than Switchboard's. Origins allowed for any
+    widget key get ``Access-Control-Allow-Origin: <origin>`` on preflights and on responses (errors
+    included, so the widget can read a refusal); other origins get no CORS header at all, and their
+    preflight a 403. A preflight names no widget key, hence the union of every key's origins; the session
+    request itself is still checked against its own key's list (403 otherwise).
+    """
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        """Answer a preflight here; add the CORS headers to any other response."""
+        headers = dict(scope["headers"])
+        origin_raw = headers.get(b"origin")
+        if origin_raw is None:
+            await next_app(scope, receive, send)
+            return
+        runtime: Runtime = Litestar.from_scope(scope).state.runtime
+        allowed = runtime.widget_sessions.origin_allowed_for_any_key(origin_raw.decode("latin-1"))
+        cors: list[tuple[bytes, bytes]] = [(b"vary", b"Origin")]
+        if allowed:
+            cors.append((b"access-control-allow-origin", origin_raw))
+        if scope.get("method") == "OPTIONS" and b"access-control-request-method" in headers:
+            await _preflight(send, allowed, cors)
+            return
+        if allowed:  # a 429's Retry-After must be readable by the widget
+            cors.append((b"access-control-expose-headers", b"Retry-After"))
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *cors]
+            await send(message)
+
+        await next_app(scope, receive, send_with_cors)
+
+
+async def _preflight(send: Send, allowed: bool, headers: list[tuple[bytes, bytes]]) -> None:
+    """204 with what the session request needs, or a 403 JSON error without any CORS header."""
+    if allowed:
+        status, body = 204, b""
+        headers = [
+            *headers,
+            (b"access-control-allow-methods", b"POST"),
+            (b"access-control-allow-headers", b"Content-Type"),
+            (b"access-control-max-age", str(CORS_MAX_AGE_S).encode()),
+        ]
+    else:
+        status = 403
+        error = {"code": "forbidden", "message": "this origin is not allowed for any widget key"}
+        body = encode_frame({"error": error}).encode()
+        headers = [*headers, (b"content-type", b"application/json")]
+    headers.append((b"content-length", str(len(body)).encode()))
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": headers}
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(end)
 
 
 class TokenBucket:
@@ -98,14 +186,19 @@ class WidgetController(Controller):
 
     path = "/api/v1/widget"
     tags = ["widget"]  # noqa: RUF012 - Litestar reads it as a class attribute
+    middleware = [WidgetCORSMiddleware()]  # noqa: RUF012 - Litestar reads it as a class attribute
 
     @post("/sessions", status_code=HTTP_201_CREATED, summary="Open or renew a widget session")
     async def open_session(
         self, data: SessionIn, request: Request[Any, Any, Any], runtime: Runtime
     ) -> SessionOut:
-        """403 unless the widget key exists and the page's Origin is allowed for it."""
+        """403 unless the widget key exists and the page's Origin is allowed for it; with an identity secret
+        for the key, 403 ``identity_invalid`` unless ``visitor.identity_hash`` proves ``visitor.id``."""
         await runtime.limits.new_session(runtime.limits.client(request))
-        visitor = {k: v for k, v in vars(data.visitor).items() if v is not None}
+        visitor = VisitorClaims(
+            id=data.visitor.id, name=data.visitor.name or None, email=data.visitor.email,
+            identity_hash=data.visitor.identity_hash,
+        )  # fmt: skip
         grant = await runtime.widget_sessions.open(
             widget_key=data.widget_key, origin=request.headers.get("origin"), visitor=visitor,
             earlier_token=data.token,
@@ -133,7 +226,7 @@ class WidgetConnection:
     async def send(self, frame: dict[str, Any]) -> None:
         """Frames from the forwarder and the receive loop never interleave mid-write."""
         async with self.send_lock:
-            await self.socket.send_text(json.dumps(frame, separators=(",", ":")))
+            await self.socket.send_text(encode_frame(frame))
 
     async def serve(self) -> None:
         """Authenticate, subscribe, then read frames until the client leaves or the process drains."""
@@ -199,15 +292,15 @@ class WidgetConnection:
 
     async def _handle(self, raw: str) -> bool:
         """Handle one frame; False when the connection must end."""
-        client_id: str | None = None
+        client_id: str | None = None  # echoed by an error about this frame
         try:
             try:
-                frame = json.loads(raw)
-            except ValueError as exc:
-                raise FrameError("frame is not JSON") from exc
-            if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-                raise FrameError("frame must be an object with a string `type`")
-            client_id = frame.get("client_id") if isinstance(frame.get("client_id"), str) else None
+                frame = parse_frame(raw)
+            except FrameError:
+                client_id = client_id_of(raw)
+                raise
+            if isinstance(frame, MessageFrame):
+                client_id = frame.client_id
             return await self._dispatch(frame)
         except SwitchboardError as exc:
             error: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message}
@@ -223,18 +316,11 @@ class WidgetConnection:
                     return False
             return True
 
-    async def _dispatch(self, frame: dict[str, Any]) -> bool:
-        kind = frame["type"]
+    async def _dispatch(self, frame: ClientFrame) -> bool:
         cid = self.conversation_id
         now = datetime.now(UTC)
-        if kind == "message":
-            client_id, text = frame.get("client_id"), frame.get("text")
-            if not isinstance(client_id, str) or not client_id or len(client_id) > 128:
-                raise FrameError("`client_id` must be a non-empty string of at most 128 characters")
-            if not isinstance(text, str) or not text.strip():
-                raise FrameError("`text` must be a non-empty string")
-            if len(text) > MAX_TEXT_CHARS:
-                raise FrameError(f"`text` is longer than {MAX_TEXT_CHARS} characters")
+        if isinstance(frame, MessageFrame):
+            client_id, text = frame.client_id, frame.text
             if not self.bucket.take():
                 raise RateLimited("too many messages; slow down")
             await self.runtime.limits.customer_message(cid, self.runtime.limits.client(self.socket))
@@ -254,27 +340,17 @@ class WidgetConnection:
             else:
                 refreshed.cancel()  # a resend starts no turn
             await self.send({"type": "ack", "client_id": client_id, "seq": event.seq})
-        elif kind == "resume":
-            after = frame.get("after")
-            if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-                raise FrameError("`after` must be a non-negative integer seq")
-            for event in await self.store.events_after(cid, after):
+        elif isinstance(frame, ResumeFrame):
+            for event in await self.store.events_after(cid, frame.after):
                 await self.send(event.to_frame())
-        elif kind == "typing":
+        elif isinstance(frame, TypingFrame):
             await self.store.publish_agent(
                 cid, {"type": "typing", "role": "customer", "conversation_id": cid}
             )
-        elif kind == "request_human":
+        elif isinstance(frame, RequestHumanFrame):
             await self.runtime.turns.request_human(cid)
-        elif kind == "rating":
-            score, comment = frame.get("score"), frame.get("comment")
-            if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
-                raise FrameError("`score` must be an integer from 1 to 5")
-            if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
-                raise FrameError("`comment` must be a string of at most 2000 characters")
-            await self.runtime.ratings.record(cid, score=score, comment=comment, now=now)
-        elif kind == "close":
+        elif isinstance(frame, RatingFrame):
+            await self.runtime.ratings.record(cid, score=frame.score, comment=frame.comment, now=now)
+        elif isinstance(frame, CloseFrame):
             await self.runtime.turns.close(cid)
-        else:
-            raise FrameError(f"unknown frame type {kind!r}")
         return True

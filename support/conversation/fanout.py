@@ -263,7 +263,7 @@ class Fanout:
     async def _connect(self) -> None:
         pubsub = self.redis.pubsub()
         try:
-            await pubsub.connect()  # type: ignore[no-untyped-call]
+            await pubsub.connect()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
         except BaseException:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]

@@ -16,7 +16,7 @@ import secrets
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -108,6 +108,16 @@ local summary = redis.call('HMGET', KEYS[3], 'text', 'upto_seq')
 local upto = tonumber(summary[2] or '0')
 return {redis.call('HGETALL', KEYS[2]), summary[1] or '', upto,
         redis.call('XRANGE', KEYS[4], (upto + 1) .. '-0', '+')}
+"""
+
+# Compare-and-set of the visitor claims. KEYS: state. ARGV: the JSON read before, the JSON to write.
+# Returns -1 no conversation | 0 changed meanwhile (read again) | 1 written.
+_REPLACE_VISITOR = """
+local current = redis.call('HGET', KEYS[1], 'visitor')
+if not current then return -1 end
+if current ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'visitor', ARGV[2])
+return 1
 """
 
 _RELEASE = """
@@ -321,6 +331,7 @@ class ConversationStore:
         self._forget = redis.register_script(_FORGET_IF_IDLE)
         self._hset_if_live = redis.register_script(_HSET_IF_LIVE)
         self._rpush_if_live = redis.register_script(_RPUSH_IF_LIVE)
+        self._replace_visitor = redis.register_script(_REPLACE_VISITOR)
 
     async def create_conversation(
         self, conversation_id: str, *, widget_key: str, visitor: dict[str, Any], now: datetime | None = None
@@ -395,6 +406,32 @@ class ConversationStore:
         await self._redis.zrem(keys.active_conversations(), conversation_id)
         self._marked.pop(conversation_id, None)
         return int(deleted)
+
+    async def update_visitor(
+        self, conversation_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> bool:
+        """Replace the visitor claims with ``change(current)`` atomically (None: leave them); True if written.
+
+        ``change`` is pure and may raise to refuse; a concurrent writer makes it run again on what that
+        writer stored, so no rule it enforces (a visitor id never changes) is lost to a race.
+        Raises NotFound for an unknown conversation.
+        """
+        key = keys.conv_state(conversation_id)
+        while True:
+            raw = await self._redis.hget(key, "visitor")
+            if raw is None:
+                raise NotFound("no such conversation")
+            current = _s(raw)
+            new = change(json.loads(current))
+            if new is None:
+                return False
+            written = await self._replace_visitor(keys=[key], args=[current, json.dumps(new)])
+            if written == -1:
+                raise NotFound("no such conversation")
+            if written == 1:
+                # Found by its new id or e-mail too (customer data export and erasure).
+                await self.index_customer(conversation_id, new)
+                return True
 
     async def append_customer_message(
         self, conversation_id: str, client_id: str, text: str, *, now: datetime

@@ -18,7 +18,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import support.errors
-from support.channels.widget import MAX_TEXT_CHARS, WidgetConnection
+from support.channels.widget import WidgetConnection
+from support.channels.widget_frames import MAX_TEXT_CHARS
 from support.conversation.store import Event, iso
 
 ROOT = Path(__file__).resolve().parents[2]

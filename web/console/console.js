@@ -592,7 +592,9 @@
     prio.textContent = p.priority === undefined || p.priority === null ? "" : `Priority: ${humanize(p.priority)}`;
     prio.hidden = !prio.textContent;
     const customer = p.customer || {};
-    const identity = [customer.name, customer.email, customer.id ? `id ${customer.id}` : null].filter(Boolean);
+    // `verified`: the widget key's identity secret proved the id (see docs/protocol.md, identity verification).
+    const id = customer.id ? `id ${customer.id}${customer.verified ? " (verified)" : " (unverified)"}` : null;
+    const identity = [customer.name, customer.email, id].filter(Boolean);
     $("conv-customer").textContent = identity.length ? identity.join(" · ") : "Anonymous visitor";
     $("conv-summary").textContent = p.summary || "No summary yet (short conversation: see the transcript).";
     const chips = $("triage-chips");

@@ -223,6 +223,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
   let retryTimer = null;
   let retryAt = 0;
   let fatal = false; // the server refused this site: stop retrying until reset()
+  let refused = false; // the browser blocked the session request (CORS) while the server is up: keep retrying
   let lastTypingSent = 0;
   let typingTimer = null;
   let unread = 0;
@@ -262,7 +263,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
   function renderState() {
     let text;
     let cls = convo.state;
-    if (fatal) {
+    if (fatal || refused) {
       text = t("unavailable");
       cls = "error";
     } else if (!connected && attempt > 0) {
@@ -596,12 +597,22 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     if (v.email) body.visitor.email = String(v.email);
     if (v.identityHash) body.visitor.identity_hash = String(v.identityHash);
     if (saved.token) body.token = saved.token;
-    const resp = await fetch(new URL("api/v1/widget/sessions", API), {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-      credentials: "omit",
-    });
+    let resp;
+    try {
+      resp = await fetch(new URL("api/v1/widget/sessions", API), {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+        credentials: "omit",
+      });
+    } catch (err) {
+      // A page can't tell a CORS refusal from a network failure. If the server answers a no-cors request
+      // it is up, so this site's origin is not allowed: say so. Not final (a proxy's error page during a
+      // deploy has no CORS headers either), so the backoff keeps trying.
+      refused = await reachable();
+      throw err;
+    }
+    refused = false;
     if (resp.status === 403 || resp.status === 400) {
       fatal = true;
       throw new Error(`session refused (${resp.status})`);
@@ -613,6 +624,15 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     saved.expiresAt = Date.parse(session.expires_at) || 0;
     saved.conversationId = session.conversation_id;
     persist();
+  }
+
+  async function reachable() {
+    try {
+      await fetch(new URL("healthz", API), { mode: "no-cors", credentials: "omit", cache: "no-store" });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   async function connect() {
@@ -775,6 +795,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
       Object.assign(saved, fresh(), { visitor, open: saved.open });
       persist();
       fatal = false;
+      refused = false;
       const old = ws;
       ws = null;
       connected = false;
