@@ -33,6 +33,16 @@ STRIPPED_ENV = (
 )  # fmt: skip
 
 
+# Every test server is reached from 127.0.0.1 and test modules share one Redis, so the per-address limits
+# would add up across unrelated tests (a session limit hit because another module opened sessions a minute
+# before). Test servers get room; the tests of the limits themselves set the production defaults back.
+ROOMY_ADDRESS_LIMITS = {
+    "SWITCHBOARD_LIMIT_SESSIONS_PER_IP": "100000/minute",
+    "SWITCHBOARD_LIMIT_MODEL_TURNS_PER_IP": "100000/minute",
+    "SWITCHBOARD_LIMIT_LOGIN_ATTEMPTS_PER_IP": "100000/minute",
+}
+
+
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
     with socket.socket() as sock:
@@ -147,6 +157,7 @@ class ServerProcess:
         self.port = port or free_port()
         self.env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV}
         self.env.update({"SWITCHBOARD_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"})
+        self.env.update(ROOMY_ADDRESS_LIMITS)
         self.env.update(env or {})
         self.log_path = data_dir / f"serve-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | ForkedProcess | None = None

@@ -82,6 +82,11 @@ class Servers:
             "SWITCHBOARD_WIDGET_KEYS": json.dumps({"pk_test": [ORIGIN]}),
             "SWITCHBOARD_TRUSTED_PROXIES": json.dumps([PROXY]),
             "SWITCHBOARD_SECRET_KEY": "limits-test-secret-limits-test-secret",
+            # The production defaults (test servers otherwise get roomy per-address limits).
+            **{
+                f"SWITCHBOARD_LIMIT_{name.upper()}": str(LimitSettings.model_fields[name].default)
+                for name in ("sessions_per_ip", "model_turns_per_ip", "login_attempts_per_ip")
+            },
         }
         self.tmp_path = tmp_path
         self.started: list[ServerProcess] = []
