@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support.db.engine import make_engine
 from support.db.migrate import upgrade_to_head
 from support.embedded_redis import EmbeddedRedis
+from support.testing.fake_anthropic import FakeAnthropic
 
 POSTGRES_URL = os.environ.get("SWITCHBOARD_TEST_POSTGRES_URL")
 REQUIRE_SERVICES = os.environ.get("SWITCHBOARD_TEST_REQUIRE_SERVICES") == "1"
@@ -98,3 +99,10 @@ async def db_engine(db_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeAnthropic]:
+    """The fake model API on a loopback port, one per test module (a module may define its own)."""
+    with FakeAnthropic() as server:
+        yield server

@@ -32,12 +32,6 @@ DRAFT = "I'm sorry the tent let you down. We can refund it in full once it is ba
 pytestmark = pytest.mark.timeout(150)  # two servers' start-up plus a whole agent shift per test
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 @pytest.fixture
 def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
     fake.reset()

@@ -19,12 +19,6 @@ from tests.servers import ServerProcess
 pytestmark = pytest.mark.timeout(150)
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 @pytest.fixture
 def server(tmp_path: Path, fake: FakeAnthropic, redis_url: str) -> Iterator[ServerProcess]:
     import redis

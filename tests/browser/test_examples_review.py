@@ -19,7 +19,6 @@ from tests.browser.test_console import UI_TIMEOUT_MS, create_agent, sign_in
 
 # the console tests' fixtures: a fake model API, a flushed Redis and a served console
 from tests.browser.test_console import clean_redis as clean_redis
-from tests.browser.test_console import fake as fake
 from tests.browser.test_console import fake_api as fake_api
 from tests.browser.test_console import server as server
 from tests.servers import ServerProcess

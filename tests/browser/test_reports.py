@@ -23,12 +23,6 @@ from tests.integration.test_widget_ws import is_answer, is_triage, triage_reply
 WAIT_MS = 20_000
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 @pytest.fixture
 def site(tmp_path: Path, fake: FakeAnthropic, redis_url: str) -> Iterator[Site]:
     fake.reset()

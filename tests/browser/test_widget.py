@@ -61,12 +61,6 @@ class Site:
         self.proc.kill()
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 @pytest.fixture
 def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
     fake.reset()

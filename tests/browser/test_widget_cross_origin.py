@@ -65,12 +65,6 @@ class StaticSite:
         self.thread.join()
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 @pytest.fixture
 def setup(
     tmp_path: Path, fake: FakeAnthropic, redis_url: str

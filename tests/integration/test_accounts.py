@@ -27,12 +27,6 @@ from tests.servers import ServerProcess
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 @pytest.fixture
 def server(tmp_path: Path, fake: FakeAnthropic, redis_url: str, redis_client: Any) -> Iterator[ServerProcess]:
     fake.reset()

@@ -52,12 +52,6 @@ def triage(confidence: float, *, intent: str = "product_question") -> Reply:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 @pytest.fixture
 def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
     fake.reset()

@@ -51,12 +51,6 @@ def is_answer(body: dict[str, Any]) -> bool:
     return bool(body.get("stream")) and not is_triage(body)
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 @pytest.fixture
 def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
     fake.reset()

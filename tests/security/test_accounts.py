@@ -143,12 +143,6 @@ def test_the_generated_key_is_private_and_a_second_process_on_the_data_dir_reuse
 # --- logs ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 @pytest.fixture
 def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
     fake.reset()

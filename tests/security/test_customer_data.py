@@ -45,12 +45,6 @@ BOB = {"id": "v-bob", "name": "Bob", "email": "bob@example.com"}
 PASSWORD = "long enough password"
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 @pytest.fixture
 def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
     fake.reset()

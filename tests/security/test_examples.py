@@ -83,12 +83,6 @@ def triage(confidence: float) -> Reply:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 @pytest.fixture
 def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
     fake.reset()

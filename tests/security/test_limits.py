@@ -57,12 +57,6 @@ def is_triage(body: dict[str, Any]) -> bool:
     return any(t.get("name") == "record_triage" for t in body.get("tools") or [])
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 @pytest.fixture
 def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
     fake.reset()

@@ -78,12 +78,6 @@ class Recorded:
     ledger: list[tuple[str, dict[str, int] | None]]  # (purpose, redactions) of each ledger row
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 def _wait(pred: Any, timeout_s: float = 15.0) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
