@@ -1,5 +1,6 @@
-"""The rate-limit service on real Redis servers: the embedded one (a unix:// URL) and one on TCP
-(redis://), since ``limits`` is handed our URL and our connection pool."""
+"""The rate-limit service on real Redis servers: an embedded one (a unix:// URL, as on the embedded
+defaults) and one on TCP (redis://), since ``limits`` is handed our URL and our connection pool. Both are
+started here, so the unix variant runs whatever Redis the rest of the suite is given."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import redis
 import redis.asyncio as aioredis
 
 from support.conversation.store import ConversationStore
-from support.embedded_redis import redis_server_binary
+from support.embedded_redis import EmbeddedRedis, redis_server_binary
 from support.errors import RateLimited, Unauthorized
 from support.ratelimit import RateLimits
 from support.settings import LimitSettings
@@ -31,6 +33,18 @@ SETTINGS = LimitSettings(
     login_attempts_per_account="2/minute",
     login_attempts_per_ip="100/minute",
 )
+
+
+@pytest.fixture(scope="module")
+def unix_redis_url() -> Iterator[str]:
+    """A real Redis server on a unix socket (the embedded server, as `switchboard serve` starts it)."""
+    with tempfile.TemporaryDirectory(prefix="sb-test-redis-unix-") as tmp:
+        server = EmbeddedRedis(Path(tmp), persistent=False)
+        server.start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +74,9 @@ def tcp_redis_url() -> Iterator[str]:
 
 @pytest.fixture(params=["unix", "tcp"])
 async def limits(
-    request: pytest.FixtureRequest, redis_url: str, tcp_redis_url: str
+    request: pytest.FixtureRequest, unix_redis_url: str, tcp_redis_url: str
 ) -> AsyncIterator[tuple[RateLimits, aioredis.Redis]]:
-    url = redis_url if request.param == "unix" else tcp_redis_url
+    url = unix_redis_url if request.param == "unix" else tcp_redis_url
     assert url.startswith("unix://" if request.param == "unix" else "redis://")
     client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(url, max_connections=20))
     await client.flushdb()
