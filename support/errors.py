@@ -78,6 +78,13 @@ class Conflict(SwitchboardError):
     http_status = 409
 
 
+class BotDisowned(Conflict):
+    """The bot no longer owns the conversation (a person took it, or it was closed): a bot turn's frame or
+    reply was refused where it would have left. Raised inside a turn, which ends on it; never sent."""
+
+    code = "bot_disowned"
+
+
 class RateLimited(SwitchboardError):
     """Too many requests."""
 

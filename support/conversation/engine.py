@@ -17,6 +17,13 @@ One turn in ``bot`` state::
 
 Turn-scoped events carry the ``seq`` of the customer message that started the turn; events of a turn
 that is no longer current are stale (a task raced its cancellation) and are ignored, not errors.
+
+Who owns the conversation is decided in the store, where the bytes leave: a bot turn's frame or reply is
+refused once people own the conversation. The pipeline reports such a refusal as ``OwnershipLost``::
+
+    OwnershipLost   -> AbortReply (if the customer saw deltas) + StopDraft; the turn ends, nothing persisted
+    FallbackAnswer  -> (triage failed, the offline responder is confident) StopDraft, the offline answer
+                       streamed and persisted instead of the draft
 """
 
 from __future__ import annotations
@@ -113,6 +120,23 @@ class Timeout:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnershipLost:
+    """A write of the turn started by ``seq`` was refused: the bot does not own the conversation any more
+    (a person took it, the customer asked for one or closed it)."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackAnswer:
+    """The model could not judge the turn (triage failed), but the offline responder answers it confidently
+    with ``text``: the customer gets that instead of the model's draft."""
+
+    seq: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class RequestHuman:
     """The customer asked for a person."""
 
@@ -152,6 +176,8 @@ Input = (
     | DraftFailed
     | Decision
     | Timeout
+    | OwnershipLost
+    | FallbackAnswer
     | RequestHuman
     | AgentClaimed
     | AgentReleased
@@ -201,6 +227,13 @@ class AbortReply:
     """A reply already partly streamed will not be completed: tell the widget to drop its deltas."""
 
     reply_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopDraft:
+    """The draft of turn ``seq`` is not wanted any more: close its model stream (its cost still recorded)."""
+
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +291,7 @@ Action = (
     | RequestDecision
     | StreamDelta
     | AbortReply
+    | StopDraft
     | PersistReply
     | Handoff
     | DraftForAgent
@@ -300,6 +334,8 @@ class ConversationEngine:
         self._state = state
         self._turn: Turn | None = None
         self._waiting: deque[CustomerMessage] = deque()
+        # The turn whose reply was handed to PersistReply last: a refused persist withdraws its deltas.
+        self._replied: Turn | None = None
 
     @property
     def state(self) -> State:
@@ -318,6 +354,10 @@ class ConversationEngine:
                 return self._customer_message(event)
             case TriageDone() | DraftDelta() | DraftDone() | DraftFailed() | Decision() | Timeout():
                 return self._turn_event(event)
+            case FallbackAnswer():
+                return self._fallback_answer(event)
+            case OwnershipLost():
+                return self._ownership_lost(event)
             case RequestHuman():
                 return self._request_human()
             case AgentClaimed():
@@ -422,6 +462,39 @@ class ConversationEngine:
                 return actions
         return []  # pragma: no cover - exhaustive match
 
+    def _fallback_answer(self, event: FallbackAnswer) -> list[Action]:
+        turn = self._turn
+        # Only a turn still waiting for its verdict: a streaming reply is the model's and stays; a
+        # handed-off turn is with people already.
+        if turn is None or turn.seq != event.seq or turn.phase is not Phase.PENDING:
+            return []
+        actions: list[Action] = [] if turn.draft is not None else [StopDraft(turn.seq)]
+        turn.held.clear()
+        turn.phase = Phase.STREAMING
+        turn.draft, turn.declined = event.text, False
+        return [*actions, StreamDelta(turn.reply_id, event.text), *self._finish_reply(turn)]
+
+    def _ownership_lost(self, event: OwnershipLost) -> list[Action]:
+        """The store refused the turn's write: end the turn without another bot word. The state is not
+        changed here (whoever took the conversation changed it); this engine only stops talking."""
+        actions: list[Action] = []
+        turn = self._turn
+        if turn is not None and turn.seq == event.seq:
+            self._turn = None
+            if turn.phase is Phase.STREAMING:
+                actions.append(AbortReply(turn.reply_id))
+            if turn.draft is None:
+                actions.append(StopDraft(turn.seq))
+        elif self._replied is not None and self._replied.seq == event.seq:
+            # The reply itself was refused: its deltas reached the customer, its message never will.
+            actions.append(AbortReply(self._replied.reply_id))
+            self._replied = None
+        else:
+            return []  # stale: not this engine's turn
+        actions += [PublishToAgent(m.seq, m.text) for m in self._waiting]
+        self._waiting.clear()
+        return actions
+
     def _after_handoff(
         self, turn: Turn, event: TriageDone | DraftDelta | DraftDone | DraftFailed | Decision | Timeout
     ) -> list[Action]:
@@ -439,6 +512,7 @@ class ConversationEngine:
         assert turn.draft is not None
         actions: list[Action] = [PersistReply(turn.seq, turn.reply_id, turn.draft)]
         self._turn = None
+        self._replied = turn
         if self._waiting:
             actions += self._start_turn(self._waiting.popleft())
         return actions

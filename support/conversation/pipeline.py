@@ -5,6 +5,12 @@ actions: triage (Haiku) and the draft answer (Sonnet stream) run concurrently, d
 engine until routing decides, then flushed as ``delta`` frames; the final reply is persisted with its
 ``seq``. Every frame goes out through the store's pub/sub channel, so a customer connected to any process
 receives it. A turn always ends within ``turn_deadline_s``: a stalled model ends in a handoff.
+
+A bot turn writes only while the bot owns the conversation in the bot epoch the turn began in: its deltas,
+its reply and its own handoff are checked by the store in the same script that would send or store them.
+A refusal (someone asked for or took a person meanwhile, on any process) ends the turn: its model stream
+is closed (the gateway still records its cost), and the customer gets ``reply_aborted`` for a reply they
+had started to see.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from handoff.service import HandoffService
 from support.conversation import engine as e
 from support.conversation.store import ConversationStore, Event, TurnContext
 from support.conversation.window import maybe_fold
-from support.errors import ModelError
+from support.errors import BotDisowned, ModelError
 from support.llm.answer import build_answer_request, draft_from_message
 from support.llm.gateway import ModelGateway
 from support.llm.offline import Example, OfflineResponder
@@ -69,12 +75,19 @@ class TurnDeps:
 class Turn:
     """Drives one engine turn for one conversation; not reused."""
 
-    def __init__(self, deps: TurnDeps, conversation_id: str, state: e.State) -> None:
+    def __init__(
+        self, deps: TurnDeps, conversation_id: str, state: e.State, bot_epoch: int | None = None
+    ) -> None:
+        """``bot_epoch``: the bot epoch a bot turn began in (its writes are checked against it); None for
+        a conversation-level change (an agent's or the customer's action), which owns what it writes."""
         self.deps = deps
         self.conversation_id = conversation_id
         self.engine = e.ConversationEngine(state)
+        self.bot_epoch = bot_epoch
+        self.seq = 0  # the customer message this turn answers
         self.inbox: asyncio.Queue[e.Input] = asyncio.Queue()
         self.tasks: list[asyncio.Task[None]] = []
+        self.drafts: dict[int, asyncio.Task[None]] = {}  # seq -> the task streaming its draft
         self.message_text = ""
         self.summary = ""
         self.history: list[tuple[str, str]] = []
@@ -87,6 +100,7 @@ class Turn:
     async def run(self, message: Event, context: TurnContext) -> None:
         """Run the turn started by ``message`` until the engine has no turn in flight."""
         self.message_text = message.text
+        self.seq = message.seq
         self.summary = context.summary
         earlier = [
             ev
@@ -127,13 +141,25 @@ class Turn:
                 task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         async def runner() -> None:
             await coro
 
-        self.tasks.append(asyncio.create_task(runner()))
+        task = asyncio.create_task(runner())
+        self.tasks.append(task)
+        return task
 
     async def apply(self, actions: list[e.Action]) -> None:
+        try:
+            await self._apply(actions)
+        except BotDisowned:
+            # People own the conversation now: what remains of these actions is not the bot's to do. The
+            # engine says what is left (withdraw the started reply, stop the model); none of it is a bot
+            # word, so none of it can be refused.
+            log.info("turn %s/%s: the bot lost the conversation; ending", self.conversation_id, self.seq)
+            await self._apply(self.engine.handle(e.OwnershipLost(seq=self.seq)))
+
+    async def _apply(self, actions: list[e.Action]) -> None:
         i = 0
         while i < len(actions):
             action, after = actions[i], actions[i + 1] if i + 1 < len(actions) else None
@@ -156,6 +182,7 @@ class Turn:
         await self.deps.store.append_event(
             self.conversation_id, type="message", role="assistant", text=action.text,
             reply_id=action.reply_id, now=_now(), publish=True, publish_first=first,
+            bot_epoch=self.bot_epoch,
         )  # fmt: skip
 
     async def _publish(self, frame: dict[str, Any]) -> None:
@@ -167,7 +194,13 @@ class Turn:
             case e.StartTriage(seq=seq, text=text):
                 self._spawn(self._triage(seq, text))
             case e.StartDraft(seq=seq, text=text, reply_id=reply_id):
-                self._spawn(self._draft(seq, text, reply_id))
+                self.drafts[seq] = self._spawn(self._draft(seq, text, reply_id))
+            case e.StopDraft(seq=seq):
+                # Cancelling exits the gateway's stream block: the HTTP stream is closed and the call's
+                # ledger row (outcome error:abandoned, billed input) is still written; settle() waits for it.
+                draft = self.drafts.get(seq)
+                if draft is not None:
+                    draft.cancel()
             case e.RequestDecision(seq=seq, triage=t):
                 self.triage = t
                 verdict = decide(
@@ -182,17 +215,24 @@ class Turn:
                 )
                 self.inbox.put_nowait(e.Decision(seq=seq, answer=verdict.answer, reason=verdict.reason))
             case e.StreamDelta(reply_id=reply_id, text=text):
-                await self._publish({"type": "delta", "reply_id": reply_id, "text": text})
+                frame = {"type": "delta", "reply_id": reply_id, "text": text}
+                if self.bot_epoch is None:
+                    await self._publish(frame)
+                else:
+                    await store.publish_bot(cid, self.bot_epoch, frame)
             case e.AbortReply(reply_id=reply_id):
                 await self._publish({"type": "reply_aborted", "reply_id": reply_id})
             case e.PersistReply():
                 await self._persist_reply(action)
             case e.Handoff(seq=seq, reason=reason, draft=draft, triage=t):
-                # draft None (still streaming) deletes a stale draft; DraftForAgent attaches it later
-                await store.set_state(
-                    cid, handoff_reason=reason, draft_text=draft, draft_id=f"d{seq}" if draft else None,
-                    handoff_seq=seq,
+                # draft None (still streaming) deletes a stale draft; DraftForAgent attaches it later. A bot
+                # turn hands off only what it still owns (people may have taken it meanwhile).
+                owned = await store.set_state(
+                    cid, bot_epoch=self.bot_epoch, handoff_reason=reason, draft_text=draft,
+                    draft_id=f"d{seq}" if draft else None, handoff_seq=seq,
                 )  # fmt: skip
+                if not owned:
+                    raise BotDisowned(f"the bot no longer owns {cid}")
                 t = t or self.triage
                 if self.deps.handoff is not None:
                     await self.deps.handoff.enqueue(
@@ -214,12 +254,14 @@ class Turn:
                     position = await handoff.queue.position(cid)
                     if position is not None:
                         extra["queue_position"] = position
-                await store.set_state(cid, state=str(state))
-                event = await store.append_event(
-                    cid, type="status", role="system", text="", extra=extra, now=_now()
-                )
-                await store.set_state(cid, status_seq=event.seq)
-                await self._publish(event.to_frame())
+                # The state change, its status event and the frame are one script: from the moment the
+                # customer can see "queued" or "agent", no bot frame or reply is let out. A bot turn's own
+                # handoff moves the state only if the bot still owns it.
+                leaving_bot = self.bot_epoch is not None and state is not e.State.BOT
+                await store.append_event(
+                    cid, type="status", role="system", text="", extra=extra, now=_now(), publish=True,
+                    new_state=str(state), bot_epoch=self.bot_epoch if leaving_bot else None,
+                )  # fmt: skip
                 if state is e.State.QUEUED and handoff is not None:
                     await handoff.queue_changed(announced=cid)
             case e.PublishToAgent(seq=seq, text=text):
@@ -269,6 +311,14 @@ class Turn:
                 )
             )
         except ModelError as exc:
+            # The model cannot judge this turn. A confident offline answer (policy passage or approved
+            # example) is better than a person's queue; without one, zero confidence hands off and the
+            # draft, if the answer stream produces one, is kept for the agent.
+            match = self.deps.offline.answer(text, exclude_conversation=self.conversation_id)
+            if match is not None:
+                log.warning("triage failed (%s): answering from the offline responder", exc.code)
+                self.inbox.put_nowait(e.FallbackAnswer(seq=seq, text=match.text))
+                return
             log.warning("triage failed (%s): routing on zero confidence", exc.code)
             self.inbox.put_nowait(e.TriageDone(seq=seq, wants_human=False, confidence=0.0))
 
@@ -454,7 +504,8 @@ class TurnRunner:
             )
             return
         state = e.State(context.state.state) if context.state else e.State.BOT
-        turn = Turn(self.deps, conversation_id, state)
+        epoch = context.state.bot_epoch if context.state else 0
+        turn = Turn(self.deps, conversation_id, state, bot_epoch=epoch)
         try:
             await turn.run(message, context)
         finally:

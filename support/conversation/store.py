@@ -24,21 +24,30 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from support import keys
-from support.errors import NotFound
+from support.errors import BotDisowned, NotFound
 
 MARKED_MAX = 100_000  # conversations whose last archiver-index time this process remembers
 
 # State-hash fields only the store's scripts may write: seq allocation and the summary window.
-_RESERVED_FIELDS = frozenset({"last_seq", "window_start_seq", "summary_version", "created_at"})
+_RESERVED_FIELDS = frozenset({
+    "last_seq", "window_start_seq", "summary_version", "created_at", "bot_epoch",
+})  # fmt: skip
 
 # KEYS: state, events, client_ids, turn lock, summary, then the conversation's other durable keys. ARGV:
 # client_id ('' for none), created_at, pub/sub channel ('' = do not publish), the event's frame without its
 # seq (a JSON object), turn-lock token ('' = do not begin a turn), lock ttl ms, a frame to publish just
-# before the event's own ('' = none: the reply's last delta rides with the reply), then the stream fields.
-# Returns {-1} no conversation | {0, seq, fields} a resend | {1, seq} stored | {1, seq, state, summary
-# text, summary upto, window entries} stored and the turn begun (the lock taken, as _BEGIN_TURN below).
+# before the event's own ('' = none: the reply's last delta rides with the reply), the bot epoch the writer
+# requires ('' = none: see _BOT_OWNS), the conversation state this status event moves to ('' = none), then
+# the stream fields.
+# Returns {-1} no conversation | {-2} the bot no longer owns the conversation (nothing written) | {0, seq,
+# fields} a resend | {1, seq} stored | {1, seq, state, summary text, summary upto, window entries} stored
+# and the turn begun (the lock taken, as _BEGIN_TURN below).
 _APPEND = """
 if redis.call('HEXISTS', KEYS[1], 'created_at') == 0 then return {-1} end
+if ARGV[8] ~= '' then
+  local owner = redis.call('HMGET', KEYS[1], 'state', 'bot_epoch')
+  if owner[1] ~= 'bot' or (owner[2] or '0') ~= ARGV[8] then return {-2} end
+end
 local cid = ARGV[1]
 if cid ~= '' then
   local existing = redis.call('HGET', KEYS[3], cid)
@@ -48,7 +57,15 @@ if cid ~= '' then
   end
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'last_seq', 1)
-redis.call('XADD', KEYS[2], seq .. '-0', unpack(ARGV, 8))
+redis.call('XADD', KEYS[2], seq .. '-0', unpack(ARGV, 10))
+if ARGV[9] ~= '' then
+  -- A state change and its status event are one step. Leaving the bot starts a new bot epoch: every bot
+  -- turn of the old one is refused from here on, even after the conversation returns to the bot.
+  if redis.call('HGET', KEYS[1], 'state') == 'bot' and ARGV[9] ~= 'bot' then
+    redis.call('HINCRBY', KEYS[1], 'bot_epoch', 1)
+  end
+  redis.call('HSET', KEYS[1], 'state', ARGV[9], 'status_seq', seq)
+end
 if cid ~= '' then redis.call('HSET', KEYS[3], cid, seq) end
 redis.call('HSET', KEYS[1], 'last_activity', ARGV[2])
 -- Live again: cancel any expiry the archiver set (every durable key of the conversation; not the lock).
@@ -76,11 +93,22 @@ redis.call('HSET', KEYS[2], 'text', '', 'upto_seq', 0, 'version', 0)
 return 1
 """
 
-# ARGV: check_expected ('1'|'0'), expected, n_set, k1, v1, ..., then fields to delete.
+# ARGV: check ('0' none | '1' state equals expected | '2' the bot owns it in epoch expected, as _BOT_OWNS),
+# expected, n_set, k1, v1, ..., then fields to delete.
 _SET_STATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if ARGV[1] == '1' and redis.call('HGET', KEYS[1], 'state') ~= ARGV[2] then return 0 end
+if ARGV[1] == '2' then
+  local owner = redis.call('HMGET', KEYS[1], 'state', 'bot_epoch')
+  if owner[1] ~= 'bot' or (owner[2] or '0') ~= ARGV[2] then return 0 end
+end
 local n = tonumber(ARGV[3])
+for i = 4, 3 + 2 * n, 2 do
+  -- Whoever moves the state off the bot ends the bot's epoch (as the status append does).
+  if ARGV[i] == 'state' and ARGV[i + 1] ~= 'bot' and redis.call('HGET', KEYS[1], 'state') == 'bot' then
+    redis.call('HINCRBY', KEYS[1], 'bot_epoch', 1)
+  end
+end
 if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + 2 * n)) end
 if #ARGV > 3 + 2 * n then redis.call('HDEL', KEYS[1], unpack(ARGV, 4 + 2 * n)) end
 return 1
@@ -123,6 +151,18 @@ return 1
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+# Where a bot turn's frames leave (deltas, typing): published only while the bot owns the conversation, in
+# the same script that checks it, so no frame can slip out between a handoff and the check. The bot owns it
+# while ``state`` is ``bot`` and ``bot_epoch`` is the one its turn began in (the epoch moves each time the
+# conversation leaves the bot, so a turn from before a handoff stays refused after a return to the bot).
+# KEYS: state. ARGV: channel, epoch, frame. Returns 1 published | 0 refused.
+_BOT_OWNS = """
+local owner = redis.call('HMGET', KEYS[1], 'state', 'bot_epoch')
+if owner[1] ~= 'bot' or (owner[2] or '0') ~= ARGV[2] then return 0 end
+redis.call('PUBLISH', ARGV[1], ARGV[3])
+return 1
 """
 
 
@@ -247,6 +287,11 @@ class ConversationState:
     assignee: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def bot_epoch(self) -> int:
+        """Moves each time the conversation leaves the bot; a bot turn writes only in the epoch it began."""
+        return int(self.extra.get("bot_epoch", "0"))
+
 
 @dataclass(frozen=True, slots=True)
 class LockToken:
@@ -332,6 +377,7 @@ class ConversationStore:
         self._hset_if_live = redis.register_script(_HSET_IF_LIVE)
         self._rpush_if_live = redis.register_script(_RPUSH_IF_LIVE)
         self._replace_visitor = redis.register_script(_REPLACE_VISITOR)
+        self._bot_owns = redis.register_script(_BOT_OWNS)
 
     async def create_conversation(
         self, conversation_id: str, *, widget_key: str, visitor: dict[str, Any], now: datetime | None = None
@@ -464,18 +510,35 @@ class ConversationStore:
         now: datetime,
         publish: bool = False,
         publish_first: dict[str, Any] | None = None,
+        bot_epoch: int | None = None,
+        new_state: str | None = None,
     ) -> Event:
         """Append an assistant/agent/system message or a status event with the next seq; with ``publish``,
         the same script also publishes its frame to the conversation's subscribers (as :meth:`publish`),
-        right after ``publish_first`` if given (a reply's last delta: one round trip, in order)."""
+        right after ``publish_first`` if given (a reply's last delta: one round trip, in order).
+
+        ``bot_epoch``: a bot turn's write, refused with :class:`BotDisowned` (nothing stored or published)
+        unless the bot still owns the conversation in that epoch. ``new_state``: a status event that moves
+        the conversation to that state in the same step (leaving the bot starts a new bot epoch)."""
         event = Event(
             seq=0, id=uuid.uuid4().hex, type=type, role=role, text=text, created_at=iso(now),
             reply_id=reply_id, author=author, extra=extra or {},
         )  # fmt: skip
         stored, _, _ = await self._append_event(
-            conversation_id, event, publish=publish, publish_first=publish_first
-        )
+            conversation_id, event, publish=publish, publish_first=publish_first, bot_epoch=bot_epoch,
+            new_state=new_state,
+        )  # fmt: skip
         return stored
+
+    async def publish_bot(self, conversation_id: str, bot_epoch: int, payload: dict[str, Any]) -> None:
+        """Publish a bot turn's live frame (a delta) only if the bot still owns the conversation in
+        ``bot_epoch``, checked in the same script; :class:`BotDisowned` when it was refused."""
+        published = await self._bot_owns(
+            keys=[keys.conv_state(conversation_id)],
+            args=[keys.conv_channel(conversation_id), str(bot_epoch), json.dumps(payload)],
+        )
+        if not int(published):
+            raise BotDisowned(f"the bot no longer owns {conversation_id}")
 
     async def _append_event(
         self,
@@ -485,6 +548,8 @@ class ConversationStore:
         publish: bool = False,
         lock_ttl_ms: int | None = None,
         publish_first: dict[str, Any] | None = None,
+        bot_epoch: int | None = None,
+        new_state: str | None = None,
     ) -> tuple[Event, bool, TurnContext | None]:
         first = [
             keys.conv_state(conversation_id),
@@ -504,7 +569,8 @@ class ConversationStore:
             token = LockToken(keys.conv_lock(conversation_id, "turn"), secrets.token_hex(16))
         lock_args = [token.value, lock_ttl_ms] if token is not None else ["", 0]
         first_frame = json.dumps(publish_first) if publish and publish_first is not None else ""
-        args = [event.client_id or "", event.created_at, channel, frame, *lock_args, first_frame,
+        owner = [str(bot_epoch) if bot_epoch is not None else "", new_state or ""]
+        args = [event.client_id or "", event.created_at, channel, frame, *lock_args, first_frame, *owner,
                 *event._fields()]  # fmt: skip
         # The archiver's index is on another cluster slot: updated alongside the script, not after it.
         result, _ = await asyncio.gather(
@@ -514,6 +580,8 @@ class ConversationStore:
         status = int(result[0])
         if status == -1:
             raise NotFound(f"no conversation {conversation_id}")
+        if status == -2:
+            raise BotDisowned(f"the bot no longer owns {conversation_id}")
         if status == 0:
             return Event._from_entry(int(result[1]), result[2]), False, None
         stored = Event(
@@ -599,9 +667,15 @@ class ConversationStore:
         return _context_from(token, *result)
 
     async def set_state(
-        self, conversation_id: str, *, expected_state: str | None = None, **fields: str | int | None
+        self,
+        conversation_id: str,
+        *,
+        expected_state: str | None = None,
+        bot_epoch: int | None = None,
+        **fields: str | int | None,
     ) -> bool:
-        """Set fields (None deletes one); with ``expected_state``, only if ``state`` still equals it.
+        """Set fields (None deletes one); with ``expected_state``, only if ``state`` still equals it; with
+        ``bot_epoch``, only if the bot still owns the conversation in that epoch (a bot turn's write).
 
         False when the compare failed; raises NotFound for an unknown conversation.
         """
@@ -610,7 +684,12 @@ class ConversationStore:
             raise ValueError(f"fields written only by the store: {sorted(reserved)}")
         sets = [(k, str(v)) for k, v in fields.items() if v is not None]
         deletes = [k for k, v in fields.items() if v is None]
-        args: list[str] = ["1" if expected_state is not None else "0", expected_state or "", str(len(sets))]
+        check, expected = "0", ""
+        if expected_state is not None:
+            check, expected = "1", expected_state
+        elif bot_epoch is not None:
+            check, expected = "2", str(bot_epoch)
+        args: list[str] = [check, expected, str(len(sets))]
         for k, v in sets:
             args += [k, v]
         args += deletes

@@ -549,6 +549,11 @@ class ModelGateway:
                 raise
             if call.outcome == "ok" and gateway_stream._final is None:
                 call.outcome = "error:abandoned"  # the caller left the block without reading it all
+        except asyncio.CancelledError:
+            # Cancelled before the stream started (the turn no longer wants it): still one ledger row.
+            if call.outcome == "ok":
+                call.outcome = "error:abandoned"
+            raise
         finally:
             if gateway_stream is not None:
                 # Feed the breaker with how the started stream ended (attempt failures were fed already).

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from support import keys
 from support.conversation.store import ConversationStore
-from support.errors import NotFound
+from support.errors import BotDisowned, NotFound
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CID = "c1"
@@ -265,3 +265,42 @@ async def test_a_reply_can_carry_its_last_delta_published_first_in_one_script(
         await pubsub.aclose()
     assert got[0] == delta
     assert (got[1]["type"], got[1]["seq"], got[1]["text"]) == ("message", event.seq, "The end.")
+
+
+async def test_bot_writes_are_refused_once_the_bot_does_not_own_the_conversation(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A bot delta, reply or handoff is checked in the script that would send or store it: refused after a
+    status event moves the state off the bot, and still refused for that turn after a return to the bot."""
+    store = await make(redis_client)
+    async with redis_client.pubsub() as pubsub:
+        await pubsub.subscribe(keys.conv_channel(CID))
+        await store.publish_bot(CID, 0, {"type": "delta", "reply_id": "r1", "text": "a"})
+        await store.append_event(
+            CID, type="status", role="system", text="", extra={"state": "queued"}, now=NOW, publish=True,
+            new_state="queued",
+        )  # fmt: skip
+        with pytest.raises(BotDisowned):
+            await store.publish_bot(CID, 0, {"type": "delta", "reply_id": "r1", "text": "b"})
+        with pytest.raises(BotDisowned):
+            await store.append_event(
+                CID, type="message", role="assistant", text="ab", reply_id="r1", now=NOW, publish=True,
+                bot_epoch=0,
+            )  # fmt: skip
+        assert not await store.set_state(CID, bot_epoch=0, handoff_reason="timeout")
+        await store.append_event(
+            CID, type="status", role="system", text="", extra={"state": "bot"}, now=NOW, new_state="bot"
+        )
+        with pytest.raises(BotDisowned):
+            await store.publish_bot(CID, 0, {"type": "delta", "reply_id": "r1", "text": "c"})
+        await store.publish_bot(CID, 1, {"type": "delta", "reply_id": "r3", "text": "new turn"})
+        published = []
+        for _ in range(10):  # the subscribe confirmation, then what was published; None once drained
+            message = await pubsub.get_message(timeout=0.2)
+            if message is not None and message["type"] == "message":
+                published.append(json.loads(message["data"]))
+    state = await store.get_state(CID)
+    assert state is not None
+    assert [f.get("text", f.get("state")) for f in published] == ["a", "queued", "new turn"]
+    assert [ev.type for ev in await store.events_after(CID, 0)] == ["status", "status"]
+    assert (state.state, state.bot_epoch, state.extra["status_seq"]) == ("bot", 1, "2")

@@ -17,7 +17,9 @@ from support.conversation.engine import (
     DraftFailed,
     DraftForAgent,
     EmitStatus,
+    FallbackAnswer,
     Handoff,
+    OwnershipLost,
     PersistReply,
     PublishToAgent,
     Reason,
@@ -29,6 +31,7 @@ from support.conversation.engine import (
     StartDraft,
     StartTriage,
     State,
+    StopDraft,
     StreamDelta,
     Timeout,
     TriageDone,
@@ -198,3 +201,67 @@ def test_invalid_transitions_raise(state: State, event: object) -> None:
     with pytest.raises(InvalidTransition):
         engine.handle(event)  # type: ignore[arg-type]
     assert engine.state is state
+
+
+def streaming() -> ConversationEngine:
+    engine = started()
+    engine.handle(TRIAGE_OK)
+    assert engine.handle(Decision(1, answer=True, reason="confident")) == []
+    assert engine.handle(DraftDelta(1, "Hel")) == [StreamDelta("r1", "Hel")]
+    return engine
+
+
+def test_ownership_lost_while_streaming_withdraws_the_reply_and_stops_the_model() -> None:
+    engine = streaming()
+    assert engine.handle(OwnershipLost(1)) == [AbortReply("r1"), StopDraft(1)]
+    assert engine.turn is None
+    assert engine.handle(DraftDelta(1, "lo")) == [], "the stream's late deltas are stale"
+    assert engine.handle(DraftDone(1, "Hello")) == [], "and so is its end: nothing is persisted"
+
+
+def test_ownership_lost_before_the_verdict_stops_the_model_without_a_frame() -> None:
+    engine = started()
+    engine.handle(DraftDelta(1, "held"))
+    assert engine.handle(OwnershipLost(1)) == [StopDraft(1)]
+    assert engine.handle(TRIAGE_OK) == [], "a late verdict starts nothing"
+
+
+def test_refused_reply_withdraws_the_deltas_the_customer_saw() -> None:
+    engine = streaming()
+    assert engine.handle(DraftDone(1, "Hello")) == [PersistReply(1, "r1", "Hello")]
+    assert engine.handle(OwnershipLost(1)) == [AbortReply("r1")]
+    assert engine.handle(OwnershipLost(1)) == [], "withdrawn once"
+
+
+def test_ownership_lost_of_another_turn_is_stale() -> None:
+    engine = streaming()
+    assert engine.handle(OwnershipLost(7)) == []
+    assert engine.turn is not None
+
+
+def test_fallback_answer_replaces_a_draft_still_waiting_for_its_verdict() -> None:
+    engine = started()
+    engine.handle(DraftDelta(1, "model words"))
+    assert engine.handle(FallbackAnswer(1, "Offline answer")) == [
+        StopDraft(1), StreamDelta("r1", "Offline answer"), PersistReply(1, "r1", "Offline answer"),
+    ]  # fmt: skip
+    assert engine.turn is None
+    assert engine.handle(DraftDone(1, "model words")) == []
+
+
+def test_fallback_answer_after_the_draft_finished_needs_no_stop() -> None:
+    engine = started()
+    engine.handle(DraftDone(1, "model words"))
+    assert engine.handle(FallbackAnswer(1, "Offline")) == [
+        StreamDelta("r1", "Offline"),
+        PersistReply(1, "r1", "Offline"),
+    ]
+
+
+def test_fallback_answer_leaves_a_streaming_reply_and_a_handed_off_turn_alone() -> None:
+    engine = streaming()
+    assert engine.handle(FallbackAnswer(1, "Offline")) == []
+    handed = started()
+    handed.handle(Decision(1, answer=False, reason="low_confidence"))
+    assert handed.handle(FallbackAnswer(1, "Offline")) == []
+    assert handed.state is State.QUEUED
