@@ -113,6 +113,16 @@ def test_failed_draft_hands_off() -> None:
     assert actions == [Handoff(1, Reason.DRAFT_FAILED, TRIAGE_OK, None), EmitStatus(State.QUEUED)]
 
 
+def test_a_draft_that_failed_before_the_verdict_ends_the_turn_at_once() -> None:
+    """Nothing more can come of a failed draft: the turn (and its lock) must not wait for its deadline,
+    and the triage verdict that arrives afterwards changes nothing."""
+    engine = started()
+    actions = engine.handle(DraftFailed(1, "model_unavailable"))
+    assert actions == [Handoff(1, Reason.DRAFT_FAILED, None, None), EmitStatus(State.QUEUED)]
+    assert engine.turn is None
+    assert engine.handle(TRIAGE_OK) == []
+
+
 def test_failure_while_streaming_aborts_the_partial_reply() -> None:
     engine = started()
     engine.handle(TRIAGE_OK)
