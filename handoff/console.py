@@ -22,7 +22,14 @@ from handoff.agents import AgentIdentity, account_json, identity
 from handoff.auth import admin_guard, agent_guard, agent_of, issue_agent_token
 from handoff.examples import example_json
 from support import keys
-from support.errors import SwitchboardError, Unauthorized, ValidationFailed
+from support.channels.socket_failures import end_socket
+from support.errors import (
+    InternalError,
+    ServiceUnavailable,
+    SwitchboardError,
+    Unauthorized,
+    ValidationFailed,
+)
 from support.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -296,27 +303,27 @@ class AgentSocket:
             await self.socket.send_text(json.dumps(frame, separators=(",", ":")))
 
     async def serve(self) -> None:
+        """Set up, then run the reader, pump and lease tasks until one ends; a failure of any of them (Redis
+        down, a bug) ends the socket through the mapping the customer socket uses too (logged, an ``error``
+        frame, close 1011)."""
         await self.socket.accept()
-        queue = self.runtime.queue
-        await self.pubsub.subscribe(keys.handoff_events(), keys.agent_revocations())
-        # A revocation published between the guard's check and this subscription would be missed.
-        if not await self.runtime.agent_tokens.is_current(self.agent):
-            await self._close_revoked()
-            with contextlib.suppress(Exception):
-                await self.pubsub.aclose()
-            return
-        for cid in await queue.held(self.agent.id):
-            await self._follow(cid, held=True)
-        await queue.renew(self.agent.id)
-        await self._send_queue()
-        self.runtime.widget_sockets.add(self.socket)  # closed with 1001 on drain, like customer sockets
-        tasks = [
-            asyncio.create_task(self._read()),
-            asyncio.create_task(self._pump()),
-            asyncio.create_task(self._keep_leases()),
-        ]
+        tasks: list[asyncio.Task[None]] = []
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if not await self._start():
+                return
+            self.runtime.widget_sockets.add(self.socket)  # closed with 1001 on drain, like customer sockets
+            tasks = [
+                asyncio.create_task(self._read()),
+                asyncio.create_task(self._pump()),
+                asyncio.create_task(self._keep_leases()),
+            ]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                failure = task.exception()
+                if failure is not None:
+                    raise failure
+        except Exception as exc:
+            await end_socket(self.socket, exc, name=f"agent socket {self.agent.id}", send=self.send)
         finally:
             self.runtime.widget_sockets.discard(self.socket)
             for task in tasks:
@@ -324,6 +331,21 @@ class AgentSocket:
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self.pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
+
+    async def _start(self) -> bool:
+        """Subscribe, follow held conversations, renew the lease and send the queue; False when the token
+        was revoked meanwhile (the socket is closed)."""
+        await self.pubsub.subscribe(keys.handoff_events(), keys.agent_revocations())
+        # A revocation published between the guard's check and this subscription would be missed.
+        if not await self.runtime.agent_tokens.is_current(self.agent):
+            await self._close_revoked()
+            return False
+        queue = self.runtime.queue
+        for cid in await queue.held(self.agent.id):
+            await self._follow(cid, held=True)
+        await queue.renew(self.agent.id)
+        await self._send_queue()
+        return True
 
     async def _send_queue(self) -> None:
         self.snapshot_pending = False
@@ -361,6 +383,8 @@ class AgentSocket:
                 try:
                     await self._handle(raw)
                 except SwitchboardError as exc:
+                    if isinstance(exc, ServiceUnavailable | InternalError):  # not the agent's doing
+                        raise
                     await self.send({"type": "error", "code": exc.code, "message": exc.message})
 
     async def _handle(self, raw: str) -> None:

@@ -19,7 +19,7 @@ from support import __version__, log_redaction
 from support.channels.admin_customers import CustomerDataController
 from support.channels.web_assets import WebAssetsController
 from support.channels.widget import WidgetController
-from support.errors import RateLimited, SwitchboardError
+from support.errors import RateLimited, SwitchboardError, unavailable_from
 from support.health import healthz, readyz
 from support.http_input import RejectNul, bounded_request_class
 from support.openapi_errors import describe_error_envelope
@@ -60,8 +60,14 @@ def http_error_response(_request: Request[object, object, State], exc: HTTPExcep
     return Response({"error": error}, status_code=exc.status_code, media_type=MediaType.JSON)
 
 
-def internal_error_response(_request: Request[object, object, State], exc: Exception) -> Response[object]:
-    """Anything unexpected: logged with its traceback here, never shown to the client."""
+def internal_error_response(request: Request[object, object, State], exc: Exception) -> Response[object]:
+    """A dependency that cannot be reached (Redis, the database) is 503 ``unavailable``, logged as a
+    warning without a traceback (it is expected, and each request would repeat it); anything else is a bug:
+    logged with its traceback here, never shown to the client."""
+    unavailable = unavailable_from(exc)
+    if unavailable is not None:
+        log.warning("%s %s: %s (%r)", request.method, request.url.path, unavailable.code, exc)
+        return error_response(request, unavailable)
     log.error("unhandled error", exc_info=exc)
     return Response(
         {"error": {"code": "internal_error", "message": "internal error"}},
@@ -89,13 +95,18 @@ def logging_config(level: str) -> LoggingConfig:
     )
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """Build the Litestar app; the lifespan owns every client (see support.runtime)."""
+def create_app(settings: Settings | None = None, *, own_runtime: bool = True) -> Litestar:
+    """Build the Litestar app; the lifespan owns every client (see support.runtime), unless
+    ``own_runtime`` is False: then whoever serves it opens the runtime and sets ``app.state.runtime``
+    before the lifespan starts (``support.server`` does, to report a start-up failure in one line)."""
     settings = settings or load_settings()
     log_redaction.install()  # before anything logs: no credential in any log line
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if not own_runtime:
+            yield
+            return
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
             yield

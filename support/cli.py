@@ -23,13 +23,60 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _cannot_start(reason: str) -> int:
+    """One line on stderr saying why the process did not start; the exit code a supervisor sees."""
+    print(f"switchboard serve: cannot start: {reason}", file=sys.stderr, flush=True)
+    return EXIT_CANNOT_START
+
+
+EXIT_CANNOT_START = 1
+
+
+def settings_failure(exc: Exception) -> str:
+    """A settings error as one line naming the environment variables at fault (pydantic's own message
+    spans several lines and may repeat the offending value, which can be a secret)."""
+    from pydantic import ValidationError
+
+    from support import settings as settings_module
+    from support.errors import one_line
+
+    if not isinstance(exc, ValidationError):
+        return one_line(exc)
+    model = getattr(settings_module, exc.title, None)
+    prefix = str(getattr(model, "model_config", {}).get("env_prefix", ""))
+    problems = [
+        f"{(prefix + str(error['loc'][0])).upper() if error['loc'] else exc.title}: {error['msg']}"
+        for error in exc.errors()
+    ]
+    return "invalid settings: " + "; ".join(problems)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run HTTP + WebSocket until SIGTERM, then drain."""
+    """Run HTTP + WebSocket until SIGTERM, then drain. Exits with EXIT_CANNOT_START and one line on stderr
+    when it cannot start: bad settings, the address cannot be bound, Redis or the database unreachable, a
+    failed migration."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from support.errors import SwitchboardError, one_line
+    from support.server import bind_listener
+
+    try:
+        settings = load_settings()
+    except (ValidationError, SettingsError, SwitchboardError) as exc:
+        return _cannot_start(settings_failure(exc))
+    try:  # before importing the app (seconds): a taken port is reported at once
+        listener = bind_listener(args.host, args.port)
+    except SwitchboardError as exc:
+        return _cannot_start(exc.message)
+    try:
+        _configure_logging(settings.app.log_level)
+    except ValueError as exc:  # an unknown level name
+        listener.close()
+        return _cannot_start(f"invalid settings: SWITCHBOARD_LOG_LEVEL: {exc}")
     from support.app import create_app
     from support.server import serve
 
-    settings = load_settings()
-    _configure_logging(settings.app.log_level)
     # Benchmarks only: profile the whole serve (until the SIGTERM drain ends) and dump pstats there.
     profile_out = os.environ.get("SWITCHBOARD_PROFILE_OUT")
     profiler = cProfile.Profile() if profile_out else None
@@ -40,12 +87,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         profiler.enable()
     try:
         serve(
-            create_app(settings),
+            create_app(settings, own_runtime=False),
             host=args.host,
             port=args.port,
             log_level=settings.app.log_level,
             drain_timeout_s=settings.app.drain_timeout_s,
+            settings=settings,
+            listener=listener,
         )
+    except SwitchboardError as exc:  # StartupFailed, a ConfigurationError, no redis-server binary...
+        return _cannot_start(exc.message)
+    except OSError as exc:  # a file start-up needs: the policy, the data directory, the signing key
+        return _cannot_start(one_line(exc))
     finally:
         if profiler is not None and profile_out:
             profiler.disable()

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from redis import exceptions as redis_errors
+from sqlalchemy import exc as sql_errors
+
 
 class SwitchboardError(Exception):
     """Base of every error Switchboard raises on purpose."""
@@ -26,6 +29,15 @@ class ConfigurationError(SwitchboardError):
     """The process is misconfigured."""
 
     code = "configuration_error"
+
+
+class StartupFailed(SwitchboardError):
+    """The process cannot start: a dependency unreachable at start, a failed migration, bad settings.
+
+    Never sent to a client; ``switchboard serve`` prints its message as one line and exits non-zero.
+    """
+
+    code = "startup_failed"
 
 
 class ValidationFailed(SwitchboardError):
@@ -108,6 +120,47 @@ class ServiceUnavailable(SwitchboardError):
     code = "unavailable"
     http_status = 503
     ws_close_code = 1011
+
+
+# Redis failures that say it cannot be reached or cannot serve right now (down, restarting, loading its
+# data, a failover in progress), as opposed to a command it refused: that is a bug on our side.
+REDIS_OUTAGES: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,  # refused, reset, or no pooled connection came free in time
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,  # a replica being promoted
+    redis_errors.MasterDownError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+)
+# The database cannot be reached or gave up (a lost connection, a pool with no connection in time,
+# SQLite's "database is locked" after its busy timeout).
+DATABASE_OUTAGES: tuple[type[BaseException], ...] = (sql_errors.OperationalError, sql_errors.TimeoutError)
+
+
+def unavailable_from(exc: BaseException) -> ServiceUnavailable | None:
+    """The typed ``unavailable`` for a failure of a dependency (Redis, the database), else None.
+
+    Raised by the client libraries, not by us, so every edge (the HTTP error mapping, the sockets) asks
+    here instead of knowing each library's exceptions. A refused command or a constraint violation is not
+    an outage: it stays a bug (``internal_error``).
+    """
+    if isinstance(exc, ServiceUnavailable):
+        return exc
+    if isinstance(exc, REDIS_OUTAGES):
+        return ServiceUnavailable("the conversation store is unreachable; try again")
+    if isinstance(exc, DATABASE_OUTAGES) or (
+        isinstance(exc, sql_errors.DBAPIError) and exc.connection_invalidated
+    ):
+        return ServiceUnavailable("the database is unreachable; try again")
+    if isinstance(exc, ConnectionError):  # a driver that does not wrap its socket errors (asyncpg connecting)
+        return ServiceUnavailable("a dependency is unreachable; try again")
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line (a driver's message may span several), with its type when it says nothing."""
+    words = " ".join(str(exc).split())
+    return words or type(exc).__name__
 
 
 class InternalError(SwitchboardError):

@@ -12,10 +12,14 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from handoff.accounts import AgentAccounts
@@ -37,6 +41,7 @@ from support.conversation.store import ConversationStore
 from support.db.engine import make_engine, session_factory
 from support.db.migrate import upgrade_to_head
 from support.embedded_redis import EmbeddedRedis
+from support.errors import StartupFailed, one_line
 from support.llm.gateway import ModelGateway, make_client
 from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy, load_policy
@@ -53,6 +58,9 @@ log = logging.getLogger(__name__)
 DrainHook = Callable[[], Awaitable[None]]
 REDIS_MAX_CONNECTIONS = 200  # per process; Redis's own default limit is 10,000 clients
 REDIS_POOL_WAIT_S = 10.0  # a command waits this long for a free connection before failing
+# A healthy Redis or database answers at start in milliseconds. Without a bound, a host that drops packets
+# would hold the start for the driver's own timeout (asyncpg: 60 s) or, for redis-py, forever.
+START_CHECK_TIMEOUT_S = 10.0
 ARCHIVE_INDEX_FRACTION = 1 / 30  # of archive_idle_s: a skipped index update makes it at most that stale
 
 
@@ -131,6 +139,49 @@ class Runtime:
             log.warning("drain timed out after %.1fs", self.settings.app.drain_timeout_s)
 
 
+async def check_redis(url: str) -> None:
+    """:class:`StartupFailed` unless the configured Redis answers a PING within START_CHECK_TIMEOUT_S.
+
+    A process that started without its Redis would be up but unable to serve anything; refusing to start
+    lets the supervisor (systemd, Kubernetes) see it and retry. Redis lost later is a different matter: the
+    process stays up, /readyz says 503 and requests get ``unavailable``.
+    """
+    where = redis_location(url)
+    client = aioredis.Redis.from_url(
+        url, socket_connect_timeout=START_CHECK_TIMEOUT_S, socket_timeout=START_CHECK_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(START_CHECK_TIMEOUT_S):
+            await client.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise StartupFailed(f"Redis at {where} is unreachable: {one_line(exc)}") from exc
+    finally:
+        await client.aclose()
+
+
+def redis_location(url: str) -> str:
+    """Where a Redis URL points, without its credentials (the message goes to a log and a terminal)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname}:{parts.port or 6379}"
+
+
+async def check_database(url: str) -> None:
+    """:class:`StartupFailed` unless the database answers ``SELECT 1`` within START_CHECK_TIMEOUT_S."""
+    engine = make_engine(url)
+    try:
+        async with asyncio.timeout(START_CHECK_TIMEOUT_S), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        where = engine.url.render_as_string(hide_password=True)
+        raise StartupFailed(f"database {where} is unreachable: {one_line(cause)}") from exc
+    finally:
+        await engine.dispose()
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """Create every client of the process; close them all when the block ends."""
@@ -140,6 +191,28 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     log_redaction.register_secret(signing_key)
     if settings.llm.api_key is not None:
         log_redaction.register_secret(settings.llm.api_key.get_secret_value())
+    if settings.llm.offline:
+        log.warning(
+            "ANTHROPIC_API_KEY not set: OFFLINE MODE. Answers come only from policy passages and examples "
+            "above the match threshold; everything else goes to human agents."
+        )
+    if settings.redis.url:
+        await check_redis(settings.redis.url)
+    # The database and the policy before an embedded Redis is started: a start that fails on them leaves
+    # no redis-server behind (it would also hold the failed process's stdout and stderr open).
+    if not settings.database.url:
+        log.info("SWITCHBOARD_DATABASE_URL not set: using SQLite at %s", settings.database_url)
+    await check_database(settings.database_url)
+    if settings.database.migrate_on_start:
+        try:
+            await upgrade_to_head(settings.database_url)
+        except Exception as exc:
+            raise StartupFailed(f"database migration failed: {one_line(exc)}") from exc
+
+    policy = load_policy(settings.policy.path)
+    log.info(
+        "support policy %s (version %s, %d chars)", settings.policy.path, policy.version, len(policy.text)
+    )
     embedded: EmbeddedRedis | None = None
     if settings.redis.url:
         redis_url = settings.redis.url
@@ -148,20 +221,6 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await asyncio.to_thread(embedded.start, settings.redis.embedded_start_timeout_s)
         redis_url = embedded.url
         log.info("SWITCHBOARD_REDIS_URL not set: using the embedded Redis at %s", redis_url)
-    if not settings.database.url:
-        log.info("SWITCHBOARD_DATABASE_URL not set: using SQLite at %s", settings.database_url)
-    if settings.llm.offline:
-        log.warning(
-            "ANTHROPIC_API_KEY not set: OFFLINE MODE. Answers come only from policy passages and examples "
-            "above the match threshold; everything else goes to human agents."
-        )
-    if settings.database.migrate_on_start:
-        await upgrade_to_head(settings.database_url)
-
-    policy = load_policy(settings.policy.path)
-    log.info(
-        "support policy %s (version %s, %d chars)", settings.policy.path, policy.version, len(policy.text)
-    )
     # A blocking pool: under a burst of turns a command waits for a free connection instead of failing with
     # "Too many connections" (redis-py's default pool raises at 100 in use), which closed customer sockets.
     client = aioredis.Redis.from_pool(

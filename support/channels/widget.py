@@ -19,7 +19,6 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Litestar, Request, WebSocket, post, websocket
 from litestar.enums import ScopeType
-from litestar.exceptions import WebSocketDisconnect
 from litestar.middleware import ASGIMiddleware
 from litestar.status_codes import HTTP_201_CREATED
 from litestar.types import (
@@ -31,8 +30,8 @@ from litestar.types import (
     Scope,
     Send,
 )
-from redis.exceptions import RedisError
 
+from support.channels.socket_failures import end_socket
 from support.channels.widget_frames import (
     ClientFrame,
     CloseFrame,
@@ -240,8 +239,8 @@ class WidgetConnection:
             return
         try:
             subscription = await self.runtime.fanout.subscribe(self.conversation_id)
-        except SwitchboardError as exc:
-            await self._close(exc)
+        except Exception as exc:
+            await end_socket(self.socket, exc, name=self._name, send=self.send)
             return
         forwarder = asyncio.create_task(self._forward(subscription))
         self.runtime.widget_sockets.add(self.socket)
@@ -253,26 +252,22 @@ class WidgetConnection:
                 raw = await self.socket.receive_text()
                 if not await self._handle(raw):
                     break
-        except (WebSocketDisconnect, OSError):  # the client left (uvicorn's ClientDisconnected: an OSError)
-            pass
-        except RedisError as exc:
-            # Redis failed (down, or the pool had no connection for 10 s) while a frame was handled: that
+        except Exception as exc:
+            # Redis down (or the pool had no connection for 10 s) while a frame was handled, or a bug: that
             # frame was not acknowledged. 1011 makes the widget reconnect, resume and send its unacknowledged
-            # messages again (same client_id: stored at most once).
-            log.warning("widget socket %s: Redis failed: %r", self.conversation_id, exc)
-            with contextlib.suppress(Exception):  # the socket may be broken as well
-                await self._close(ServiceUnavailable("the conversation store is unreachable; reconnect"))
-        except Exception:
-            # Unexpected: logged with its traceback (Litestar would close with 4500 and log nothing).
-            log.exception("widget socket %s failed", self.conversation_id)
-            with contextlib.suppress(Exception):
-                await self._close(InternalError("internal error; reconnect"))
+            # messages again (same client_id: stored at most once). Litestar would close with 4500 and log
+            # nothing.
+            await end_socket(self.socket, exc, name=self._name, send=self.send)
         finally:
             self.runtime.widget_sockets.discard(self.socket)
             forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await forwarder
             subscription.release()
+
+    @property
+    def _name(self) -> str:
+        return f"widget socket {self.conversation_id}"
 
     async def _close(self, exc: SwitchboardError) -> None:
         """Tell the client why (no ``client_id``: nothing it sent is marked failed) and close the socket
@@ -303,6 +298,8 @@ class WidgetConnection:
                 client_id = frame.client_id
             return await self._dispatch(frame)
         except SwitchboardError as exc:
+            if isinstance(exc, ServiceUnavailable | InternalError):  # not the client's doing: end the socket
+                raise
             error: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message}
             if client_id:
                 error["client_id"] = client_id

@@ -182,8 +182,9 @@ class Fanout:
         return len(self._listeners)
 
     async def start(self) -> None:
-        """Start the reader, which connects (and keeps reconnecting while Redis is down: the process still
-        starts and reports not-ready; sockets get ``unavailable`` until the connection is up)."""
+        """Start the reader, which connects (and keeps reconnecting while Redis is down: sockets get
+        ``unavailable`` until the connection is up). ``serve`` has checked that a configured Redis answers
+        before this; an embedded one may still be restarting."""
         self._task = asyncio.create_task(self._run(), name="fanout-reader")
 
     async def aclose(self) -> None:

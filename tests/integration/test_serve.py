@@ -68,18 +68,6 @@ def test_sigterm_drains_and_exits_cleanly_and_embedded_redis_persists(tmp_path: 
         second.kill()
 
 
-def test_readyz_is_503_when_redis_is_unreachable(tmp_path: Path) -> None:
-    proc = ServerProcess(tmp_path / "data")
-    # The database is fine, Redis points at a port nobody listens on: not ready, but the process is up.
-    from tests.servers import free_port
-
-    proc.env["SWITCHBOARD_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
-    with pytest.raises(RuntimeError, match="not ready"):
-        proc.start(timeout_s=10)  # long enough for a slow start on a busy machine to answer /readyz
-    # start() raised after polling readyz; the server itself answered healthz in the meantime
-    assert "503" in proc.log()
-
-
 def _answers(sock: str) -> bool:
     try:
         client = redis.Redis(unix_socket_path=sock, socket_timeout=0.5)
