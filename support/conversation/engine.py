@@ -444,11 +444,11 @@ class ConversationEngine:
                     return self._finish_reply(turn)
                 return []
             case DraftFailed():
-                actions = self._handoff(Reason.DRAFT_FAILED)
+                handed_off = self._handoff(Reason.DRAFT_FAILED)
                 # No draft will ever come: the turn is over now, not at its deadline (a turn left waiting
                 # for it held the conversation's turn lock, and the customer's next message, for 45 s).
                 self._turn = None
-                return actions
+                return handed_off
             case Timeout():
                 return self._handoff(Reason.TIMEOUT)
             case Decision():
