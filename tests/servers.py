@@ -10,6 +10,7 @@ to test ``switchboard serve`` exactly as a user runs it).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing
 import multiprocessing.context
@@ -20,8 +21,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -217,3 +219,21 @@ class ServerProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
+
+
+def agent_auth(server: ServerProcess, email: str, password: str) -> dict[str, str]:
+    """Log an agent in over HTTP; the Authorization header its token gives."""
+    resp = httpx.post(f"{server.url}/api/v1/agent/login", json={"email": email, "password": password})
+    assert resp.status_code == 200, resp.text
+    return {"Authorization": f"Bearer {resp.json()['token']}"}
+
+
+async def wait_for(pred: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+    """Poll ``pred`` every 0.1 s until it returns something truthy (returned), else fail the test."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not met in time")

@@ -22,7 +22,7 @@ from support.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from support.testing.fake_anthropic import FakeAnthropic
 from tests import servers
 from tests.integration.test_widget_ws import connect, open_session, start_server
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, agent_auth
 
 PASSWORD = "correct horse battery staple"
 
@@ -40,9 +40,7 @@ def server(tmp_path: Path, fake: FakeAnthropic, redis_url: str, redis_client: An
 
 
 def login(server: ServerProcess, email: str) -> dict[str, str]:
-    resp = httpx.post(f"{server.url}/api/v1/agent/login", json={"email": email, "password": PASSWORD})
-    assert resp.status_code == 200, resp.text
-    return {"Authorization": f"Bearer {resp.json()['token']}"}
+    return agent_auth(server, email, PASSWORD)
 
 
 def accounts(server: ServerProcess, admin: dict[str, str]) -> dict[str, dict[str, Any]]:

@@ -25,7 +25,8 @@ from tests.integration.test_widget_ws import (
     open_session,
     start_server,
 )
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, agent_auth
+from tests.servers import wait_for as servers_wait_for
 
 UNCOVERED = "Can you engrave our names on a wedding tent?"
 SIMILAR = "Could you engrave names on a tent for a wedding?"
@@ -72,9 +73,7 @@ def create_agent(db_url: str, data: Path, email: str, name: str, role: str = "ag
 
 
 def login(server: ServerProcess, email: str) -> dict[str, str]:
-    resp = httpx.post(f"{server.url}/api/v1/agent/login", json={"email": email, "password": "s3cret-pass"})
-    assert resp.status_code == 200, resp.text
-    return {"Authorization": f"Bearer {resp.json()['token']}"}
+    return agent_auth(server, email, "s3cret-pass")
 
 
 @pytest.fixture
@@ -95,13 +94,7 @@ def pair(tmp_path: Path, fake_api: FakeAnthropic, redis_url: str, redis_client: 
 
 
 async def wait_for(pred: Any, timeout_s: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
+    return await servers_wait_for(pred, timeout_s)
 
 
 async def agent_frames(ws: Any, pred: Any) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +33,8 @@ from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests import servers
 from tests.integration.test_handoff import triage, user_text
 from tests.integration.test_widget_ws import ORIGIN, WIDGET_KEYS, Client, is_answer, is_triage
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, agent_auth
+from tests.servers import wait_for as servers_wait_for
 
 UNCOVERED = "Can you engrave our names on a wedding tent? My card is 4111 1111 1111 1111."
 AGENT_TEXT = "We don't engrave tents, but StitchCo embroiders names on tent bags for $25."
@@ -81,9 +81,7 @@ def server(
 
 
 def login(server: ServerProcess, email: str) -> dict[str, str]:
-    resp = httpx.post(f"{server.url}/api/v1/agent/login", json={"email": email, "password": PASSWORD})
-    assert resp.status_code == 200, resp.text
-    return {"Authorization": f"Bearer {resp.json()['token']}"}
+    return agent_auth(server, email, PASSWORD)
 
 
 def open_session(server: ServerProcess, visitor: dict[str, str]) -> dict[str, Any]:
@@ -112,13 +110,7 @@ async def ask_bot(server: ServerProcess, visitor: dict[str, str], text: str) -> 
 
 
 async def wait_for(pred: Any, timeout_s: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
+    return await servers_wait_for(pred, timeout_s)
 
 
 async def handed_off_answered_rated(server: ServerProcess, agent: dict[str, str]) -> str:

@@ -21,7 +21,7 @@ import websockets
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests import servers
 from tests.integration.test_widget_ws import ORIGIN, WIDGET_KEYS
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, agent_auth
 
 PASSWORD = "s3cret-pass"
 RECV_TIMEOUT_S = 15.0
@@ -120,9 +120,7 @@ def server(
 
 
 def login(server: ServerProcess, email: str) -> dict[str, str]:
-    resp = httpx.post(f"{server.url}/api/v1/agent/login", json={"email": email, "password": PASSWORD})
-    assert resp.status_code == 200, resp.text
-    return {"Authorization": f"Bearer {resp.json()['token']}"}
+    return agent_auth(server, email, PASSWORD)
 
 
 def session(server: ServerProcess, name: str, email: str | None = None) -> dict[str, Any]:
