@@ -30,6 +30,7 @@ from support.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from support.openapi_errors import ADMIN_SECURITY, AGENT_SECURITY, errors
 from support.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,10 @@ class AgentLoginController(Controller):
     path = "/api/v1/agent"
     tags = ["agent"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @post("/login", status_code=HTTP_200_OK, summary="Log in; returns a bearer token")
+    @post(
+        "/login", status_code=HTTP_200_OK, summary="Log in; returns a bearer token",
+        responses=errors(401, 429, 503, s401="Wrong email or password (the same answer for both)"),
+    )  # fmt: skip
     async def login(self, data: LoginIn, request: Request[Any, Any, Any], runtime: Runtime) -> dict[str, Any]:
         """401 for a wrong email or password (the same answer for both); 429 after too many attempts."""
         async with runtime.limits.login_attempt(data.email, runtime.limits.client(request)):
@@ -126,14 +130,15 @@ class AgentController(Controller):
     path = "/api/v1/agent"
     tags = ["agent"]  # noqa: RUF012
     guards = [agent_guard]  # noqa: RUF012
+    security = AGENT_SECURITY
 
-    @get("/me", summary="Who am I")
+    @get("/me", summary="Who am I", responses=errors(503))
     async def me(self, request: Request[Any, Any, Any], runtime: Runtime) -> dict[str, Any]:
         """The caller's account."""
         agent = await runtime.agents.get(_agent(request).id)
         return {**identity(agent).to_json(), "capacity": agent.capacity}
 
-    @get("/agents", summary="Agents to transfer to")
+    @get("/agents", summary="Agents to transfer to", responses=errors(503))
     async def agents(self, runtime: Runtime) -> list[dict[str, Any]]:
         """Active agents with their load and whether their console is open."""
         everyone = await runtime.agents.all()
@@ -145,29 +150,35 @@ class AgentController(Controller):
             for a in everyone
         ]  # fmt: skip
 
-    @get("/queue", summary="Waiting conversations, in serving order")
+    @get("/queue", summary="Waiting conversations, in serving order", responses=errors(503))
     async def queue(self, runtime: Runtime) -> list[dict[str, Any]]:
         """Priority by urgency, first come first served within a priority."""
         return await runtime.desk.queue_items()
 
-    @get("/conversations", summary="Conversations I hold")
+    @get("/conversations", summary="Conversations I hold", responses=errors(503))
     async def mine(self, request: Request[Any, Any, Any], runtime: Runtime) -> list[dict[str, Any]]:
         """The caller's conversations."""
         return await runtime.desk.mine(_agent(request))
 
-    @get("/conversations/{conversation_id:str}", summary="The handoff packet")
+    @get("/conversations/{conversation_id:str}", summary="The handoff packet", responses=errors(404, 503))
     async def packet(self, conversation_id: str, runtime: Runtime) -> dict[str, Any]:
         """Reason, triage, summary, transcript, draft, customer, notes, suggested replies."""
         return await runtime.desk.packet(conversation_id)
 
-    @post("/conversations/{conversation_id:str}/claim", status_code=HTTP_200_OK, summary="Claim")
+    @post(
+        "/conversations/{conversation_id:str}/claim", status_code=HTTP_200_OK, summary="Claim",
+        responses=errors(404, 409, 503),
+    )  # fmt: skip
     async def claim(
         self, conversation_id: str, request: Request[Any, Any, Any], runtime: Runtime
     ) -> dict[str, Any]:
         """409 when someone else holds it, it is not waiting, or the caller is at capacity."""
         return await runtime.desk.claim(conversation_id, _agent(request))
 
-    @post("/conversations/{conversation_id:str}/messages", status_code=HTTP_201_CREATED, summary="Reply")
+    @post(
+        "/conversations/{conversation_id:str}/messages", status_code=HTTP_201_CREATED, summary="Reply",
+        responses=errors(404, 409, 503),
+    )  # fmt: skip
     async def send(
         self, conversation_id: str, data: MessageIn, request: Request[Any, Any, Any], runtime: Runtime
     ) -> dict[str, Any]:
@@ -175,19 +186,28 @@ class AgentController(Controller):
         event = await runtime.desk.send(conversation_id, _agent(request), data.text, data.draft_id)
         return {"seq": event.seq, "id": event.id}
 
-    @post("/conversations/{conversation_id:str}/typing", status_code=HTTP_204_NO_CONTENT)
+    @post(
+        "/conversations/{conversation_id:str}/typing", status_code=HTTP_204_NO_CONTENT,
+        responses=errors(404, 409, 503),
+    )  # fmt: skip
     async def typing(self, conversation_id: str, request: Request[Any, Any, Any], runtime: Runtime) -> None:
         """The customer sees the agent typing."""
         await runtime.desk.typing(conversation_id, _agent(request))
 
-    @post("/conversations/{conversation_id:str}/notes", status_code=HTTP_201_CREATED, summary="Note")
+    @post(
+        "/conversations/{conversation_id:str}/notes", status_code=HTTP_201_CREATED, summary="Note",
+        responses=errors(404, 503),
+    )  # fmt: skip
     async def note(
         self, conversation_id: str, data: NoteIn, request: Request[Any, Any, Any], runtime: Runtime
     ) -> dict[str, Any]:
         """An internal note, never sent to the customer."""
         return await runtime.desk.note(conversation_id, _agent(request), data.text)
 
-    @post("/conversations/{conversation_id:str}/release", status_code=HTTP_200_OK)
+    @post(
+        "/conversations/{conversation_id:str}/release", status_code=HTTP_200_OK,
+        responses=errors(404, 409, 503),
+    )  # fmt: skip
     async def release(
         self, conversation_id: str, request: Request[Any, Any, Any], runtime: Runtime
     ) -> dict[str, str]:
@@ -195,7 +215,10 @@ class AgentController(Controller):
         await runtime.desk.release(conversation_id, _agent(request))
         return {"state": "queued"}
 
-    @post("/conversations/{conversation_id:str}/resolve", status_code=HTTP_200_OK)
+    @post(
+        "/conversations/{conversation_id:str}/resolve", status_code=HTTP_200_OK,
+        responses=errors(404, 409, 503),
+    )  # fmt: skip
     async def resolve(
         self, conversation_id: str, request: Request[Any, Any, Any], runtime: Runtime
     ) -> dict[str, str]:
@@ -203,7 +226,10 @@ class AgentController(Controller):
         await runtime.desk.resolve(conversation_id, _agent(request))
         return {"state": "resolved"}
 
-    @post("/conversations/{conversation_id:str}/return-to-bot", status_code=HTTP_200_OK)
+    @post(
+        "/conversations/{conversation_id:str}/return-to-bot", status_code=HTTP_200_OK,
+        responses=errors(404, 409, 503),
+    )  # fmt: skip
     async def return_to_bot(
         self, conversation_id: str, request: Request[Any, Any, Any], runtime: Runtime
     ) -> dict[str, str]:
@@ -211,7 +237,10 @@ class AgentController(Controller):
         await runtime.desk.return_to_bot(conversation_id, _agent(request))
         return {"state": "bot"}
 
-    @post("/conversations/{conversation_id:str}/transfer", status_code=HTTP_200_OK)
+    @post(
+        "/conversations/{conversation_id:str}/transfer", status_code=HTTP_200_OK,
+        responses=errors(404, 409, 503),
+    )  # fmt: skip
     async def transfer(
         self, conversation_id: str, data: TransferIn, request: Request[Any, Any, Any], runtime: Runtime
     ) -> dict[str, str]:
@@ -231,8 +260,9 @@ class AdminController(Controller):
     path = "/api/v1/admin"
     tags = ["admin"]  # noqa: RUF012
     guards = [admin_guard]  # noqa: RUF012
+    security = ADMIN_SECURITY
 
-    @get("/examples", summary="Examples from agent replies")
+    @get("/examples", summary="Examples from agent replies", responses=errors(503))
     async def examples(
         self,
         runtime: Runtime,
@@ -244,7 +274,10 @@ class AdminController(Controller):
         found = await runtime.examples.find(status=status, intent=intent, curated=curated)
         return [example_json(ex) for ex in found]
 
-    @patch("/examples/{example_id:str}", summary="Approve, edit, retire or curate an example")
+    @patch(
+        "/examples/{example_id:str}", summary="Approve, edit, retire or curate an example",
+        responses=errors(404, 503),
+    )  # fmt: skip
     async def update_example(self, example_id: str, data: ExamplePatch, runtime: Runtime) -> dict[str, Any]:
         """``curated`` promotes an approved example into the cached block of every answer prompt."""
         if all(v is None for v in (data.agent_text, data.customer_message, data.status, data.curated)):
@@ -255,12 +288,18 @@ class AdminController(Controller):
         )  # fmt: skip
         return example_json(example)
 
-    @get("/examples/edit-rates", summary="How often agents change the bot's drafts, per intent")
+    @get(
+        "/examples/edit-rates", summary="How often agents change the bot's drafts, per intent",
+        responses=errors(503),
+    )  # fmt: skip
     async def edit_rates(self, runtime: Runtime) -> list[dict[str, Any]]:
         """A low edit rate says the bot is trusted for that intent."""
         return [rate.to_json() for rate in await runtime.examples.edit_rates()]
 
-    @post("/agents", status_code=HTTP_201_CREATED, summary="Create an agent account")
+    @post(
+        "/agents", status_code=HTTP_201_CREATED, summary="Create an agent account",
+        responses=errors(409, 503, s409="An account with this email exists (`conflict`)"),
+    )  # fmt: skip
     async def create_agent(self, data: AgentIn, runtime: Runtime) -> dict[str, Any]:
         """409 if the email exists."""
         agent = await runtime.agents.create(
@@ -268,12 +307,15 @@ class AdminController(Controller):
         )
         return {**identity(agent).to_json(), "capacity": agent.capacity}
 
-    @get("/agents", summary="Every agent account, inactive ones too")
+    @get("/agents", summary="Every agent account, inactive ones too", responses=errors(503))
     async def list_agents(self, runtime: Runtime) -> list[dict[str, Any]]:
         """Active first, then by name; never the password hash."""
         return [account_json(agent) for agent in await runtime.agents.everyone()]
 
-    @patch("/agents/{agent_id:str}", summary="Deactivate, reactivate, or change role, name or capacity")
+    @patch(
+        "/agents/{agent_id:str}", summary="Deactivate, reactivate, or change role, name or capacity",
+        responses=errors(404, 409, 503, s409="No active admin would be left (`conflict`)"),
+    )  # fmt: skip
     async def update_agent(self, agent_id: str, data: AgentPatch, runtime: Runtime) -> dict[str, Any]:
         """Deactivating or changing the role revokes the agent's tokens at once (401 on its next request,
         its console socket closed with 1008); a deactivated agent's conversations go back to the queue.

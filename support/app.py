@@ -6,23 +6,25 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from litestar import Litestar, MediaType, Request, Response
+from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import ExternalDocumentation
 
 from handoff.console import AdminController, AgentController, AgentLoginController
 from handoff.console_pages import console_router
 from support import __version__, log_redaction
 from support.channels.admin_customers import CustomerDataController
+from support.channels.asyncapi import ASYNCAPI_PATH, asyncapi_document
 from support.channels.web_assets import WebAssetsController
 from support.channels.widget import WidgetController
 from support.errors import RateLimited, SwitchboardError, unavailable_from
 from support.health import healthz, readyz
 from support.http_input import RejectNul, bounded_request_class
-from support.openapi_errors import describe_error_envelope
+from support.openapi_errors import components, describe_errors
 from support.reports.api import ReportsController
 from support.reports.pages import reports_router
 from support.runtime import Runtime, open_runtime
@@ -95,6 +97,35 @@ def logging_config(level: str) -> LoggingConfig:
     )
 
 
+OPENAPI_DESCRIPTION = (
+    'Switchboard\'s HTTP API. Every error is `{"error": {"code", "message"}}` with the status listed '
+    "for the operation (docs/protocol.md). The widget and agent WebSockets are described by the AsyncAPI "
+    f"document at [{ASYNCAPI_PATH}]({ASYNCAPI_PATH})."
+)
+
+
+@get(ASYNCAPI_PATH.removeprefix("/schema"), include_in_schema=False, sync_to_thread=False)
+def asyncapi_json() -> dict[str, object]:
+    """The WebSocket protocol as an AsyncAPI 3.0 document (built from the typed frames)."""
+    return ASYNCAPI
+
+
+ASYNCAPI = asyncapi_document()
+
+
+def openapi_config() -> OpenAPIConfig:
+    """``/schema/openapi.json`` (with the error body and the agent token scheme) and, beside it,
+    ``/schema/asyncapi.json``."""
+    return OpenAPIConfig(
+        title="Switchboard",
+        version=__version__,
+        description=OPENAPI_DESCRIPTION,
+        external_docs=ExternalDocumentation(url=ASYNCAPI_PATH, description="The WebSockets (AsyncAPI 3.0)"),
+        components=components(),
+        openapi_router=Router("/schema", route_handlers=[asyncapi_json], include_in_schema=False),
+    )
+
+
 def create_app(settings: Settings | None = None, *, own_runtime: bool = True) -> Litestar:
     """Build the Litestar app; the lifespan owns every client (see support.runtime), unless
     ``own_runtime`` is False: then whoever serves it opens the runtime and sets ``app.state.runtime``
@@ -139,9 +170,9 @@ def create_app(settings: Settings | None = None, *, own_runtime: bool = True) ->
         middleware=[RejectNul()],
         request_class=bounded_request_class(settings.http.max_json_depth),
         request_max_body_size=settings.http.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Switchboard", version=__version__, path="/schema"),
+        openapi_config=openapi_config(),
         logging_config=logging_config(settings.app.log_level),
         debug=False,
     )
-    describe_error_envelope(app.openapi_schema)
+    describe_errors(app.openapi_schema)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from litestar import Response, get
+from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from support.db.engine import ping
@@ -19,7 +20,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", tags=["operations"], summary="Redis and the database are reachable")
+@get(
+    "/readyz", tags=["operations"], summary="Redis and the database are reachable",
+    responses={
+        503: ResponseSpec(
+            data_container=dict[str, str], generate_examples=False,
+            description="Not ready (a check failed, or the process is draining): the same checks as a 200",
+        )
+    },
+)  # fmt: skip
 async def readyz(runtime: Runtime) -> Response[dict[str, str]]:
     """200 when Redis and SQL answer and the process is not draining; 503 otherwise."""
     checks: dict[str, str] = {}

@@ -1,21 +1,37 @@
-"""The served OpenAPI document describes the error envelope every error really has.
+"""The served OpenAPI document says what each operation really answers, errors included.
 
-Litestar documents a handler's 400 with its own exception shape (``{"status_code", "detail", "extra"}``),
-but ``support.app`` answers every error as ``{"error": {"code", "message", "details"?}}``. This rewrites
-each documented error response to that envelope (one ``Error`` component) and adds a ``4XX`` response
-to every operation, since any of them can refuse a request (too large, malformed, unauthorized ...).
+Every error Switchboard answers is ``{"error": {"code", "message", "details"?}}`` (``support.app`` maps every
+exception to it), never Litestar's ``{"status_code", "detail"}``. Two sources say which statuses an
+operation answers:
+
+- its handler, with Litestar's ``responses=`` (:func:`errors`): what its own code raises (404, 409, 429,
+  503 for a handler that reaches Redis or the database ...);
+- :func:`describe_errors`, for what the app does in front of every handler, which Litestar cannot see:
+  400 for a malformed query or body (and a NUL in a query string), 413 for a body over the size limit,
+  500 for a bug, 401 for a route with a security requirement (the guards), 403 when that requirement
+  names the ``admin`` role.
+
+:func:`describe_errors` then gives every error response the one ``Error`` body and a 429 its
+``Retry-After`` header. An operation lists each status it can answer: no ``4XX`` catch-all.
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
+from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import (
+    Components,
     OpenAPI,
+    OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
     Operation,
     Reference,
     Schema,
+    SecurityRequirement,
+    SecurityScheme,
 )
 
 ERROR_SCHEMA = Schema(
@@ -39,6 +55,63 @@ ERROR_SCHEMA = Schema(
     description="Every error Switchboard answers (docs/protocol.md, Errors).",
 )
 
+AGENT_TOKEN = "agentToken"
+ADMIN_ROLE = "admin"
+# A route any signed-in agent may use, and one for admins only (OpenAPI 3.1: a bearer scheme's
+# requirement may list the roles it needs).
+AGENT_SECURITY: list[SecurityRequirement] = [{AGENT_TOKEN: []}]
+ADMIN_SECURITY: list[SecurityRequirement] = [{AGENT_TOKEN: [ADMIN_ROLE]}]
+
+SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
+    AGENT_TOKEN: SecurityScheme(
+        type="http",
+        scheme="bearer",
+        bearer_format="JWT",
+        description=(
+            "`Authorization: Bearer <token>` with the `token` of `POST /api/v1/agent/login`. 401 without a "
+            "valid, current token; 403 on an admin route for an agent. The agent WebSocket takes the same "
+            "token as `?token=` (see /schema/asyncapi.json)."
+        ),
+    )
+}
+
+# What each status means wherever it is answered.
+DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed request: a query or body that fails validation (`invalid_request`, with `details`), "
+    "JSON nested too deep (`too_deep`), a NUL character",
+    401: "Missing, invalid, expired or revoked credentials (`unauthorized`)",
+    403: "Not allowed (`forbidden`)",
+    404: "No such resource (`not_found`)",
+    409: "The resource's state does not allow this (`conflict`, `invalid_transition`)",
+    413: "The body is larger than `SWITCHBOARD_HTTP_MAX_BODY_BYTES` (`too_large`)",
+    429: "Too many requests (`rate_limited`); `Retry-After` says when to try again",
+    500: "A bug (`internal_error`); logged, never described",
+    503: "Redis or the database cannot be reached (`unavailable`); try again",
+}
+
+RETRY_AFTER = OpenAPIHeader(
+    schema=Schema(type=OpenAPIType.INTEGER, minimum=0),
+    required=True,
+    description="Seconds until a retry can succeed.",
+)
+
+
+def errors(*statuses: int, **described: str) -> dict[int, ResponseSpec]:
+    """A handler's ``responses=``: the error statuses its own code can answer (body and headers are added
+    by :func:`describe_errors`). ``described`` overrides a status's description: ``errors(409,
+    s403="...")``."""
+    specs: dict[int, ResponseSpec] = {}
+    for status in statuses:
+        description = described.get(f"s{status}", DESCRIPTIONS.get(status, HTTPStatus(status).phrase))
+        specs[status] = ResponseSpec(data_container=None, description=description, generate_examples=False)
+    return specs
+
+
+def components() -> Components:
+    """What ``OpenAPIConfig`` starts from: the agent token scheme (the ``Error`` body is added by
+    :func:`describe_errors`: Litestar replaces the schemas with the ones it generates)."""
+    return Components(security_schemes=SECURITY_SCHEMES)
+
 
 def _operations(openapi: OpenAPI) -> list[Operation]:
     methods = ("get", "put", "post", "delete", "patch")
@@ -50,18 +123,37 @@ def _operations(openapi: OpenAPI) -> list[Operation]:
     ]
 
 
-def describe_error_envelope(openapi: OpenAPI) -> None:
-    """Point every 4xx/5xx response of ``openapi`` at the ``Error`` component (in place)."""
-    if openapi.components is None or isinstance(openapi.components, list):
-        return
-    openapi.components.schemas["Error"] = ERROR_SCHEMA
+def _implied_statuses(operation: Operation) -> list[int]:
+    """What the app in front of the handler can answer for this operation."""
+    statuses = [400, 500]
+    if operation.request_body is not None:
+        statuses.append(413)
+    requirements: list[SecurityRequirement] = list(operation.security or [])
+    if requirements:
+        statuses.append(401)
+    if any(ADMIN_ROLE in roles for requirement in requirements for roles in requirement.values()):
+        statuses.append(403)
+    return statuses
+
+
+def describe_errors(openapi: OpenAPI) -> None:
+    """Add the statuses every operation can answer through the app, and point every error response at the
+    ``Error`` body (in place). A response a handler documented with a body of its own (``/readyz``'s 503)
+    keeps it; Litestar's own 400 (``{"status_code", "detail"}``) does not."""
+    if isinstance(openapi.components, Components):
+        openapi.components.schemas["Error"] = ERROR_SCHEMA
     envelope = {"application/json": OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Error"))}
     for operation in _operations(openapi):
-        responses = operation.responses if operation.responses is not None else {}
+        responses: dict[str, OpenAPIResponse | Reference] = dict(operation.responses or {})
+        for implied in _implied_statuses(operation):
+            responses.setdefault(str(implied), OpenAPIResponse(description=DESCRIPTIONS[implied]))
         for status, response in responses.items():
-            if status[0] in "45" and isinstance(response, OpenAPIResponse):
+            if status[0] not in "45" or not isinstance(response, OpenAPIResponse):
+                continue
+            if status == "400":
+                response.description = DESCRIPTIONS[400]
+            if response.content is None or status == "400":
                 response.content = dict(envelope)
-        responses.setdefault(
-            "4XX", OpenAPIResponse(description="The request was refused", content=dict(envelope))
-        )
-        operation.responses = responses
+            if status == "429":
+                response.headers = {"Retry-After": RETRY_AFTER}
+        operation.responses = dict(sorted(responses.items()))

@@ -15,6 +15,7 @@ from litestar import Controller, Request, get, post
 from litestar.status_codes import HTTP_200_OK
 
 from handoff.auth import admin_guard, agent_of
+from support.openapi_errors import ADMIN_SECURITY, errors
 from support.privacy.customer_data import CustomerRef
 from support.runtime import Runtime
 
@@ -35,8 +36,12 @@ class CustomerDataController(Controller):
     path = "/api/v1/admin/customers"
     tags = ["admin"]  # noqa: RUF012 - Litestar reads it as a class attribute
     guards = [admin_guard]  # noqa: RUF012
+    security = ADMIN_SECURITY
 
-    @get("/export", summary="Everything held about one customer (by visitor id or e-mail)")
+    @get(
+        "/export", summary="Everything held about one customer (by visitor id or e-mail)",
+        responses=errors(503),
+    )  # fmt: skip
     async def export(
         self, runtime: Runtime, visitor_id: str | None = None, email: str | None = None
     ) -> dict[str, Any]:
@@ -44,7 +49,10 @@ class CustomerDataController(Controller):
         list empty when nothing is held. 400 unless exactly one of ``visitor_id`` / ``email`` is given."""
         return await runtime.customers.export(CustomerRef.parse(visitor_id, email))
 
-    @post("/erase", status_code=HTTP_200_OK, summary="Erase everything held about one customer")
+    @post(
+        "/erase", status_code=HTTP_200_OK, summary="Erase everything held about one customer",
+        responses=errors(503),
+    )  # fmt: skip
     async def erase(self, data: EraseIn, request: Request[Any, Any, Any], runtime: Runtime) -> dict[str, int]:
         """Counts per kind of what was erased (all zero when run again)."""
         counts = await runtime.customers.erase(CustomerRef.parse(data.visitor_id, data.email))

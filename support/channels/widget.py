@@ -49,6 +49,7 @@ from support.channels.widget_sessions import VisitorClaims
 from support.conversation.fanout import Listener
 from support.conversation.store import ConversationStore
 from support.errors import InternalError, RateLimited, ServiceUnavailable, SwitchboardError
+from support.openapi_errors import errors
 from support.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,13 @@ class WidgetController(Controller):
     tags = ["widget"]  # noqa: RUF012 - Litestar reads it as a class attribute
     middleware = [WidgetCORSMiddleware()]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @post("/sessions", status_code=HTTP_201_CREATED, summary="Open or renew a widget session")
+    @post(
+        "/sessions", status_code=HTTP_201_CREATED, summary="Open or renew a widget session",
+        responses=errors(403, 429, 503, s403=(
+            "The widget key is unknown, the page's `Origin` is not allowed for it (`forbidden`), or the "
+            "visitor's identity is not proven (`identity_invalid`)"
+        )),
+    )  # fmt: skip
     async def open_session(
         self, data: SessionIn, request: Request[Any, Any, Any], runtime: Runtime
     ) -> SessionOut:

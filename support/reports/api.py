@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from litestar import Controller, Response, get
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import Parameter, QueryParameter
 
 from handoff.auth import admin_guard
 from support.errors import ValidationFailed
+from support.openapi_errors import ADMIN_SECURITY, errors
 from support.reports.operations import operations_report
 from support.reports.satisfaction import SCORES, SatisfactionReport, satisfaction_report
 from support.runtime import Runtime
@@ -71,14 +74,31 @@ ToParam = Annotated[
 ]
 
 
+@dataclass
+class JsonOrCsvOperation(Operation):
+    """The satisfaction report's 200 is JSON, or CSV with ``format=csv``: both media types documented."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse):
+            csv_body = OpenAPIMediaType(
+                schema=Schema(type=OpenAPIType.STRING, description="CSV, a header row")
+            )
+            ok.content = {**(ok.content or {}), "text/csv": csv_body}
+
+
 class ReportsController(Controller):
     """Reports for admins."""
 
     path = "/api/v1/reports"
     tags = ["reports"]  # noqa: RUF012 - Litestar reads it as a class attribute
     guards = [admin_guard]  # noqa: RUF012
+    security = ADMIN_SECURITY
 
-    @get("/satisfaction", summary="Customer satisfaction (CSAT) ratings")
+    @get(
+        "/satisfaction", summary="Customer satisfaction (CSAT) ratings", responses=errors(503),
+        operation_class=JsonOrCsvOperation,
+    )  # fmt: skip
     async def satisfaction(
         self,
         runtime: Runtime,
@@ -104,7 +124,7 @@ class ReportsController(Controller):
             )
         return Response(report_json(report))
 
-    @get("/operations", summary="Operations: model cost, cache, latency, handoffs")
+    @get("/operations", summary="Operations: model cost, cache, latency, handoffs", responses=errors(503))
     async def operations(
         self,
         runtime: Runtime,

@@ -4,8 +4,10 @@ One server for the module (the fake model API behind it, an admin created with t
 - the measured attacks (1,000-deep JSON, a 10 MB body, NUL bytes and dot segments in static paths,
   invalid UTF-8), each answered with its typed error and changing nothing;
 - hypothesis property tests: any JSON value as the body of login or session creation gets a 4xx in the
-  error envelope;
-- schemathesis over the served OpenAPI document, with the admin's token: no operation answers 5xx.
+  error envelope.
+
+(schemathesis over the served OpenAPI document, no 5xx and every answer as documented, is in
+tests/integration/test_api_documents.py.)
 """
 
 from __future__ import annotations
@@ -18,11 +20,8 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis import GenerationMode
-from schemathesis.config import SchemathesisConfig
 
 from support.testing.fake_anthropic import FakeAnthropic
 from tests import servers
@@ -37,9 +36,8 @@ SESSIONS = "/api/v1/widget/sessions"
 ATTACK_DEPTH = 1000  # what the issue measured: deep enough to exhaust a recursive decoder
 TEN_MB = 10 * 1024 * 1024
 TWO_MB = 2 * 1024 * 1024  # over the 1 MiB default of SWITCHBOARD_HTTP_MAX_BODY_BYTES
-# Property and fuzz runs are bounded so the whole module stays well under a minute on two busy cores.
+# Property runs are bounded so the whole module stays well under a minute on two busy cores.
 PROPERTY_EXAMPLES = 40
-FUZZ_EXAMPLES_PER_OPERATION = 8
 
 
 @pytest.fixture(scope="module")
@@ -338,74 +336,3 @@ def test_any_json_value_as_a_login_body_gets_a_typed_client_error(server: Server
     resp = post_raw(server, LOGIN, body)
     assert 400 <= resp.status_code < 500, resp.text
     error_of(resp)
-
-
-# --- schemathesis over the served OpenAPI document -----------------------------------------------
-# Each operation's schemathesis strategy (valid and invalid data, GenerationMode.POSITIVE and NEGATIVE)
-# drives a hypothesis run of its own. (Not ``schemathesis.pytest.from_fixture``: its lazy loader writes a
-# pytest node attribute that pytest 9.2 no longer has.)
-
-
-def is_error_envelope(body: bytes) -> bool:
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return False
-    error = parsed.get("error") if isinstance(parsed, dict) and set(parsed) == {"error"} else None
-    return (
-        isinstance(error, dict)
-        and isinstance(error.get("code"), str)
-        and isinstance(error.get("message"), str)
-    )
-
-
-def bad_answers_of(operation: schemathesis.APIOperation, base_url: str) -> list[str]:
-    """Fuzz one operation (valid and invalid data); every answer that is a 5xx, or a 4xx outside the
-    error envelope, as its status and a curl command."""
-    found: list[str] = []
-    cases = st.one_of(
-        operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)
-    )
-
-    @settings(max_examples=FUZZ_EXAMPLES_PER_OPERATION, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(case=cases)
-    def fuzz(case: schemathesis.Case) -> None:
-        response = case.call(base_url=base_url, timeout=30)
-        if response.status_code >= 500 or (
-            response.status_code >= 400 and not is_error_envelope(response.content)
-        ):
-            found.append(f"{response.status_code} {case.as_curl_command()}")
-
-    fuzz()
-    return found
-
-
-def test_no_operation_of_the_served_openapi_document_answers_a_server_error_or_an_untyped_error(
-    server: ServerProcess, admin_token: str
-) -> None:
-    config = SchemathesisConfig.from_dict(
-        {"headers": {"Authorization": f"Bearer {admin_token}", "Origin": ORIGIN}}
-    )
-    schema = schemathesis.openapi.from_url(f"{server.url}/schema/openapi.json", config=config)
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 20  # the whole HTTP API, not a stray part of it
-    bad_answers = {op.label: found for op in operations if (found := bad_answers_of(op, server.url))}
-    assert bad_answers == {}, json.dumps(bad_answers, indent=1)
-
-
-def test_openapi_document_describes_every_error_as_the_envelope(server: ServerProcess) -> None:
-    doc = httpx.get(f"{server.url}/schema/openapi.json").json()
-    envelope = doc["components"]["schemas"]["Error"]
-    assert envelope["required"] == ["error"]
-    assert envelope["properties"]["error"]["required"] == ["code", "message"]
-    operations = [operation for item in doc["paths"].values() for operation in item.values()]
-    assert all("4XX" in operation["responses"] for operation in operations)
-    error_responses = [
-        response
-        for operation in operations
-        for status, response in operation["responses"].items()
-        if status[0] in "45"
-    ]
-    schemas = {json.dumps(r["content"]["application/json"]["schema"]) for r in error_responses}
-    assert schemas == {json.dumps({"$ref": "#/components/schemas/Error"})}
