@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from schemathesis.specs.openapi.checks import (
 
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests import servers
+from tests.faults.test_startup_and_failures import PrivateRedis
 from tests.integration.test_widget_ws import is_answer, is_triage, triage_reply
 from tests.servers import ServerProcess, agent_auth
 from tests.unit.test_protocol_schemas import SERVER_TYPES as WIDGET_SERVER_TYPES
@@ -55,7 +57,7 @@ AGENT_EMAIL = "dana@example.com"
 AGENT_PASSWORD = "s3cret-agent-pass"
 RECV_TIMEOUT_S = 15.0
 # Bounded so the whole module stays well under a minute of CI time on two busy cores.
-EXAMPLES_PER_OPERATION = 10
+EXAMPLES_PER_OPERATION = 8
 CONTRACT_CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -64,6 +66,8 @@ CONTRACT_CHECKS = [
     response_headers_conformance,
     ignored_auth,  # a route that declares the agent token must refuse a request without it, or a bad one
 ]
+# For a 503 caused on purpose (Redis stopped): documented, but a server error by definition.
+OUTAGE_CHECKS = [check for check in CONTRACT_CHECKS if check is not not_a_server_error]
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +117,10 @@ def served_schema(server: ServerProcess, token: str) -> Any:
     return schemathesis.openapi.from_url(f"{server.url}/schema/openapi.json", config=config)
 
 
-def failures_of(case: schemathesis.Case, response: Any) -> set[str]:
+def failures_of(case: schemathesis.Case, response: Any, checks: list[Any] = CONTRACT_CHECKS) -> set[str]:
     """Each contract check ``response`` fails, as one line."""
     try:
-        case.validate_response(response, checks=CONTRACT_CHECKS)
+        case.validate_response(response, checks=checks)
     except FailureGroup as group:
         failures = [f for f in group.exceptions if isinstance(f, Failure)]
         return {f"{f.title} ({response.status_code})" for f in failures}
@@ -143,6 +147,7 @@ def mismatches_of(operation: schemathesis.APIOperation, base_url: str) -> set[st
     return found
 
 
+@pytest.mark.timeout(180)  # about 20 s on an idle machine; room for two busy cores
 def test_every_operation_answers_as_the_served_openapi_document_says(
     server: ServerProcess, admin_token: str
 ) -> None:
@@ -159,19 +164,27 @@ def test_every_operation_answers_as_the_served_openapi_document_says(
 
 
 def contract_failures(
-    schema: Any, path: str, method: str, base_url: str, status: int, **case_args: Any
+    schema: Any,
+    path: str,
+    method: str,
+    base_url: str,
+    status: int,
+    *,
+    checks: list[Any] = CONTRACT_CHECKS,
+    **case_args: Any,
 ) -> set[str]:
     case = schema[path][method].Case(**case_args)  # built by hand: no generated auth, so give the headers
     response = case.call(base_url=base_url, timeout=30)
     assert response.status_code == status, response.text
-    return failures_of(case, response)
+    return failures_of(case, response, checks)
 
 
 def test_a_refused_login_after_too_many_attempts_is_a_documented_429_with_retry_after(
     server: ServerProcess, admin_token: str
 ) -> None:
     schema = served_schema(server, admin_token)
-    body = {"email": "nobody@example.com", "password": "wrong-password"}
+    # an address of its own: the per-account count lives in Redis for a minute, across test runs too
+    body = {"email": f"nobody-{uuid.uuid4().hex[:12]}@example.com", "password": "wrong-password"}
     login = schema["/api/v1/agent/login"]["POST"]
     statuses = []
     for _ in range(10):  # SWITCHBOARD_LIMIT_LOGIN_ATTEMPTS_PER_ACCOUNT: 5/minute
@@ -417,3 +430,44 @@ async def test_every_frame_a_real_conversation_sends_is_described_by_the_asyncap
     seen = {f["type"] for f in customer.received}, {f["type"] for f in agent.received}
     assert seen[0] >= {"ack", "delta", "message", "status", "typing", "rating_request", "error"}
     assert seen[1] >= {"queue", "event", "assigned", "unassigned", "typing", "note", "error"}
+
+
+def test_a_nul_in_any_query_string_is_a_documented_400(server: ServerProcess, admin_token: str) -> None:
+    """Refused in front of every handler, so even ``/healthz`` documents a 400."""
+    schema = served_schema(server, admin_token)
+    for path in ("/healthz", "/readyz"):
+        assert contract_failures(schema, path, "GET", server.url, 400, query={"x": "\x00"}) == set()
+
+
+def test_with_redis_down_readyz_and_the_api_answer_documented_503s(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    """``/readyz`` says which check failed (its own body), every other operation the ``unavailable`` error."""
+    own_redis = PrivateRedis()  # a redis-server this test owns: the shared one is never stopped
+    own_redis.start()
+    try:
+        db = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
+        cli_env = {"SWITCHBOARD_DATABASE_URL": db, "SWITCHBOARD_DATA_DIR": str(tmp_path), "PATH": ""}
+        servers.create_agent(cli_env, tmp_path, ADMIN_EMAIL, ADMIN_PASSWORD, "Root", role="admin")
+        env = {
+            "ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": fake.url,
+            "SWITCHBOARD_REDIS_URL": own_redis.url, "SWITCHBOARD_DATABASE_URL": db,
+            "SWITCHBOARD_WIDGET_KEYS": json.dumps({WIDGET_KEY: [ORIGIN]}),
+        }  # fmt: skip
+        proc = ServerProcess(tmp_path / "server", env=env).start()
+        try:
+            headers = agent_auth(proc, ADMIN_EMAIL, ADMIN_PASSWORD)
+            schema = served_schema(proc, headers["Authorization"].removeprefix("Bearer "))
+            own_redis.kill()
+            outage = {"checks": OUTAGE_CHECKS}
+            assert contract_failures(schema, "/readyz", "GET", proc.url, 503, **outage) == set()
+            for path in ("/api/v1/agent/queue", "/api/v1/admin/agents"):
+                assert (
+                    contract_failures(schema, path, "GET", proc.url, 503, headers=headers, **outage) == set()
+                )
+            body, sessions = {"widget_key": WIDGET_KEY}, "/api/v1/widget/sessions"
+            assert contract_failures(schema, sessions, "POST", proc.url, 503, body=body, **outage) == set()
+        finally:
+            proc.kill()
+    finally:
+        own_redis.kill()
