@@ -103,14 +103,13 @@ OPENAPI_DESCRIPTION = (
     f"document at [{ASYNCAPI_PATH}]({ASYNCAPI_PATH})."
 )
 
+ASYNCAPI = asyncapi_document()  # built once: it depends on the frame types only
+
 
 @get(ASYNCAPI_PATH.removeprefix("/schema"), include_in_schema=False, sync_to_thread=False)
 def asyncapi_json() -> dict[str, object]:
     """The WebSocket protocol as an AsyncAPI 3.0 document (built from the typed frames)."""
     return ASYNCAPI
-
-
-ASYNCAPI = asyncapi_document()
 
 
 def openapi_config() -> OpenAPIConfig:
