@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from litestar import Controller, Response, get
 from litestar.params import Parameter, QueryParameter
 
-from handoff.auth import admin_guard
+from support.channels.staff import admin_guard
 from support.errors import ValidationFailed
 from support.reports.operations import operations_report
 from support.reports.satisfaction import SCORES, SatisfactionReport, satisfaction_report
