@@ -87,8 +87,13 @@ def test_an_admin_reviews_approves_edits_rejects_and_curates_examples(
 
         # Edit the short reply into a useful one: saved scrubbed, its flag gone; then approve it
         short.get_by_role("button", name="Edit").click()
+        # An emptied reply is refused and the page says why; a saved one is announced (console feedback.js)
+        page.get_by_label("Agent replied").fill("")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("alert")).to_contain_text("must not be empty")
         page.get_by_label("Agent replied").fill(BETTER_REPLY)
         page.get_by_role("button", name="Save").click()
+        expect(page.locator("#announcer")).to_have_text("Example saved.")
         expect(short.locator(".ex-text[data-kind=reply]")).to_have_text(BETTER_REPLY)
         expect(short.locator(".ex-flag")).to_have_count(0)
         short.get_by_role("button", name="Approve").click()

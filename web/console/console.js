@@ -117,21 +117,7 @@
 
   // ---- feedback --------------------------------------------------------------------------------
 
-  let alertTimer = null;
-  function showAlert(message) {
-    const box = $("alert");
-    box.textContent = message;
-    box.hidden = false;
-    clearTimeout(alertTimer);
-    alertTimer = setTimeout(() => (box.hidden = true), 6000);
-  }
-
-  function announce(message) {
-    const region = $("announcer");
-    region.textContent = "";
-    // A fresh text node after a tick so screen readers announce repeated messages too.
-    setTimeout(() => (region.textContent = message), 30);
-  }
+  const { showAlert, announce } = window.SwitchboardFeedback; // feedback.js, loaded first
 
   function failed(err) {
     if (err instanceof ApiError && err.status === 401) return;

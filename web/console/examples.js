@@ -17,7 +17,6 @@
 
   const $ = (id) => document.getElementById(id);
   const token = sessionStorage.getItem(TOKEN_KEY);
-  let alertTimer = null;
 
   function el(tag, attrs = {}, children = []) {
     const node = document.createElement(tag);
@@ -32,19 +31,7 @@
     return node;
   }
 
-  function showAlert(message) {
-    const box = $("alert");
-    box.textContent = message;
-    box.hidden = false;
-    clearTimeout(alertTimer);
-    alertTimer = setTimeout(() => (box.hidden = true), 6000);
-  }
-
-  function announce(message) {
-    const region = $("announcer");
-    region.textContent = "";
-    setTimeout(() => (region.textContent = message), 30);
-  }
+  const { showAlert, announce } = window.SwitchboardFeedback; // feedback.js, loaded first
 
   async function api(method, path, body) {
     const headers = { Authorization: `Bearer ${token}` };
