@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from tests.browser.test_console import UI_TIMEOUT_MS, create_agent, sign_in
 
@@ -142,5 +142,41 @@ def test_agents_who_are_not_admins_get_no_examples_review(browser: Browser, serv
         page.set_default_timeout(UI_TIMEOUT_MS)
         expect(page.locator("#forbidden")).to_be_visible()
         expect(page.locator("#review")).to_be_hidden()
+    finally:
+        page.close()
+
+
+def test_a_slow_answer_to_an_older_filter_does_not_replace_the_newer_list(
+    browser: Browser, server: ServerProcess
+) -> None:
+    create_agent(server, "root@example.com", "Root", role="admin")
+    seed(
+        server,
+        [
+            {"customer_message": "Can I return a used tent?", "agent_text": BETTER_REPLY,
+             "status": "pending"},
+            {"customer_message": "Do you ship abroad?", "agent_text": "Yes, to the EU.",
+             "status": "approved"},
+        ],
+    )  # fmt: skip
+    page = sign_in(browser, server, "root@example.com")
+    try:
+        page.goto(f"{server.url}/console/examples.html")
+        expect(page.locator("#ex-count")).to_have_text("1 example")
+        held: list[Route] = []
+
+        def hold(route: Route) -> None:
+            held.append(route)
+
+        page.route("**/api/v1/admin/examples?status=approved", hold)
+        page.get_by_label("Status").select_option("approved")  # its answer is held back (a slow network)
+        page.get_by_label("Status").select_option("")  # then the admin asks for all
+        expect(page.locator("#ex-count")).to_have_text("2 examples")
+        assert len(held) == 1
+        with page.expect_response("**/api/v1/admin/examples?status=approved"):
+            held[0].continue_()  # the older filter's answer arrives last
+        page.evaluate("() => new Promise((done) => setTimeout(done, 300))")  # time for the page to use it
+        expect(page.locator("#ex-count")).to_have_text("2 examples")
+        expect(page.locator(".ex-card")).to_have_count(2)
     finally:
         page.close()

@@ -70,11 +70,18 @@
     return `/api/v1/admin/examples${text ? `?${text}` : ""}`;
   }
 
+  // Filters change faster than the server may answer: only the latest request's answer is shown, so a slow
+  // answer to an older filter never replaces the list the admin asked for last.
+  let latestLoad = 0;
+
   async function load() {
+    const ticket = ++latestLoad;
     let examples;
     try {
       examples = await api("GET", query());
+      if (ticket !== latestLoad) return;
     } catch (err) {
+      if (ticket !== latestLoad) return;
       if (err.status === 401) return show("signed-out");
       if (err.status === 403) return show("forbidden");
       return showAlert(err.message);
