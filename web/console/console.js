@@ -218,8 +218,10 @@
     $("console-view").hidden = false;
     $("me").textContent = state.agent ? `${state.agent.name} (${state.agent.role})` : "";
     connect();
+    const token = state.token;
     try {
       const me = await api("GET", "/me");
+      if (state.token !== token) return; // signed out meanwhile: a late profile must not be stored again
       state.agent = { ...state.agent, ...me };
       sessionStorage.setItem(AGENT_KEY, JSON.stringify(state.agent));
       $("me").textContent = `${me.name} (${me.role})`;
