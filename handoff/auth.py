@@ -85,10 +85,17 @@ async def agent_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: 
     await _authenticate(connection)
 
 
+async def require_admin(connection: ASGIConnection[Any, Any, Any, Any]) -> AgentIdentity:
+    """The admin on this connection: 401 without a valid, current token; 403 for an agent."""
+    agent = await _authenticate(connection)
+    if not agent.is_admin:
+        raise Forbidden("admins only")
+    return agent
+
+
 async def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
     """Admins only (401 without a valid, current token; 403 for an agent)."""
-    if not (await _authenticate(connection)).is_admin:
-        raise Forbidden("admins only")
+    await require_admin(connection)
 
 
 def agent_of(connection: ASGIConnection[Any, Any, Any, Any]) -> AgentIdentity:
@@ -97,3 +104,16 @@ def agent_of(connection: ASGIConnection[Any, Any, Any, Any]) -> AgentIdentity:
     if agent is None:  # a handler without a guard asked: treat as unauthenticated
         raise Unauthorized("missing agent token")
     return agent
+
+
+class AgentStaffAuth:
+    """Agent tokens as the staff guard of the customer side's admin endpoints
+    (:class:`support.channels.staff.StaffAuth`, put in the app's state by the app factory)."""
+
+    async def require_admin(self, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+        """As :func:`admin_guard`."""
+        await require_admin(connection)
+
+    def staff_id(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+        """The agent id a guard put on this connection."""
+        return agent_of(connection).id

@@ -87,6 +87,24 @@ class RoutingPolicy:
             return self.intent_thresholds[intent]
         return self.confidence_threshold
 
+    def decide(
+        self,
+        *,
+        wants_human: bool,
+        confidence: float,
+        urgency: str | None,
+        message: str,
+        intent: str | None = None,
+        sentiment: str | None = None,
+        history: Sequence[tuple[str, str]] = (),
+    ) -> Verdict:
+        """:func:`decide` under these thresholds: the routing port a turn is given
+        (``support.conversation.ports.RoutingPort``)."""
+        return decide(
+            wants_human=wants_human, confidence=confidence, urgency=urgency, message=message,
+            intent=intent, sentiment=sentiment, history=history, policy=self,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -14,11 +14,13 @@ from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import ExternalDocumentation
 
+from handoff.auth import AgentStaffAuth
 from handoff.console import AdminController, AgentController, AgentLoginController
 from handoff.console_pages import console_router
 from support import __version__, log_redaction
 from support.channels.admin_customers import CustomerDataController
 from support.channels.asyncapi import ASYNCAPI_PATH, asyncapi_document
+from support.channels.staff import STAFF_AUTH_STATE_KEY
 from support.channels.web_assets import WebAssetsController
 from support.channels.widget import WidgetController
 from support.errors import RateLimited, SwitchboardError, unavailable_from
@@ -160,6 +162,9 @@ def create_app(settings: Settings | None = None, *, own_runtime: bool = True) ->
             console_router(settings.app),
         ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
+        # The customer side's admin endpoints are guarded by the human side's agent tokens, passed in
+        # here: support never imports handoff (docs/architecture.md, "Layers").
+        state=State({STAFF_AUTH_STATE_KEY: AgentStaffAuth()}),
         lifespan=[lifespan],
         exception_handlers={
             SwitchboardError: error_response,

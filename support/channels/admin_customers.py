@@ -14,7 +14,7 @@ from typing import Any
 from litestar import Controller, Request, get, post
 from litestar.status_codes import HTTP_200_OK
 
-from handoff.auth import admin_guard, agent_of
+from support.channels.staff import admin_guard, staff_id_of
 from support.openapi_errors import ADMIN_SECURITY, errors
 from support.privacy.customer_data import CustomerRef
 from support.runtime import Runtime
@@ -56,5 +56,5 @@ class CustomerDataController(Controller):
     async def erase(self, data: EraseIn, request: Request[Any, Any, Any], runtime: Runtime) -> dict[str, int]:
         """Counts per kind of what was erased (all zero when run again)."""
         counts = await runtime.customers.erase(CustomerRef.parse(data.visitor_id, data.email))
-        log.info("admin %s erased a customer's data: %s", agent_of(request).id, counts)
+        log.info("admin %s erased a customer's data: %s", staff_id_of(request), counts)
         return counts

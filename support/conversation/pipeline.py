@@ -24,10 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from handoff.examples import ExampleService
-from handoff.routing import RoutingPolicy, decide
-from handoff.service import HandoffService
 from support.conversation import engine as e
+from support.conversation.ports import ExamplesPort, HandoffPort, RoutingPort
 from support.conversation.store import ConversationStore, Event, TurnContext
 from support.conversation.window import maybe_fold
 from support.errors import BotDisowned, ModelError
@@ -65,9 +63,9 @@ class TurnDeps:
     offline: OfflineResponder
     estimator: TokenEstimator = field(default_factory=TokenEstimator)
     turn_deadline_s: float = 45.0
-    handoff: HandoffService | None = None  # None: handoffs only change the conversation state (unit use)
-    examples: ExampleService | None = None
-    routing: RoutingPolicy = field(default_factory=RoutingPolicy)
+    handoff: HandoffPort | None = None  # None: handoffs only change the conversation state (unit use)
+    examples: ExamplesPort | None = None
+    routing: RoutingPort = field(kw_only=True)  # handoff.routing.RoutingPolicy, passed in (ports.py)
     examples_in_prompt: int = 3
     examples_min_score: float = 0.3
 
@@ -203,7 +201,7 @@ class Turn:
                     draft.cancel()
             case e.RequestDecision(seq=seq, triage=t):
                 self.triage = t
-                verdict = decide(
+                verdict = self.deps.routing.decide(
                     wants_human=t.wants_human,
                     confidence=t.confidence,
                     urgency=t.urgency,
@@ -211,7 +209,6 @@ class Turn:
                     intent=t.intent,
                     sentiment=t.sentiment,
                     history=self.route_history,
-                    policy=self.deps.routing,
                 )
                 self.inbox.put_nowait(e.Decision(seq=seq, answer=verdict.answer, reason=verdict.reason))
             case e.StreamDelta(reply_id=reply_id, text=text):

@@ -17,6 +17,10 @@ Erasure is idempotent: running it again finds nothing and counts zeros.
 
 The model usage ledger holds no customer text (ids, token counts, cost, outcome), so it is kept as it is:
 cost reports stay right after an erasure.
+
+The handoff queue and the examples belong to the human side (``handoff``), which ``support`` never imports
+(docs/architecture.md, "Layers"): this service names what it calls on them as the ports
+:class:`HandoffQueuePort` and :class:`ExampleStore`, and the runtime passes the handoff package's services.
 """
 
 from __future__ import annotations
@@ -32,11 +36,9 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import SQLModel, col, select
 
-from handoff.examples import ExampleService
-from handoff.service import HandoffService
 from support.conversation.archive import delete_archived
 from support.conversation.store import ConversationStore, Event, visitor_identities
-from support.db.models import ArchivedConversation, ArchivedMessage, HandoffRecord, Rating
+from support.db.models import ArchivedConversation, ArchivedMessage, Example, HandoffRecord, Rating
 from support.errors import ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,56 @@ RETENTION_MAX_PAGES = 5  # archive pages a sweep reads past revived conversation
 SQL_IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound-parameter limit
 # Every kind an export lists, in order; kinds without a source yet (tickets, attachments) stay empty.
 KINDS = ("conversations", "ratings", "handoffs", "examples", "tickets", "attachments")
+
+
+class QueuedItem(Protocol):
+    """A conversation's entry in the agent queue, as far as erasure reads it."""
+
+    @property
+    def assignee(self) -> str | None:
+        """The agent who claimed it; None while it waits."""
+        ...
+
+
+class QueueEntries(Protocol):
+    """The agent queue's entries, by conversation."""
+
+    async def item(self, conversation_id: str) -> QueuedItem | None:
+        """The conversation's queue entry, if it has one."""
+        ...
+
+    async def finish(self, conversation_id: str) -> bool:
+        """Take the conversation out of the queue (claimed or not)."""
+        ...
+
+
+class HandoffQueuePort(Protocol):
+    """The handoff side: its queue, and the events agent consoles listen to (``HandoffService``)."""
+
+    @property
+    def queue(self) -> QueueEntries:
+        """The agent queue."""
+        ...
+
+    async def publish_event(self, payload: dict[str, Any]) -> None:
+        """Tell every agent console."""
+        ...
+
+    async def queue_changed(self, *, announced: str | None = None) -> None:
+        """The queue moved: consoles refresh, waiting customers get their new positions."""
+        ...
+
+
+class ExampleStore(Protocol):
+    """Examples by the conversation they came from (``ExampleService``)."""
+
+    async def of_conversations(self, conversation_ids: Sequence[str]) -> list[Example]:
+        """Every example that came from these conversations."""
+        ...
+
+    async def erase_conversations(self, conversation_ids: Sequence[str], *, unlink: bool = False) -> int:
+        """Delete them (``unlink``: keep them without the link to the conversation); how many."""
+        ...
 
 
 def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
@@ -147,7 +199,7 @@ class ExampleRows:
 
     kind = "examples"
 
-    def __init__(self, examples: ExampleService, *, retention_deletes: bool = False) -> None:
+    def __init__(self, examples: ExampleStore, *, retention_deletes: bool = False) -> None:
         self._examples = examples
         self._retention_deletes = retention_deletes
 
@@ -210,7 +262,7 @@ class CustomerDataService:
         self,
         store: ConversationStore,
         sessions: async_sessionmaker[AsyncSession],
-        handoff: HandoffService,
+        handoff: HandoffQueuePort,
         sources: Sequence[CustomerDataSource],
     ) -> None:
         self._store = store
@@ -391,7 +443,7 @@ class CustomerDataService:
 
 
 def default_sources(
-    sessions: async_sessionmaker[AsyncSession], examples: ExampleService, *, retention_deletes_examples: bool
+    sessions: async_sessionmaker[AsyncSession], examples: ExampleStore, *, retention_deletes_examples: bool
 ) -> list[CustomerDataSource]:
     """The sources every process registers (tickets and attachments add theirs here)."""
     return [

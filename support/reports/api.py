@@ -12,7 +12,7 @@ from litestar import Controller, Response, get
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import Parameter, QueryParameter
 
-from handoff.auth import admin_guard
+from support.channels.staff import admin_guard
 from support.errors import ValidationFailed
 from support.openapi_errors import ADMIN_SECURITY, errors
 from support.reports.operations import operations_report

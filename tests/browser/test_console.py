@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 from websockets.sync.client import ClientConnection, connect
 
 from support.testing.fake_anthropic import FakeAnthropic, Reply
@@ -303,6 +303,36 @@ def test_a_transfer_reaches_the_other_agent_who_returns_it_to_the_bot(
     finally:
         grace.close()
         linus.close()
+
+
+def test_signing_out_before_the_profile_arrives_leaves_nothing_in_session_storage(
+    browser: Browser, server: ServerProcess
+) -> None:
+    create_agent(server, "grace@example.com", "Grace")
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    try:
+        page.route("**/api/v1/agent/me", hold)  # a slow network: the profile answers after the sign-out
+        page.goto(f"{server.url}/console/")
+        page.get_by_label("Email").fill("grace@example.com")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.locator("#login-view")).to_be_visible()
+        assert len(held) == 1
+        with page.expect_response("**/api/v1/agent/me"):
+            held[0].continue_()
+        page.evaluate("() => new Promise((done) => setTimeout(done, 300))")  # time for the page to use it
+        assert page.evaluate("sessionStorage.length") == 0  # no name or e-mail left on a shared computer
+        expect(page.locator("#login-view")).to_be_visible()
+    finally:
+        page.close()
 
 
 def test_sign_in_errors_session_memory_and_sign_out(

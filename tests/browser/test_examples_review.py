@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from tests.browser.test_console import UI_TIMEOUT_MS, create_agent, sign_in
 
@@ -87,8 +87,13 @@ def test_an_admin_reviews_approves_edits_rejects_and_curates_examples(
 
         # Edit the short reply into a useful one: saved scrubbed, its flag gone; then approve it
         short.get_by_role("button", name="Edit").click()
+        # An emptied reply is refused and the page says why; a saved one is announced (console feedback.js)
+        page.get_by_label("Agent replied").fill("")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("alert")).to_contain_text("must not be empty")
         page.get_by_label("Agent replied").fill(BETTER_REPLY)
         page.get_by_role("button", name="Save").click()
+        expect(page.locator("#announcer")).to_have_text("Example saved.")
         expect(short.locator(".ex-text[data-kind=reply]")).to_have_text(BETTER_REPLY)
         expect(short.locator(".ex-flag")).to_have_count(0)
         short.get_by_role("button", name="Approve").click()
@@ -137,5 +142,41 @@ def test_agents_who_are_not_admins_get_no_examples_review(browser: Browser, serv
         page.set_default_timeout(UI_TIMEOUT_MS)
         expect(page.locator("#forbidden")).to_be_visible()
         expect(page.locator("#review")).to_be_hidden()
+    finally:
+        page.close()
+
+
+def test_a_slow_answer_to_an_older_filter_does_not_replace_the_newer_list(
+    browser: Browser, server: ServerProcess
+) -> None:
+    create_agent(server, "root@example.com", "Root", role="admin")
+    seed(
+        server,
+        [
+            {"customer_message": "Can I return a used tent?", "agent_text": BETTER_REPLY,
+             "status": "pending"},
+            {"customer_message": "Do you ship abroad?", "agent_text": "Yes, to the EU.",
+             "status": "approved"},
+        ],
+    )  # fmt: skip
+    page = sign_in(browser, server, "root@example.com")
+    try:
+        page.goto(f"{server.url}/console/examples.html")
+        expect(page.locator("#ex-count")).to_have_text("1 example")
+        held: list[Route] = []
+
+        def hold(route: Route) -> None:
+            held.append(route)
+
+        page.route("**/api/v1/admin/examples?status=approved", hold)
+        page.get_by_label("Status").select_option("approved")  # its answer is held back (a slow network)
+        page.get_by_label("Status").select_option("")  # then the admin asks for all
+        expect(page.locator("#ex-count")).to_have_text("2 examples")
+        assert len(held) == 1
+        with page.expect_response("**/api/v1/admin/examples?status=approved"):
+            held[0].continue_()  # the older filter's answer arrives last
+        page.evaluate("() => new Promise((done) => setTimeout(done, 300))")  # time for the page to use it
+        expect(page.locator("#ex-count")).to_have_text("2 examples")
+        expect(page.locator(".ex-card")).to_have_count(2)
     finally:
         page.close()

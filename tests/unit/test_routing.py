@@ -118,3 +118,15 @@ def test_similarity_is_word_overlap() -> None:
 )
 def test_priority(reason: str, urgency: str | None, sentiment: str | None, expected: str) -> None:
     assert priority_of(reason=reason, urgency=urgency, sentiment=sentiment) == expected
+
+
+def test_a_policy_passed_to_the_turn_as_its_routing_port_decides_under_its_own_thresholds() -> None:
+    strict = RoutingPolicy(confidence_threshold=0.95, intent_thresholds={"billing": 0.5})
+    assert strict.decide(**CONFIDENT, message="Where is my parcel?") == Verdict(False, "low_confidence")
+    assert strict.decide(**CONFIDENT, message="Why two charges?", intent="billing") == Verdict(
+        True, "confident"
+    )
+    history = [("customer", "Hi"), ("assistant", "Hello!")]
+    assert RoutingPolicy(max_bot_turns=1).decide(
+        **CONFIDENT, message="And refunds?", history=history
+    ) == Verdict(False, "too_many_bot_turns")

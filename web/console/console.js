@@ -117,21 +117,7 @@
 
   // ---- feedback --------------------------------------------------------------------------------
 
-  let alertTimer = null;
-  function showAlert(message) {
-    const box = $("alert");
-    box.textContent = message;
-    box.hidden = false;
-    clearTimeout(alertTimer);
-    alertTimer = setTimeout(() => (box.hidden = true), 6000);
-  }
-
-  function announce(message) {
-    const region = $("announcer");
-    region.textContent = "";
-    // A fresh text node after a tick so screen readers announce repeated messages too.
-    setTimeout(() => (region.textContent = message), 30);
-  }
+  const { showAlert, announce } = window.SwitchboardFeedback; // feedback.js, loaded first
 
   function failed(err) {
     if (err instanceof ApiError && err.status === 401) return;
@@ -232,8 +218,10 @@
     $("console-view").hidden = false;
     $("me").textContent = state.agent ? `${state.agent.name} (${state.agent.role})` : "";
     connect();
+    const token = state.token;
     try {
       const me = await api("GET", "/me");
+      if (state.token !== token) return; // signed out meanwhile: a late profile must not be stored again
       state.agent = { ...state.agent, ...me };
       sessionStorage.setItem(AGENT_KEY, JSON.stringify(state.agent));
       $("me").textContent = `${me.name} (${me.role})`;

@@ -17,7 +17,6 @@
 
   const $ = (id) => document.getElementById(id);
   const token = sessionStorage.getItem(TOKEN_KEY);
-  let alertTimer = null;
 
   function el(tag, attrs = {}, children = []) {
     const node = document.createElement(tag);
@@ -32,19 +31,7 @@
     return node;
   }
 
-  function showAlert(message) {
-    const box = $("alert");
-    box.textContent = message;
-    box.hidden = false;
-    clearTimeout(alertTimer);
-    alertTimer = setTimeout(() => (box.hidden = true), 6000);
-  }
-
-  function announce(message) {
-    const region = $("announcer");
-    region.textContent = "";
-    setTimeout(() => (region.textContent = message), 30);
-  }
+  const { showAlert, announce } = window.SwitchboardFeedback; // feedback.js, loaded first
 
   async function api(method, path, body) {
     const headers = { Authorization: `Bearer ${token}` };
@@ -83,11 +70,18 @@
     return `/api/v1/admin/examples${text ? `?${text}` : ""}`;
   }
 
+  // Filters change faster than the server may answer: only the latest request's answer is shown, so a slow
+  // answer to an older filter never replaces the list the admin asked for last.
+  let latestLoad = 0;
+
   async function load() {
+    const ticket = ++latestLoad;
     let examples;
     try {
       examples = await api("GET", query());
+      if (ticket !== latestLoad) return;
     } catch (err) {
+      if (ticket !== latestLoad) return;
       if (err.status === 401) return show("signed-out");
       if (err.status === 403) return show("forbidden");
       return showAlert(err.message);
