@@ -29,7 +29,7 @@ from tests.servers import ServerProcess
 
 ANSWER_MODEL = LLMSettings.model_fields["answer_model"].default
 OUTCOME_BOUND_S = 30.0  # an acknowledged message ends in an answer, offline answer or person within this
-ANSWER = " ".join(f"word{i:03d}" for i in range(60))  # 60 deltas at 20 tokens/s: about 6 s of streaming
+ANSWER = " ".join(f"word{i:03d}" for i in range(30))  # 30 deltas at 20 tokens/s: about 3 s of streaming
 ANSWER_TPS = 20.0
 KNOWN = "How long do I have to return a tent?"  # the policy answers it: the offline responder can too
 STORM_S = 6.0  # long enough for every stormed customer's turn to end inside it
@@ -44,6 +44,16 @@ def ledger(db: Path, conversation_id: str) -> list[tuple[str, str]]:
             (conversation_id,),
         ).fetchall()
     return [(str(p), str(o)) for p, o in rows]
+
+
+def answer_attempts(db: Path, conversation_id: str) -> list[int]:
+    """Attempts of each of the conversation's answer calls (one ledger row per call)."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute(
+            "SELECT attempts FROM model_usage WHERE conversation_id = ? AND purpose = 'answer' ORDER BY id",
+            (conversation_id,),
+        ).fetchall()
+    return [int(row[0]) for row in rows]
 
 
 async def wait_ledger(
@@ -162,7 +172,7 @@ async def test_a_stream_that_stalls_mid_answer_or_after_its_headers_still_ends_t
     model.stall_next(after_events=12, match=lambda b: is_answer(b) and mid in user_text(b))
     model.stall_next(after_events=0, n=10, match=lambda b: is_answer(b) and headers_only in user_text(b))
     server = serve()
-    (w1, c1, s1, o1, t1), (w2, c2, s2, o2, t2) = await asyncio.gather(
+    (w1, c1, _, o1, t1), (w2, c2, _, o2, t2) = await asyncio.gather(
         ask(server, mid), ask(server, headers_only)
     )
 
@@ -191,7 +201,7 @@ async def test_a_dropped_connection_is_retried_before_the_stream_starts_and_hand
     model.drop_next(after_events=0, match=lambda b: is_answer(b) and early in user_text(b))
     model.drop_next(after_events=12, match=lambda b: is_answer(b) and late in user_text(b))
     server = serve()
-    (w1, c1, s1, o1, t1), (w2, c2, s2, o2, t2) = await asyncio.gather(ask(server, early), ask(server, late))
+    (w1, c1, _, o1, t1), (w2, c2, _, o2, t2) = await asyncio.gather(ask(server, early), ask(server, late))
 
     numbers = await tally_widgets([w1, w2])
     report("model_api_drop", numbers, drop_before_text=t1, drop_mid_answer=t2)
@@ -204,5 +214,6 @@ async def test_a_dropped_connection_is_retried_before_the_stream_starts_and_hand
     assert {"type": "reply_aborted", "reply_id": deltas[0]["reply_id"]} in [f for _, f in w2.frames]
     assert max(t1, t2) < OUTCOME_BOUND_S
     assert [o for p, o in rows1 if p == "answer"] == ["ok"]
+    assert answer_attempts(db_of(server), c1) == [2]  # the dropped attempt, then the one that answered
     assert [o for p, o in rows2 if p == "answer"] == ["error:connection"]
     assert (numbers.lost, numbers.never_ended) == (0, 0)
