@@ -92,7 +92,7 @@ class PrivatePostgres:
 
 def _skip_reason() -> str | None:
     if not POSTGRES_URL:
-        return "PostgreSQL not configured for the tests (SWITCHBOARD_TEST_POSTGRES_URL): this 60 s outage runs in CI"
+        return "PostgreSQL not configured (SWITCHBOARD_TEST_POSTGRES_URL): this 60 s outage runs in CI"
     if not (PG_BIN / "pg_ctl").exists():
         return f"PostgreSQL server binaries not found in {PG_BIN} (set SWITCHBOARD_TEST_PG_BIN)"
     if os.geteuid() == 0 and (shutil.which("runuser") is None or not _has_user("postgres")):
@@ -119,7 +119,8 @@ def postgres() -> Iterator[PrivatePostgres]:
         server.init()
         server.start()
         subprocess.run(
-            [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "switchboard"],
+            [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres",
+             "switchboard"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         yield server
@@ -189,7 +190,7 @@ def http(method: str, server: ServerProcess, path: str, **kwargs: Any) -> tuple[
 
 
 def agent_calls(server: ServerProcess, auth: dict[str, str], cid: str) -> dict[str, tuple[int, str | None]]:
-    """The agent side, which needs SQL (the login, and every request's token check against the agent's row)."""
+    """The agent side, which needs SQL (the login; every request's token is checked against the agent row)."""
     base = "/api/v1/agent"
     login = {"email": "ada@example.com", "password": PASSWORD}
     return {
@@ -255,7 +256,7 @@ async def test_postgres_down_for_a_minute_chat_goes_on_and_the_archiver_catches_
     assert max(t for *_, t in asked) < OUTCOME_BOUND_S
     assert (queued["type"], queued["state"]) == ("status", "queued")
     assert new_session.status_code == 201, new_session.text
-    assert during == {name: (503, "unavailable") for name in during}
+    assert during == dict.fromkeys(during, (503, "unavailable"))
     assert {name: status for name, (status, _) in after.items()} == {
         "login": 200,
         "me": 200,
