@@ -51,7 +51,7 @@ class Widget:
                 self.ws = await websockets.connect(
                     f"ws://127.0.0.1:{self.server.port}/api/v1/widget/ws?token={self.token}", open_timeout=5
                 )
-                await self._send({"type": "resume", "after": self.last_seq})
+                await self.send_frame({"type": "resume", "after": self.last_seq})
                 return
             except (OSError, websockets.WebSocketException, TimeoutError):
                 if time.monotonic() > deadline:
@@ -64,7 +64,7 @@ class Widget:
                 await self.ws.close()
             self.ws = None
 
-    async def _send(self, frame: dict[str, Any]) -> None:
+    async def send_frame(self, frame: dict[str, Any]) -> None:
         assert self.ws is not None
         self.sent.append(time.monotonic())
         await self.ws.send(json.dumps(frame))
@@ -85,7 +85,7 @@ class Widget:
             try:
                 if self.ws is None:
                     await self.connect()
-                await self._send({"type": "message", "client_id": client_id, "text": text})
+                await self.send_frame({"type": "message", "client_id": client_id, "text": text})
                 while True:
                     frame = await self.recv(max(0.1, deadline - time.monotonic()))
                     if frame["type"] == "ack" and frame.get("client_id") == client_id:

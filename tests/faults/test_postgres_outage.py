@@ -223,7 +223,7 @@ async def test_postgres_down_for_a_minute_chat_goes_on_and_the_archiver_catches_
     cid = session["conversation_id"]
     human = Widget(server, session["token"])
     await human.connect()
-    await human._send({"type": "request_human"})
+    await human.send_frame({"type": "request_human"})
     queued = await human.until_outcome(0)
     await human.close()
     during = agent_calls(server, auth, cid)
