@@ -202,6 +202,14 @@ class LLMSettings(BaseSettings):
     answer_idle_timeout_s: float = Field(
         10.0, description="A stream that sends nothing for this long is abandoned (stalled)."
     )
+    answer_start_timeout_s: float = Field(
+        15.0,
+        description=(
+            "How long an answer stream may take to start (its first event), all attempts together: a model "
+            "API that sends headers and then nothing is retried only within it, and the turn then falls "
+            "back (offline answer or a person) instead of waiting out the whole answer timeout."
+        ),
+    )
     summary_timeout_s: float = Field(20.0, description="Timeout for summarisation calls.")
     batch_timeout_s: float = Field(60.0, description="Timeout for Message Batches API calls.")
     connect_timeout_s: float = Field(3.0, description="TCP connect timeout for every call.")

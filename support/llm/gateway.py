@@ -12,7 +12,8 @@ Every call goes through the same steps, in this order, for every attempt:
 Retries: 408/409/429/5xx/529, connection errors and timeouts, with exponential backoff and full jitter,
 or the server's ``retry-after-ms``/``retry-after`` when given (capped by ``backoff_max_s``); never past
 the purpose's deadline. Other 4xx raise ``ModelRejected`` at once. A stream is retried only until its
-first event arrives: after that, text has reached the customer and a retry would repeat it.
+first event arrives (and only within ``answer_start_timeout_s``, all attempts together): after that, text
+has reached the customer and a retry would repeat it.
 
 The ledger: every call – success or failure, including ``circuit_open`` and ``over_budget`` – writes one
 ``ModelUsage`` row with the billed token counts and their exact cost. The row is written after the answer
@@ -498,13 +499,17 @@ class ModelGateway:
     ) -> AsyncIterator[GatewayStream]:
         """A streamed answer: ``async with gw.stream(...) as s: async for t in s.text_deltas(): ...``.
 
-        Attempts are retried until the first SSE event arrives; the ledger row is written when the block
+        Attempts are retried until the first SSE event arrives, and only within ``answer_start_timeout_s``
+        of the call (then ``ModelTimedOut``: the caller falls back); the ledger row is written when the block
         exits (after the customer got the answer), with outcome ``timeout`` for a stalled stream.
         ``redactions`` as for :meth:`create`.
         """
         call = _Call(purpose, model, conversation_id, ticket_id, policy_version)
         call.redactions = dict(redactions) if redactions is not None else None
         deadline = call.started + self.timeout_for(purpose)
+        # Attempts to start the stream share a shorter bound: three stalled starts of idle_s each would
+        # otherwise keep the customer waiting, with nothing on screen, for the whole answer deadline.
+        start_deadline = min(deadline, call.started + self._settings.answer_start_timeout_s)
         idle_s = self._settings.answer_idle_timeout_s
         breaker = self.breakers.get(model)
         manager: Any = None
@@ -518,7 +523,7 @@ class ModelGateway:
                     model=model, timeout=self._sdk_timeout(deadline), **params
                 )
                 try:
-                    async with asyncio.timeout(max(0.001, min(deadline - time.monotonic(), idle_s))):
+                    async with asyncio.timeout(max(0.001, min(start_deadline - time.monotonic(), idle_s))):
                         sdk_stream = await manager.__aenter__()
                         call.request_id = sdk_stream.request_id
                         first = await anext(sdk_stream)
@@ -532,7 +537,9 @@ class ModelGateway:
                             message="stream ended before any event",
                             request=httpx2.Request("POST", "/v1/messages"),
                         )
-                    await asyncio.sleep(await self._after_failure(call, breaker, error, attempt, deadline))
+                    await asyncio.sleep(
+                        await self._after_failure(call, breaker, error, attempt, start_deadline)
+                    )
                     continue
                 # The first event is in: from here on, nothing is retried.
                 call.outcome = "ok"

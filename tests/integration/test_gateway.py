@@ -296,6 +296,25 @@ async def test_stream_that_stalls_before_its_first_event_is_retried(
     assert (row.outcome, row.attempts) == ("ok", 2)
 
 
+async def test_stream_that_stalls_on_every_start_gives_up_at_the_start_timeout(
+    fake: FakeAnthropic, make_gateway: GatewayFactory, db_engine: AsyncEngine
+) -> None:
+    """Headers and then nothing, on every attempt: the call ends at ``answer_start_timeout_s`` (the caller
+    falls back), not after max_attempts stalls of the idle timeout each."""
+    fake.stall_next(after_events=0, n=10)
+    gateway = make_gateway(
+        answer_idle_timeout_s=0.4, answer_start_timeout_s=0.6, max_attempts=3, backoff_base_s=0.01
+    )
+    started = time.monotonic()
+    with pytest.raises(ModelTimedOut):
+        async with gateway.stream(purpose="answer", model=SONNET, max_tokens=100, messages=HELLO):
+            pass
+    assert 0.6 <= time.monotonic() - started < 0.6 + 0.4
+    assert len(message_posts(fake)) == 2  # the second attempt had what was left of the 0.6 s
+    [row] = await ledger(db_engine)
+    assert (row.outcome, row.attempts) == ("timeout", 2)
+
+
 async def test_count_tokens_passes_through(fake: FakeAnthropic, make_gateway: GatewayFactory) -> None:
     assert await make_gateway().count_tokens(model=HAIKU, messages=HELLO, system="x" * 400) > 100
 
