@@ -11,6 +11,7 @@ from litestar import Controller, Response, get
 from litestar.params import Parameter, QueryParameter
 
 from handoff.auth import admin_guard
+from handoff.routing import REASON_TEXT
 from support.errors import ValidationFailed
 from support.reports.operations import operations_report
 from support.reports.satisfaction import SCORES, SatisfactionReport, satisfaction_report
@@ -112,11 +113,14 @@ class ReportsController(Controller):
         end: ToParam = None,
     ) -> dict[str, Any]:
         """Conversations, model calls and cost (per conversation too), cache hit ratio, answer TTFT,
-        handoff rate, reasons, outcomes and waits, and a per-day series, from the ledger and handoff trail."""
+        handoff rate, reasons (codes and their words), outcomes and waits, and a per-day series, from the
+        ledger and handoff trail."""
         lower, upper = parse_bound(start, "from", end=False), parse_bound(end, "to", end=True)
         if lower is not None and upper is not None and lower >= upper:
             raise ValidationFailed("`from` must be before `to`")
         report = await operations_report(runtime.sessions, start=lower, end=upper)
         data = report.to_json()
+        # Words for each reason code in the range, as agents read them in the console.
+        data["handoff_reason_labels"] = {code: REASON_TEXT.get(code, code) for code in report.handoff_reasons}
         data["queue_waiting"] = len(await runtime.queue.waiting())
         return data
