@@ -538,7 +538,10 @@ class ConversationEngine:
                 turn.phase = Phase.HANDED_OFF
                 turn.held.clear()
         self._state = State.QUEUED
-        actions += [Handoff(turn.seq if turn else None, reason, triage, draft), EmitStatus(State.QUEUED, reason=reason)]
+        actions += [
+            Handoff(turn.seq if turn else None, reason, triage, draft),
+            EmitStatus(State.QUEUED, reason=reason),
+        ]
         actions += [PublishToAgent(m.seq, m.text) for m in self._waiting]
         self._waiting.clear()
         return actions

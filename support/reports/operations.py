@@ -126,9 +126,7 @@ async def operations_report(
                 col(HandoffRecord.conversation_id).label("cid"),
             ).where(*handoff_range),
         ).subquery()
-        conversations = (
-            await session.execute(select(func.count(func.distinct(seen.c.cid))))
-        ).scalar_one()
+        conversations = (await session.execute(select(func.count(func.distinct(seen.c.cid))))).scalar_one()
         conversations_per_day = (
             await session.execute(
                 select(seen.c.day, func.count(func.distinct(seen.c.cid))).group_by(seen.c.day)
@@ -141,11 +139,7 @@ async def operations_report(
                 )
             )
         ).scalars().all()  # fmt: skip
-        records = (
-            (await session.execute(select(HandoffRecord).where(*handoff_range)))
-            .scalars()
-            .all()
-        )
+        records = (await session.execute(select(HandoffRecord).where(*handoff_range))).scalars().all()
         day = func.date(col(ModelUsage.created_at))
         daily = (
             await session.execute(

@@ -173,10 +173,13 @@ def test_the_rating_form_stays_inside_the_panel_and_the_close_button_in_reach(
     panel, header, close, form = box(page, ".panel"), box(page, "header"), box(page, ".x"), box(page, ".csat")
     assert page.locator(f"{W} .panel").evaluate("p => p.scrollTop") == 0, "the panel itself scrolled"
     assert header["y"] >= panel["y"] - 0.5, "the header went up out of the panel"
-    assert 0 <= close["x"] and close["x"] + close["width"] <= viewport["width"], "× off screen sideways"
-    assert 0 <= close["y"] and close["y"] + close["height"] <= viewport["height"], "× off screen"
+    assert close["x"] >= 0, "× off screen sideways"
+    assert close["x"] + close["width"] <= viewport["width"], "× off screen sideways"
+    assert close["y"] >= 0, "× off screen"
+    assert close["y"] + close["height"] <= viewport["height"], "× off screen"
     assert topmost_at_centre_of_close_button(page) == "x", "something covers the ×"
-    assert panel["x"] - 0.5 <= form["x"] and form["x"] + form["width"] <= panel["x"] + panel["width"] + 0.5
+    assert form["x"] >= panel["x"] - 0.5, "the rating form sticks out of the panel"
+    assert form["x"] + form["width"] <= panel["x"] + panel["width"] + 0.5, "the form sticks out"
     assert panel["y"] + panel["height"] <= viewport["height"] + 0.5, "the panel runs past the window"
     page.locator(f"{W} .csat button[type=submit]").click()
     page.wait_for_selector(f"{W} .thanks")
@@ -191,9 +194,11 @@ def test_why_a_person_takes_over_is_worded_by_the_handoff_reason(
 ) -> None:
     """Asked for a person vs the bot not being sure, and whether anyone is online to answer."""
     fake.add_rule(
-        lambda body: triage_reply(wants_human=True)
-        if is_triage(body) and "person" in json.dumps(body["messages"])
-        else None
+        lambda body: (
+            triage_reply(wants_human=True)
+            if is_triage(body) and "person" in json.dumps(body["messages"])
+            else None
+        )
     )
     fake.add_rule(lambda body: triage_reply(confidence=0.1) if is_triage(body) else None)
     fake.add_rule(lambda body: Reply(text="(draft)") if is_answer(body) else None)
@@ -230,12 +235,16 @@ def test_an_agents_message_is_shown_as_a_persons(
     """Name, avatar initial and a bubble unlike the bot's; an agent named "You" reads as "A support
     agent", never "You is helping you"."""
     fake.add_rule(
-        lambda body: triage_reply(wants_human=True)
-        if is_triage(body) and "person" in json.dumps(body["messages"])
-        else None
+        lambda body: (
+            triage_reply(wants_human=True)
+            if is_triage(body) and "person" in json.dumps(body["messages"])
+            else None
+        )
     )
     fake.add_rule(lambda body: triage_reply() if is_triage(body) else None)
-    fake.add_rule(lambda body: Reply(text="Our stoves have a two-year warranty.") if is_answer(body) else None)
+    fake.add_rule(
+        lambda body: Reply(text="Our stoves have a two-year warranty.") if is_answer(body) else None
+    )
     sam = shop.account("sam@northwind.test", "Sam")
     you = shop.account("you@northwind.test", "You")
     for width, agent in ((1280, sam), (375, you)):
@@ -262,7 +271,8 @@ def test_an_agents_message_is_shown_as_a_persons(
         assert agent_bubble.evaluate(colours) != bot_bubble.evaluate(colours), "looks like the bot's"
         assert page.locator(f"{W} .msg[data-role=agent] .avatar").is_visible()
         everything = page.locator(f"{W} .panel").inner_text()
-        assert "You is" not in everything and "You joined" not in everything
+        assert "You is" not in everything
+        assert "You joined" not in everything
         if agent is sam:
             assert page.locator(f"{W} .msg[data-role=agent] .who").inner_text() == "Sam"
             assert page.locator(f"{W} .msg[data-role=agent] .avatar").inner_text() == "S"
@@ -283,9 +293,11 @@ def seed_conversations(shop: Shop, fake: FakeAnthropic) -> None:
     """One conversation the bot answers, one handed off because the customer asked (over the widget's
     WebSocket, as the widget does)."""
     fake.add_rule(
-        lambda body: triage_reply(wants_human=True)
-        if is_triage(body) and "person" in json.dumps(body["messages"])
-        else None
+        lambda body: (
+            triage_reply(wants_human=True)
+            if is_triage(body) and "person" in json.dumps(body["messages"])
+            else None
+        )
     )
     fake.add_rule(lambda body: triage_reply() if is_triage(body) else None)
     fake.add_rule(lambda body: Reply(text="Returns are free within 30 days.") if is_answer(body) else None)
@@ -339,11 +351,13 @@ def test_one_sign_in_serves_the_console_and_the_reports_which_link_to_each_other
     reports_shown(console)
     assert tile(console, "handoff rate") == "50.0%"  # one of two conversations
     reasons = console.locator("#ops-reasons").inner_text()
-    assert "Customer asked for a person" in reasons and "wants_human" not in reasons
+    assert "Customer asked for a person" in reasons
+    assert "wants_human" not in reasons
     for name in ("model cost", "cost per conversation"):
         assert MONEY.match(tile(console, name)), tile(console, name)
     model_costs = console.locator("#ops-models td:last-child").all_inner_texts()
-    assert model_costs and all(MONEY.match(c) for c in model_costs), model_costs
+    assert model_costs
+    assert all(MONEY.match(c) for c in model_costs), model_costs
     assert console.locator("#ops-cost").get_attribute("data-unit") == "day"
     console.screenshot(path=str(screenshot_dir / f"reports-{width}.png"), full_page=True)
 

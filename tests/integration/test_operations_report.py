@@ -84,7 +84,9 @@ async def test_operations_report(db_engine: AsyncEngine) -> None:
     assert everything.conversations == 4
 
 
-async def test_handoff_rate_counts_conversations_handed_off_without_a_model_call(db_engine: AsyncEngine) -> None:
+async def test_handoff_rate_counts_conversations_handed_off_without_a_model_call(
+    db_engine: AsyncEngine,
+) -> None:
     """With the model API offline (or "talk to a person" before any answer) a conversation is handed off
     without a ledger row. It is still a conversation: the rate stays within 0..100 %."""
     sessions = session_factory(db_engine)
@@ -109,6 +111,7 @@ async def test_handoff_rate_counts_conversations_handed_off_without_a_model_call
     assert report.conversations == 5  # two with model calls, three handed off while offline
     assert report.handoffs == 5
     assert report.handoff_rate == round(4 / 5, 4)
-    assert report.handoff_rate is not None and 0 <= report.handoff_rate <= 1
+    assert report.handoff_rate is not None
+    assert 0 <= report.handoff_rate <= 1
     assert [(d["day"], d["conversations"], d["handoffs"]) for d in report.days] == [("2026-11-02", 5, 5)]
     assert report.cost_per_conversation_usd == Decimal("0.001000")

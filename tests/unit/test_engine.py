@@ -94,7 +94,10 @@ def test_human_verdict_hands_off_and_keeps_the_late_draft_for_the_agent_only() -
 def test_wants_human_hands_off_without_asking_routing() -> None:
     engine = started()
     triage = TriageDone(1, wants_human=True, confidence=0.99)
-    assert engine.handle(triage) == [Handoff(1, Reason.WANTS_HUMAN, triage, None), EmitStatus(State.QUEUED, reason=Reason.WANTS_HUMAN)]
+    assert engine.handle(triage) == [
+        Handoff(1, Reason.WANTS_HUMAN, triage, None),
+        EmitStatus(State.QUEUED, reason=Reason.WANTS_HUMAN),
+    ]
 
 
 def test_declined_draft_hands_off_even_before_triage() -> None:
@@ -110,7 +113,10 @@ def test_failed_draft_hands_off() -> None:
     engine = started()
     engine.handle(TRIAGE_OK)
     actions = engine.handle(DraftFailed(1, "model_unavailable"))
-    assert actions == [Handoff(1, Reason.DRAFT_FAILED, TRIAGE_OK, None), EmitStatus(State.QUEUED, reason=Reason.DRAFT_FAILED)]
+    assert actions == [
+        Handoff(1, Reason.DRAFT_FAILED, TRIAGE_OK, None),
+        EmitStatus(State.QUEUED, reason=Reason.DRAFT_FAILED),
+    ]
 
 
 def test_a_draft_that_failed_before_the_verdict_ends_the_turn_at_once() -> None:
@@ -118,7 +124,10 @@ def test_a_draft_that_failed_before_the_verdict_ends_the_turn_at_once() -> None:
     and the triage verdict that arrives afterwards changes nothing."""
     engine = started()
     actions = engine.handle(DraftFailed(1, "model_unavailable"))
-    assert actions == [Handoff(1, Reason.DRAFT_FAILED, None, None), EmitStatus(State.QUEUED, reason=Reason.DRAFT_FAILED)]
+    assert actions == [
+        Handoff(1, Reason.DRAFT_FAILED, None, None),
+        EmitStatus(State.QUEUED, reason=Reason.DRAFT_FAILED),
+    ]
     assert engine.turn is None
     assert engine.handle(TRIAGE_OK) == []
 
