@@ -213,7 +213,9 @@ def test_why_a_person_takes_over_is_worded_by_the_handoff_reason(
     assert line.startswith("Our assistant isn't sure about this one, so a person will take over")
     assert "No one is online right now" in line
     assert "asked" not in line
-    assert unsure.locator(f"{W} .state").inner_text().startswith("No one is online right now")
+    state = unsure.locator(f"{W} .state").inner_text()
+    assert state.startswith("Waiting for a person")
+    assert "No one is online right now" in state
 
     # An agent's console is connected: the customer asked, and nobody is said to be away.
     sam = shop.account("sam@northwind.test", "Sam")

@@ -30,7 +30,7 @@
       bot: "You're chatting with our assistant", queued: "Waiting for a person…",
       queuedPos: "Waiting for a person — you are number {n} in line",
       agent: "{name} is helping you", agentAnon: "A support agent is helping you", agentGeneric: "Support agent",
-      queuedNoOne: "No one is online right now. Stay here or come back later: we answer in this chat.",
+      queuedNoOne: "{waiting}. No one is online right now: we answer in this chat when someone is back.",
       resolved: "This conversation is resolved", typing: "{name} is typing…", someone: "Someone",
       assistant: "Assistant", you: "You",
       connecting: "Connecting…", offline: "You're offline. We'll reconnect in {s} s; messages you write now are sent then.",
@@ -53,7 +53,7 @@
       bot: "Sie chatten mit unserem Assistenten", queued: "Warten auf eine Person…",
       queuedPos: "Warten auf eine Person — Sie sind Nummer {n} in der Warteschlange",
       agent: "{name} hilft Ihnen", agentAnon: "Ein Mitarbeiter des Supports hilft Ihnen", agentGeneric: "Support",
-      queuedNoOne: "Gerade ist niemand online. Bleiben Sie hier oder kommen Sie später wieder: Wir antworten in diesem Chat.",
+      queuedNoOne: "{waiting}. Gerade ist niemand online: Wir antworten in diesem Chat, sobald jemand zurück ist.",
       resolved: "Diese Unterhaltung ist abgeschlossen", typing: "{name} schreibt…", someone: "Jemand",
       assistant: "Assistent", you: "Sie",
       connecting: "Verbinde…", offline: "Sie sind offline. Neuer Versuch in {s} s; Nachrichten werden dann gesendet.",
@@ -325,7 +325,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
       text = t("connecting");
     } else if (convo.state === "queued") {
       text = convo.position ? t("queuedPos", { n: convo.position }) : t("queued");
-      if (convo.noOne) text = t("queuedNoOne");
+      if (convo.noOne) text = t("queuedNoOne", { waiting: text.replace(/…$/, "") });
     } else if (convo.state === "agent") {
       text = convo.agent ? t("agent", { name: convo.agent }) : t("agentAnon");
     } else if (convo.state === "resolved") {
