@@ -43,7 +43,6 @@
       sysUrgent: "This looks urgent: a person will take it from here",
       sysNotSure: "Our assistant isn't sure about this one, so a person will take over",
       sysBotDown: "Our assistant can't answer right now, so a person will take over",
-      sysNoOne: "No one is online right now. We'll reply here as soon as someone is back.",
       sysAgent: "{name} joined", sysAgentAnon: "A support agent joined", sysBot: "Back with the assistant",
       sysResolved: "Conversation resolved", welcome: "Hi! Ask us anything about your order, returns or our gear.",
     },
@@ -66,7 +65,6 @@
       sysUrgent: "Das klingt dringend: Eine Person übernimmt ab hier",
       sysNotSure: "Unser Assistent ist sich hier nicht sicher, deshalb übernimmt eine Person",
       sysBotDown: "Unser Assistent kann gerade nicht antworten, deshalb übernimmt eine Person",
-      sysNoOne: "Gerade ist niemand online. Wir antworten hier, sobald jemand zurück ist.",
       sysAgent: "{name} ist beigetreten", sysAgentAnon: "Ein Mitarbeiter des Supports ist beigetreten",
       sysBot: "Zurück beim Assistenten", sysResolved: "Unterhaltung abgeschlossen",
       welcome: "Hallo! Fragen Sie uns alles zu Bestellungen, Rücksendungen oder Ausrüstung.",
@@ -90,8 +88,7 @@
   };
   function handoffLine(frame) {
     if (!frame.reason) return t("sysQueued"); // queued again after an agent let go
-    const line = t(REASON_LINE[frame.reason] || "sysNotSure");
-    return frame.agents_online === false ? `${line}. ${t("sysNoOne")}` : line;
+    return t(REASON_LINE[frame.reason] || "sysNotSure"); // "no one online" is the status line's to say
   }
 
   // An agent's display name, or null when it would not read as a person's name in "{name} is helping
