@@ -25,6 +25,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from support.conversation.reasons import REASON_TEXT as REASON_TEXT  # re-exported for the console
+
 DEFAULT_CONFIDENCE_THRESHOLD = 0.6
 
 HUMAN_PHRASES = (
@@ -54,21 +56,6 @@ class Reason:
     TOO_MANY_BOT_TURNS = "too_many_bot_turns"
     LOW_CONFIDENCE = "low_confidence"
     CONFIDENT = "confident"
-
-
-# What agents read in the console next to each code (the engine's own codes included).
-REASON_TEXT: Mapping[str, str] = {
-    "wants_human": "Customer asked for a person",
-    "customer_request": "Customer pressed “talk to a person”",
-    "urgent": "Urgent (safety, fraud or money at stake)",
-    "not_helped": "Bot answers did not help",
-    "negative_sentiment": "Customer is upset",
-    "too_many_bot_turns": "Long conversation with the bot, not resolved",
-    "low_confidence": "Bot not confident enough to answer",
-    "draft_declined": "Bot declined: not covered by the policy",
-    "draft_failed": "Model unavailable",
-    "timeout": "Answer took too long",
-}
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,10 @@ class StatusFrame(msgspec.Struct, tag_field="type", tag="status"):
     state: Literal["bot", "queued", "agent", "resolved"]
     queue_position: Annotated[int, msgspec.Meta(ge=1)] | UnsetType = UNSET
     agent: Person | UnsetType = UNSET
+    # Why a person (on ``queued``): the handoff reason code, which the widget words; whether any agent's
+    # console was seen within the claim lease.
+    reason: Annotated[str, msgspec.Meta(max_length=64)] | UnsetType = UNSET
+    agents_online: bool | UnsetType = UNSET
 
 
 class ServerTypingFrame(msgspec.Struct, tag_field="type", tag="typing"):

@@ -274,10 +274,11 @@ class PublishToAgent:
 
 @dataclass(frozen=True, slots=True)
 class EmitStatus:
-    """Persist and send a ``status`` event."""
+    """Persist and send a ``status`` event; a handoff's ``queued`` status carries its ``reason`` code."""
 
     state: State
     agent_name: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -537,7 +538,10 @@ class ConversationEngine:
                 turn.phase = Phase.HANDED_OFF
                 turn.held.clear()
         self._state = State.QUEUED
-        actions += [Handoff(turn.seq if turn else None, reason, triage, draft), EmitStatus(State.QUEUED)]
+        actions += [
+            Handoff(turn.seq if turn else None, reason, triage, draft),
+            EmitStatus(State.QUEUED, reason=reason),
+        ]
         actions += [PublishToAgent(m.seq, m.text) for m in self._waiting]
         self._waiting.clear()
         return actions

@@ -242,15 +242,19 @@ class Turn:
                 await store.publish_agent(
                     cid, {"type": "draft", "conversation_id": cid, "draft": {"id": draft_id, "text": text}}
                 )
-            case e.EmitStatus(state=state, agent_name=agent_name):
+            case e.EmitStatus(state=state, agent_name=agent_name, reason=reason):
                 extra: dict[str, Any] = {"state": str(state)}
                 if agent_name:
                     extra["agent"] = {"name": agent_name}
+                if reason:
+                    extra["reason"] = reason  # the widget words "why a person" by it
                 handoff = self.deps.handoff
                 if state is e.State.QUEUED and handoff is not None:
                     position = await handoff.queue.position(cid)
                     if position is not None:
                         extra["queue_position"] = position
+                    online = await handoff.queue.online(within_s=handoff.queue.lease_ms / 1000)
+                    extra["agents_online"] = bool(online)
                 # The state change, its status event and the frame are one script: from the moment the
                 # customer can see "queued" or "agent", no bot frame or reply is let out. A bot turn's own
                 # handoff moves the state only if the bot still owns it.

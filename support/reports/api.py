@@ -13,6 +13,7 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType
 from litestar.params import Parameter, QueryParameter
 
 from support.channels.staff import admin_guard
+from support.conversation.reasons import REASON_TEXT
 from support.errors import ValidationFailed
 from support.openapi_errors import ADMIN_SECURITY, errors
 from support.reports.operations import operations_report
@@ -132,11 +133,14 @@ class ReportsController(Controller):
         end: ToParam = None,
     ) -> dict[str, Any]:
         """Conversations, model calls and cost (per conversation too), cache hit ratio, answer TTFT,
-        handoff rate, reasons, outcomes and waits, and a per-day series, from the ledger and handoff trail."""
+        handoff rate, reasons (codes and their words), outcomes and waits, and a per-day series, from the
+        ledger and handoff trail."""
         lower, upper = parse_bound(start, "from", end=False), parse_bound(end, "to", end=True)
         if lower is not None and upper is not None and lower >= upper:
             raise ValidationFailed("`from` must be before `to`")
         report = await operations_report(runtime.sessions, start=lower, end=upper)
         data = report.to_json()
+        # Words for each reason code in the range, as agents read them in the console.
+        data["handoff_reason_labels"] = {code: REASON_TEXT.get(code, code) for code in report.handoff_reasons}
         data["queue_waiting"] = len(await runtime.queue.waiting())
         return data

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
@@ -112,13 +112,26 @@ async def operations_report(
                 .order_by(col(ModelUsage.purpose), col(ModelUsage.model))
             )
         ).all()  # fmt: skip
-        conversations = (
+        # A conversation counts if it used the model or was handed off in the range: a handoff with no
+        # model call (the model API offline, a "talk to a person" before any answer) is a conversation
+        # too, so every handed-off conversation is in the denominator of the handoff rate.
+        handoff_range = in_range(col(HandoffRecord.queued_at))
+        seen = union(
+            select(
+                func.date(col(ModelUsage.created_at)).label("day"),
+                col(ModelUsage.conversation_id).label("cid"),
+            ).where(*usage_range, col(ModelUsage.conversation_id).is_not(None)),
+            select(
+                func.date(col(HandoffRecord.queued_at)).label("day"),
+                col(HandoffRecord.conversation_id).label("cid"),
+            ).where(*handoff_range),
+        ).subquery()
+        conversations = (await session.execute(select(func.count(func.distinct(seen.c.cid))))).scalar_one()
+        conversations_per_day = (
             await session.execute(
-                select(func.count(func.distinct(col(ModelUsage.conversation_id)))).where(
-                    *usage_range, col(ModelUsage.conversation_id).is_not(None)
-                )
+                select(seen.c.day, func.count(func.distinct(seen.c.cid))).group_by(seen.c.day)
             )
-        ).scalar_one()
+        ).all()
         ttfts = (
             await session.execute(
                 select(col(ModelUsage.ttft_ms)).where(
@@ -126,19 +139,11 @@ async def operations_report(
                 )
             )
         ).scalars().all()  # fmt: skip
-        records = (
-            (await session.execute(select(HandoffRecord).where(*in_range(col(HandoffRecord.queued_at)))))
-            .scalars()
-            .all()
-        )
+        records = (await session.execute(select(HandoffRecord).where(*handoff_range))).scalars().all()
         day = func.date(col(ModelUsage.created_at))
         daily = (
             await session.execute(
-                select(
-                    day,
-                    func.count(func.distinct(col(ModelUsage.conversation_id))),
-                    func.sum(col(ModelUsage.cost_usd)),
-                )
+                select(day, func.sum(col(ModelUsage.cost_usd)))
                 .where(*usage_range)
                 .group_by(day)
                 .order_by(day)
@@ -198,11 +203,15 @@ async def operations_report(
         key = (_utc(r.queued_at) or r.queued_at).date().isoformat()
         handoffs_per_day[key] = handoffs_per_day.get(key, 0) + 1
     series: dict[str, dict[str, Any]] = {}
-    for day_value, convs, cost in daily:
-        key = str(day_value)[:10]
-        series[key] = {"day": key, "conversations": int(convs), "cost_usd": Decimal(cost or 0), "handoffs": 0}
+
+    def day_row(key: str) -> dict[str, Any]:
+        return series.setdefault(key, {"day": key, "conversations": 0, "cost_usd": Decimal(0), "handoffs": 0})
+
+    for day_value, cost in daily:
+        day_row(str(day_value)[:10])["cost_usd"] = Decimal(cost or 0)
+    for day_value, convs in conversations_per_day:
+        day_row(str(day_value)[:10])["conversations"] = int(convs)
     for key, count in handoffs_per_day.items():
-        series.setdefault(key, {"day": key, "conversations": 0, "cost_usd": Decimal(0), "handoffs": 0})
-        series[key]["handoffs"] = count
+        day_row(key)["handoffs"] = count
     report.days = [series[k] for k in sorted(series)]
     return report

@@ -122,6 +122,7 @@ async def test_handoff_claim_edit_send_learn(pair: Any, fake_api: FakeAnthropic)
             frames = await customer.until(lambda f: f["type"] == "status")
             assert frames[-1]["state"] == "queued"
             assert frames[-1]["queue_position"] == 1
+            assert frames[-1]["agents_online"] is True  # Ada's console is connected
             assert not [f for f in frames if f["type"] == "delta"], (
                 "the unsure draft never reaches the customer"
             )

@@ -82,3 +82,36 @@ async def test_operations_report(db_engine: AsyncEngine) -> None:
     assert (only_day1.conversations, only_day1.handoffs) == (1, 0)
     everything = await operations_report(sessions)
     assert everything.conversations == 4
+
+
+async def test_handoff_rate_counts_conversations_handed_off_without_a_model_call(
+    db_engine: AsyncEngine,
+) -> None:
+    """With the model API offline (or "talk to a person" before any answer) a conversation is handed off
+    without a ledger row. It is still a conversation: the rate stays within 0..100 %."""
+    sessions = session_factory(db_engine)
+    async with sessions() as session:
+        session.add(usage("answered", "triage", DAY1, cost_usd=Decimal("0.0005")))
+        session.add(usage("answered", "answer", DAY1, cost_usd=Decimal("0.0040")))
+        session.add(usage("online-handoff", "triage", DAY1, cost_usd=Decimal("0.0005")))
+        await session.commit()
+    records = HandoffRecords(sessions)
+    await records.opened("online-handoff", reason="low_confidence", priority="normal", intent=None)
+    for cid in ("offline-1", "offline-2", "offline-3"):  # the model API was offline: no ledger rows
+        await records.opened(cid, reason="low_confidence", priority="normal", intent=None)
+    await records.opened("offline-1", reason="wants_human", priority="normal", intent=None)  # twice
+    async with sessions() as session:
+        for row in (await session.execute(HandoffRecord.__table__.select())).all():  # type: ignore[attr-defined]
+            rec = await session.get(HandoffRecord, row.id)
+            assert rec is not None
+            rec.queued_at = DAY1
+        await session.commit()
+
+    report = await operations_report(sessions, start=DAY1 - timedelta(hours=1), end=DAY1 + timedelta(days=1))
+    assert report.conversations == 5  # two with model calls, three handed off while offline
+    assert report.handoffs == 5
+    assert report.handoff_rate == round(4 / 5, 4)
+    assert report.handoff_rate is not None
+    assert 0 <= report.handoff_rate <= 1
+    assert [(d["day"], d["conversations"], d["handoffs"]) for d in report.days] == [("2026-11-02", 5, 5)]
+    assert report.cost_per_conversation_usd == Decimal("0.001000")

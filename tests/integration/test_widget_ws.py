@@ -225,6 +225,8 @@ async def test_a_human_verdict_queues_and_no_draft_reaches_the_customer(
         )
         frames = await client.until(lambda f: f["type"] == "status")
     assert frames[-1]["state"] == "queued"
+    # why (the widget words its line by it), and that no agent's console is open to take it
+    assert (frames[-1]["reason"], frames[-1]["agents_online"]) == ("low_confidence", False)
     assert not [f for f in frames if f["type"] == "delta"]
     assert "SECRET DRAFT" not in json.dumps(frames)
 

@@ -84,7 +84,7 @@ def test_human_verdict_hands_off_and_keeps_the_late_draft_for_the_agent_only() -
     engine.handle(TRIAGE_OK)
     assert engine.handle(Decision(1, answer=False, reason="low_confidence")) == [
         Handoff(1, "low_confidence", TRIAGE_OK, None),
-        EmitStatus(State.QUEUED),
+        EmitStatus(State.QUEUED, reason="low_confidence"),
     ]
     assert engine.state is State.QUEUED
     assert engine.handle(DraftDelta(1, " more")) == []
@@ -94,14 +94,17 @@ def test_human_verdict_hands_off_and_keeps_the_late_draft_for_the_agent_only() -
 def test_wants_human_hands_off_without_asking_routing() -> None:
     engine = started()
     triage = TriageDone(1, wants_human=True, confidence=0.99)
-    assert engine.handle(triage) == [Handoff(1, Reason.WANTS_HUMAN, triage, None), EmitStatus(State.QUEUED)]
+    assert engine.handle(triage) == [
+        Handoff(1, Reason.WANTS_HUMAN, triage, None),
+        EmitStatus(State.QUEUED, reason=Reason.WANTS_HUMAN),
+    ]
 
 
 def test_declined_draft_hands_off_even_before_triage() -> None:
     engine = started()
     assert engine.handle(DraftDone(1, "I can't help", declined=True)) == [
         Handoff(1, Reason.DRAFT_DECLINED, None, None),
-        EmitStatus(State.QUEUED),
+        EmitStatus(State.QUEUED, reason=Reason.DRAFT_DECLINED),
     ]
     assert engine.handle(TRIAGE_OK) == []  # stale once the turn is over
 
@@ -110,7 +113,10 @@ def test_failed_draft_hands_off() -> None:
     engine = started()
     engine.handle(TRIAGE_OK)
     actions = engine.handle(DraftFailed(1, "model_unavailable"))
-    assert actions == [Handoff(1, Reason.DRAFT_FAILED, TRIAGE_OK, None), EmitStatus(State.QUEUED)]
+    assert actions == [
+        Handoff(1, Reason.DRAFT_FAILED, TRIAGE_OK, None),
+        EmitStatus(State.QUEUED, reason=Reason.DRAFT_FAILED),
+    ]
 
 
 def test_a_draft_that_failed_before_the_verdict_ends_the_turn_at_once() -> None:
@@ -118,7 +124,10 @@ def test_a_draft_that_failed_before_the_verdict_ends_the_turn_at_once() -> None:
     and the triage verdict that arrives afterwards changes nothing."""
     engine = started()
     actions = engine.handle(DraftFailed(1, "model_unavailable"))
-    assert actions == [Handoff(1, Reason.DRAFT_FAILED, None, None), EmitStatus(State.QUEUED)]
+    assert actions == [
+        Handoff(1, Reason.DRAFT_FAILED, None, None),
+        EmitStatus(State.QUEUED, reason=Reason.DRAFT_FAILED),
+    ]
     assert engine.turn is None
     assert engine.handle(TRIAGE_OK) == []
 
@@ -131,7 +140,7 @@ def test_failure_while_streaming_aborts_the_partial_reply() -> None:
     assert engine.handle(Timeout(1)) == [
         AbortReply("r1"),
         Handoff(1, Reason.TIMEOUT, TRIAGE_OK, None),
-        EmitStatus(State.QUEUED),
+        EmitStatus(State.QUEUED, reason=Reason.TIMEOUT),
     ]
 
 
@@ -141,7 +150,7 @@ def test_finished_draft_goes_into_the_handoff_packet() -> None:
     engine.handle(TRIAGE_OK)
     assert engine.handle(Decision(1, answer=False, reason="refund")) == [
         Handoff(1, "refund", TRIAGE_OK, "draft"),
-        EmitStatus(State.QUEUED),
+        EmitStatus(State.QUEUED, reason="refund"),
     ]
 
 
@@ -185,7 +194,7 @@ def test_request_human_during_a_turn_hands_off() -> None:
     engine = started()
     assert engine.handle(RequestHuman()) == [
         Handoff(1, Reason.CUSTOMER_REQUEST, None, None),
-        EmitStatus(State.QUEUED),
+        EmitStatus(State.QUEUED, reason=Reason.CUSTOMER_REQUEST),
     ]
     assert engine.handle(RequestHuman()) == []
 

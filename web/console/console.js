@@ -1,15 +1,14 @@
 // Switchboard agent console: plain browser JavaScript, no framework, no build step.
 //
-// It talks to the agent API (/api/v1/agent/...) with the bearer token from login, kept in sessionStorage
-// so a closed tab forgets it, and follows the agent WebSocket for live queue, transcript, typing, notes
+// It talks to the agent API (/api/v1/agent/...) with the bearer token from login, kept by session.js (in
+// sessionStorage, so a closed tab forgets it; shared with the reports and examples pages), and follows the agent WebSocket for live queue, transcript, typing, notes
 // and drafts. The WebSocket reconnects with jittered exponential backoff; after a reconnect the open
 // conversation is reloaded from HTTP so nothing missed while offline is lost.
 "use strict";
 
 (() => {
   const API = "/api/v1/agent";
-  const TOKEN_KEY = "switchboard.agent.token";
-  const AGENT_KEY = "switchboard.agent";
+  const session = window.SwitchboardSession; // session.js: the sign-in shared with reports and examples
   // At most one typing notice per this interval: enough for the customer's indicator, cheap for the server.
   const TYPING_THROTTLE_MS = 2000;
   // The customer's typing frames are ephemeral; without a new one the indicator goes away after this.
@@ -55,8 +54,8 @@
   };
 
   const state = {
-    token: sessionStorage.getItem(TOKEN_KEY),
-    agent: JSON.parse(sessionStorage.getItem(AGENT_KEY) || "null"),
+    token: session.token(),
+    agent: session.agent(),
     socket: null,
     reconnectAttempt: 0,
     reconnectTimer: null,
@@ -176,8 +175,7 @@
       const result = await api("POST", "/login", { email, password });
       state.token = result.token;
       state.agent = result.agent;
-      sessionStorage.setItem(TOKEN_KEY, result.token);
-      sessionStorage.setItem(AGENT_KEY, JSON.stringify(result.agent));
+      session.signedIn(result.token, result.agent);
       $("login-password").value = "";
       start();
     } catch (err) {
@@ -194,8 +192,7 @@
   function logout(message) {
     state.token = null;
     state.agent = null;
-    sessionStorage.removeItem(TOKEN_KEY);
-    sessionStorage.removeItem(AGENT_KEY);
+    session.signOut();
     clearTimeout(state.reconnectTimer);
     const socket = state.socket;
     state.socket = null;
@@ -223,9 +220,10 @@
       const me = await api("GET", "/me");
       if (state.token !== token) return; // signed out meanwhile: a late profile must not be stored again
       state.agent = { ...state.agent, ...me };
-      sessionStorage.setItem(AGENT_KEY, JSON.stringify(state.agent));
+      session.setAgent(state.agent);
       $("me").textContent = `${me.name} (${me.role})`;
       $("examples-link").hidden = me.role !== "admin"; // the examples review is for admins only
+      $("reports-link").hidden = me.role !== "admin"; // so are the reports
     } catch (err) {
       failed(err);
       return;
@@ -693,10 +691,14 @@
           : role === "agent"
             ? (event.author && event.author.name) || "Agent"
             : "System";
+    // An agent's message is a person's: their initial in an avatar, a solid bubble; the bot's is dashed.
+    const avatar =
+      role === "agent" ? el("span", { class: "avatar", "aria-hidden": "true", text: Array.from(who)[0].toUpperCase() }) : null;
     return el(
       "li",
       { class: "msg", "data-role": role, "data-seq": event.seq },
-      el("span", { class: "meta", text: `${who} · ${clock(event.created_at)}` }),
+      avatar,
+      el("span", { class: "meta", text: `${who} · ${role === "agent" ? "agent · " : ""}${clock(event.created_at)}` }),
       event.text || "",
     );
   }
@@ -1026,10 +1028,18 @@
   window.SwitchboardConsole = { api, ApiError, showAlert, announce, failed, me: () => state.agent };
 
   wire();
-  if (state.token) {
-    start();
-  } else {
-    $("login-view").hidden = false;
-    $("login-email").focus();
-  }
+  session.onSignedOutElsewhere(() => {
+    if (state.token) logout("You signed out in another tab.");
+  });
+  // A tab opened without a token asks the signed-in tabs of this origin first (session.js).
+  session.ready.then(({ token, agent }) => {
+    state.token = token;
+    state.agent = agent;
+    if (state.token) {
+      start();
+    } else {
+      $("login-view").hidden = false;
+      $("login-email").focus();
+    }
+  });
 })();

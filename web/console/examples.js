@@ -1,12 +1,11 @@
 // Switchboard examples review: admins approve, edit, retire and curate the examples agent replies become.
 //
-// Plain browser JavaScript, no build step. It uses the console's login (the bearer token the console keeps
+// Plain browser JavaScript, no build step. It uses the console's login (the bearer token session.js keeps
 // in sessionStorage) and the admin API (/api/v1/admin/examples). Example texts come from customers, so they
 // are only ever put into the page as text (textContent / value), never as HTML.
 "use strict";
 
 (() => {
-  const TOKEN_KEY = "switchboard.agent.token";
   const STATUS_WORDS = { pending: "Pending", approved: "Approved", retired: "Retired" };
   const FLAG_WORDS = {
     pii_shaped: "Looks like personal data",
@@ -16,7 +15,7 @@
   };
 
   const $ = (id) => document.getElementById(id);
-  const token = sessionStorage.getItem(TOKEN_KEY);
+  let token = null; // from session.js once it has asked the other tabs
 
   function el(tag, attrs = {}, children = []) {
     const node = document.createElement(tag);
@@ -201,5 +200,8 @@
     await load();
   }
 
-  start();
+  window.SwitchboardSession.ready.then((session) => {
+    token = session.token;
+    start();
+  });
 })();

@@ -29,7 +29,8 @@
       placeholder: "Write a message…", send: "Send", human: "Talk to a person", end: "End chat",
       bot: "You're chatting with our assistant", queued: "Waiting for a person…",
       queuedPos: "Waiting for a person — you are number {n} in line",
-      agent: "{name} is helping you", agentAnon: "A person is helping you",
+      agent: "{name} is helping you", agentAnon: "A support agent is helping you", agentGeneric: "Support agent",
+      queuedNoOne: "{waiting}. No one is online right now: we answer in this chat when someone is back.",
       resolved: "This conversation is resolved", typing: "{name} is typing…", someone: "Someone",
       assistant: "Assistant", you: "You",
       connecting: "Connecting…", offline: "You're offline. We'll reconnect in {s} s; messages you write now are sent then.",
@@ -38,7 +39,11 @@
       sending: "Sending…", failed: "Not sent: {reason}", retry: "Try again",
       rateTitle: "How did we do?", rateHint: "1 = poor, 5 = great", comment: "Anything to add? (optional)",
       submit: "Send rating", thanks: "Thank you for your feedback!", star: "{n} of 5",
-      sysQueued: "You asked for a person", sysAgent: "{name} joined", sysBot: "Back with the assistant",
+      sysQueued: "A person will take over from here", sysAsked: "You asked for a person: we're getting one",
+      sysUrgent: "This looks urgent: a person will take it from here",
+      sysNotSure: "Our assistant isn't sure about this one, so a person will take over",
+      sysBotDown: "Our assistant can't answer right now, so a person will take over",
+      sysAgent: "{name} joined", sysAgentAnon: "A support agent joined", sysBot: "Back with the assistant",
       sysResolved: "Conversation resolved", welcome: "Hi! Ask us anything about your order, returns or our gear.",
     },
     de: {
@@ -46,7 +51,8 @@
       placeholder: "Nachricht schreiben…", send: "Senden", human: "Mit einem Menschen sprechen", end: "Chat beenden",
       bot: "Sie chatten mit unserem Assistenten", queued: "Warten auf eine Person…",
       queuedPos: "Warten auf eine Person — Sie sind Nummer {n} in der Warteschlange",
-      agent: "{name} hilft Ihnen", agentAnon: "Eine Person hilft Ihnen",
+      agent: "{name} hilft Ihnen", agentAnon: "Ein Mitarbeiter des Supports hilft Ihnen", agentGeneric: "Support",
+      queuedNoOne: "{waiting}. Gerade ist niemand online: Wir antworten in diesem Chat, sobald jemand zurück ist.",
       resolved: "Diese Unterhaltung ist abgeschlossen", typing: "{name} schreibt…", someone: "Jemand",
       assistant: "Assistent", you: "Sie",
       connecting: "Verbinde…", offline: "Sie sind offline. Neuer Versuch in {s} s; Nachrichten werden dann gesendet.",
@@ -55,7 +61,11 @@
       sending: "Wird gesendet…", failed: "Nicht gesendet: {reason}", retry: "Erneut versuchen",
       rateTitle: "Wie waren wir?", rateHint: "1 = schlecht, 5 = sehr gut", comment: "Noch etwas? (optional)",
       submit: "Bewertung senden", thanks: "Danke für Ihr Feedback!", star: "{n} von 5",
-      sysQueued: "Sie haben nach einer Person gefragt", sysAgent: "{name} ist beigetreten",
+      sysQueued: "Eine Person übernimmt ab hier", sysAsked: "Sie haben nach einer Person gefragt: Wir holen jemanden",
+      sysUrgent: "Das klingt dringend: Eine Person übernimmt ab hier",
+      sysNotSure: "Unser Assistent ist sich hier nicht sicher, deshalb übernimmt eine Person",
+      sysBotDown: "Unser Assistent kann gerade nicht antworten, deshalb übernimmt eine Person",
+      sysAgent: "{name} ist beigetreten", sysAgentAnon: "Ein Mitarbeiter des Supports ist beigetreten",
       sysBot: "Zurück beim Assistenten", sysResolved: "Unterhaltung abgeschlossen",
       welcome: "Hallo! Fragen Sie uns alles zu Bestellungen, Rücksendungen oder Ausrüstung.",
     },
@@ -68,6 +78,28 @@
   function t(id, vars) {
     const s = STRINGS[locale][id] || STRINGS.en[id] || id;
     return vars ? s.replace(/\{(\w+)\}/g, (_, k) => String(vars[k] ?? "")) : s;
+  }
+
+  // Handoff reason codes (docs/protocol.md "Why a person") to the line the customer reads. Codes this
+  // widget does not know read as "not sure": true of every other reason the bot hands off for.
+  const REASON_LINE = {
+    wants_human: "sysAsked", customer_request: "sysAsked", urgent: "sysUrgent",
+    draft_failed: "sysBotDown", timeout: "sysBotDown",
+  };
+  function handoffLine(frame) {
+    if (!frame.reason) return t("sysQueued"); // queued again after an agent let go
+    return t(REASON_LINE[frame.reason] || "sysNotSure"); // "no one online" is the status line's to say
+  }
+
+  // An agent's display name, or null when it would not read as a person's name in "{name} is helping
+  // you" (empty, or a pronoun such as "You"): then the widget says "A support agent" instead.
+  const NOT_NAMES = new Set([
+    "you", "me", "i", "we", "us", "they", "them", "he", "she", "it", "someone", "somebody", "agent", "admin",
+    "support", "sie", "du", "ich", "wir", "ihr", "er", "es", "jemand",
+  ]);
+  function personName(name) {
+    const clean = String(name || "").trim();
+    return clean && !NOT_NAMES.has(clean.toLowerCase()) ? clean : null;
   }
 
   /* ---------- persisted state (localStorage) ---------- */
@@ -103,12 +135,15 @@
  opacity:1!important;filter:none!important}
 .root{--bg:#fff;--fg:#1b1f24;--muted:#555d66;--line:#d5dae0;--brand:#1d4fb8;--brand-fg:#fff;--me:#1d4fb8;--me-fg:#fff;
  --them:#eef1f5;--them-fg:#1b1f24;--focus:#f5a623;--warn-bg:#fff4d6;--warn-fg:#5c4400;--err:#b3261e;
+ --person:#e6f4ea;--person-fg:#10331c;--person-line:#9fd3ad;--avatar:#1e7b3c;--avatar-fg:#fff;
  font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--fg);
  letter-spacing:normal;text-align:left;direction:ltr;-webkit-font-smoothing:antialiased}
 .root.dark{--bg:#16191d;--fg:#e8eaed;--muted:#a9b0b8;--line:#343a41;--brand:#7aa7ff;--brand-fg:#0b1220;--me:#2f5fc4;
- --me-fg:#fff;--them:#262b31;--them-fg:#e8eaed;--warn-bg:#3b3216;--warn-fg:#ffe3a3;--err:#ff8a80}
+ --me-fg:#fff;--them:#262b31;--them-fg:#e8eaed;--warn-bg:#3b3216;--warn-fg:#ffe3a3;--err:#ff8a80;
+ --person:#17311f;--person-fg:#d7f0dd;--person-line:#2f6b40;--avatar:#5cc27a;--avatar-fg:#0b1a10}
 @media (prefers-color-scheme:dark){.root.auto{--bg:#16191d;--fg:#e8eaed;--muted:#a9b0b8;--line:#343a41;--brand:#7aa7ff;
- --brand-fg:#0b1220;--me:#2f5fc4;--me-fg:#fff;--them:#262b31;--them-fg:#e8eaed;--warn-bg:#3b3216;--warn-fg:#ffe3a3;--err:#ff8a80}}
+ --brand-fg:#0b1220;--me:#2f5fc4;--me-fg:#fff;--them:#262b31;--them-fg:#e8eaed;--warn-bg:#3b3216;--warn-fg:#ffe3a3;--err:#ff8a80;
+ --person:#17311f;--person-fg:#d7f0dd;--person-line:#2f6b40;--avatar:#5cc27a;--avatar-fg:#0b1a10}}
 *,*::before,*::after{box-sizing:border-box}
 button,textarea,input{font:inherit;color:inherit;margin:0}
 button{cursor:pointer}
@@ -119,10 +154,17 @@ button{cursor:pointer}
 .launcher svg{width:28px;height:28px;fill:currentColor}
 .badge{position:absolute;top:-2px;right:-2px;min-width:20px;height:20px;border-radius:10px;background:var(--err);
  color:#fff;font-size:12px;line-height:20px;text-align:center;padding:0 5px}
-.panel{position:absolute;right:0;bottom:72px;width:370px;height:min(600px,calc(100vh - 110px));display:flex;
+.panel{position:absolute;right:0;bottom:72px;width:370px;height:min(600px,calc(100vh - 110px));
+ height:min(600px,calc(100dvh - 110px));display:flex;
  flex-direction:column;background:var(--bg);color:var(--fg);border:1px solid var(--line);border-radius:14px;
- box-shadow:0 10px 40px rgba(0,0,0,.28);overflow:hidden}
+ box-shadow:0 10px 40px rgba(0,0,0,.28);overflow:hidden;overflow:clip}
 .panel[hidden],[hidden]{display:none!important}
+/* Header, state line, tools and composer keep their size; only the log scrolls (min-height:0 lets a flex
+   item shrink below its content), so the header and its × stay in view whatever the log holds. The log is
+   the containing block of what is positioned in it (the rating's hidden radio inputs): otherwise those sat
+   in the panel's own overflow, and focusing one scrolled the whole panel (header and × out of view). The
+   panel clips instead of hiding its overflow, so nothing can scroll it. */
+header,.state,.typing,.tools,form.compose{flex:none}
 header{display:flex;align-items:center;gap:8px;padding:12px 14px;background:var(--brand);color:var(--brand-fg)}
 header .t{flex:1;min-width:0}
 header h2{font-size:16px;font-weight:650;margin:0}
@@ -131,11 +173,17 @@ header p{font-size:13px;margin:0;opacity:.9}
 .state{padding:8px 14px;font-size:13px;color:var(--muted);border-bottom:1px solid var(--line);min-height:34px}
 .state.queued,.state.offline{background:var(--warn-bg);color:var(--warn-fg)}
 .state.error{color:var(--err)}
-.log{flex:1;overflow-y:auto;padding:12px 14px;display:flex;flex-direction:column;gap:8px;overscroll-behavior:contain}
+.log{position:relative;flex:1 1 auto;min-height:0;overflow-y:auto;padding:12px 14px;display:flex;flex-direction:column;gap:8px;overscroll-behavior:contain}
 .msg{max-width:85%;padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;
  background:var(--them);color:var(--them-fg);align-self:flex-start}
 .msg[data-role=customer]{align-self:flex-end;background:var(--me);color:var(--me-fg);border-bottom-right-radius:4px}
 .msg[data-role=assistant],.msg[data-role=agent]{border-bottom-left-radius:4px}
+.msg[data-role=agent]{position:relative;margin-left:36px;max-width:calc(85% - 36px);background:var(--person);
+ color:var(--person-fg);border:1px solid var(--person-line)}
+.msg[data-role=agent] .who{color:inherit}
+.msg[data-role=agent] .who .tag{font-weight:400;opacity:.8}
+.avatar{position:absolute;left:-36px;bottom:0;width:28px;height:28px;border-radius:50%;display:flex;
+ align-items:center;justify-content:center;background:var(--avatar);color:var(--avatar-fg);font-size:13px;font-weight:700}
 .who{display:block;font-size:12px;font-weight:600;color:var(--muted);margin-bottom:2px}
 .msg[data-role=customer] .who{display:none}
 .msg.pending{opacity:.75}
@@ -147,12 +195,12 @@ header p{font-size:13px;margin:0;opacity:.9}
 .sys{align-self:center;font-size:12px;color:var(--muted);text-align:center}
 .typing{padding:0 14px 6px;font-size:13px;color:var(--muted);min-height:20px}
 .welcome{color:var(--muted);font-size:14px}
-.csat{margin:4px 0;padding:12px;border:1px solid var(--line);border-radius:12px;background:var(--bg)}
+.csat{flex:none;margin:4px 0;padding:12px;border:1px solid var(--line);border-radius:12px;background:var(--bg)}
 .csat fieldset{border:0;padding:0;margin:0}
 .csat legend{font-weight:650;padding:0;margin-bottom:2px}
 .csat .hint{font-size:12px;color:var(--muted);margin:0 0 8px}
 .stars{display:flex;gap:6px}
-.stars label{flex:1}
+.stars label{flex:1;position:relative}
 .stars input{position:absolute;opacity:0;width:1px;height:1px}
 .stars span{display:block;text-align:center;padding:8px 0;border:1px solid var(--line);border-radius:8px;font-weight:600}
 .stars input:checked+span{background:var(--brand);color:var(--brand-fg);border-color:var(--brand)}
@@ -169,7 +217,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
  border-radius:10px;background:var(--bg);color:var(--fg)}
 .compose textarea::placeholder{color:var(--muted);opacity:1}
 @media (max-width:480px){:host{right:12px!important;bottom:12px!important}
- .panel{position:fixed;inset:0;width:100vw;height:100%;border-radius:0;border:0}
+ .panel{position:fixed;inset:0;width:100vw;height:100%;max-height:100dvh;border-radius:0;border:0}
  .root.open .launcher{display:none}}
 `;
 
@@ -274,6 +322,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
       text = t("connecting");
     } else if (convo.state === "queued") {
       text = convo.position ? t("queuedPos", { n: convo.position }) : t("queued");
+      if (convo.noOne) text = t("queuedNoOne", { waiting: text.replace(/…$/, "") });
     } else if (convo.state === "agent") {
       text = convo.agent ? t("agent", { name: convo.agent }) : t("agentAnon");
     } else if (convo.state === "resolved") {
@@ -289,7 +338,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
   }
 
   function authorLabel(frame) {
-    if (frame.role === "agent") return frame.author?.name || t("someone");
+    if (frame.role === "agent") return personName(frame.author?.name) || t("agentGeneric");
     if (frame.role === "assistant") return t("assistant");
     return t("you");
   }
@@ -427,7 +476,16 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
       node.dataset.id = frame.id;
     } else {
       node = bubble(frame.role, frame.text, { seq: frame.seq, id: frame.id, replyId: frame.reply_id });
-      node.querySelector(".who").textContent = authorLabel(frame);
+      const label = authorLabel(frame);
+      node.querySelector(".who").textContent = label;
+      if (frame.role === "agent") {
+        // A person, not the bot: their initial in a round avatar beside a bubble of its own colour.
+        const avatar = document.createElement("span");
+        avatar.className = "avatar";
+        avatar.setAttribute("aria-hidden", "true");
+        avatar.textContent = Array.from(label)[0].toUpperCase();
+        node.prepend(avatar);
+      }
       placeBySeq(node, frame.seq);
     }
     markSeen(frame.seq);
@@ -445,7 +503,11 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
       convo = {
         state: frame.state,
         position: frame.queue_position ?? null,
-        agent: frame.agent?.name || (frame.state === "agent" ? convo.agent : null),
+        agent: frame.agent ? personName(frame.agent.name) : frame.state === "agent" ? convo.agent : null,
+        // A queue-position update repeats the seq without the handoff's fields: keep what it said.
+        noOne:
+          frame.state === "queued" &&
+          (frame.agents_online === undefined && repeat ? convo.noOne : frame.agents_online === false),
         lastStatusSeq: frame.seq,
       };
       renderState();
@@ -465,15 +527,18 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
   }
 
   function systemLine(frame) {
-    if (frame.state === "queued") return t("sysQueued");
-    if (frame.state === "agent") return t("sysAgent", { name: frame.agent?.name || t("someone") });
+    if (frame.state === "queued") return handoffLine(frame);
+    if (frame.state === "agent") {
+      const name = personName(frame.agent?.name);
+      return name ? t("sysAgent", { name }) : t("sysAgentAnon");
+    }
     if (frame.state === "resolved") return t("sysResolved");
     return t("sysBot");
   }
 
   function onTyping(frame) {
     if (frame.role !== "agent" && frame.role !== "assistant") return;
-    const name = frame.role === "agent" ? convo.agent || t("someone") : t("assistant");
+    const name = frame.role === "agent" ? convo.agent || t("agentGeneric") : t("assistant");
     ui.typing.textContent = t("typing", { name });
     clearTimeout(typingTimer);
     typingTimer = setTimeout(hideTyping, TYPING_SHOW_MS);
