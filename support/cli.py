@@ -165,7 +165,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 DEMO_AGENT_EMAIL = "demo-agent@example.com"
-DEMO_AGENT_NAME = "Alex"
+DEMO_AGENT_NAME = "Sam"
 
 
 def _create_demo_agent() -> int:

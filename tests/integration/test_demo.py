@@ -37,13 +37,13 @@ class DemoProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.origin = self.url
         self.log_path = cwd / "demo.log"
-        env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV and k != "SWITCHBOARD_DEMO"}
-        env["PYTHONUNBUFFERED"] = "1"
+        self.env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV and k != "SWITCHBOARD_DEMO"}
+        self.env["PYTHONUNBUFFERED"] = "1"
         cwd.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "support.cli", "demo", "--port", str(self.port)],
-                env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=self.env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
