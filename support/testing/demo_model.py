@@ -33,6 +33,7 @@ __all__ = ["ANSWER_THRESHOLD", "DemoModel", "DemoTriage", "detect_language"]
 
 ANSWER_THRESHOLD = 0.6  # the share of the question's information a passage must hold (as offline mode)
 ANSWER_MAX_SENTENCES = 2
+ANSWER_SHORT_CHARS = 280  # two sentences longer than this are one sentence too many for a chat bubble
 ANSWER_MAX_CHARS = 640  # a few lines in the widget, a list of three included
 TRIAGE_TOOL = "record_triage"  # support.llm.triage.TOOL_NAME (the fake does not import the app's layers)
 ESCALATE_TOOL = "escalate_to_human"  # support.llm.answer.ESCALATE_TOOL_NAME
@@ -48,7 +49,7 @@ INTENT_WORDS: Mapping[str, str] = {
     "warranty_repairs": "warranty guarantee repair repairs broken faulty defect defective ripped torn leak",
     "rentals": "rent rental rentals rented hire booking borrow",
     "membership": "trail club member membership points reward rewards summit ranger",
-    "account_privacy": "account password login sign privacy data delete personal gdpr unsubscribe",
+    "account_privacy": "account password login sign privacy data delete gdpr unsubscribe",
     "payments_billing": "pay payment payments card charge charged charges invoice billing klarna paypal "
     "refund-card voucher gift instalments",
     "product_question": "product size sizing fit waterproof weight material stock available tent boots "
@@ -310,6 +311,8 @@ def short_answer(passage: Passage, question: str) -> str:
             sentence += "".join(f"\n- {item}" for item in (named or items[:3]))
         parts.append(sentence)
     answer = " ".join(parts)
+    if len(answer) > ANSWER_SHORT_CHARS and len(parts) > 1 and "\n" not in answer:
+        answer = parts[chosen.index(ranked[0])]  # two long sentences: the one that matches best
     if len(answer) > ANSWER_MAX_CHARS and len(parts) > 1:
         answer = parts[chosen.index(ranked[0])]
     if len(answer) > ANSWER_MAX_CHARS:
