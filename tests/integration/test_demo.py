@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.servers import STRIPPED_ENV, free_port
+from tests.servers import STRIPPED_ENV, ServerProcess, free_port
 
 RECV_TIMEOUT_S = 20.0
 
@@ -179,3 +179,25 @@ def test_ctrl_c_stops_the_service_and_the_model(tmp_path: Path) -> None:
             httpx.get(model_url.group(1), timeout=2)
     finally:
         process.stop()
+
+
+def test_serve_says_where_to_go_and_that_it_is_offline(tmp_path: Path) -> None:
+    """Without an API key ``serve`` prints the same next steps and says it runs offline; so does ``/``."""
+    server = ServerProcess(tmp_path / "serve").start()
+    try:
+        wait_until(lambda: "Switchboard is running at" in server.log())
+        assert f"Switchboard is running at {server.url}  (model: offline)" in server.log()
+        assert f"{server.url}/console/" in server.log()
+        landing = httpx.get(f"{server.url}/")
+        assert landing.status_code == 200
+        assert "mode-offline" in landing.text
+        assert "No ANTHROPIC_API_KEY is set" in landing.text
+    finally:
+        server.kill()
+
+
+def wait_until(pred: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
