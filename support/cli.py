@@ -1,4 +1,4 @@
-"""``switchboard`` command line: serve | migrate | worker | create-agent | generate-secret-key |
+"""``switchboard`` command line: serve | demo | migrate | worker | create-agent | generate-secret-key |
 export-customer | erase-customer | bench | fake-anthropic."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from support.settings import load_settings
@@ -94,16 +95,136 @@ def cmd_serve(args: argparse.Namespace) -> int:
             drain_timeout_s=settings.app.drain_timeout_s,
             settings=settings,
             listener=listener,
+            on_listening=lambda host, port: _print_next_steps(settings, host, port),
         )
     except SwitchboardError as exc:  # StartupFailed, a ConfigurationError, no redis-server binary...
         return _cannot_start(exc.message)
     except OSError as exc:  # a file start-up needs: the policy, the data directory, the signing key
         return _cannot_start(one_line(exc))
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn re-raises it once the drain and shutdown are done
+        print("switchboard: stopped", flush=True)
     finally:
         if profiler is not None and profile_out:
             profiler.disable()
             profiler.dump_stats(profile_out)
     return 0
+
+
+def _program() -> str:
+    """How the user ran this command (``.venv/bin/switchboard`` from a checkout, else ``switchboard``), so
+    the commands printed for them can be pasted as they are."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) != "switchboard":
+        return "switchboard"
+    relative = os.path.relpath(argv0)
+    return relative if not relative.startswith("..") and os.sep in relative else "switchboard"
+
+
+def _print_next_steps(settings: Any, host: str, port: int) -> None:
+    from support.welcome import CREATE_AGENT_COMMAND, model_mode, next_steps, public_base_url
+
+    command = CREATE_AGENT_COMMAND.replace("switchboard", _program(), 1)
+    print(next_steps(public_base_url(host, port), model_mode(settings), command), flush=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The service and the demo model in one process: the fake model API in demo mode on a loopback port,
+    ``ANTHROPIC_BASE_URL`` pointing at it, then ``serve`` on the embedded defaults. Ctrl-C (or SIGTERM)
+    drains the service, then stops the model. Creates a demo admin account when there is no account."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from support.errors import SwitchboardError, one_line
+
+    try:
+        policy_text = load_settings().policy.path.read_text(encoding="utf-8")
+    except (ValidationError, SettingsError, SwitchboardError) as exc:
+        return _cannot_start(settings_failure(exc))
+    except OSError as exc:  # the policy file
+        return _cannot_start(one_line(exc))
+    fake = demo_fake(policy_text, host="127.0.0.1", port=args.model_port)
+    fake.start()
+    os.environ.update(
+        {"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": "demo-model", "SWITCHBOARD_DEMO": "true"}
+    )
+    # The demo page on the port asked for may embed the demo key, unless widget keys were configured.
+    port = args.port
+    os.environ.setdefault(
+        "SWITCHBOARD_WIDGET_KEYS",
+        json.dumps({"pk_demo": [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]}),
+    )
+    print(f"demo model (fake Anthropic API, demo mode) on {fake.url}", flush=True)
+    try:
+        if not args.no_agent:
+            code = _create_demo_agent()
+            if code:
+                return code
+        return cmd_serve(args)
+    finally:
+        fake.stop()
+
+
+DEMO_AGENT_EMAIL = "demo-agent@example.com"
+DEMO_AGENT_NAME = "Sam"
+
+
+def _create_demo_agent() -> int:
+    """A demo admin account with a random password, printed once, when the database has no account."""
+    import secrets
+
+    from handoff.agents import AgentService
+    from support.db.engine import make_engine, session_factory
+    from support.db.migrate import upgrade_to_head
+
+    settings = load_settings()
+    settings.app.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> str | None:
+        await upgrade_to_head(settings.database_url)
+        engine = make_engine(settings.database_url)
+        try:
+            service = AgentService(
+                session_factory(engine), default_capacity=settings.handoff.default_capacity
+            )
+            if await service.everyone():
+                return None
+            password = secrets.token_urlsafe(12)
+            await service.create(
+                email=DEMO_AGENT_EMAIL, password=password, name=DEMO_AGENT_NAME, role="admin", capacity=None
+            )
+            return password
+        finally:
+            await engine.dispose()
+
+    password = asyncio.run(run())
+    if password is None:
+        print("agent accounts exist: sign in to the console with one of them", flush=True)
+    else:
+        print(
+            f"created the demo admin account {DEMO_AGENT_EMAIL} ({DEMO_AGENT_NAME}), password: {password}\n"
+            "  (printed once; `switchboard create-agent` makes more accounts)",
+            flush=True,
+        )
+    return 0
+
+
+def demo_fake(policy_text: str, *, host: str, port: int) -> Any:
+    """The fake model API answering as the demo model, paced like the real one: the answer model's first
+    token after 0.4 s and ~60 tokens/s; triage (a short tool call on the small model) faster."""
+    from support.testing.demo_model import DemoModel
+    from support.testing.fake_anthropic import FakeAnthropic
+
+    settings = load_settings()
+    fake = FakeAnthropic(host=host, port=port, default_ttft_s=DEMO_TTFT_S, default_tps=DEMO_TPS)
+    fake.set_latency(ttft_s=DEMO_TRIAGE_TTFT_S, tps=DEMO_TRIAGE_TPS, model=settings.llm.triage_model)
+    fake.add_rule(DemoModel(policy_text).reply)
+    return fake
+
+
+DEMO_TTFT_S = 0.4
+DEMO_TPS = 60.0
+DEMO_TRIAGE_TTFT_S = 0.25
+DEMO_TRIAGE_TPS = 300.0
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
@@ -254,9 +375,18 @@ def cmd_fake_anthropic(args: argparse.Namespace) -> int:
     """Run the fake model API in the foreground (demos, benchmarks, manual testing)."""
     from support.testing.fake_anthropic import FakeAnthropic
 
-    fake = FakeAnthropic(host=args.host, port=args.port, default_ttft_s=args.ttft, default_tps=args.tps)
+    if args.demo:
+        policy = args.policy or load_settings().policy.path
+        fake = demo_fake(policy.read_text(encoding="utf-8"), host=args.host, port=args.port)
+        if args.ttft is not None or args.tps is not None:
+            fake.set_latency(ttft_s=args.ttft, tps=args.tps)
+    else:
+        fake = FakeAnthropic(
+            host=args.host, port=args.port, default_ttft_s=args.ttft or 0.0, default_tps=args.tps or 0.0
+        )
     fake.start()
-    print(f"fake Anthropic API on {fake.url} (set ANTHROPIC_BASE_URL={fake.url})", flush=True)
+    mode = " in demo mode" if args.demo else ""
+    print(f"fake Anthropic API{mode} on {fake.url} (set ANTHROPIC_BASE_URL={fake.url})", flush=True)
     stop = asyncio.Event()
 
     async def wait() -> None:
@@ -299,6 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(func=cmd_serve)
 
+    demo = sub.add_parser(
+        "demo", help="run the service with the built-in demo model (no API key needed; Ctrl-C stops it)"
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--model-port", type=int, default=0, help="the demo model's port (0: any free one)")
+    demo.add_argument("--no-agent", action="store_true", help="do not create a demo admin account")
+    demo.set_defaults(func=cmd_demo)
+
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=cmd_migrate)
 
@@ -334,8 +473,20 @@ def build_parser() -> argparse.ArgumentParser:
     fake = sub.add_parser("fake-anthropic", help="run the fake Anthropic API (for demos and benchmarks)")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8090)
-    fake.add_argument("--ttft", type=float, default=0.0, help="time to first token, seconds")
-    fake.add_argument("--tps", type=float, default=0.0, help="output tokens per second (0: unpaced)")
+    fake.add_argument(
+        "--ttft", type=float, default=None, help="time to first token, seconds (default 0; demo: 0.4)"
+    )
+    fake.add_argument(
+        "--tps", type=float, default=None, help="output tokens per second (0: unpaced; demo: 60)"
+    )
+    fake.add_argument(
+        "--demo", action="store_true",
+        help="answer as the demo model: triage and answers from the support policy (docs/operations.md)",
+    )  # fmt: skip
+    fake.add_argument(
+        "--policy", type=Path, default=None,
+        help="the policy the demo model reads (default: the configured one)",
+    )  # fmt: skip
     fake.set_defaults(func=cmd_fake_anthropic)
     return parser
 

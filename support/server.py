@@ -15,6 +15,7 @@ import logging
 import resource
 import signal
 import socket
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -40,10 +41,17 @@ class DrainingServer(uvicorn.Server):
     :class:`~support.errors.StartupFailed` (or the exception) to the caller, which prints one line.
     """
 
-    def __init__(self, config: uvicorn.Config, app: Litestar, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        app: Litestar,
+        settings: Settings | None = None,
+        on_listening: Callable[[str, int], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self._app = app
         self._settings = settings
+        self._on_listening = on_listening
         self._runtime_scope = contextlib.AsyncExitStack()
         self._drain_task: asyncio.Task[None] | None = None
 
@@ -66,6 +74,8 @@ class DrainingServer(uvicorn.Server):
         if sockets:  # uvicorn announces only the sockets it bound itself
             host, port = sockets[0].getsockname()[:2]
             log.info("listening on http://%s:%d", host, port)
+            if self._on_listening is not None:
+                self._on_listening(host, port)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's shutdown (connections, then the app's lifespan), then the runtime's clients."""
@@ -140,6 +150,7 @@ def serve(
     drain_timeout_s: float,
     settings: Settings | None = None,
     listener: socket.socket | None = None,
+    on_listening: Callable[[str, int], None] | None = None,
 ) -> None:
     """Serve ``app`` until a signal, then drain. The address is bound first, before anything starts, and
     with ``settings`` the runtime is opened by the server (see :class:`DrainingServer`); a start-up failure
@@ -163,6 +174,6 @@ def serve(
     # neither saturated throughput (62 vs 64 turns/s, within run-to-run noise) nor per-turn overhead: the
     # time goes to the SDK, redis-py and the machine's wake-ups, not to the loop itself.
     try:
-        asyncio.run(DrainingServer(config, app, settings).serve(sockets=[listener]))
+        asyncio.run(DrainingServer(config, app, settings, on_listening).serve(sockets=[listener]))
     finally:
         listener.close()

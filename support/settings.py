@@ -63,6 +63,11 @@ class AppSettings(BaseSettings):
         "Unset: the `web/` directory next to the installed `support` package, else `./web`.",
     )
     log_level: str = Field("INFO", description="Python logging level name.")
+    demo: bool = Field(
+        False,
+        description="Set by `switchboard demo`: the model API is the built-in demo model, and the start-up "
+        "message and the landing page say so.",
+    )
     drain_timeout_s: float = Field(
         10.0, description="On SIGTERM, how long in-flight turns may finish before sockets are closed."
     )

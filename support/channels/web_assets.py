@@ -1,4 +1,4 @@
-"""Static front-end assets served by the app: the widget script and the demo host page.
+"""Static front-end assets served by the app: the landing page, the widget script and the demo host pages.
 
 The widget is embedded on other sites by one ``<script>`` tag, so ``/widget.js`` must be cheap to fetch
 again: it carries a strong ETag (a hash of its bytes) and a short ``max-age`` so that a deploy reaches
@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_304_NOT_MODIFIED
 from support.errors import NotFound
 from support.runtime import Runtime
 from support.web import web_root
+from support.welcome import CREATE_AGENT_COMMAND, MODE_TEXT, model_mode
 
 WIDGET_MAX_AGE_S = 300  # a fixed widget reaches every embedding page within five minutes of a deploy
 WIDGET_STALE_S = 86400  # meanwhile a cached copy may be used while it is revalidated in the background
@@ -48,11 +49,28 @@ def cached_asset(request: Request[Any, Any, Any], body: bytes, media_type: str) 
     return Response(body, media_type=media_type, headers=headers)
 
 
+def _html(page: str) -> Response[str]:
+    return Response(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
 class WebAssetsController(Controller):
-    """``/widget.js`` and ``/demo``."""
+    """``/``, ``/widget.js``, ``/demo`` and ``/demo/hostile``."""
 
     path = "/"
     include_in_schema = False
+
+    @get("/", summary="The landing page: where the demo, console and reports are")
+    async def landing(self, runtime: Runtime) -> Response[str]:
+        """Links to the demo page, console and reports, the model mode, and how to create an agent."""
+        mode = model_mode(runtime.settings)
+        title, text = MODE_TEXT[mode]
+        page = _read(web_root(runtime.settings.app) / "index.html").decode()
+        for placeholder, value in (
+            ("__MODE_TITLE__", title), ("__MODE_TEXT__", text), ("__MODE__", mode),
+            ("__CREATE_AGENT__", CREATE_AGENT_COMMAND),
+        ):  # fmt: skip
+            page = page.replace(placeholder, html.escape(value, quote=True))
+        return _html(page)
 
     @get("/widget.js", summary="The embeddable chat widget")
     async def widget_js(self, request: Request[Any, Any, Any], runtime: Runtime) -> Response[bytes]:
@@ -62,12 +80,20 @@ class WebAssetsController(Controller):
 
     @get("/demo", summary="A demo host page with the widget embedded")
     async def demo(self, runtime: Runtime, key: str | None = None) -> Response[str]:
-        """Northwind Outfitters' page; ``?key=`` picks a configured widget key (default: the first)."""
-        keys = runtime.settings.app.widget_keys
-        if key is None:
-            key = next(iter(keys), "")
-        elif key not in keys:
-            raise NotFound(f"no widget key {key!r}")
-        page = _read(web_root(runtime.settings.app) / "demo" / "index.html").decode()
-        page = page.replace(DEMO_KEY_PLACEHOLDER, html.escape(key, quote=True))
-        return Response(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
+        """Northwind Outfitters' shop page; ``?key=`` picks a configured widget key (default: the first)."""
+        return _html(_demo_page(runtime, "index.html", key))
+
+    @get("/demo/hostile", summary="A host page with hostile CSS (the widget's isolation test page)")
+    async def demo_hostile(self, runtime: Runtime, key: str | None = None) -> Response[str]:
+        """The same shop with style rules that would break a widget not isolated in its Shadow DOM."""
+        return _html(_demo_page(runtime, "hostile.html", key))
+
+
+def _demo_page(runtime: Runtime, name: str, key: str | None) -> str:
+    keys = runtime.settings.app.widget_keys
+    if key is None:
+        key = next(iter(keys), "")
+    elif key not in keys:
+        raise NotFound(f"no widget key {key!r}")
+    page = _read(web_root(runtime.settings.app) / "demo" / name).decode()
+    return page.replace(DEMO_KEY_PLACEHOLDER, html.escape(key, quote=True))

@@ -86,7 +86,7 @@ def page(browser: Any, site: Site) -> Iterator[Any]:
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.goto(f"{site.url}/demo?key=pk_test")
+    pg.goto(f"{site.url}/demo/hostile?key=pk_test")
     pg.wait_for_selector(f"{W} .launcher", state="visible")
     try:
         yield pg
@@ -431,7 +431,7 @@ def test_an_aborted_reply_drops_its_partial_text(
     context = browser.new_context()
     try:
         page = context.new_page()
-        page.goto(f"{site.url}/demo?key=pk_test")
+        page.goto(f"{site.url}/demo/hostile?key=pk_test")
         open_panel(page)
         send(page, "Tell me about tents")
         page.wait_for_selector(f"{W} .msg.streaming", timeout=WAIT_MS)
@@ -518,7 +518,7 @@ def test_dark_mode_narrow_screens_and_a_second_language(
     context = browser.new_context(viewport={"width": 320, "height": 640}, color_scheme="dark", locale="de-DE")
     try:
         page = context.new_page()
-        page.goto(f"{site.url}/demo?key=pk_test")
+        page.goto(f"{site.url}/demo/hostile?key=pk_test")
         page.locator(f"{W} .launcher").click()
         page.wait_for_selector(f"{W} .state[data-state=bot]", timeout=WAIT_MS)
         assert page.locator(f"{W} form.compose .primary").inner_text() == "Senden"  # navigator.language
@@ -582,7 +582,7 @@ def test_widget_js_is_served_small_cacheable_and_typed(site: Site) -> None:
     assert len(gzip.compress(source, 9)) < 30 * 1024, "the widget stays under 30 KB gzipped"
     again = httpx.get(f"{site.url}/widget.js", headers={"If-None-Match": resp.headers["etag"]})
     assert (again.status_code, again.content) == (304, b"")
-    demo = httpx.get(f"{site.url}/demo?key=pk_test")
+    demo = httpx.get(f"{site.url}/demo/hostile?key=pk_test")
     assert demo.headers["content-type"].startswith("text/html")
     assert '<script src="/widget.js" data-widget-key="pk_test" async></script>' in demo.text
-    assert httpx.get(f"{site.url}/demo?key=nope").status_code == 404
+    assert httpx.get(f"{site.url}/demo/hostile?key=nope").status_code == 404
