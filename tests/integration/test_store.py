@@ -234,12 +234,27 @@ async def test_receiving_a_customer_message_stores_it_and_begins_its_turn_in_one
         CID, "m2", "again", now=NOW, lock_ttl_ms=10_000
     )
     assert (created, waiting, second.seq) == (True, None, 2)
-    # a resend begins nothing, even with the lock free
-    assert await store.release_lock(context.lock)
+    # a resend while the owed turn runs begins nothing
     again, created, none = await store.receive_customer_message(
         CID, "m1", "hello", now=NOW, lock_ttl_ms=10_000
     )
     assert (again.seq, created, none) == (1, False, None)
+    # with the lease free and a turn owed (its process died, or its start was lost), a resend begins the
+    # owed turn: the latest message's, not the resent one's
+    assert await store.release_lock(context.lock)
+    again, created, owed = await store.receive_customer_message(
+        CID, "m1", "hello", now=NOW, lock_ttl_ms=10_000
+    )
+    assert (again.seq, created) == (1, False)
+    assert owed is not None and owed.message is not None
+    assert (owed.message.seq, owed.message.text, owed.owed_seq) == (2, "again", 2)
+    assert await redis_client.get(keys.conv_lock(CID, "turn")) == owed.lock.value.encode()
+    # the turn ends, clearing what it owed: a resend begins nothing any more, the lease free
+    assert await store.end_turn(CID, owed.lock, 2)
+    again, created, none = await store.receive_customer_message(
+        CID, "m2", "again", now=NOW, lock_ttl_ms=10_000
+    )
+    assert (again.seq, created, none) == (2, False, None)
     assert await redis_client.exists(keys.conv_lock(CID, "turn")) == 0
 
 
