@@ -682,10 +682,12 @@ class TurnRunner:
         """The turn's heartbeat: renew its lease every ``heartbeat_s`` (jittered); Redis away is waited
         out (the lease is taken again when it answers); another turn holding it ends this one."""
         beat = self.deps.heartbeat_s
+        pause = 0.0  # the first beat at once: it claims the lease the message's append took
         while not running.done():
-            await asyncio.sleep(beat * random.uniform(0.8, 1.0))
+            await asyncio.sleep(pause)
+            pause = beat * random.uniform(0.8, 1.0)
             try:
-                held = await self.deps.store.renew_lease(lease, self.lock_ttl_ms)
+                held = await self.deps.store.renew_lease(conversation_id, lease, self.lock_ttl_ms)
             except REDIS_OUTAGES:
                 continue
             if not held:

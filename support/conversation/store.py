@@ -31,7 +31,7 @@ MARKED_MAX = 100_000  # conversations whose last archiver-index time this proces
 # State-hash fields only the store's scripts may write: seq allocation and the summary window.
 _RESERVED_FIELDS = frozenset({
     "last_seq", "window_start_seq", "summary_version", "created_at", "bot_epoch", "turn_owed_seq",
-    "turn_streamed",
+    "turn_streamed", "turn_lease_unclaimed",
 })  # fmt: skip
 
 # KEYS: state, events, client_ids, turn lock, summary, then the conversation's other durable keys. ARGV:
@@ -70,11 +70,18 @@ if cid ~= '' then
   if existing then
     local entries = redis.call('XRANGE', KEYS[2], existing .. '-0', existing .. '-0')
     -- A resend of a message whose turn is owed and not running (its start was lost: the first attempt's
-    -- answer never reached the client): begin that turn now rather than wait for recovery.
+    -- answer never reached the client): begin that turn now rather than wait for recovery. A lease no
+    -- turn ever renewed (taken by a first attempt whose process never saw the answer) counts as free.
     local owed = redis.call('HGET', KEYS[1], 'turn_owed_seq')
-    if ARGV[5] == '' or not owed or not redis.call('SET', KEYS[4], ARGV[5], 'NX', 'PX', ARGV[6]) then
-      return {0, tonumber(existing), entries[1][2]}
+    if ARGV[5] == '' or not owed then return {0, tonumber(existing), entries[1][2]} end
+    if not redis.call('SET', KEYS[4], ARGV[5], 'NX', 'PX', ARGV[6]) then
+      local unclaimed = redis.call('HGET', KEYS[1], 'turn_lease_unclaimed')
+      if not unclaimed or redis.call('GET', KEYS[4]) ~= unclaimed then
+        return {0, tonumber(existing), entries[1][2]}
+      end
+      redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
     end
+    redis.call('HSET', KEYS[1], 'turn_lease_unclaimed', ARGV[5])
     local summary = redis.call('HMGET', KEYS[5], 'text', 'upto_seq')
     local upto = tonumber(summary[2] or '0')
     return {0, tonumber(existing), entries[1][2], tonumber(owed),
@@ -111,6 +118,7 @@ end
 -- A customer message starts a turn: take the turn lock and read what the turn starts from, here, so the
 -- turn need not make a round trip of its own first. Someone else's turn in flight: the runner waits.
 if ARGV[5] == '' or not redis.call('SET', KEYS[4], ARGV[5], 'NX', 'PX', ARGV[6]) then return {1, seq} end
+redis.call('HSET', KEYS[1], 'turn_lease_unclaimed', ARGV[5])
 local summary = redis.call('HMGET', KEYS[5], 'text', 'upto_seq')
 local upto = tonumber(summary[2] or '0')
 return {1, seq, redis.call('HGETALL', KEYS[1]), summary[1] or '', upto,
@@ -186,12 +194,16 @@ return 0
 """
 
 # A running turn's heartbeat: extend its lease, or take it again if it lapsed (Redis was away longer than
-# the lease) and nobody else took it. KEYS: lock. ARGV: token, ttl ms. Returns 1 held | 0 another turn's.
+# the lease) and nobody else took it. The first beat also claims a lease the message's append took (until
+# then a resend may take it over: see _APPEND). KEYS: lock, state. ARGV: token, ttl ms. Returns 1 held |
+# 0 another turn's.
 _RENEW = """
 local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if holder then return 0 end
+if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('HGET', KEYS[2], 'turn_lease_unclaimed') == ARGV[1] then
+  redis.call('HDEL', KEYS[2], 'turn_lease_unclaimed')
+end
 return 1
 """
 
@@ -766,10 +778,14 @@ class ConversationStore:
             return "running", None
         return "begun", _owed_context(token, result[1], result[2], result[3:])
 
-    async def renew_lease(self, token: LockToken, lease_ms: int) -> bool:
+    async def renew_lease(self, conversation_id: str, token: LockToken, lease_ms: int) -> bool:
         """A running turn's heartbeat: extend its lease (or take it again if it lapsed and is free);
         False when another turn holds it now."""
-        return bool(await self._renew(keys=[token.key], args=[token.value, lease_ms]))
+        return bool(
+            await self._renew(
+                keys=[token.key, keys.conv_state(conversation_id)], args=[token.value, lease_ms]
+            )
+        )
 
     async def end_turn(self, conversation_id: str, token: LockToken, seq: int | None) -> bool:
         """Release a turn's lease if still ours; with ``seq`` (the turn ran to its end), also clear the
