@@ -529,6 +529,28 @@ class TurnRunner:
             f"turn:{conversation_id}:{message.seq}",
         )
 
+    def give_up(self, conversation_id: str, context: TurnContext) -> None:
+        """An owed turn that was lost again each time it was re-run: hand the conversation to a person
+        (as a failed draft would) instead of running it once more."""
+        self._enter(conversation_id)
+        self._spawn(self._give_up(conversation_id, context), f"turn-lost:{conversation_id}")
+
+    async def _give_up(self, conversation_id: str, context: TurnContext) -> None:
+        try:
+            message, state = context.message, context.state
+            if message is not None and state is not None and state.state == str(e.State.BOT):
+                turn = Turn(
+                    self.deps, conversation_id, e.State.BOT, bot_epoch=state.bot_epoch, lease=context.lock
+                )
+                turn.seq, turn.message_text = message.seq, message.text
+                streamed = context.streamed_reply
+                actions: list[e.Action] = [e.AbortReply(streamed)] if streamed else []
+                actions += [e.Handoff(message.seq, e.Reason.DRAFT_FAILED), e.EmitStatus(e.State.QUEUED)]
+                await turn.apply(actions)
+            await self.deps.store.end_turn(conversation_id, context.lock, context.owed_seq or 0)
+        finally:
+            self._leave(conversation_id)
+
     def _enter(self, conversation_id: str) -> None:
         self.local[conversation_id] = self.local.get(conversation_id, 0) + 1
 

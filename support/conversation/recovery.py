@@ -27,6 +27,9 @@ from support.errors import REDIS_OUTAGES
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 100  # owed conversations looked at per sweep
+# A turn recovered this often since its message and lost again (a turn that fails every time it runs) is
+# handed to a person instead of being run again.
+MAX_RECOVERIES = 3
 
 
 async def sweep_owed_turns(store: ConversationStore, runner: TurnRunner) -> int:
@@ -44,6 +47,11 @@ async def sweep_owed_turns(store: ConversationStore, runner: TurnRunner) -> int:
             await store.forget_owed(conversation_id, score)
         elif outcome == "begun" and context is not None:
             seq = context.message.seq if context.message is not None else context.owed_seq
+            if context.recoveries > MAX_RECOVERIES:
+                log.error("the turn of %s (message %s) was lost %d times: handing off", conversation_id, seq,
+                          context.recoveries - 1)  # fmt: skip
+                runner.give_up(conversation_id, context)
+                continue
             log.warning("recovering the lost turn of %s (message %s)", conversation_id, seq)
             runner.recover(conversation_id, context)
             recovered += 1

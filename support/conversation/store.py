@@ -11,6 +11,7 @@ The Redis client is passed in and owned by the caller (the app's lifespan), neve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 import time
@@ -31,7 +32,7 @@ MARKED_MAX = 100_000  # conversations whose last archiver-index time this proces
 # State-hash fields only the store's scripts may write: seq allocation and the summary window.
 _RESERVED_FIELDS = frozenset({
     "last_seq", "window_start_seq", "summary_version", "created_at", "bot_epoch", "turn_owed_seq",
-    "turn_streamed", "turn_lease_unclaimed",
+    "turn_streamed", "turn_lease_unclaimed", "turn_recoveries",
 })  # fmt: skip
 
 # KEYS: state, events, client_ids, turn lock, summary, then the conversation's other durable keys. ARGV:
@@ -91,7 +92,10 @@ if cid ~= '' then
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'last_seq', 1)
 redis.call('XADD', KEYS[2], seq .. '-0', unpack(ARGV, 12))
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'turn_owed_seq', seq) end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'turn_owed_seq', seq)
+  redis.call('HDEL', KEYS[1], 'turn_recoveries')
+end
 if ARGV[10] ~= '' then
   local owed = tonumber(redis.call('HGET', KEYS[1], 'turn_owed_seq') or '0')
   if owed > 0 and owed <= tonumber(ARGV[10]) then redis.call('HDEL', KEYS[1], 'turn_owed_seq') end
@@ -222,16 +226,17 @@ return 1
 """
 
 # Recovery of an owed turn: take its lease if it is owed and nobody holds the lease, and read what it starts
-# from. KEYS: lock, state, summary, events. ARGV: token, ttl ms.
-# Returns {0} nothing owed | {1} a turn holds the lease | {2, owed seq, owed entry, state, summary text,
-# summary upto, window entries} begun.
+# from; counts the recoveries since the last customer message. KEYS: lock, state, summary, events. ARGV:
+# token, ttl ms. Returns {0} nothing owed | {1} a turn holds the lease | {2, recoveries, owed seq, owed
+# entry, state, summary text, summary upto, window entries} begun.
 _RECOVER = """
 local owed = redis.call('HGET', KEYS[2], 'turn_owed_seq')
 if not owed then return {0} end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
+local recoveries = redis.call('HINCRBY', KEYS[2], 'turn_recoveries', 1)
 local summary = redis.call('HMGET', KEYS[3], 'text', 'upto_seq')
 local upto = tonumber(summary[2] or '0')
-return {2, tonumber(owed), redis.call('XRANGE', KEYS[4], owed .. '-0', owed .. '-0'),
+return {2, recoveries, tonumber(owed), redis.call('XRANGE', KEYS[4], owed .. '-0', owed .. '-0'),
         redis.call('HGETALL', KEYS[2]), summary[1] or '', upto,
         redis.call('XRANGE', KEYS[4], (upto + 1) .. '-0', '+')}
 """
@@ -397,6 +402,7 @@ class TurnContext:
     window: list[Event]  # the messages after it, in seq order
     # The owed message this turn answers, when it was begun for an owed turn (recovery, a resend).
     message: Event | None = None
+    recoveries: int = 0  # times recovery began this owed turn (counting this one)
 
     @property
     def owed_seq(self) -> int | None:
@@ -776,7 +782,8 @@ class ConversationStore:
             return "none", None
         if status == 1:
             return "running", None
-        return "begun", _owed_context(token, result[1], result[2], result[3:])
+        context = _owed_context(token, result[2], result[3], result[4:])
+        return "begun", dataclasses.replace(context, recoveries=int(result[1]))
 
     async def renew_lease(self, conversation_id: str, token: LockToken, lease_ms: int) -> bool:
         """A running turn's heartbeat: extend its lease (or take it again if it lapsed and is free);

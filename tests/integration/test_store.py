@@ -342,7 +342,7 @@ async def test_an_owed_turn_is_found_recovered_once_and_cleared_by_its_outcome(
     assert outcome == "begun"
     assert recovered is not None
     assert recovered.message is not None
-    assert (recovered.message.seq, recovered.streamed_reply) == (event.seq, "r1")
+    assert (recovered.message.seq, recovered.streamed_reply, recovered.recoveries) == (event.seq, "r1", 1)
     assert (await store.recover_turn(CID, 5_000))[0] == "running"  # one owner
     # the old turn's write is refused (another turn holds the lease now); the new one's reply clears it
     with pytest.raises(TurnSuperseded):
