@@ -364,9 +364,11 @@ class Turn:
                 policy_version=self.deps.policy.version,
             )
             t = result.triage
-            await self.deps.store.record_triage(
-                self.conversation_id, seq, {**t.model_dump(), "fallback": result.fallback}
-            )
+            # The verdict is kept for agents and reports; Redis away must not cost the turn its verdict.
+            with contextlib.suppress(*REDIS_OUTAGES):
+                await self.deps.store.record_triage(
+                    self.conversation_id, seq, {**t.model_dump(), "fallback": result.fallback}
+                )
             self.inbox.put_nowait(
                 e.TriageDone(
                     seq=seq,

@@ -343,6 +343,44 @@ async def test_sigkill_mid_stream_the_turn_is_rerun_elsewhere(
     assert (lost, never_ended) == (0, 0)
 
 
+async def test_sigkill_mid_stream_then_a_new_message_waits_only_for_the_lease(
+    tmp_path: Path, fake: FakeAnthropic, aof_redis: AofRedis
+) -> None:
+    """The server streaming an answer is SIGKILLed and the customer, now on the second server, writes again
+    at once: the new message's turn starts when the dead turn's lease runs out (6 s), withdraws the
+    half-streamed reply and answers; it is not stuck behind the dead turn."""
+    slow_then_short(fake)
+    db = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
+    a = start_server(tmp_path / "a", fake, aof_redis.url, SWITCHBOARD_DATABASE_URL=db)
+    b = start_server(tmp_path / "b", fake, aof_redis.url, SWITCHBOARD_DATABASE_URL=db)
+    try:
+        token = open_session(a)["token"]
+        async with widget(a, token) as on_a, widget(b, token) as on_b:
+            await on_a.send({"type": "message", "client_id": "m1", "text": "Tell me everything about tents."})
+            await on_a.until(lambda f: f["type"] == "ack")
+            first = await on_b.until(lambda f: f["type"] == "delta")
+            await on_b.until(lambda f: f["type"] == "delta")
+            a.kill()
+            await on_b.send({"type": "message", "client_id": "m2", "text": "Hello? Are you still there?"})
+            sent = time.monotonic()
+            await on_b.until(lambda f: f["type"] == "ack")
+            aborted = await on_b.until(lambda f: f["type"] == "reply_aborted", BOUND_S + 5)
+            await on_b.until(turn_frame, BOUND_S + 5)
+            waited = time.monotonic() - sent
+            outcome = await on_b.until(answered, BOUND_S)
+            acked = on_a.acked() + on_b.acked()
+        events = await transcript(b, token)
+    finally:
+        a.kill()
+        b.kill()
+    lost, never_ended = account("sigkill_then_new_message", events, acked, waited)
+
+    assert aborted["reply_id"] == first["reply_id"]
+    assert waited < 10.0  # the lease (6 s) and a margin, not the dead turn's deadline
+    assert outcome["type"] == "status" or outcome["reply_id"] != first["reply_id"]
+    assert (lost, never_ended) == (0, 0)
+
+
 async def test_redis_stopped_while_a_message_is_sent_the_resend_runs_the_turn(
     tmp_path: Path, fake: FakeAnthropic, aof_redis: AofRedis
 ) -> None:
