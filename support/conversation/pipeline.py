@@ -650,8 +650,9 @@ class TurnRunner:
                 return
             owed = context.owed_seq
             if waited and (owed is None or owed < message.seq):
-                # While this waited, another run (recovery of a later message) answered it: the owed
-                # marker moved past it or was cleared. Answering again would repeat that answer.
+                # While this waited, another run answered it (recovery took the lease first and ran the
+                # latest owed message's turn, this one's message in its history): the marker is cleared.
+                # Answering again would repeat that answer.
                 await store.end_turn(conversation_id, context.lock, None)
                 return
         state = e.State(context.state.state) if context.state else e.State.BOT
