@@ -36,15 +36,20 @@ async def sweep_owed_turns(store: ConversationStore, runner: TurnRunner) -> int:
     """One pass: re-run every indexed owed turn whose lease is gone; drop index entries of conversations
     that owe nothing. Returns how many turns it re-ran."""
     lease_ms = runner.lock_ttl_ms
-    # A message indexed less than a lease ago has its turn starting or running: not worth a look yet.
+    # A message indexed less than a lease ago has its turn starting or running: not worth a look yet. A
+    # turn found running is moved to the back (looked at again a lease later); one that owes nothing leaves
+    # the index: either way the next batch holds entries not yet looked at.
     rows = await store.owed_turns(int(time.time() * 1000) - lease_ms, SWEEP_BATCH)
     recovered = 0
     for conversation_id, score in rows:
         if conversation_id in runner.local:
-            continue  # its turn runs (or waits for the lease) in this process
+            await store.defer_owed(conversation_id)  # its turn runs (or waits for the lease) here
+            continue
         outcome, context = await store.recover_turn(conversation_id, lease_ms)
         if outcome == "none":
             await store.forget_owed(conversation_id, score)
+        elif outcome == "running":
+            await store.defer_owed(conversation_id)
         elif outcome == "begun" and context is not None:
             seq = context.message.seq if context.message is not None else context.owed_seq
             if context.recoveries > MAX_RECOVERIES:

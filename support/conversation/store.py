@@ -764,6 +764,11 @@ class ConversationStore:
             (_s(row[0]) if isinstance(row[0], bytes | str) else str(row[0]), float(row[1])) for row in rows
         ]
 
+    async def defer_owed(self, conversation_id: str) -> None:
+        """Move an owed turn that is running to the back of the owed index: recovery looks at it again only
+        a lease later (a message indexing it meanwhile does the same)."""
+        await self._redis.zadd(keys.turns_owed(), {conversation_id: int(time.time() * 1000)}, xx=True)
+
     async def forget_owed(self, conversation_id: str, score: float) -> bool:
         """Drop the conversation from the owed index unless a message indexed it again since ``score``."""
         return bool(await self._forget(keys=[keys.turns_owed()], args=[conversation_id, repr(score)]))
