@@ -558,8 +558,8 @@ class ConversationStore:
 
     async def erase(self, conversation_id: str) -> int:
         """Delete every key of the conversation, locks included (one transaction: they share a slot) and
-        drop it from the archiver's index; returns how many of its durable keys (not locks) existed.
-        Appends after this fail with NotFound."""
+        drop it from the archiver's and the owed turns' indexes; returns how many of its durable keys (not
+        locks) existed. Appends after this fail with NotFound."""
         durable = keys.conversation_keys(conversation_id)
         locks = [k for k in keys.conversation_all_keys(conversation_id) if k not in durable]
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -567,6 +567,7 @@ class ConversationStore:
             pipe.delete(*locks)
             deleted, _locks = await pipe.execute()
         await self._redis.zrem(keys.active_conversations(), conversation_id)
+        await self._redis.zrem(keys.turns_owed(), conversation_id)
         self._marked.pop(conversation_id, None)
         return int(deleted)
 
