@@ -247,7 +247,7 @@ class LLMSettings(BaseSettings):
     turn_deadline_s: float = Field(
         25.0,
         description="A customer turn ends (answer or handoff) within this, even if the model stalls or "
-        "Redis is away for part of it (at most 30 s: a dead process's turn is re-run within that too).",
+        "Redis is away for part of it; at most 30 s.",
         gt=0,
         le=30,
     )
