@@ -97,6 +97,14 @@ class BotDisowned(Conflict):
     code = "bot_disowned"
 
 
+class TurnSuperseded(Conflict):
+    """A turn's lease was taken by another turn of the same conversation (it lapsed while Redis was away
+    and recovery re-ran the turn): the old turn's write was refused and it ends. Raised inside a turn;
+    never sent."""
+
+    code = "turn_superseded"
+
+
 class RateLimited(SwitchboardError):
     """Too many requests."""
 

@@ -114,6 +114,15 @@ def active_conversations() -> str:
     return f"{PREFIX}:{{archive}}:active"
 
 
+def turns_owed() -> str:
+    """Sorted set: conversation id -> when a customer message last made it owe a turn (ms since epoch).
+
+    The global index the recovery sweep reads (its own hash tag); the authority is the conversation's own
+    ``turn_owed_seq`` state field, written by the script that stores the message. Written before the
+    message is acknowledged; an entry whose conversation owes nothing is dropped by the sweep."""
+    return f"{PREFIX}:{{turns}}:owed"
+
+
 # --- human handoff (one hash tag: the queue's scripts touch several of these at once) -------------
 
 

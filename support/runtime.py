@@ -37,6 +37,7 @@ from support.channels.widget_sessions import WidgetSessionService
 from support.conversation.archive import archive_forever
 from support.conversation.fanout import Fanout
 from support.conversation.pipeline import TurnDeps, TurnRunner
+from support.conversation.recovery import recover_forever
 from support.conversation.store import ConversationStore
 from support.db.engine import make_engine, session_factory
 from support.db.migrate import upgrade_to_head
@@ -227,6 +228,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         aioredis.BlockingConnectionPool.from_url(
             redis_url, decode_responses=False, health_check_interval=30,
             max_connections=REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_WAIT_S,
+            # A stopped or partitioned Redis fails a command as `unavailable` instead of hanging it (and
+            # a turn with it). Pub/sub reads pass their own timeout; the fanout has its own client.
+            socket_timeout=settings.redis.socket_timeout_s,
+            socket_connect_timeout=settings.redis.socket_timeout_s,
         )
     )  # fmt: skip
     # The shared subscriber's own connection: no silent retries, so a broken connection is noticed and
@@ -307,6 +312,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             policy=policy,
             offline=OfflineResponder(policy.text),
             turn_deadline_s=settings.llm.turn_deadline_s,
+            lease_s=settings.llm.turn_lease_s,
+            heartbeat_s=settings.llm.turn_heartbeat_s,
             handoff=runtime.handoff,
             examples=runtime.examples,
             routing=RoutingPolicy(
@@ -334,6 +341,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     )  # fmt: skip
     runtime.accounts = AgentAccounts(agents, runtime.agent_tokens, runtime.desk)
     runtime.spawn(runtime.desk.expire_forever(min(1.0, hs.lease_s / 4)), "lease-sweeper")
+    runtime.spawn(
+        recover_forever(store, runtime.turns, settings.llm.turn_recovery_interval_s), "turn-recovery"
+    )
     rs = settings.retention
     runtime.customers = CustomerDataService(
         store, sessions, runtime.handoff,

@@ -140,6 +140,12 @@ class RedisSettings(BaseSettings):
         description="redis:// or unix:// URL. Unset: an embedded Redis server is started under the data dir.",
     )
     embedded_start_timeout_s: float = Field(10.0, description="How long to wait for the embedded server.")
+    socket_timeout_s: float = Field(
+        3.0,
+        description="A command on the main client fails as `unavailable` after this long without an answer "
+        "(a stopped or partitioned Redis); pub/sub connections have no read timeout.",
+        gt=0,
+    )
 
 
 class DatabaseSettings(BaseSettings):
@@ -252,7 +258,27 @@ class LLMSettings(BaseSettings):
         ),
     )
     turn_deadline_s: float = Field(
-        45.0, description="A customer turn ends (answer or handoff) within this, even if the model stalls."
+        25.0,
+        description="A customer turn ends (answer or handoff) within this, even if the model stalls or "
+        "Redis is away for part of it; at most 30 s.",
+        gt=0,
+        le=30,
+    )
+    turn_lease_s: float = Field(
+        6.0,
+        description="The turn lock is a lease this long, renewed while the turn runs: a turn whose process "
+        "died frees its conversation (for the next message, or for recovery) this long after its last "
+        "renewal.",
+        gt=0,
+    )
+    turn_heartbeat_s: float = Field(
+        2.0, description="How often a running turn renews its lease (well under `turn_lease_s`).", gt=0
+    )
+    turn_recovery_interval_s: float = Field(
+        2.0,
+        description="How often each process looks for owed turns nobody runs (its process died, or its "
+        "start was lost) and re-runs them; jittered by +/-50 % so processes do not sweep in step.",
+        gt=0,
     )
 
     @property

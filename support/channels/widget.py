@@ -342,7 +342,9 @@ class WidgetConnection:
             if created:
                 turns.start(cid, event, context, refreshed)
             else:
-                refreshed.cancel()  # a resend starts no turn
+                refreshed.cancel()  # a resend starts no turn of its own...
+                if context is not None:  # ...but begins the owed turn whose start was lost
+                    turns.recover(cid, context)
             await self.send({"type": "ack", "client_id": client_id, "seq": event.seq})
         elif isinstance(frame, ResumeFrame):
             for event in await self.store.events_after(cid, frame.after):

@@ -6,6 +6,12 @@ engine until routing decides, then flushed as ``delta`` frames; the final reply 
 ``seq``. Every frame goes out through the store's pub/sub channel, so a customer connected to any process
 receives it. A turn always ends within ``turn_deadline_s``: a stalled model ends in a handoff.
 
+A turn runs under a lease (the conversation's turn lock, ``turn_lease_s`` long) that a heartbeat renews
+while it runs, so a turn whose process died frees the conversation within the lease, and recovery
+(:mod:`support.conversation.recovery`) re-runs it. Redis away mid-turn does not end the turn: live deltas
+that cannot be published are skipped (the stored reply has the whole text), and the reply or the handoff is
+retried until Redis answers or the deadline passes; a turn that could not write its outcome stays owed.
+
 A bot turn writes only while the bot owns the conversation in the bot epoch the turn began in: its deltas,
 its reply and its own handoff are checked by the store in the same script that would send or store them.
 A refusal (someone asked for or took a person meanwhile, on any process) ends the turn: its model stream
@@ -17,8 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import random
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,9 +35,9 @@ from typing import Any
 
 from support.conversation import engine as e
 from support.conversation.ports import ExamplesPort, HandoffPort, RoutingPort
-from support.conversation.store import ConversationStore, Event, TurnContext
+from support.conversation.store import ConversationStore, Event, LockToken, TurnContext
 from support.conversation.window import maybe_fold
-from support.errors import BotDisowned, ModelError
+from support.errors import REDIS_OUTAGES, BotDisowned, ModelError, TurnSuperseded
 from support.llm.answer import build_answer_request, draft_from_message
 from support.llm.gateway import ModelGateway
 from support.llm.offline import Example, OfflineResponder
@@ -46,6 +55,10 @@ HISTORY_CAP_MESSAGES = 200
 TURN_LOCK_POLL_S = 0.02
 # How long a finished turn waits for its model calls' bookkeeping (ledger write, budget settlement).
 BOOKKEEPING_GRACE_S = 5.0
+# A turn's write that failed because Redis is away is tried again this often, until the turn's deadline.
+REDIS_RETRY_S = 0.5
+# After the deadline, how long the turn may take to write its handoff (Redis may be away still).
+HANDOFF_GRACE_S = 3.0
 
 
 def _now() -> datetime:
@@ -62,7 +75,9 @@ class TurnDeps:
     policy: Policy
     offline: OfflineResponder
     estimator: TokenEstimator = field(default_factory=TokenEstimator)
-    turn_deadline_s: float = 45.0
+    turn_deadline_s: float = 25.0
+    lease_s: float = 6.0  # the turn lock's lease; a heartbeat renews it every heartbeat_s while it runs
+    heartbeat_s: float = 2.0
     handoff: HandoffPort | None = None  # None: handoffs only change the conversation state (unit use)
     examples: ExamplesPort | None = None
     routing: RoutingPort = field(kw_only=True)  # handoff.routing.RoutingPolicy, passed in (ports.py)
@@ -74,14 +89,23 @@ class Turn:
     """Drives one engine turn for one conversation; not reused."""
 
     def __init__(
-        self, deps: TurnDeps, conversation_id: str, state: e.State, bot_epoch: int | None = None
+        self,
+        deps: TurnDeps,
+        conversation_id: str,
+        state: e.State,
+        bot_epoch: int | None = None,
+        lease: LockToken | None = None,
     ) -> None:
         """``bot_epoch``: the bot epoch a bot turn began in (its writes are checked against it); None for
-        a conversation-level change (an agent's or the customer's action), which owns what it writes."""
+        a conversation-level change (an agent's or the customer's action), which owns what it writes.
+        ``lease``: a bot turn's lease; its outcome is written only while it holds it."""
         self.deps = deps
         self.conversation_id = conversation_id
         self.engine = e.ConversationEngine(state)
         self.bot_epoch = bot_epoch
+        self.lease = lease
+        self.streamed = False  # the turn's first delta went out (and was recorded for recovery)
+        self.redis_away = False  # a write failed for want of Redis during this turn (logged once)
         self.seq = 0  # the customer message this turn answers
         self.inbox: asyncio.Queue[e.Input] = asyncio.Queue()
         self.tasks: list[asyncio.Task[None]] = []
@@ -95,8 +119,9 @@ class Turn:
         # model calls' bookkeeping waits for it, so it never competes with the reply for the event loop.
         self.reply_out = asyncio.Event()
 
-    async def run(self, message: Event, context: TurnContext) -> None:
-        """Run the turn started by ``message`` until the engine has no turn in flight."""
+    async def run(self, message: Event, context: TurnContext, reply_id: str | None = None) -> None:
+        """Run the turn started by ``message`` until the engine has no turn in flight; ``reply_id`` for a
+        re-run (the earlier run's reply id was withdrawn and may not be used again)."""
         self.message_text = message.text
         self.seq = message.seq
         self.summary = context.summary
@@ -107,10 +132,11 @@ class Turn:
         ][-HISTORY_CAP_MESSAGES:]
         self.history = [("user" if ev.role == "customer" else "assistant", ev.text) for ev in earlier]
         self.route_history = [(ev.role, ev.text) for ev in earlier]
-        await self.apply(self.engine.handle(e.CustomerMessage(seq=message.seq, text=message.text)))
         finished = False
         try:
             async with asyncio.timeout(self.deps.turn_deadline_s):
+                start = e.CustomerMessage(seq=message.seq, text=message.text, reply_id=reply_id)
+                await self.apply(self.engine.handle(start))
                 while self.engine.turn is not None:
                     actions = self.engine.handle(await self.inbox.get())
                     # Inputs that queued up while the last actions ran (deltas from a fast stream, the
@@ -122,7 +148,11 @@ class Turn:
         except TimeoutError:
             log.warning("turn %s/%s hit its deadline", self.conversation_id, message.seq)
             if self.engine.turn is not None:
-                await self.apply(self.engine.handle(e.Timeout(seq=message.seq)))
+                # Bounded too (Redis may still be away): a handoff not written leaves the turn owed.
+                async with asyncio.timeout(HANDOFF_GRACE_S):
+                    await self.apply(self.engine.handle(e.Timeout(seq=message.seq)))
+            else:
+                raise  # the outcome was being written when the deadline hit: the turn is still owed
         finally:
             self.reply_out.set()
             if not finished:  # deadline, error or cancellation: the model calls are not wanted any more
@@ -167,20 +197,48 @@ class Turn:
                 and after.reply_id == action.reply_id
             ):
                 # The reply's last delta goes out with the reply itself: one script, in order.
-                await self._persist_reply(after, last_delta=action)
+                await self._until_written(functools.partial(self._persist_reply, after, last_delta=action))
                 i += 2
                 continue
-            await self._do(action)
+            if isinstance(action, e.StreamDelta):
+                await self._do(action)
+            elif isinstance(action, e.PersistReply):
+                await self._until_written(functools.partial(self._persist_reply, action))
+            else:
+                await self._until_written(functools.partial(self._do, action))
             i += 1
 
+    def _redis_lost(self, exc: BaseException) -> None:
+        if not self.redis_away:
+            log.warning(
+                "turn %s/%s: Redis unreachable (%s); the turn goes on and retries its writes",
+                self.conversation_id, self.seq, type(exc).__name__,
+            )  # fmt: skip
+        self.redis_away = True
+
+    async def _until_written(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the turn's writes, again every REDIS_RETRY_S while Redis is unreachable: the turn's
+        deadline (the timeout around the turn) bounds the wait, and the finished draft is kept meanwhile."""
+        while True:
+            try:
+                await write()
+                return
+            except REDIS_OUTAGES as exc:
+                self._redis_lost(exc)
+            await asyncio.sleep(REDIS_RETRY_S)
+
     async def _persist_reply(self, action: e.PersistReply, last_delta: e.StreamDelta | None = None) -> None:
+        store = self.deps.store
+        if self.redis_away and await store.has_reply(self.conversation_id, action.reply_id):
+            return  # an earlier attempt was stored but its answer lost with the connection
         first = None
         if last_delta is not None:
             first = {"type": "delta", "reply_id": last_delta.reply_id, "text": last_delta.text}
-        await self.deps.store.append_event(
+        await store.append_event(
             self.conversation_id, type="message", role="assistant", text=action.text,
             reply_id=action.reply_id, now=_now(), publish=True, publish_first=first,
-            bot_epoch=self.bot_epoch,
+            bot_epoch=self.bot_epoch, ends_turn=action.seq if self.bot_epoch is not None else None,
+            lease=self.lease,
         )  # fmt: skip
 
     async def _publish(self, frame: dict[str, Any]) -> None:
@@ -213,10 +271,17 @@ class Turn:
                 self.inbox.put_nowait(e.Decision(seq=seq, answer=verdict.answer, reason=verdict.reason))
             case e.StreamDelta(reply_id=reply_id, text=text):
                 frame = {"type": "delta", "reply_id": reply_id, "text": text}
-                if self.bot_epoch is None:
-                    await self._publish(frame)
-                else:
-                    await store.publish_bot(cid, self.bot_epoch, frame)
+                try:
+                    if self.bot_epoch is None:
+                        await self._publish(frame)
+                    else:
+                        first = "" if self.streamed else reply_id
+                        await store.publish_bot(cid, self.bot_epoch, frame, starts_reply=first)
+                        self.streamed = True
+                except REDIS_OUTAGES as exc:
+                    # Live frames only: the stored reply carries the whole text, and a customer whose
+                    # socket broke with Redis resumes from the log.
+                    self._redis_lost(exc)
             case e.AbortReply(reply_id=reply_id):
                 await self._publish({"type": "reply_aborted", "reply_id": reply_id})
             case e.PersistReply():
@@ -262,6 +327,8 @@ class Turn:
                 await store.append_event(
                     cid, type="status", role="system", text="", extra=extra, now=_now(), publish=True,
                     new_state=str(state), bot_epoch=self.bot_epoch if leaving_bot else None,
+                    ends_turn=self.seq if leaving_bot and self.seq else None,
+                    lease=self.lease if leaving_bot else None,
                 )  # fmt: skip
                 if state is e.State.QUEUED and handoff is not None:
                     await handoff.queue_changed(announced=cid)
@@ -298,9 +365,11 @@ class Turn:
                 policy_version=self.deps.policy.version,
             )
             t = result.triage
-            await self.deps.store.record_triage(
-                self.conversation_id, seq, {**t.model_dump(), "fallback": result.fallback}
-            )
+            # The verdict is kept for agents and reports; Redis away must not cost the turn its verdict.
+            with contextlib.suppress(*REDIS_OUTAGES):
+                await self.deps.store.record_triage(
+                    self.conversation_id, seq, {**t.model_dump(), "fallback": result.fallback}
+                )
             self.inbox.put_nowait(
                 e.TriageDone(
                     seq=seq,
@@ -419,17 +488,19 @@ def _prompt_text(request: dict[str, Any]) -> str:
 
 
 class TurnRunner:
-    """Runs turns as owned background tasks, one at a time per conversation (a Redis lock)."""
+    """Runs turns as owned background tasks, one at a time per conversation (a Redis lease)."""
 
     def __init__(self, deps: TurnDeps, spawn: Callable[[Awaitable[None], str], object]) -> None:
         self.deps = deps
         self._spawn = spawn
         self.in_flight: set[asyncio.Task[None]] = set()
+        # Conversations with a turn started or running in this process: recovery leaves them alone.
+        self.local: dict[str, int] = {}
 
     @property
     def lock_ttl_ms(self) -> int:
-        """The turn lock's TTL: the turn's deadline and a margin (a crashed turn frees it by then)."""
-        return int((self.deps.turn_deadline_s + 5) * 1000)
+        """The turn lease's TTL: a turn renews it every ``heartbeat_s``; a dead turn frees it by then."""
+        return int(self.deps.lease_s * 1000)
 
     def start(
         self,
@@ -439,12 +510,79 @@ class TurnRunner:
         examples_refreshed: Awaitable[None] | None = None,
     ) -> None:
         """Start the turn for a newly persisted customer message; ``context`` when the append already
-        began the turn (took its lock: the turn owns it from here), ``examples_refreshed`` when the
+        began the turn (took its lease: the turn owns it from here), ``examples_refreshed`` when the
         examples' version check is already under way."""
+        self._enter(conversation_id)
         self._spawn(
-            self.run(conversation_id, message, context, examples_refreshed),
+            self._run_entered(conversation_id, message, context, examples_refreshed),
             f"turn:{conversation_id}:{message.seq}",
         )
+
+    def recover(self, conversation_id: str, context: TurnContext) -> None:
+        """Run an owed turn that recovery (or a resend) began: ``context.message`` is the owed message.
+        A reply an earlier run of it began to stream is withdrawn first; the re-run answers with a new
+        reply id (the withdrawn one never gets a ``message``)."""
+        message = context.message
+        self._enter(conversation_id)
+        if message is None:  # the owed message is gone (erased meanwhile): nothing to answer
+            self._spawn(self._end_lost(conversation_id, context), f"turn-lost:{conversation_id}")
+            return
+        self._spawn(
+            self._run_entered(conversation_id, message, context, None, recovered=True),
+            f"turn:{conversation_id}:{message.seq}",
+        )
+
+    def give_up(self, conversation_id: str, context: TurnContext) -> None:
+        """An owed turn that was lost again each time it was re-run: hand the conversation to a person
+        (as a failed draft would) instead of running it once more."""
+        self._enter(conversation_id)
+        self._spawn(self._give_up(conversation_id, context), f"turn-lost:{conversation_id}")
+
+    async def _give_up(self, conversation_id: str, context: TurnContext) -> None:
+        try:
+            message, state = context.message, context.state
+            if message is not None and state is not None and state.state == str(e.State.BOT):
+                turn = Turn(
+                    self.deps, conversation_id, e.State.BOT, bot_epoch=state.bot_epoch, lease=context.lock
+                )
+                turn.seq, turn.message_text = message.seq, message.text
+                streamed = context.streamed_reply
+                actions: list[e.Action] = [e.AbortReply(streamed)] if streamed else []
+                actions += [e.Handoff(message.seq, e.Reason.DRAFT_FAILED), e.EmitStatus(e.State.QUEUED)]
+                await turn.apply(actions)
+            await self.deps.store.end_turn(conversation_id, context.lock, context.owed_seq or 0)
+        finally:
+            self._leave(conversation_id)
+
+    def _enter(self, conversation_id: str) -> None:
+        self.local[conversation_id] = self.local.get(conversation_id, 0) + 1
+
+    def _leave(self, conversation_id: str) -> None:
+        left = self.local.get(conversation_id, 1) - 1
+        if left > 0:
+            self.local[conversation_id] = left
+        else:
+            self.local.pop(conversation_id, None)
+
+    async def _end_lost(self, conversation_id: str, context: TurnContext) -> None:
+        try:
+            await self.deps.store.end_turn(conversation_id, context.lock, context.owed_seq or 0)
+        finally:
+            self._leave(conversation_id)
+
+    async def _run_entered(
+        self,
+        conversation_id: str,
+        message: Event,
+        context: TurnContext | None,
+        examples_refreshed: Awaitable[None] | None,
+        *,
+        recovered: bool = False,
+    ) -> None:
+        try:
+            await self.run(conversation_id, message, context, examples_refreshed, recovered=recovered)
+        finally:
+            self._leave(conversation_id)
 
     def refresh_examples(self) -> asyncio.Task[None]:
         """Start the examples' version check (one GET) now, to overlap another round trip."""
@@ -481,44 +619,107 @@ class TurnRunner:
         message: Event,
         context: TurnContext | None = None,
         examples_refreshed: Awaitable[None] | None = None,
+        *,
+        recovered: bool = False,
     ) -> None:
-        """Run one turn under the conversation's turn lock; waits for a turn already in flight."""
+        """Run one turn under the conversation's turn lease; waits for a turn already in flight.
+        ``recovered``: ``context`` was begun for the owed ``message`` by recovery or a resend."""
         store = self.deps.store
-        lock_ttl_ms = self.lock_ttl_ms
+        lease_ms = self.lock_ttl_ms
         if context is not None:  # begun by the append, which overlapped the examples' check
             if examples_refreshed is not None:
                 await examples_refreshed
         else:
             # The examples' version check (one GET, another cluster slot) overlaps the turn's first read.
             context, _ = await asyncio.gather(
-                store.begin_turn(conversation_id, lock_ttl_ms),
+                store.begin_turn(conversation_id, lease_ms),
                 examples_refreshed if examples_refreshed is not None else self._refresh_examples(),
             )
-        for _ in range(int(self.deps.turn_deadline_s / TURN_LOCK_POLL_S)):
-            if context is not None:
-                break
-            await asyncio.sleep(TURN_LOCK_POLL_S)
-            context = await store.begin_turn(conversation_id, lock_ttl_ms)
-        if context is None:
-            log.error(
-                "turn lock for %s not acquired; message %s left for the agents", conversation_id, message.seq
-            )
-            return
+            waited = False
+            for _ in range(int(self.deps.turn_deadline_s / TURN_LOCK_POLL_S)):
+                if context is not None:
+                    break
+                waited = True
+                await asyncio.sleep(TURN_LOCK_POLL_S)
+                context = await store.begin_turn(conversation_id, lease_ms)
+            if context is None:
+                log.error(
+                    "turn lease for %s not acquired; message %s left to recovery",
+                    conversation_id,
+                    message.seq,
+                )
+                return
+            owed = context.owed_seq
+            if waited and (owed is None or owed < message.seq):
+                # While this waited, another run answered it (recovery took the lease first and ran the
+                # latest owed message's turn, this one's message in its history): the marker is cleared.
+                # Answering again would repeat that answer.
+                await store.end_turn(conversation_id, context.lock, None)
+                return
         state = e.State(context.state.state) if context.state else e.State.BOT
         epoch = context.state.bot_epoch if context.state else 0
-        turn = Turn(self.deps, conversation_id, state, bot_epoch=epoch)
+        turn = Turn(self.deps, conversation_id, state, bot_epoch=epoch, lease=context.lock)
+        reply_id = None
+        streamed = context.streamed_reply
+        if streamed is not None:
+            # An earlier turn (its process died) began a reply the customer is looking at: withdraw it.
+            log.warning(
+                "turn %s/%s: withdrawing reply %s of a lost turn", conversation_id, message.seq, streamed
+            )
+            with contextlib.suppress(*REDIS_OUTAGES):
+                await store.publish(conversation_id, {"type": "reply_aborted", "reply_id": streamed})
+        if recovered or streamed is not None:
+            reply_id = f"r{message.seq}-{secrets.token_hex(3)}"
+        running = asyncio.ensure_future(turn.run(message, context, reply_id))
+        superseded = asyncio.Event()
+        beat = asyncio.ensure_future(self._keep_lease(conversation_id, context.lock, running, superseded))
+        ended = False
         try:
-            await turn.run(message, context)
+            await running
+            ended = True
+        except asyncio.CancelledError:
+            if not superseded.is_set():
+                raise
+            log.warning(
+                "turn %s/%s: another turn took its lease; this one ends", conversation_id, message.seq
+            )
+        except TurnSuperseded:
+            log.warning(
+                "turn %s/%s: another turn took its lease; this one ends", conversation_id, message.seq
+            )
+        except Exception:
+            # Left owed (the marker stays): recovery re-runs it once Redis answers again.
+            log.exception("turn %s/%s failed; it stays owed", conversation_id, message.seq)
         finally:
+            beat.cancel()
             # Released as soon as the reply is out: the customer's next message may start its turn while
-            # this one's model calls still write their ledger rows.
+            # this one's model calls still write their ledger rows. A turn that ended clears its marker.
             with contextlib.suppress(Exception):
-                await store.release_lock(context.lock)
+                await store.end_turn(conversation_id, context.lock, message.seq if ended else None)
             await turn.settle()
         gateway = self.deps.gateway
-        if gateway is not None:
+        if gateway is not None and ended:
             # After the reply went out: fold old turns into the summary if the window is over budget.
             self._spawn(self._fold(gateway, conversation_id), f"summary:{conversation_id}")
+
+    async def _keep_lease(
+        self, conversation_id: str, lease: LockToken, running: asyncio.Future[None], superseded: asyncio.Event
+    ) -> None:
+        """The turn's heartbeat: renew its lease every ``heartbeat_s`` (jittered); Redis away is waited
+        out (the lease is taken again when it answers); another turn holding it ends this one."""
+        beat = self.deps.heartbeat_s
+        pause = 0.0  # the first beat at once: it claims the lease the message's append took
+        while not running.done():
+            await asyncio.sleep(pause)
+            pause = beat * random.uniform(0.8, 1.0)
+            try:
+                held = await self.deps.store.renew_lease(conversation_id, lease, self.lock_ttl_ms)
+            except REDIS_OUTAGES:
+                continue
+            if not held:
+                superseded.set()
+                running.cancel()
+                return
 
     async def _refresh_examples(self) -> None:
         """Reload this process's examples if any changed anywhere (one GET when nothing did)."""

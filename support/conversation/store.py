@@ -11,6 +11,7 @@ The Redis client is passed in and owned by the caller (the app's lifespan), neve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 import time
@@ -24,40 +25,82 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from support import keys
-from support.errors import BotDisowned, NotFound
+from support.errors import BotDisowned, NotFound, TurnSuperseded
 
 MARKED_MAX = 100_000  # conversations whose last archiver-index time this process remembers
 
 # State-hash fields only the store's scripts may write: seq allocation and the summary window.
 _RESERVED_FIELDS = frozenset({
-    "last_seq", "window_start_seq", "summary_version", "created_at", "bot_epoch",
+    "last_seq", "window_start_seq", "summary_version", "created_at", "bot_epoch", "turn_owed_seq",
+    "turn_streamed", "turn_lease_unclaimed", "turn_recoveries",
 })  # fmt: skip
 
 # KEYS: state, events, client_ids, turn lock, summary, then the conversation's other durable keys. ARGV:
 # client_id ('' for none), created_at, pub/sub channel ('' = do not publish), the event's frame without its
 # seq (a JSON object), turn-lock token ('' = do not begin a turn), lock ttl ms, a frame to publish just
 # before the event's own ('' = none: the reply's last delta rides with the reply), the bot epoch the writer
-# requires ('' = none: see _BOT_OWNS), the conversation state this status event moves to ('' = none), then
+# requires ('' = none: see _BOT_OWNS), the conversation state this status event moves to ('' = none), the
+# seq of the customer message whose turn this event ends ('' = none: see "owed turns" below), the turn
+# lease token the writer holds ('' = none; a writer whose lease another turn has taken is refused), then
 # the stream fields.
-# Returns {-1} no conversation | {-2} the bot no longer owns the conversation (nothing written) | {0, seq,
-# fields} a resend | {1, seq} stored | {1, seq, state, summary text, summary upto, window entries} stored
-# and the turn begun (the lock taken, as _BEGIN_TURN below).
+# Returns {-1} no conversation | {-2} the bot no longer owns the conversation (nothing written) | {-3} the
+# writer's turn lease belongs to another turn now (nothing written) | {0, seq, fields} a resend | {0, seq,
+# fields, owed seq, owed entry, state, summary text, summary upto, window entries} a resend whose
+# conversation owes a turn nobody runs: that turn is begun (the lock taken) | {1, seq} stored | {1, seq,
+# state, summary text, summary upto, window entries} stored and the turn begun (as _BEGIN_TURN below).
+#
+# Owed turns: a customer message that begins a turn sets ``turn_owed_seq`` in the state hash, in the script
+# that stores it; the event that ends the turn (its reply, or its handoff's status) clears it in the script
+# that stores that event, as does the end of a turn that ran to completion (_END_TURN). A marker left with no
+# lease held is a turn whose process died or whose start was lost: recovery (support/conversation/
+# recovery.py) re-runs it. ``turn_streamed`` names the reply a turn began to stream, so whoever re-runs it
+# first withdraws what the customer saw (``reply_aborted``).
 _APPEND = """
 if redis.call('HEXISTS', KEYS[1], 'created_at') == 0 then return {-1} end
 if ARGV[8] ~= '' then
   local owner = redis.call('HMGET', KEYS[1], 'state', 'bot_epoch')
   if owner[1] ~= 'bot' or (owner[2] or '0') ~= ARGV[8] then return {-2} end
 end
+if ARGV[11] ~= '' then
+  local holder = redis.call('GET', KEYS[4])
+  if holder and holder ~= ARGV[11] then return {-3} end
+end
 local cid = ARGV[1]
 if cid ~= '' then
   local existing = redis.call('HGET', KEYS[3], cid)
   if existing then
     local entries = redis.call('XRANGE', KEYS[2], existing .. '-0', existing .. '-0')
-    return {0, tonumber(existing), entries[1][2]}
+    -- A resend of a message whose turn is owed and not running (its start was lost: the first attempt's
+    -- answer never reached the client): begin that turn now rather than wait for recovery. A lease no
+    -- turn ever renewed (taken by a first attempt whose process never saw the answer) counts as free.
+    local owed = redis.call('HGET', KEYS[1], 'turn_owed_seq')
+    if ARGV[5] == '' or not owed then return {0, tonumber(existing), entries[1][2]} end
+    if not redis.call('SET', KEYS[4], ARGV[5], 'NX', 'PX', ARGV[6]) then
+      local unclaimed = redis.call('HGET', KEYS[1], 'turn_lease_unclaimed')
+      if not unclaimed or redis.call('GET', KEYS[4]) ~= unclaimed then
+        return {0, tonumber(existing), entries[1][2]}
+      end
+      redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
+    end
+    redis.call('HSET', KEYS[1], 'turn_lease_unclaimed', ARGV[5])
+    local summary = redis.call('HMGET', KEYS[5], 'text', 'upto_seq')
+    local upto = tonumber(summary[2] or '0')
+    return {0, tonumber(existing), entries[1][2], tonumber(owed),
+            redis.call('XRANGE', KEYS[2], owed .. '-0', owed .. '-0'), redis.call('HGETALL', KEYS[1]),
+            summary[1] or '', upto, redis.call('XRANGE', KEYS[2], (upto + 1) .. '-0', '+')}
   end
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'last_seq', 1)
-redis.call('XADD', KEYS[2], seq .. '-0', unpack(ARGV, 10))
+redis.call('XADD', KEYS[2], seq .. '-0', unpack(ARGV, 12))
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'turn_owed_seq', seq)
+  redis.call('HDEL', KEYS[1], 'turn_recoveries')
+end
+if ARGV[10] ~= '' then
+  local owed = tonumber(redis.call('HGET', KEYS[1], 'turn_owed_seq') or '0')
+  if owed > 0 and owed <= tonumber(ARGV[10]) then redis.call('HDEL', KEYS[1], 'turn_owed_seq') end
+  redis.call('HDEL', KEYS[1], 'turn_streamed')
+end
 if ARGV[9] ~= '' then
   -- A state change and its status event are one step. Leaving the bot starts a new bot epoch: every bot
   -- turn of the old one is refused from here on, even after the conversation returns to the bot.
@@ -79,6 +122,7 @@ end
 -- A customer message starts a turn: take the turn lock and read what the turn starts from, here, so the
 -- turn need not make a round trip of its own first. Someone else's turn in flight: the runner waits.
 if ARGV[5] == '' or not redis.call('SET', KEYS[4], ARGV[5], 'NX', 'PX', ARGV[6]) then return {1, seq} end
+redis.call('HSET', KEYS[1], 'turn_lease_unclaimed', ARGV[5])
 local summary = redis.call('HMGET', KEYS[5], 'text', 'upto_seq')
 local upto = tonumber(summary[2] or '0')
 return {1, seq, redis.call('HGETALL', KEYS[1]), summary[1] or '', upto,
@@ -153,14 +197,60 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# A running turn's heartbeat: extend its lease, or take it again if it lapsed (Redis was away longer than
+# the lease) and nobody else took it. The first beat also claims a lease the message's append took (until
+# then a resend may take it over: see _APPEND). KEYS: lock, state. ARGV: token, ttl ms. Returns 1 held |
+# 0 another turn's.
+_RENEW = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('HGET', KEYS[2], 'turn_lease_unclaimed') == ARGV[1] then
+  redis.call('HDEL', KEYS[2], 'turn_lease_unclaimed')
+end
+return 1
+"""
+
+# The end of a turn: release the lease if still ours and, for a turn that ran to its end, clear the owed
+# marker if it is this turn's (a later message's marker stays). KEYS: lock, state. ARGV: token, the turn's
+# message seq ('' = keep the marker: the turn failed and is owed still). Returns 1 released | 0 not ours.
+_END_TURN = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if ARGV[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then
+  local owed = tonumber(redis.call('HGET', KEYS[2], 'turn_owed_seq') or '0')
+  if owed > 0 and owed <= tonumber(ARGV[2]) then redis.call('HDEL', KEYS[2], 'turn_owed_seq') end
+  redis.call('HDEL', KEYS[2], 'turn_streamed')
+end
+return 1
+"""
+
+# Recovery of an owed turn: take its lease if it is owed and nobody holds the lease, and read what it starts
+# from; counts the recoveries since the last customer message. KEYS: lock, state, summary, events. ARGV:
+# token, ttl ms. Returns {0} nothing owed | {1} a turn holds the lease | {2, recoveries, owed seq, owed
+# entry, state, summary text, summary upto, window entries} begun.
+_RECOVER = """
+local owed = redis.call('HGET', KEYS[2], 'turn_owed_seq')
+if not owed then return {0} end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
+local recoveries = redis.call('HINCRBY', KEYS[2], 'turn_recoveries', 1)
+local summary = redis.call('HMGET', KEYS[3], 'text', 'upto_seq')
+local upto = tonumber(summary[2] or '0')
+return {2, recoveries, tonumber(owed), redis.call('XRANGE', KEYS[4], owed .. '-0', owed .. '-0'),
+        redis.call('HGETALL', KEYS[2]), summary[1] or '', upto,
+        redis.call('XRANGE', KEYS[4], (upto + 1) .. '-0', '+')}
+"""
+
 # Where a bot turn's frames leave (deltas, typing): published only while the bot owns the conversation, in
 # the same script that checks it, so no frame can slip out between a handoff and the check. The bot owns it
 # while ``state`` is ``bot`` and ``bot_epoch`` is the one its turn began in (the epoch moves each time the
 # conversation leaves the bot, so a turn from before a handoff stays refused after a return to the bot).
-# KEYS: state. ARGV: channel, epoch, frame. Returns 1 published | 0 refused.
+# KEYS: state. ARGV: channel, epoch, frame, the reply id a turn's first delta starts ('' = not the first:
+# recorded as ``turn_streamed``, see owed turns above). Returns 1 published | 0 refused.
 _BOT_OWNS = """
 local owner = redis.call('HMGET', KEYS[1], 'state', 'bot_epoch')
 if owner[1] ~= 'bot' or (owner[2] or '0') ~= ARGV[2] then return 0 end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'turn_streamed', ARGV[4]) end
 redis.call('PUBLISH', ARGV[1], ARGV[3])
 return 1
 """
@@ -310,6 +400,20 @@ class TurnContext:
     summary: str  # the running summary ("" before the first fold)
     summary_upto: int  # the last seq the summary covers
     window: list[Event]  # the messages after it, in seq order
+    # The owed message this turn answers, when it was begun for an owed turn (recovery, a resend).
+    message: Event | None = None
+    recoveries: int = 0  # times recovery began this owed turn (counting this one)
+
+    @property
+    def owed_seq(self) -> int | None:
+        """The customer message whose turn the conversation owes, read with the lease (None: nothing)."""
+        raw = self.state.extra.get("turn_owed_seq") if self.state is not None else None
+        return int(raw) if raw else None
+
+    @property
+    def streamed_reply(self) -> str | None:
+        """The reply an earlier turn began to stream and never finished (its process died), if any."""
+        return self.state.extra.get("turn_streamed") or None if self.state is not None else None
 
 
 _KNOWN_STATE_FIELDS = frozenset({
@@ -341,6 +445,16 @@ def _customer(client_id: str, text: str, now: datetime) -> Event:
     return Event(
         seq=0, id=uuid.uuid4().hex, type="message", role="customer", text=text, created_at=iso(now),
         client_id=client_id,
+    )  # fmt: skip
+
+
+def _owed_context(token: LockToken, owed_seq: Any, owed_entry: list[Any], rest: list[Any]) -> TurnContext:
+    """A :class:`TurnContext` begun for an owed turn: ``rest`` as :func:`_context_from` takes it."""
+    context = _context_from(token, *rest)
+    message = Event._from_entry(int(owed_seq), owed_entry[0][1]) if owed_entry else None
+    return TurnContext(
+        lock=token, state=context.state, summary=context.summary, summary_upto=context.summary_upto,
+        window=context.window, message=message,
     )  # fmt: skip
 
 
@@ -378,6 +492,9 @@ class ConversationStore:
         self._rpush_if_live = redis.register_script(_RPUSH_IF_LIVE)
         self._replace_visitor = redis.register_script(_REPLACE_VISITOR)
         self._bot_owns = redis.register_script(_BOT_OWNS)
+        self._renew = redis.register_script(_RENEW)
+        self._end_turn = redis.register_script(_END_TURN)
+        self._recover = redis.register_script(_RECOVER)
 
     async def create_conversation(
         self, conversation_id: str, *, widget_key: str, visitor: dict[str, Any], now: datetime | None = None
@@ -441,8 +558,8 @@ class ConversationStore:
 
     async def erase(self, conversation_id: str) -> int:
         """Delete every key of the conversation, locks included (one transaction: they share a slot) and
-        drop it from the archiver's index; returns how many of its durable keys (not locks) existed.
-        Appends after this fail with NotFound."""
+        drop it from the archiver's and the owed turns' indexes; returns how many of its durable keys (not
+        locks) existed. Appends after this fail with NotFound."""
         durable = keys.conversation_keys(conversation_id)
         locks = [k for k in keys.conversation_all_keys(conversation_id) if k not in durable]
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -450,6 +567,7 @@ class ConversationStore:
             pipe.delete(*locks)
             deleted, _locks = await pipe.execute()
         await self._redis.zrem(keys.active_conversations(), conversation_id)
+        await self._redis.zrem(keys.turns_owed(), conversation_id)
         self._marked.pop(conversation_id, None)
         return int(deleted)
 
@@ -494,8 +612,9 @@ class ConversationStore:
         ``client_id``, publish it, and, when it is new, begin its turn (as :meth:`begin_turn`). The context
         is None for a resend, or while another turn holds the lock (the runner then waits for it)."""
         return await self._append_event(
-            conversation_id, _customer(client_id, text, now), publish=True, lock_ttl_ms=lock_ttl_ms
-        )
+            conversation_id, _customer(client_id, text, now), publish=True, lock_ttl_ms=lock_ttl_ms,
+            owes_turn=True,
+        )  # fmt: skip
 
     async def append_event(
         self,
@@ -512,6 +631,8 @@ class ConversationStore:
         publish_first: dict[str, Any] | None = None,
         bot_epoch: int | None = None,
         new_state: str | None = None,
+        ends_turn: int | None = None,
+        lease: LockToken | None = None,
     ) -> Event:
         """Append an assistant/agent/system message or a status event with the next seq; with ``publish``,
         the same script also publishes its frame to the conversation's subscribers (as :meth:`publish`),
@@ -519,23 +640,29 @@ class ConversationStore:
 
         ``bot_epoch``: a bot turn's write, refused with :class:`BotDisowned` (nothing stored or published)
         unless the bot still owns the conversation in that epoch. ``new_state``: a status event that moves
-        the conversation to that state in the same step (leaving the bot starts a new bot epoch)."""
+        the conversation to that state in the same step (leaving the bot starts a new bot epoch).
+        ``ends_turn``: the seq of the customer message whose turn this event ends (its reply, its handoff's
+        status): the conversation's owed-turn marker for it is cleared in the same step. ``lease``: the
+        writer's turn lease; :class:`TurnSuperseded` (nothing written) if another turn holds it now."""
         event = Event(
             seq=0, id=uuid.uuid4().hex, type=type, role=role, text=text, created_at=iso(now),
             reply_id=reply_id, author=author, extra=extra or {},
         )  # fmt: skip
         stored, _, _ = await self._append_event(
             conversation_id, event, publish=publish, publish_first=publish_first, bot_epoch=bot_epoch,
-            new_state=new_state,
+            new_state=new_state, ends_turn=ends_turn, lease=lease,
         )  # fmt: skip
         return stored
 
-    async def publish_bot(self, conversation_id: str, bot_epoch: int, payload: dict[str, Any]) -> None:
+    async def publish_bot(
+        self, conversation_id: str, bot_epoch: int, payload: dict[str, Any], *, starts_reply: str = ""
+    ) -> None:
         """Publish a bot turn's live frame (a delta) only if the bot still owns the conversation in
-        ``bot_epoch``, checked in the same script; :class:`BotDisowned` when it was refused."""
+        ``bot_epoch``, checked in the same script; :class:`BotDisowned` when it was refused.
+        ``starts_reply``: the reply id, on a turn's first delta (recorded for recovery: see _APPEND)."""
         published = await self._bot_owns(
             keys=[keys.conv_state(conversation_id)],
-            args=[keys.conv_channel(conversation_id), str(bot_epoch), json.dumps(payload)],
+            args=[keys.conv_channel(conversation_id), str(bot_epoch), json.dumps(payload), starts_reply],
         )
         if not int(published):
             raise BotDisowned(f"the bot no longer owns {conversation_id}")
@@ -550,6 +677,9 @@ class ConversationStore:
         publish_first: dict[str, Any] | None = None,
         bot_epoch: int | None = None,
         new_state: str | None = None,
+        ends_turn: int | None = None,
+        lease: LockToken | None = None,
+        owes_turn: bool = False,
     ) -> tuple[Event, bool, TurnContext | None]:
         first = [
             keys.conv_state(conversation_id),
@@ -570,20 +700,27 @@ class ConversationStore:
         lock_args = [token.value, lock_ttl_ms] if token is not None else ["", 0]
         first_frame = json.dumps(publish_first) if publish and publish_first is not None else ""
         owner = [str(bot_epoch) if bot_epoch is not None else "", new_state or ""]
+        turn = [str(ends_turn) if ends_turn is not None else "", lease.value if lease is not None else ""]
         args = [event.client_id or "", event.created_at, channel, frame, *lock_args, first_frame, *owner,
-                *event._fields()]  # fmt: skip
-        # The archiver's index is on another cluster slot: updated alongside the script, not after it.
-        result, _ = await asyncio.gather(
-            self._append(keys=[*first, *rest], args=args),
-            self._mark_active(conversation_id, event.created_at),
-        )
+                *turn, *event._fields()]  # fmt: skip
+        # The archiver's index and the owed-turn index are on other cluster slots: updated alongside the
+        # script, not after it (so before the message is acknowledged).
+        marks = [self._mark_active(conversation_id, event.created_at)]
+        if owes_turn and token is not None:
+            marks.append(self._mark_owed(conversation_id))
+        result, *_ = await asyncio.gather(self._append(keys=[*first, *rest], args=args), *marks)
         status = int(result[0])
         if status == -1:
             raise NotFound(f"no conversation {conversation_id}")
         if status == -2:
             raise BotDisowned(f"the bot no longer owns {conversation_id}")
+        if status == -3:
+            raise TurnSuperseded(f"another turn of {conversation_id} holds the turn lease")
         if status == 0:
-            return Event._from_entry(int(result[1]), result[2]), False, None
+            resent = Event._from_entry(int(result[1]), result[2])
+            if token is not None and len(result) > 3:
+                return resent, False, _owed_context(token, result[3], result[4], result[5:])
+            return resent, False, None
         stored = Event(
             seq=int(result[1]), id=event.id, type=event.type, role=event.role, text=event.text,
             created_at=event.created_at, client_id=event.client_id, reply_id=event.reply_id,
@@ -613,6 +750,73 @@ class ConversationStore:
         await self._redis.zadd(
             keys.active_conversations(), {conversation_id: datetime.fromisoformat(created_at).timestamp()}
         )
+
+    async def _mark_owed(self, conversation_id: str) -> None:
+        """Index the conversation as owing a turn, for recovery (see :data:`keys.turns_owed`)."""
+        await self._redis.zadd(keys.turns_owed(), {conversation_id: int(time.time() * 1000)})
+
+    async def owed_turns(self, older_than_ms: int, limit: int) -> list[tuple[str, float]]:
+        """Conversations indexed as owing a turn since before ``older_than_ms`` (epoch ms), oldest first,
+        with their index score (for :meth:`forget_owed`)."""
+        rows = await self._redis.zrangebyscore(
+            keys.turns_owed(), "-inf", older_than_ms, start=0, num=limit, withscores=True
+        )
+        return [
+            (_s(row[0]) if isinstance(row[0], bytes | str) else str(row[0]), float(row[1])) for row in rows
+        ]
+
+    async def defer_owed(self, conversation_id: str) -> None:
+        """Move an owed turn that is running to the back of the owed index: recovery looks at it again only
+        a lease later (a message indexing it meanwhile does the same)."""
+        await self._redis.zadd(keys.turns_owed(), {conversation_id: int(time.time() * 1000)}, xx=True)
+
+    async def forget_owed(self, conversation_id: str, score: float) -> bool:
+        """Drop the conversation from the owed index unless a message indexed it again since ``score``."""
+        return bool(await self._forget(keys=[keys.turns_owed()], args=[conversation_id, repr(score)]))
+
+    async def recover_turn(self, conversation_id: str, lease_ms: int) -> tuple[str, TurnContext | None]:
+        """Begin the conversation's owed turn if nobody runs it: ("begun", context with the owed message),
+        ("running", None) while a turn holds the lease, ("none", None) when no turn is owed."""
+        token = LockToken(keys.conv_lock(conversation_id, "turn"), secrets.token_hex(16))
+        result = await self._recover(
+            keys=[token.key, keys.conv_state(conversation_id), keys.conv_summary(conversation_id),
+                  keys.conv_events(conversation_id)],
+            args=[token.value, lease_ms],
+        )  # fmt: skip
+        status = int(result[0])
+        if status == 0:
+            return "none", None
+        if status == 1:
+            return "running", None
+        context = _owed_context(token, result[2], result[3], result[4:])
+        return "begun", dataclasses.replace(context, recoveries=int(result[1]))
+
+    async def renew_lease(self, conversation_id: str, token: LockToken, lease_ms: int) -> bool:
+        """A running turn's heartbeat: extend its lease (or take it again if it lapsed and is free);
+        False when another turn holds it now."""
+        return bool(
+            await self._renew(
+                keys=[token.key, keys.conv_state(conversation_id)], args=[token.value, lease_ms]
+            )
+        )
+
+    async def end_turn(self, conversation_id: str, token: LockToken, seq: int | None) -> bool:
+        """Release a turn's lease if still ours; with ``seq`` (the turn ran to its end), also clear the
+        conversation's owed marker if it is that message's or an earlier one's."""
+        return bool(
+            await self._end_turn(
+                keys=[token.key, keys.conv_state(conversation_id)],
+                args=[token.value, str(seq) if seq is not None else ""],
+            )
+        )
+
+    async def has_reply(self, conversation_id: str, reply_id: str, recent: int = 20) -> bool:
+        """Whether one of the conversation's last ``recent`` events is the reply ``reply_id`` (a write
+        retried after its connection broke may have been stored the first time)."""
+        entries: list[tuple[bytes | str, dict[bytes | str, bytes | str]]] = await self._redis.xrevrange(
+            keys.conv_events(conversation_id), count=recent
+        )  # type: ignore[assignment]  # as in events_after
+        return any(_s(raw.get(b"reply_id", raw.get("reply_id", b""))) == reply_id for _, raw in entries)
 
     async def idle_conversations(self, before: datetime, limit: int) -> list[tuple[str, float]]:
         """Conversations whose last event is older than ``before``, oldest first, with that score."""

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from support import keys
 from support.conversation.store import ConversationStore
-from support.errors import BotDisowned, NotFound
+from support.errors import BotDisowned, NotFound, TurnSuperseded
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CID = "c1"
@@ -234,12 +234,29 @@ async def test_receiving_a_customer_message_stores_it_and_begins_its_turn_in_one
         CID, "m2", "again", now=NOW, lock_ttl_ms=10_000
     )
     assert (created, waiting, second.seq) == (True, None, 2)
-    # a resend begins nothing, even with the lock free
-    assert await store.release_lock(context.lock)
+    # a resend while the owed turn runs (it has renewed its lease) begins nothing
+    assert await store.renew_lease(CID, context.lock, 10_000)
     again, created, none = await store.receive_customer_message(
         CID, "m1", "hello", now=NOW, lock_ttl_ms=10_000
     )
     assert (again.seq, created, none) == (1, False, None)
+    # with the lease free and a turn owed (its process died, or its start was lost), a resend begins the
+    # owed turn: the latest message's, not the resent one's
+    assert await store.release_lock(context.lock)
+    again, created, owed = await store.receive_customer_message(
+        CID, "m1", "hello", now=NOW, lock_ttl_ms=10_000
+    )
+    assert (again.seq, created) == (1, False)
+    assert owed is not None
+    assert owed.message is not None
+    assert (owed.message.seq, owed.message.text, owed.owed_seq) == (2, "again", 2)
+    assert await redis_client.get(keys.conv_lock(CID, "turn")) == owed.lock.value.encode()
+    # the turn ends, clearing what it owed: a resend begins nothing any more, the lease free
+    assert await store.end_turn(CID, owed.lock, 2)
+    again, created, none = await store.receive_customer_message(
+        CID, "m2", "again", now=NOW, lock_ttl_ms=10_000
+    )
+    assert (again.seq, created, none) == (2, False, None)
     assert await redis_client.exists(keys.conv_lock(CID, "turn")) == 0
 
 
@@ -304,3 +321,61 @@ async def test_bot_writes_are_refused_once_the_bot_does_not_own_the_conversation
     assert [f.get("text", f.get("state")) for f in published] == ["a", "queued", "new turn"]
     assert [ev.type for ev in await store.events_after(CID, 0)] == ["status", "status"]
     assert (state.state, state.bot_epoch, state.extra["status_seq"]) == ("bot", 1, "2")
+
+
+async def test_an_owed_turn_is_found_recovered_once_and_cleared_by_its_outcome(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A message's turn is owed (marker and index) until the script storing its reply clears it; while
+    the lease is held recovery leaves it; once the lease is gone one recovery takes it, with the reply the
+    dead turn began to stream named so it can be withdrawn."""
+    store = await make(redis_client)
+    event, _, context = await store.receive_customer_message(CID, "m1", "hello", now=NOW, lock_ttl_ms=5_000)
+    assert context is not None
+    assert context.owed_seq == event.seq
+    assert [cid for cid, _ in await store.owed_turns(2**62, 10)] == [CID]
+    assert await store.recover_turn(CID, 5_000) == ("running", None)  # its lease is held
+    # the turn streams a first delta, then its process dies: the lease lapses
+    await store.publish_bot(CID, 0, {"type": "delta", "reply_id": "r1", "text": "Hi"}, starts_reply="r1")
+    await redis_client.delete(keys.conv_lock(CID, "turn"))
+    outcome, recovered = await store.recover_turn(CID, 5_000)
+    assert outcome == "begun"
+    assert recovered is not None
+    assert recovered.message is not None
+    assert (recovered.message.seq, recovered.streamed_reply, recovered.recoveries) == (event.seq, "r1", 1)
+    assert (await store.recover_turn(CID, 5_000))[0] == "running"  # one owner
+    # the old turn's write is refused (another turn holds the lease now); the new one's reply clears it
+    with pytest.raises(TurnSuperseded):
+        await store.append_event(
+            CID, type="message", role="assistant", text="old", reply_id="r1", now=NOW, bot_epoch=0,
+            ends_turn=event.seq, lease=context.lock,
+        )  # fmt: skip
+    await store.append_event(
+        CID, type="message", role="assistant", text="new", reply_id="r1-x", now=NOW, bot_epoch=0,
+        ends_turn=event.seq, lease=recovered.lock,
+    )  # fmt: skip
+    state = await store.get_state(CID)
+    assert state is not None
+    assert ("turn_owed_seq" in state.extra, "turn_streamed" in state.extra) == (False, False)
+    assert await store.end_turn(CID, recovered.lock, event.seq)
+    assert await store.recover_turn(CID, 5_000) == ("none", None)
+    [(cid, score)] = await store.owed_turns(2**62, 10)
+    assert await store.forget_owed(cid, score)
+    assert await store.owed_turns(2**62, 10) == []
+
+
+async def test_a_lease_no_turn_renewed_is_taken_over_by_a_resend(redis_client: aioredis.Redis) -> None:
+    """The append took the lease but its process never saw the answer (no turn ran, no heartbeat): a resend
+    begins the owed turn at once. A lease a running turn has renewed is not taken."""
+    store = await make(redis_client)
+    _, _, lost = await store.receive_customer_message(CID, "m1", "hello", now=NOW, lock_ttl_ms=5_000)
+    assert lost is not None
+    _, created, taken = await store.receive_customer_message(CID, "m1", "hello", now=NOW, lock_ttl_ms=5_000)
+    assert not created
+    assert taken is not None
+    assert taken.message is not None
+    assert taken.message.seq == 1
+    assert await store.renew_lease(CID, taken.lock, 5_000)  # the resend's turn runs: its first beat
+    assert not await store.renew_lease(CID, lost.lock, 5_000)  # the lost attempt's token is not the lease
+    _, _, none = await store.receive_customer_message(CID, "m1", "hello", now=NOW, lock_ttl_ms=5_000)
+    assert none is None

@@ -233,6 +233,7 @@ async def test_a_customer_is_exported_whole_then_erased_everywhere_and_the_other
         for cid in (first, second):
             assert await conversation_keys(redis_client, cid) == []
             assert await redis_client.zscore(keys.active_conversations(), cid) is None
+            assert await redis_client.zscore(keys.turns_owed(), cid) is None
             assert await redis_client.zscore(keys.handoff_queue(), cid) is None
             assert await redis_client.exists(keys.handoff_item(cid)) == 0
         assert await redis_client.exists(keys.customer_conversations("visitor", "v-ada")) == 0
