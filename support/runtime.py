@@ -49,6 +49,7 @@ from support.privacy.customer_data import CustomerDataService, default_sources
 from support.privacy.retention import retention_forever
 from support.ratelimit import RateLimits
 from support.redaction import Redactor
+from support.redis_client import RedisClient, cluster_client, is_cluster, single_client
 from support.reports.ratings import RatingService
 from support.settings import REDACTION_KINDS, Settings
 from support.signing_key import resolve_signing_key
@@ -70,7 +71,7 @@ class Runtime:
 
     settings: Settings
     signing_key: str  # signs and verifies widget and agent tokens (support.signing_key)
-    redis: aioredis.Redis
+    redis: RedisClient
     redis_url: str
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
@@ -147,10 +148,12 @@ async def check_redis(url: str) -> None:
     process stays up, /readyz says 503 and requests get ``unavailable``.
     """
     where = redis_location(url)
-    client = aioredis.Redis.from_url(
-        url, socket_connect_timeout=START_CHECK_TIMEOUT_S, socket_timeout=START_CHECK_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),
-    )  # fmt: skip
+    options: dict[str, Any] = {
+        "socket_connect_timeout": START_CHECK_TIMEOUT_S, "socket_timeout": START_CHECK_TIMEOUT_S,
+        "retry": Retry(NoBackoff(), 0),
+    }  # fmt: skip
+    # A cluster client's first command reads the slot map, and fails unless every slot is served.
+    client = cluster_client(url, **options) if is_cluster(url) else single_client(url, **options)
     try:
         async with asyncio.timeout(START_CHECK_TIMEOUT_S):
             await client.ping()
@@ -221,18 +224,28 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await asyncio.to_thread(embedded.start, settings.redis.embedded_start_timeout_s)
         redis_url = embedded.url
         log.info("SWITCHBOARD_REDIS_URL not set: using the embedded Redis at %s", redis_url)
-    # A blocking pool: under a burst of turns a command waits for a free connection instead of failing with
-    # "Too many connections" (redis-py's default pool raises at 100 in use), which closed customer sockets.
-    client = aioredis.Redis.from_pool(
-        aioredis.BlockingConnectionPool.from_url(
-            redis_url, decode_responses=False, health_check_interval=30,
-            max_connections=REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_WAIT_S,
+    client: RedisClient
+    if is_cluster(redis_url):
+        # A cluster client keeps a pool per node (REDIS_MAX_CONNECTIONS each); redis-py has no blocking
+        # variant of it, so a burst past the bound fails the command instead of waiting.
+        client = cluster_client(
+            redis_url, decode_responses=False, health_check_interval=30, max_connections=REDIS_MAX_CONNECTIONS
         )
-    )  # fmt: skip
+    else:
+        # A blocking pool: under a burst of turns a command waits for a free connection instead of failing
+        # with "Too many connections" (redis-py's default pool raises at 100 in use), which closed customer
+        # sockets.
+        client = aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
+                redis_url, decode_responses=False, health_check_interval=30,
+                max_connections=REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_WAIT_S,
+            )
+        )  # fmt: skip
     # The shared subscriber's own connection: no silent retries, so a broken connection is noticed and
-    # every socket's feed resynchronised (see support/conversation/fanout.py).
+    # every socket's feed resynchronised (see support/conversation/fanout.py). On a cluster it is the seed
+    # node's: a cluster broadcasts every PUBLISH to all its nodes (see support/redis_client.py).
     # No health_check_interval: its PING would read the connection concurrently with the fanout's reader.
-    pubsub_client = aioredis.Redis.from_url(redis_url, decode_responses=False, retry=Retry(NoBackoff(), 0))
+    pubsub_client = single_client(redis_url, decode_responses=False, retry=Retry(NoBackoff(), 0))
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     # Re-index a busy conversation for the archiver at most every ARCHIVE_INDEX_FRACTION of its idle time.
@@ -364,6 +377,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             await anthropic_client.close()
         await fanout.aclose()
         await pubsub_client.aclose()
+        await runtime.limits.aclose()
         await client.aclose()
         await engine.dispose()
         if embedded is not None:

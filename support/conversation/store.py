@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 
 from support import keys
 from support.errors import BotDisowned, NotFound
+from support.redis_client import RedisClient
 
 MARKED_MAX = 100_000  # conversations whose last archiver-index time this process remembers
 
@@ -359,7 +359,7 @@ def _context_from(
 class ConversationStore:
     """All Redis reads and writes of conversations. The client is passed in and not owned."""
 
-    def __init__(self, redis: aioredis.Redis, *, active_mark_interval_s: float = 0.0) -> None:
+    def __init__(self, redis: RedisClient, *, active_mark_interval_s: float = 0.0) -> None:
         """``active_mark_interval_s``: how long after indexing a conversation for the archiver this process
         skips indexing it again (0: every append). Keep it a small fraction of the archiver's idle time: a
         skipped mark makes the index at most that much older than the last event."""
