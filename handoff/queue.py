@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
-
 from handoff.routing import PRIORITIES
 from support import keys
 from support.redis_client import RedisClient

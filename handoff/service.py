@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
 from handoff.queue import HandoffQueue
 from handoff.records import HandoffRecords
 from handoff.routing import priority_of

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 
-
 from handoff.agents import AgentIdentity, AgentService
 from support import keys
 from support.errors import Unauthorized

@@ -13,19 +13,28 @@ from __future__ import annotations
 import contextlib
 import random
 import shutil
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+import redis.asyncio as aioredis
+
+from support.redis_client import RedisClient, cluster_client, is_cluster
 
 MASTERS = 3
 BUS_PORT_OFFSET = 10000  # Redis's cluster bus listens on the node's port + 10000
 START_TIMEOUT_S = 30.0  # three local servers and the slot assignment take about a second
+
+
+def redis_client_for(url: str, **kwargs: Any) -> RedisClient:
+    """A test's own client of the test Redis: a cluster client for a ``redis+cluster://`` URL."""
+    return cluster_client(url, **kwargs) if is_cluster(url) else aioredis.Redis.from_url(url, **kwargs)
 
 
 def free_cluster_port() -> int:
@@ -71,17 +80,11 @@ class RedisClusterServers:
                 port = free_cluster_port()
                 node_dir = self._tmp / str(port)
                 node_dir.mkdir()
+                argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                        "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000",
+                        "--dir", str(node_dir), "--save", "", "--appendonly", "no"]  # fmt: skip
                 self._procs.append(
-                    subprocess.Popen(
-                        [
-                            server, "--port", str(port), "--bind", "127.0.0.1",
-                            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                            "--cluster-node-timeout", "5000", "--dir", str(node_dir),
-                            "--save", "", "--appendonly", "no",
-                        ],  # fmt: skip
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
+                    subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 )
                 self.ports.append(port)
             deadline = time.monotonic() + START_TIMEOUT_S

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-
 from support import keys
 from support.errors import BotDisowned, NotFound
 from support.redis_client import RedisClient

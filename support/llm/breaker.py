@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, cast
 
-
 from support import keys
 from support.errors import CircuitOpen
 from support.redis_client import RedisClient

@@ -27,7 +27,6 @@ import uuid
 from dataclasses import dataclass
 from typing import cast
 
-
 from support import keys
 from support.errors import OverBudget
 from support.redis_client import RedisClient

@@ -12,7 +12,6 @@ import logging
 import os
 from datetime import UTC, datetime, timedelta
 
-
 from support import keys
 from support.privacy.customer_data import CustomerDataService
 from support.redis_client import RedisClient
