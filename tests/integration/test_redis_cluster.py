@@ -65,7 +65,7 @@ async def make_conversation(store: ConversationStore, cid: str) -> None:
 async def test_every_key_of_a_conversation_is_in_one_slot_on_one_master(cluster: RedisCluster) -> None:
     store = ConversationStore(cluster)
     await make_conversation(store, "one")
-    mine = [k for k in keys.conversation_all_keys("one")]
+    mine = keys.conversation_all_keys("one")
     slots = {cluster.keyslot(k) for k in mine}
     assert len(slots) == 1
     by_master = await keys_per_master(cluster)
