@@ -11,10 +11,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -57,6 +58,12 @@ from support.signing_key import resolve_signing_key
 log = logging.getLogger(__name__)
 
 DrainHook = Callable[[], Awaitable[None]]
+if TYPE_CHECKING:
+    RuntimeRedis = RedisClient
+else:
+    # Litestar hands the Runtime to handlers through msgspec, which refuses a union of two classes in a
+    # dataclass field; the checker still sees the union.
+    RuntimeRedis = Any
 REDIS_MAX_CONNECTIONS = 200  # per process; Redis's own default limit is 10,000 clients
 REDIS_POOL_WAIT_S = 10.0  # a command waits this long for a free connection before failing
 # A healthy Redis or database answers at start in milliseconds. Without a bound, a host that drops packets
@@ -71,8 +78,11 @@ class Runtime:
 
     settings: Settings
     signing_key: str  # signs and verifies widget and agent tokens (support.signing_key)
-    redis: RedisClient
+    redis: RuntimeRedis
     redis_url: str
+    # Where pub/sub consumers (agent consoles) open their connections: the main client on one server; on a
+    # cluster, a client of its seed node, which hears every node's PUBLISH (see support/redis_client.py).
+    subscriber: aioredis.Redis
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     store: ConversationStore
@@ -246,6 +256,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     # node's: a cluster broadcasts every PUBLISH to all its nodes (see support/redis_client.py).
     # No health_check_interval: its PING would read the connection concurrently with the fanout's reader.
     pubsub_client = single_client(redis_url, decode_responses=False, retry=Retry(NoBackoff(), 0))
+    subscriber = (
+        single_client(redis_url, decode_responses=False, health_check_interval=30)
+        if isinstance(client, RedisCluster)
+        else client
+    )
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     # Re-index a busy conversation for the archiver at most every ARCHIVE_INDEX_FRACTION of its idle time.
@@ -273,6 +288,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         signing_key=signing_key,
         redis=client,
         redis_url=redis_url,
+        subscriber=subscriber,
         engine=engine,
         sessions=sessions,
         store=store,
@@ -378,6 +394,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await fanout.aclose()
         await pubsub_client.aclose()
         await runtime.limits.aclose()
+        if subscriber is not client:
+            await subscriber.aclose()
         await client.aclose()
         await engine.dispose()
         if embedded is not None:
