@@ -44,6 +44,16 @@ def cluster_client(url: str, **kwargs: Any) -> RedisCluster:
     return RedisCluster.from_url(node_url(url), **kwargs)
 
 
+async def ping(client: RedisClient) -> None:
+    """PING the server, or on a cluster every master: each serves a share of the conversations, so one
+    that does not answer is a process that cannot serve some of its customers (redis-py's plain PING on
+    a cluster asks one node only)."""
+    if isinstance(client, RedisCluster):
+        await client.ping(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        await client.ping()
+
+
 def single_client(url: str, **kwargs: Any) -> aioredis.Redis:
     """A client of one server; for a cluster URL, of its seed node only (a pub/sub subscriber, which
     hears every node's ``PUBLISH`` on any one of them)."""

@@ -50,7 +50,7 @@ from support.privacy.customer_data import CustomerDataService, default_sources
 from support.privacy.retention import retention_forever
 from support.ratelimit import RateLimits
 from support.redaction import Redactor
-from support.redis_client import RedisClient, cluster_client, is_cluster, single_client
+from support.redis_client import RedisClient, cluster_client, is_cluster, ping, single_client
 from support.reports.ratings import RatingService
 from support.settings import REDACTION_KINDS, Settings
 from support.signing_key import resolve_signing_key
@@ -166,7 +166,7 @@ async def check_redis(url: str) -> None:
     client = cluster_client(url, **options) if is_cluster(url) else single_client(url, **options)
     try:
         async with asyncio.timeout(START_CHECK_TIMEOUT_S):
-            await client.ping()
+            await ping(client)
     except (RedisError, OSError, TimeoutError) as exc:
         raise StartupFailed(f"Redis at {where} is unreachable: {one_line(exc)}") from exc
     finally:

@@ -109,6 +109,12 @@ class RedisClusterServers:
             raise
         return self
 
+    def kill_node(self, index: int) -> None:
+        """SIGKILL one master (a crashed node), by the PID this object started."""
+        proc = self._procs[index]
+        proc.kill()
+        proc.wait(timeout=10)
+
     def _check_alive(self) -> None:
         for proc in self._procs:
             if proc.poll() is not None:

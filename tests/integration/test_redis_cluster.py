@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -18,6 +20,7 @@ from support import keys
 from support.conversation.store import ConversationStore
 from support.redis_client import cluster_client, is_cluster, node_url
 from tests.redis_cluster import RedisClusterServers
+from tests.servers import ServerProcess
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -91,3 +94,21 @@ async def test_conversations_spread_over_every_master(cluster: RedisCluster) -> 
     }
     assert all(holding.values()), {name: len(c) for name, c in holding.items()}  # every master holds some
     assert sum(len(c) for c in holding.values()) == len(cids)  # and each conversation is on exactly one
+
+
+def test_readiness_fails_when_any_master_is_down_not_only_the_seed(tmp_path: Path) -> None:
+    # Its own cluster: one of its masters is killed. The seed node (the URL's) stays up, so a PING that
+    # asks only the node the client talks to by default would still say ready while a third of the
+    # conversations cannot be served.
+    with RedisClusterServers() as cluster:
+        server = ServerProcess(tmp_path / "srv", env={"SWITCHBOARD_REDIS_URL": cluster.url}).start()
+        try:
+            ready = httpx.get(f"{server.url}/readyz", timeout=30)
+            assert (ready.status_code, ready.json()["redis"]) == (200, "ok")
+            cluster.kill_node(2)
+            after = httpx.get(f"{server.url}/readyz", timeout=30)
+            assert after.status_code == 503
+            assert after.json()["redis"].startswith("error")
+            assert after.json()["status"] == "not ready"
+        finally:
+            server.kill()
