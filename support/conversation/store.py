@@ -732,7 +732,8 @@ class ConversationStore:
         return bool(await self._release(keys=[token.key], args=[token.value]))
 
     async def publish(self, conversation_id: str, payload: dict[str, Any]) -> int:
-        """Fan ``payload`` out to every subscriber of the conversation; returns how many received it."""
+        """Fan ``payload`` out to every subscriber of the conversation; returns how many received it (on a
+        Redis Cluster: how many on the node that took the PUBLISH, which then forwards it to the others)."""
         return int(await self._redis.publish(keys.conv_channel(conversation_id), json.dumps(payload)))
 
     async def record_triage(self, conversation_id: str, seq: int, verdict: dict[str, Any]) -> None:
