@@ -23,9 +23,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 
-from support.redis_client import RedisClient, cluster_client, is_cluster
+from support.redis_client import RedisClient, cluster_client, is_cluster, node_url
 
 MASTERS = 3
 BUS_PORT_OFFSET = 10000  # Redis's cluster bus listens on the node's port + 10000
@@ -35,6 +36,13 @@ START_TIMEOUT_S = 30.0  # three local servers and the slot assignment take about
 def redis_client_for(url: str, **kwargs: Any) -> RedisClient:
     """A test's own client of the test Redis: a cluster client for a ``redis+cluster://`` URL."""
     return cluster_client(url, **kwargs) if is_cluster(url) else aioredis.Redis.from_url(url, **kwargs)
+
+
+def sync_redis_client_for(url: str, **kwargs: Any) -> redis.Redis | redis.RedisCluster:
+    """The blocking twin of :func:`redis_client_for`, for tests that drive a server from a thread."""
+    if is_cluster(url):
+        return redis.RedisCluster.from_url(node_url(url), **kwargs)
+    return redis.Redis.from_url(url, **kwargs)
 
 
 def free_cluster_port() -> int:

@@ -26,6 +26,7 @@ from schemathesis.config import SchemathesisConfig
 
 from support.testing.fake_anthropic import FakeAnthropic
 from tests import servers
+from tests.redis_cluster import sync_redis_client_for
 from tests.servers import ServerProcess
 
 ORIGIN = "http://shop.test"
@@ -80,7 +81,7 @@ def admin_token(server: ServerProcess) -> str:
 
 @pytest.fixture(scope="module")
 def store(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+    client = sync_redis_client_for(redis_url)
     try:
         yield client
     finally:
