@@ -333,7 +333,7 @@ class AgentSocket:
         self.socket = socket
         self.runtime = runtime
         self.agent = agent
-        self.pubsub = runtime.redis.pubsub()
+        self.pubsub = runtime.subscriber.pubsub()
         self.send_lock = asyncio.Lock()
         self.held: set[str] = set()
         self.watched: set[str] = set()

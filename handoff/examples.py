@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 from rapidfuzz.distance import Levenshtein
 from sqlalchemy import case, func
 from sqlalchemy import delete as sa_delete
@@ -53,6 +52,7 @@ from support.errors import NotFound, ValidationFailed
 from support.llm.offline import Bm25Index
 from support.llm.offline import Example as PromptExample
 from support.redaction import Redactor
+from support.redis_client import RedisClient
 
 STATUSES = ("pending", "approved", "retired")
 MAX_EXAMPLE_CHARS = 4000
@@ -124,7 +124,7 @@ class ExampleService:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         auto_approve: bool = True,
         scrubber: ExampleScrubber | None = None,

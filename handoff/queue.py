@@ -23,10 +23,9 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from handoff.routing import PRIORITIES
 from support import keys
+from support.redis_client import RedisClient
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
@@ -200,7 +199,7 @@ class QueueItem:
 class HandoffQueue:
     """Enqueue, claim (with a lease), renew, release, transfer, finish, expire. The client is passed in."""
 
-    def __init__(self, redis: aioredis.Redis, *, lease_s: float = 30.0) -> None:
+    def __init__(self, redis: RedisClient, *, lease_s: float = 30.0) -> None:
         self._redis = redis
         self.lease_ms = int(lease_s * 1000)
         self._enqueue = redis.register_script(_ENQUEUE)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from handoff.queue import HandoffQueue
 from handoff.records import HandoffRecords
 from handoff.routing import priority_of
 from support import keys
 from support.conversation.store import ConversationStore
+from support.redis_client import RedisClient
 
 PREVIEW_CHARS = 200
 # Customers further back than this get their position when they reach it (bounded work per change).
@@ -23,7 +22,7 @@ class HandoffService:
     """Enqueue handoffs and announce queue changes. Clients are passed in."""
 
     def __init__(
-        self, store: ConversationStore, queue: HandoffQueue, redis: aioredis.Redis, records: HandoffRecords
+        self, store: ConversationStore, queue: HandoffQueue, redis: RedisClient, records: HandoffRecords
     ) -> None:
         self.store = store
         self.queue = queue

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 
-import redis.asyncio as aioredis
-
 from handoff.agents import AgentIdentity, AgentService
 from support import keys
 from support.errors import Unauthorized
+from support.redis_client import RedisClient
 
 # A cached generation lives this long: after it, one SQL read per agent refreshes it. Short enough that a
 # cache which missed a bump heals within the hour; long enough that SQL sees ~1 read per agent per hour.
@@ -39,7 +38,7 @@ return current
 class AgentTokens:
     """Checks that an agent token is of its account's current generation; revokes older ones."""
 
-    def __init__(self, redis: aioredis.Redis, agents: AgentService) -> None:
+    def __init__(self, redis: RedisClient, agents: AgentService) -> None:
         self._redis = redis
         self._agents = agents
         self._raise = redis.register_script(_RAISE)

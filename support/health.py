@@ -9,6 +9,7 @@ from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from support.db.engine import ping
+from support.redis_client import ping as ping_redis
 from support.runtime import Runtime
 
 READY_CHECK_TIMEOUT_S = 2.0  # a load balancer's probe must get an answer, not hang with a dead dependency
@@ -41,7 +42,7 @@ async def readyz(runtime: Runtime) -> Response[dict[str, str]]:
         except Exception as exc:
             checks[name] = f"error: {type(exc).__name__}"
 
-    await asyncio.gather(check("redis", runtime.redis.ping()), check("database", ping(runtime.engine)))
+    await asyncio.gather(check("redis", ping_redis(runtime.redis)), check("database", ping(runtime.engine)))
     checks["model_api"] = "offline" if runtime.offline else "online"
     ready = checks["redis"] == "ok" and checks["database"] == "ok" and not runtime.draining.is_set()
     checks["status"] = "ready" if ready else ("draining" if runtime.draining.is_set() else "not ready")

@@ -17,6 +17,9 @@ for exactly this): no second client to own, and the pool's bound and blocking wa
 too. The runtime closes the pool; ``limits`` holds no other resource. Keys: see
 :data:`support.keys.RATE_LIMIT_PREFIX`.
 
+On a Redis Cluster (``redis+cluster://``) the storage cannot share the process's cluster client; it
+creates its own (``limits``' ``async+redis+cluster://`` storage), which :meth:`RateLimits.aclose` closes.
+
 The client address (:func:`client_address`) is the socket peer, or, when that peer is a trusted proxy
 (``SWITCHBOARD_TRUSTED_PROXIES``), the right-most ``X-Forwarded-For`` hop that is not itself trusted:
 hops to its left were written by the client and prove nothing. IPv6 clients are counted per /64, the
@@ -29,28 +32,33 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import redis.asyncio as aioredis
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from litestar.connection import ASGIConnection
+from redis.asyncio.cluster import RedisCluster
 
 from support import keys
 from support.conversation.store import ConversationState, ConversationStore
 from support.errors import ConfigurationError, RateLimited
+from support.redis_client import RedisClient
 from support.settings import LimitSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPV6_CLIENT_PREFIX = 64  # one IPv6 host usually owns a whole /64: counting per address would be no limit
+log = logging.getLogger(__name__)
 UNKNOWN_CLIENT = "unknown"  # no peer address (a Unix-socket listener): all such clients share one count
 # States in which a customer message is not answered by the bot (no model call), so costs no model turn.
+# Per cluster node, for the limit checks' own cluster client: a check holds a connection for one script.
+CLUSTER_MAX_CONNECTIONS = 200
 NOT_MODEL_BOUND_STATES = frozenset({"queued", "agent"})
 
 
@@ -58,6 +66,8 @@ def limits_uri(redis_url: str) -> str:
     """The ``limits`` storage URI for a Redis URL Switchboard accepts (``redis://``, ``rediss://``, or
     ``unix://`` as the embedded server uses); ``limits`` wants its own ``async+`` schemes."""
     for scheme, limits_scheme in (
+        ("redis+cluster://", "async+redis+cluster://"),
+        ("rediss+cluster://", "async+redis+cluster://"),  # TLS is the ``ssl`` option (see over_redis)
         ("redis://", "async+redis://"),
         ("rediss://", "async+rediss://"),
         ("unix://", "async+redis+unix://"),
@@ -146,8 +156,12 @@ class RateLimits:
         *,
         store: ConversationStore,
         model_turns: bool,
+        owns_client: bool = False,
     ) -> None:
-        """``model_turns``: False in offline mode, where no message costs a model call."""
+        """``model_turns``: False in offline mode, where no message costs a model call. ``owns_client``:
+        the storage created its own Redis client, which :meth:`aclose` closes."""
+        self._storage = storage
+        self._owns_client = owns_client
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._store = store
         self._model_turns = model_turns
@@ -161,15 +175,35 @@ class RateLimits:
 
     @classmethod
     def over_redis(
-        cls, client: aioredis.Redis, redis_url: str, settings: LimitSettings, **kwargs: Any
+        cls, client: RedisClient, redis_url: str, settings: LimitSettings, **kwargs: Any
     ) -> RateLimits:
         """Limits counted on ``client``'s connection pool (see the module docstring: who owns what)."""
+        if isinstance(client, RedisCluster):
+            # ``limits`` cannot share a cluster client: its storage builds its own, which the limits own
+            # and :meth:`aclose` closes. Its keys already carry one hash tag per limit and subject.
+            storage: RedisStorage = RedisClusterStorage(
+                limits_uri(redis_url), implementation="redispy", key_prefix=keys.RATE_LIMIT_PREFIX,
+                max_connections=CLUSTER_MAX_CONNECTIONS, ssl=redis_url.startswith("rediss+"),
+            )  # fmt: skip
+            return cls(storage, settings, owns_client=True, **kwargs)
         pool = cast(Any, client.connection_pool)  # ``limits`` types its options as scalars; a pool is allowed
         storage = RedisStorage(
             limits_uri(redis_url), implementation="redispy", key_prefix=keys.RATE_LIMIT_PREFIX,
             connection_pool=pool,
         )  # fmt: skip
         return cls(storage, settings, **kwargs)
+
+    async def aclose(self) -> None:
+        """Close the cluster client the storage created (a no-op over a shared single-server pool)."""
+        if self._owns_client:
+            # ``limits`` offers no close; its redis-py bridge hands out the client it made. Undocumented,
+            # so looked up defensively: the cluster tests run with unclosed-client warnings as errors.
+            get_connection = getattr(self._storage.bridge, "get_connection", None)
+            client = get_connection() if get_connection is not None else None
+            if isinstance(client, RedisCluster):
+                await client.aclose()
+            else:
+                log.warning("rate limits: could not close the limits package's cluster client")
 
     def client(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
         """The client address of an HTTP request or a WebSocket (see :func:`client_address`)."""

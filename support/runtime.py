@@ -11,10 +11,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -50,6 +51,7 @@ from support.privacy.customer_data import CustomerDataService, default_sources
 from support.privacy.retention import retention_forever
 from support.ratelimit import RateLimits
 from support.redaction import Redactor
+from support.redis_client import RedisClient, cluster_client, is_cluster, ping, single_client
 from support.reports.ratings import RatingService
 from support.settings import REDACTION_KINDS, Settings
 from support.signing_key import resolve_signing_key
@@ -57,6 +59,12 @@ from support.signing_key import resolve_signing_key
 log = logging.getLogger(__name__)
 
 DrainHook = Callable[[], Awaitable[None]]
+if TYPE_CHECKING:
+    RuntimeRedis = RedisClient
+else:
+    # Litestar hands the Runtime to handlers through msgspec, which refuses a union of two classes in a
+    # dataclass field; the checker still sees the union.
+    RuntimeRedis = Any
 REDIS_MAX_CONNECTIONS = 200  # per process; Redis's own default limit is 10,000 clients
 REDIS_POOL_WAIT_S = 10.0  # a command waits this long for a free connection before failing
 # A healthy Redis or database answers at start in milliseconds. Without a bound, a host that drops packets
@@ -71,8 +79,11 @@ class Runtime:
 
     settings: Settings
     signing_key: str  # signs and verifies widget and agent tokens (support.signing_key)
-    redis: aioredis.Redis
+    redis: RuntimeRedis
     redis_url: str
+    # Where pub/sub consumers (agent consoles) open their connections: the main client on one server; on a
+    # cluster, a client of its seed node, which hears every node's PUBLISH (see support/redis_client.py).
+    subscriber: aioredis.Redis
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     store: ConversationStore
@@ -148,13 +159,15 @@ async def check_redis(url: str) -> None:
     process stays up, /readyz says 503 and requests get ``unavailable``.
     """
     where = redis_location(url)
-    client = aioredis.Redis.from_url(
-        url, socket_connect_timeout=START_CHECK_TIMEOUT_S, socket_timeout=START_CHECK_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),
-    )  # fmt: skip
+    options: dict[str, Any] = {
+        "socket_connect_timeout": START_CHECK_TIMEOUT_S, "socket_timeout": START_CHECK_TIMEOUT_S,
+        "retry": Retry(NoBackoff(), 0),
+    }  # fmt: skip
+    # A cluster client's first command reads the slot map, and fails unless every slot is served.
+    client = cluster_client(url, **options) if is_cluster(url) else single_client(url, **options)
     try:
         async with asyncio.timeout(START_CHECK_TIMEOUT_S):
-            await client.ping()
+            await ping(client)
     except (RedisError, OSError, TimeoutError) as exc:
         raise StartupFailed(f"Redis at {where} is unreachable: {one_line(exc)}") from exc
     finally:
@@ -222,22 +235,40 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await asyncio.to_thread(embedded.start, settings.redis.embedded_start_timeout_s)
         redis_url = embedded.url
         log.info("SWITCHBOARD_REDIS_URL not set: using the embedded Redis at %s", redis_url)
-    # A blocking pool: under a burst of turns a command waits for a free connection instead of failing with
-    # "Too many connections" (redis-py's default pool raises at 100 in use), which closed customer sockets.
-    client = aioredis.Redis.from_pool(
-        aioredis.BlockingConnectionPool.from_url(
+    client: RedisClient
+    # A stopped or partitioned Redis fails a command as `unavailable` instead of hanging it (and a turn with
+    # it). Pub/sub reads pass their own timeout; the fanout has its own client.
+    timeouts = {
+        "socket_timeout": settings.redis.socket_timeout_s,
+        "socket_connect_timeout": settings.redis.socket_timeout_s,
+    }
+    if is_cluster(redis_url):
+        # A cluster client keeps a pool per node (REDIS_MAX_CONNECTIONS each); redis-py has no blocking
+        # variant of it, so a burst past the bound fails the command instead of waiting.
+        client = cluster_client(
             redis_url, decode_responses=False, health_check_interval=30,
-            max_connections=REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_WAIT_S,
-            # A stopped or partitioned Redis fails a command as `unavailable` instead of hanging it (and
-            # a turn with it). Pub/sub reads pass their own timeout; the fanout has its own client.
-            socket_timeout=settings.redis.socket_timeout_s,
-            socket_connect_timeout=settings.redis.socket_timeout_s,
-        )
-    )  # fmt: skip
+            max_connections=REDIS_MAX_CONNECTIONS, **timeouts,
+        )  # fmt: skip
+    else:
+        # A blocking pool: under a burst of turns a command waits for a free connection instead of failing
+        # with "Too many connections" (redis-py's default pool raises at 100 in use), which closed customer
+        # sockets.
+        client = aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
+                redis_url, decode_responses=False, health_check_interval=30,
+                max_connections=REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_WAIT_S, **timeouts,
+            )
+        )  # fmt: skip
     # The shared subscriber's own connection: no silent retries, so a broken connection is noticed and
-    # every socket's feed resynchronised (see support/conversation/fanout.py).
+    # every socket's feed resynchronised (see support/conversation/fanout.py). On a cluster it is the seed
+    # node's: a cluster broadcasts every PUBLISH to all its nodes (see support/redis_client.py).
     # No health_check_interval: its PING would read the connection concurrently with the fanout's reader.
-    pubsub_client = aioredis.Redis.from_url(redis_url, decode_responses=False, retry=Retry(NoBackoff(), 0))
+    pubsub_client = single_client(redis_url, decode_responses=False, retry=Retry(NoBackoff(), 0))
+    subscriber = (
+        single_client(redis_url, decode_responses=False, health_check_interval=30)
+        if isinstance(client, RedisCluster)
+        else client
+    )
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     # Re-index a busy conversation for the archiver at most every ARCHIVE_INDEX_FRACTION of its idle time.
@@ -265,6 +296,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         signing_key=signing_key,
         redis=client,
         redis_url=redis_url,
+        subscriber=subscriber,
         engine=engine,
         sessions=sessions,
         store=store,
@@ -374,6 +406,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             await anthropic_client.close()
         await fanout.aclose()
         await pubsub_client.aclose()
+        await runtime.limits.aclose()
+        if subscriber is not client:
+            await subscriber.aclose()
         await client.aclose()
         await engine.dispose()
         if embedded is not None:

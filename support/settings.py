@@ -137,7 +137,11 @@ class RedisSettings(BaseSettings):
 
     url: str | None = Field(
         None,
-        description="redis:// or unix:// URL. Unset: an embedded Redis server is started under the data dir.",
+        description=(
+            "redis://, rediss:// or unix:// URL of one server, or redis+cluster://host:port "
+            "(rediss+cluster://) of a Redis Cluster, any one node as the seed. Unset: an embedded Redis "
+            "server is started under the data dir."
+        ),
     )
     embedded_start_timeout_s: float = Field(10.0, description="How long to wait for the embedded server.")
     socket_timeout_s: float = Field(

@@ -3,6 +3,9 @@ model API.
 
 Environment:
 - ``SWITCHBOARD_TEST_REDIS_URL``: a Redis server to use; unset, an embedded one is started for the session.
+  A ``redis+cluster://host:port`` URL runs the tests against that Redis Cluster (``python -m
+  tests.redis_cluster`` starts a local one and prints its URL): every client the tests and the served
+  processes make is then a cluster client, and "flush" is FLUSHDB on every master.
 - ``SWITCHBOARD_TEST_POSTGRES_URL``: a PostgreSQL database; unset, PostgreSQL variants are skipped.
 - ``SWITCHBOARD_TEST_REQUIRE_SERVICES=1``: skipping a PostgreSQL variant is an error instead (CI).
 """
@@ -23,6 +26,7 @@ from support.db.engine import make_engine
 from support.db.migrate import upgrade_to_head
 from support.embedded_redis import EmbeddedRedis
 from support.testing.fake_anthropic import FakeAnthropic
+from tests.redis_cluster import redis_client_for
 
 POSTGRES_URL = os.environ.get("SWITCHBOARD_TEST_POSTGRES_URL")
 REQUIRE_SERVICES = os.environ.get("SWITCHBOARD_TEST_REQUIRE_SERVICES") == "1"
@@ -47,8 +51,8 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     """A client on a flushed database; closed after the test."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
-    await client.flushdb()
+    client = redis_client_for(redis_url, decode_responses=False)
+    await client.flushdb()  # on a cluster client: on every master
     try:
         yield client
     finally:

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from support import keys
 from support.errors import BotDisowned, NotFound, TurnSuperseded
+from support.redis_client import RedisClient
 
 MARKED_MAX = 100_000  # conversations whose last archiver-index time this process remembers
 
@@ -473,7 +472,7 @@ def _context_from(
 class ConversationStore:
     """All Redis reads and writes of conversations. The client is passed in and not owned."""
 
-    def __init__(self, redis: aioredis.Redis, *, active_mark_interval_s: float = 0.0) -> None:
+    def __init__(self, redis: RedisClient, *, active_mark_interval_s: float = 0.0) -> None:
         """``active_mark_interval_s``: how long after indexing a conversation for the archiver this process
         skips indexing it again (0: every append). Keep it a small fraction of the archiver's idle time: a
         skipped mark makes the index at most that much older than the last event."""
@@ -937,7 +936,8 @@ class ConversationStore:
         return bool(await self._release(keys=[token.key], args=[token.value]))
 
     async def publish(self, conversation_id: str, payload: dict[str, Any]) -> int:
-        """Fan ``payload`` out to every subscriber of the conversation; returns how many received it."""
+        """Fan ``payload`` out to every subscriber of the conversation; returns how many received it (on a
+        Redis Cluster: how many on the node that took the PUBLISH, which then forwards it to the others)."""
         return int(await self._redis.publish(keys.conv_channel(conversation_id), json.dumps(payload)))
 
     async def record_triage(self, conversation_id: str, seq: int, verdict: dict[str, Any]) -> None:

@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, cast
 
-import redis.asyncio as aioredis
-
 from support import keys
 from support.errors import CircuitOpen
+from support.redis_client import RedisClient
 
 Clock = Callable[[], float]
 """Seconds, monotonic within one breaker's use (``time.monotonic`` in-process; Redis TIME otherwise)."""
@@ -211,7 +210,7 @@ class RedisBreaker:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         model: str,
         *,
         failures: int,

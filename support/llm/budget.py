@@ -27,10 +27,9 @@ import uuid
 from dataclasses import dataclass
 from typing import cast
 
-import redis.asyncio as aioredis
-
 from support import keys
 from support.errors import OverBudget
+from support.redis_client import RedisClient
 
 WINDOW_MS = 60_000  # limits are per minute
 RETRY_JITTER_S = 0.02  # spreads waiters that all saw the same "free in N ms" answer
@@ -137,7 +136,7 @@ class SharedBudget:
     """Per-minute request and token budget of one scope (the account by default), shared via Redis."""
 
     def __init__(
-        self, redis: aioredis.Redis, limits: Limits, *, max_wait_s: float, scope: str = "account"
+        self, redis: RedisClient, limits: Limits, *, max_wait_s: float, scope: str = "account"
     ) -> None:
         self.limits = limits
         self.max_wait_s = max_wait_s

@@ -38,7 +38,6 @@ from typing import Any, Literal
 
 import anthropic
 import httpx2
-import redis.asyncio as aioredis
 from anthropic.lib.streaming import AsyncMessageStream
 from anthropic.types import Message, MessageParam
 from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
@@ -58,6 +57,7 @@ from support.llm.breaker import Breaker, BreakerRegistry, Clock, RedisBreaker
 from support.llm.budget import Limits, Reservation, SharedBudget
 from support.llm.pricing import TokenCounts, cost
 from support.redaction import Redactor
+from support.redis_client import RedisClient
 from support.settings import LLMSettings
 
 log = logging.getLogger(__name__)
@@ -314,7 +314,7 @@ class ModelGateway:
     def __init__(
         self,
         client: anthropic.AsyncAnthropic,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         sessions: async_sessionmaker[AsyncSession],
         settings: LLMSettings,
         *,

@@ -12,10 +12,9 @@ import logging
 import os
 from datetime import UTC, datetime, timedelta
 
-import redis.asyncio as aioredis
-
 from support import keys
 from support.privacy.customer_data import CustomerDataService
+from support.redis_client import RedisClient
 from support.settings import RetentionSettings
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ async def sweep_once(
 
 
 async def retention_forever(
-    service: CustomerDataService, redis: aioredis.Redis, settings: RetentionSettings
+    service: CustomerDataService, redis: RedisClient, settings: RetentionSettings
 ) -> None:
     """The sweep loop owned by the runtime; errors are logged and the loop goes on."""
     lock_ms = max(1, int(settings.interval_s * 1000 * LOCK_SHARE_OF_INTERVAL))

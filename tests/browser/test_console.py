@@ -16,13 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from playwright.sync_api import Browser, Page, Route, expect
 from websockets.sync.client import ClientConnection, connect
 
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests import servers
 from tests.integration.test_widget_ws import ORIGIN, is_answer, is_triage, start_server, triage_reply
+from tests.redis_cluster import sync_redis_client_for
 from tests.servers import ServerProcess
 
 RECV_TIMEOUT_S = 15.0
@@ -41,7 +41,7 @@ def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
 @pytest.fixture
 def clean_redis(redis_url: str) -> Iterator[str]:
     """The session's Redis, flushed before and after (sync client: these tests have no event loop)."""
-    client = redis.Redis.from_url(redis_url)
+    client = sync_redis_client_for(redis_url)
     client.flushdb()
     try:
         yield redis_url

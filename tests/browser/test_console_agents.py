@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 from support.testing.fake_anthropic import FakeAnthropic
 from tests.browser.test_console import PASSWORD, UI_TIMEOUT_MS, create_agent, sign_in
 from tests.integration.test_widget_ws import start_server
+from tests.redis_cluster import sync_redis_client_for
 from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.timeout(150)
@@ -21,9 +22,8 @@ pytestmark = pytest.mark.timeout(150)
 
 @pytest.fixture
 def server(tmp_path: Path, fake: FakeAnthropic, redis_url: str) -> Iterator[ServerProcess]:
-    import redis
 
-    client = redis.Redis.from_url(redis_url)
+    client = sync_redis_client_for(redis_url)
     client.flushdb()
     proc = start_server(tmp_path / "srv", fake, redis_url)
     try:

@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import websockets
 
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests.browser.test_widget import Site, create_account
 from tests.integration.test_widget_ws import is_answer, is_triage, triage_reply
+from tests.redis_cluster import sync_redis_client_for
 
 WAIT_MS = 20_000
 
@@ -26,7 +26,7 @@ WAIT_MS = 20_000
 @pytest.fixture
 def site(tmp_path: Path, fake: FakeAnthropic, redis_url: str) -> Iterator[Site]:
     fake.reset()
-    client = redis.Redis.from_url(redis_url)
+    client = sync_redis_client_for(redis_url)
     client.flushdb()
     s = Site(tmp_path / "site", fake, redis_url).start()
     try:

@@ -15,12 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from support import keys
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests import servers
 from tests.integration.test_widget_ws import is_answer, is_triage, triage_reply
+from tests.redis_cluster import sync_redis_client_for
 from tests.servers import ServerProcess, free_port
 
 ANSWER_MODEL = "claude-sonnet-4-6"
@@ -69,7 +69,7 @@ def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
 
 @pytest.fixture
 def site(tmp_path: Path, fake_api: FakeAnthropic, redis_url: str) -> Iterator[Site]:
-    client = redis.Redis.from_url(redis_url)
+    client = sync_redis_client_for(redis_url)
     client.flushdb()
     s = Site(tmp_path / "site", fake_api, redis_url).start()
     try:
@@ -279,7 +279,7 @@ def stored_events(redis_url: str, page: Any) -> list[dict[bytes, bytes]]:
     saved = json.loads(
         page.evaluate("Object.entries(localStorage).find(([k]) => k.startsWith('switchboard:'))[1]")
     )
-    client = redis.Redis.from_url(redis_url)
+    client = sync_redis_client_for(redis_url)
     try:
         return [fields for _id, fields in client.xrange(keys.conv_events(saved["conversationId"]))]
     finally:

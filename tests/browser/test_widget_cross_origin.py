@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from support import keys
 from support.testing.fake_anthropic import FakeAnthropic
 from tests.browser.test_widget import WAIT_MS, W, answer_with, bubbles, open_panel, send
+from tests.redis_cluster import sync_redis_client_for
 from tests.servers import ServerProcess
 
 HOST_PAGE = """<!doctype html>
@@ -72,7 +72,7 @@ def setup(
     """Switchboard (its port chosen first, as the host pages name it) with the allowed site's origin in
     its widget keys, the allowed site and the stranger's site."""
     fake.reset()
-    client = redis.Redis.from_url(redis_url)
+    client = sync_redis_client_for(redis_url)
     client.flushdb()
     service = ServerProcess(tmp_path / "svc")
     allowed = StaticSite(service.url)
@@ -99,7 +99,7 @@ def setup(
 
 
 def conversations(redis_url: str) -> int:
-    client = redis.Redis.from_url(redis_url)
+    client = sync_redis_client_for(redis_url)
     try:
         return len(list(client.scan_iter(match=keys.conv_state("*"), count=1000)))
     finally:

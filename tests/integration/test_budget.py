@@ -21,6 +21,7 @@ from support.llm.budget import Limits, SharedBudget
 from support.llm.gateway import ModelGateway, make_client
 from support.settings import LLMSettings
 from support.testing.fake_anthropic import FakeAnthropic
+from tests.redis_cluster import redis_client_for
 
 HELLO: list[dict[str, Any]] = [{"role": "user", "content": "hello"}]
 
@@ -34,7 +35,7 @@ def fake() -> Iterator[FakeAnthropic]:
 @pytest.fixture
 async def second_redis(redis_url: str, redis_client: aioredis.Redis) -> AsyncIterator[aioredis.Redis]:
     """Another connection pool on the same (already flushed) Redis: a second process's view."""
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client_for(redis_url)
     try:
         yield client
     finally:

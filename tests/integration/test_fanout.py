@@ -18,6 +18,7 @@ from support import keys
 from support.conversation.fanout import CLOSE_SERVICE_RESTART, CLOSE_TRY_AGAIN, Fanout, Listener
 from support.conversation.store import ConversationStore
 from support.embedded_redis import EmbeddedRedis
+from support.redis_client import single_client
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 FanoutFactory = Callable[..., Any]
@@ -34,7 +35,7 @@ async def make_fanout(redis_url: str, redis_client: aioredis.Redis) -> AsyncIter
 
     async def factory(**kwargs: Any) -> Fanout:
         name = f"sb-fanout-test-{uuid.uuid4().hex[:8]}"
-        client = aioredis.Redis.from_url(
+        client = single_client(
             redis_url, decode_responses=False, retry=Retry(NoBackoff(), 0), client_name=name
         )
         fanout = Fanout(client, replay=frames_after, **kwargs)
@@ -48,6 +49,17 @@ async def make_fanout(redis_url: str, redis_client: aioredis.Redis) -> AsyncIter
         for fanout, client in made:
             await fanout.aclose()
             await client.aclose()
+
+
+@pytest.fixture
+async def node_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client of the node the fanouts subscribe on (on a cluster: the seed node). PUBLISH replies,
+    PUBSUB NUMSUB and CLIENT LIST count that node's own subscribers, so they are asked there."""
+    client = single_client(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 async def numsub(client: aioredis.Redis, cid: str) -> int:
@@ -70,10 +82,10 @@ async def pubsub_clients(client: aioredis.Redis, name: str) -> list[dict[str, An
 
 
 async def test_many_conversations_share_one_connection(
-    make_fanout: FanoutFactory, redis_client: aioredis.Redis
+    make_fanout: FanoutFactory, redis_client: aioredis.Redis, node_client: aioredis.Redis
 ) -> None:
     fanout: Fanout = await make_fanout()
-    store = ConversationStore(redis_client)
+    store = ConversationStore(node_client)  # publishes count the subscribers of the fanout's node
     cids = [f"many-{i}" for i in range(40)]
     listeners = [await fanout.subscribe(cid) for cid in cids]
     # Subscriptions are confirmed when subscribe returns: a publish right after it is delivered.
@@ -81,7 +93,7 @@ async def test_many_conversations_share_one_connection(
         assert await store.publish(cid, {"type": "delta", "text": f"to {i}"}) == 1
     for i, listener in enumerate(listeners):
         assert await next_frame(listener) == {"type": "delta", "text": f"to {i}"}
-    subscribed = [c for c in await pubsub_clients(redis_client, client_name(fanout)) if int(c["sub"]) > 0]
+    subscribed = [c for c in await pubsub_clients(node_client, client_name(fanout)) if int(c["sub"]) > 0]
     assert len(subscribed) == 1
     assert int(subscribed[0]["sub"]) == len(cids)
     assert fanout.channels == len(cids)
@@ -90,22 +102,22 @@ async def test_many_conversations_share_one_connection(
 
 
 async def test_unsubscribes_on_the_last_release_only(
-    make_fanout: FanoutFactory, redis_client: aioredis.Redis
+    make_fanout: FanoutFactory, redis_client: aioredis.Redis, node_client: aioredis.Redis
 ) -> None:
     fanout: Fanout = await make_fanout()
-    store = ConversationStore(redis_client)
+    store = ConversationStore(node_client)  # publishes count the subscribers of the fanout's node
     first, second = await fanout.subscribe("rc"), await fanout.subscribe("rc")
-    assert await numsub(redis_client, "rc") == 1  # one Redis subscription for both sockets
+    assert await numsub(node_client, "rc") == 1  # one Redis subscription for both sockets
     first.release()
     first.release()  # idempotent: does not drop the other socket's reference
     assert await store.publish("rc", {"type": "delta", "text": "still here"}) == 1
     assert await next_frame(second) == {"type": "delta", "text": "still here"}
     second.release()
     for _ in range(50):
-        if await numsub(redis_client, "rc") == 0:
+        if await numsub(node_client, "rc") == 0:
             break
         await asyncio.sleep(0.02)
-    assert await numsub(redis_client, "rc") == 0
+    assert await numsub(node_client, "rc") == 0
     assert fanout.channels == 0
     third = await fanout.subscribe("rc")  # subscribing again after the last release works
     assert await store.publish("rc", {"type": "delta", "text": "again"}) == 1
@@ -114,12 +126,12 @@ async def test_unsubscribes_on_the_last_release_only(
 
 
 async def test_two_processes_each_receive_every_event(
-    make_fanout: FanoutFactory, redis_client: aioredis.Redis
+    make_fanout: FanoutFactory, redis_client: aioredis.Redis, node_client: aioredis.Redis
 ) -> None:
     # Two fanouts on separate connections stand for two server processes holding sockets of one conversation.
     one, two = await make_fanout(), await make_fanout()
     a, b = await one.subscribe("shared"), await two.subscribe("shared")
-    assert await ConversationStore(redis_client).publish("shared", {"type": "delta", "text": "x"}) == 2
+    assert await ConversationStore(node_client).publish("shared", {"type": "delta", "text": "x"}) == 2
     assert await next_frame(a) == {"type": "delta", "text": "x"}
     assert await next_frame(b) == {"type": "delta", "text": "x"}
     a.release()
@@ -144,10 +156,10 @@ async def test_a_slow_client_is_closed_with_1013_and_does_not_stall_the_others(
     fast.release()
 
 
-async def kill_pubsub_connection(redis_client: aioredis.Redis, fanout: Fanout) -> None:
-    victims = [c for c in await pubsub_clients(redis_client, client_name(fanout)) if int(c["sub"]) > 0]
+async def kill_pubsub_connection(node_client: aioredis.Redis, fanout: Fanout) -> None:
+    victims = [c for c in await pubsub_clients(node_client, client_name(fanout)) if int(c["sub"]) > 0]
     assert len(victims) == 1
-    await redis_client.client_kill_filter(_id=victims[0]["id"])
+    await node_client.client_kill_filter(_id=victims[0]["id"])
 
 
 async def wait_for_reconnect(fanout: Fanout, count: int) -> None:
@@ -159,7 +171,7 @@ async def wait_for_reconnect(fanout: Fanout, count: int) -> None:
 
 
 async def test_a_broken_connection_is_resubscribed_and_missed_events_are_replayed(
-    make_fanout: FanoutFactory, redis_client: aioredis.Redis
+    make_fanout: FanoutFactory, redis_client: aioredis.Redis, node_client: aioredis.Redis
 ) -> None:
     fanout: Fanout = await make_fanout()
     store = ConversationStore(redis_client)
@@ -169,7 +181,7 @@ async def test_a_broken_connection_is_resubscribed_and_missed_events_are_replaye
     await store.publish("gap", first.to_frame())
     assert (await next_frame(listener))["seq"] == first.seq
 
-    await kill_pubsub_connection(redis_client, fanout)
+    await kill_pubsub_connection(node_client, fanout)
     # Published while nobody of this process listens: lost on the wire, but persisted in the stream.
     second, _ = await store.append_customer_message("gap", "m2", "are you there?", now=NOW)
     await store.publish("gap", second.to_frame())
@@ -177,7 +189,7 @@ async def test_a_broken_connection_is_resubscribed_and_missed_events_are_replaye
 
     replayed = await next_frame(listener)
     assert (replayed["seq"], replayed["text"]) == (second.seq, "are you there?")
-    assert await numsub(redis_client, "gap") == 1  # resubscribed
+    assert await numsub(node_client, "gap") == 1  # resubscribed
     third, _ = await store.append_customer_message("gap", "m3", "live again", now=NOW)
     await store.publish("gap", second.to_frame())  # a late duplicate is dropped by seq
     await store.publish("gap", third.to_frame())
@@ -186,18 +198,18 @@ async def test_a_broken_connection_is_resubscribed_and_missed_events_are_replaye
 
 
 async def test_after_a_gap_a_listener_that_saw_no_event_is_told_to_resume(
-    make_fanout: FanoutFactory, redis_client: aioredis.Redis
+    make_fanout: FanoutFactory, redis_client: aioredis.Redis, node_client: aioredis.Redis
 ) -> None:
     fanout: Fanout = await make_fanout()
     listener = await fanout.subscribe("fresh")
-    await kill_pubsub_connection(redis_client, fanout)
+    await kill_pubsub_connection(node_client, fanout)
     await wait_for_reconnect(fanout, 1)
     with pytest.raises(StopAsyncIteration):
         await next_frame(listener)
     assert listener.close_code == CLOSE_SERVICE_RESTART
     # A socket subscribing after the reconnect is unaffected.
     later = await fanout.subscribe("fresh")
-    assert await ConversationStore(redis_client).publish("fresh", {"type": "delta", "text": "ok"}) == 1
+    assert await ConversationStore(node_client).publish("fresh", {"type": "delta", "text": "ok"}) == 1
     assert await next_frame(later) == {"type": "delta", "text": "ok"}
     later.release()
     listener.release()

@@ -7,6 +7,7 @@ import asyncio
 import redis.asyncio as aioredis
 
 from handoff.queue import ClaimResult, HandoffQueue
+from tests.redis_cluster import redis_client_for
 
 
 async def test_priority_then_first_come_first_served(redis_client: aioredis.Redis) -> None:
@@ -30,7 +31,7 @@ async def test_priority_then_first_come_first_served(redis_client: aioredis.Redi
 
 
 async def test_racing_claims_from_separate_clients_have_exactly_one_winner(redis_url: str) -> None:
-    clients = [aioredis.Redis.from_url(redis_url) for _ in range(8)]
+    clients = [redis_client_for(redis_url) for _ in range(8)]
     try:
         await clients[0].flushdb()
         queues = [HandoffQueue(c) for c in clients]

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from support import keys
 from support.conversation.store import ConversationStore
 from support.errors import BotDisowned, NotFound, TurnSuperseded
+from tests.redis_cluster import redis_client_for
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CID = "c1"
@@ -50,7 +51,7 @@ async def test_seq_is_contiguous_under_concurrent_appends_from_two_clients(
     redis_client: aioredis.Redis, redis_url: str
 ) -> None:
     store_a = await make(redis_client)
-    other = aioredis.Redis.from_url(redis_url)
+    other = redis_client_for(redis_url)
     try:
         store_b = ConversationStore(other)
         results = await asyncio.gather(

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from support.testing.fake_anthropic import FakeAnthropic
 from tests import servers
+from tests.redis_cluster import sync_redis_client_for
 from tests.servers import ServerProcess
 
 ORIGIN = "http://shop.test"
@@ -78,7 +79,7 @@ def admin_token(server: ServerProcess) -> str:
 
 @pytest.fixture(scope="module")
 def store(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+    client = sync_redis_client_for(redis_url)
     try:
         yield client
     finally:

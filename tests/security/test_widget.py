@@ -38,6 +38,7 @@ from support.channels.widget_frames import (
     parse_frame,
 )
 from tests import servers
+from tests.redis_cluster import sync_redis_client_for
 from tests.servers import ServerProcess
 
 SHOP = "http://shop.test"
@@ -67,7 +68,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
 
 @pytest.fixture(scope="module")
 def redis_sync(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client = sync_redis_client_for(redis_url, decode_responses=True)
     try:
         yield client
     finally:
