@@ -625,23 +625,20 @@ class TurnRunner:
         """Run one turn under the conversation's turn lease; waits for a turn already in flight.
         ``recovered``: ``context`` was begun for the owed ``message`` by recovery or a resend."""
         store = self.deps.store
-        lease_ms = self.lock_ttl_ms
         if context is not None:  # begun by the append, which overlapped the examples' check
             if examples_refreshed is not None:
                 await examples_refreshed
         else:
             # The examples' version check (one GET, another cluster slot) overlaps the turn's first read.
-            context, _ = await asyncio.gather(
-                store.begin_turn(conversation_id, lease_ms),
-                examples_refreshed if examples_refreshed is not None else self._refresh_examples(),
+            examples = asyncio.ensure_future(
+                examples_refreshed if examples_refreshed is not None else self._refresh_examples()
             )
-            waited = False
-            for _ in range(int(self.deps.turn_deadline_s / TURN_LOCK_POLL_S)):
-                if context is not None:
-                    break
-                waited = True
-                await asyncio.sleep(TURN_LOCK_POLL_S)
-                context = await store.begin_turn(conversation_id, lease_ms)
+            try:
+                context, waited = await self._wait_for_lease(conversation_id, message.seq)
+            except BaseException:
+                examples.cancel()  # owned here: not left running when the turn is cancelled
+                raise
+            await examples
             if context is None:
                 log.error(
                     "turn lease for %s not acquired; message %s left to recovery",
@@ -653,8 +650,9 @@ class TurnRunner:
             if waited and (owed is None or owed < message.seq):
                 # While this waited, another run answered it (recovery took the lease first and ran the
                 # latest owed message's turn, this one's message in its history): the marker is cleared.
-                # Answering again would repeat that answer.
-                await store.end_turn(conversation_id, context.lock, None)
+                # Answering again would repeat that answer. (Redis away now: the lease lapses by itself.)
+                with contextlib.suppress(*REDIS_OUTAGES):
+                    await store.end_turn(conversation_id, context.lock, None)
                 return
         state = e.State(context.state.state) if context.state else e.State.BOT
         epoch = context.state.bot_epoch if context.state else 0
@@ -701,6 +699,33 @@ class TurnRunner:
         if gateway is not None and ended:
             # After the reply went out: fold old turns into the summary if the window is over budget.
             self._spawn(self._fold(gateway, conversation_id), f"summary:{conversation_id}")
+
+    async def _wait_for_lease(self, conversation_id: str, seq: int) -> tuple[TurnContext | None, bool]:
+        """Begin the turn of message ``seq`` once the conversation's turn lease is free (another turn of it
+        may run), within the turn deadline: (the context or None, whether it had to wait).
+
+        Redis away meanwhile is waited out like the lease itself: the message starts the moment the lease
+        frees, rather than its task dying on the ``ConnectionError`` and the turn waiting a lease and a
+        sweep for recovery."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deps.turn_deadline_s
+        waited = away = False
+        while True:
+            try:
+                context = await self.deps.store.begin_turn(conversation_id, self.lock_ttl_ms)
+                away = False
+            except REDIS_OUTAGES as exc:
+                context = None
+                if not away:
+                    log.warning(
+                        "turn %s/%s: Redis unreachable (%s) while it waits for the turn lease; waiting on",
+                        conversation_id, seq, type(exc).__name__,
+                    )  # fmt: skip
+                away = True
+            if context is not None or loop.time() >= deadline:
+                return context, waited
+            waited = True
+            await asyncio.sleep(REDIS_RETRY_S if away else TURN_LOCK_POLL_S)
 
     async def _keep_lease(
         self, conversation_id: str, lease: LockToken, running: asyncio.Future[None], superseded: asyncio.Event

@@ -2,9 +2,9 @@
 
 Per scenario: messages the customer got an ``ack`` for; of those, missing from the transcript a reconnecting
 widget gets (``resume`` from 0) — lost; turns that never ended (an acknowledged customer message followed by
-neither an assistant/agent message nor a ``status``); and the worst wait from a frame a customer sent to the
-next frame it received. :func:`report` prints the one ``reliability`` line each scenario owes
-(``pytest -s`` shows it).
+neither an assistant/agent message nor a ``status``, and not written to people: see :func:`turn_ended`); and
+the worst wait from a frame a customer sent to the next frame it received. :func:`report` prints the one
+``reliability`` line each scenario owes (``pytest -s`` shows it).
 """
 
 from __future__ import annotations
@@ -101,18 +101,20 @@ class Widget:
 
     async def until_outcome(self, after_seq: int, timeout_s: float = RECV_TIMEOUT_S) -> dict[str, Any]:
         """Read (reconnecting if the socket drops) until the turn of message ``after_seq`` ends: an
-        assistant or agent message or a ``status`` with a larger seq. That frame."""
+        assistant or agent message or a ``status`` with a larger seq, or the ``status`` that had already
+        given the conversation to people when the message was stored (see :func:`turn_ended`). That frame."""
         deadline = time.monotonic() + timeout_s
-        for _, frame in self.frames:
-            if ends_turn(frame, after_seq):
-                return frame
+        outcome = turn_ended([f for _, f in self.frames], after_seq)
+        if outcome is not None:
+            return outcome
         while True:
             try:
                 if self.ws is None:
                     await self.connect()
-                frame = await self.recv(max(0.1, deadline - time.monotonic()))
-                if ends_turn(frame, after_seq):
-                    return frame
+                await self.recv(max(0.1, deadline - time.monotonic()))
+                outcome = turn_ended([f for _, f in self.frames], after_seq)
+                if outcome is not None:
+                    return outcome
             except (OSError, websockets.WebSocketException):
                 if time.monotonic() > deadline:
                     raise
@@ -154,6 +156,26 @@ def ends_turn(frame: dict[str, Any], after_seq: int) -> bool:
     )
 
 
+def turn_ended(events: Iterable[dict[str, Any]], seq: int) -> dict[str, Any] | None:
+    """The event that ends the turn of customer message ``seq`` among a conversation's ``events``, or None.
+
+    Either a later event that ends it (:func:`ends_turn`), or, for a message written while people had the
+    conversation (its latest ``status`` before the message is ``queued`` or ``agent``), that status: such a
+    message goes to the agents (the engine's ``PublishToAgent``), the bot never answers it, and nothing
+    follows it in the transcript until a person does; it ended with people, which the promise allows.
+    """
+    events = [f for f in events if "seq" in f and f["type"] != "ack"]
+    later = [f for f in events if ends_turn(f, seq)]
+    if later:
+        return later[0]  # the first to arrive (a transcript is in seq order)
+    before = [f for f in events if f["type"] == "status" and int(f["seq"]) < seq]
+    if before:
+        last = max(before, key=lambda f: int(f["seq"]))
+        if last.get("state") in ("queued", "agent"):
+            return last
+    return None
+
+
 @dataclass
 class Tally:
     acked: int
@@ -176,7 +198,7 @@ def tally(results: Iterable[tuple[list[int], list[dict[str, Any]], float]]) -> T
         seqs = {f["seq"] for f in transcript}
         total.acked += len(acked)
         total.lost += sum(1 for seq in acked if seq not in seqs)
-        total.never_ended += sum(1 for seq in acked if not any(ends_turn(f, seq) for f in transcript))
+        total.never_ended += sum(1 for seq in acked if turn_ended(transcript, seq) is None)
         total.worst_wait_s = max(total.worst_wait_s, worst)
     return total
 

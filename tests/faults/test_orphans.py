@@ -20,6 +20,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -480,4 +481,61 @@ async def test_redis_down_mid_turn_the_turn_ends_with_its_draft(
             keys.conv_state(session["conversation_id"]), "draft_text"
         )
         assert draft is not None
+    assert (lost, never_ended) == (0, 0)
+
+
+async def test_redis_restarted_while_a_message_waits_for_the_lease_its_turn_runs_next(
+    tmp_path: Path, fake: FakeAnthropic, aof_redis: AofRedis
+) -> None:
+    """The customer writes again while the answer to their first message streams (1.5 s), so the new
+    message's turn waits for the conversation's turn lease; Redis is SIGKILLed while it waits and started
+    again from its append-only file 1 s later. The first answer is stored when its stream ends, and the
+    second message's turn starts as soon as the first releases the lease: its outcome is stored within 2 s
+    of the first answer, not a lease (6 s) and a recovery sweep later."""
+    medium = " ".join(f"m{i:03d}" for i in range(60))  # 1.5 s at ANSWER_TPS
+    answers = 0
+
+    def answer(body: dict[str, Any]) -> Reply | None:
+        nonlocal answers
+        if not is_answer(body):
+            return None
+        answers += 1
+        return Reply(text=medium if answers == 1 else SHORT_ANSWER)
+
+    fake.reset()
+    fake.add_rule(lambda body: triage_reply(confidence=0.95) if is_triage(body) else None)
+    fake.add_rule(answer)
+    fake.set_latency(tps=ANSWER_TPS, model=ANSWER_MODEL)
+    server = start_server(tmp_path / "s", fake, aof_redis.url)
+    try:
+        token = open_session(server)["token"]
+        customer = Widget(server, token)
+        await customer.connect()
+        await customer.send({"type": "message", "client_id": "m1", "text": "Tell me everything about tents."})
+        await customer.until(lambda f: f["type"] == "ack")
+        await customer.until(lambda f: f["type"] == "delta")
+        await customer.send(
+            {"type": "message", "client_id": "m2", "text": "And how long is the return window?"}
+        )
+        second = await customer.until(lambda f: f["type"] == "ack" and f["client_id"] == "m2")
+        aof_redis.kill()
+        await asyncio.sleep(1.0)
+        aof_redis.start()
+        await customer.close()
+        await customer.connect()
+        await customer.until(lambda f: answered(f) and f["seq"] > second["seq"] and f.get("reply_id") != "r1")
+        acked = customer.acked()
+        await customer.close()
+        events = await transcript(server, token)
+    finally:
+        server.kill()
+    outcomes = [f for f in events if answered(f) and f["seq"] > second["seq"]]
+    assert len(outcomes) == 2, outcomes  # the first message's answer, then the second's outcome
+    first_at, second_at = (datetime.fromisoformat(f["created_at"]) for f in outcomes)
+    gap_s = (second_at - first_at).total_seconds()
+    lost, never_ended = account("redis_restart_while_waiting_for_lease", events, acked, gap_s)
+
+    assert outcomes[0].get("reply_id") == "r1"
+    assert outcomes[0]["text"] == medium
+    assert gap_s < 2.0  # started when the lease freed (an answer takes ~0.3 s), not left to recovery
     assert (lost, never_ended) == (0, 0)
