@@ -333,7 +333,9 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     if (ui.state.textContent !== text) ui.state.textContent = text;
     ui.state.className = `state ${cls}`;
     ui.state.dataset.state = cls;
-    ui.human.hidden = convo.state === "queued" || convo.state === "agent";
+    // Asking for a person only makes sense while the bot has the conversation: not while one is awaited
+    // or helping, and not once it is resolved (the server would refuse it; writing again reopens it).
+    ui.human.hidden = convo.state !== "bot";
     ui.end.hidden = convo.state === "resolved";
   }
 
