@@ -122,7 +122,9 @@ def test_start_up_says_where_to_go_and_the_landing_page_links_there(demo: DemoPr
     assert f"Switchboard is running at {demo.url}  (model: demo model)" in log
     for path in ("/demo", "/console/", "/reports/"):
         assert f"{demo.url}{path}" in log
-    assert "create-agent --email you@example.com" in log
+    # The demo made an account and printed it: the lines say to sign in with it, not to create one.
+    assert "Sign in to the console and the reports as demo-agent@example.com (password printed above)" in log
+    assert "create the first one" not in log
     landing = httpx.get(f"{demo.url}/")
     assert landing.status_code == 200
     assert landing.headers["content-type"].startswith("text/html")
@@ -130,6 +132,7 @@ def test_start_up_says_where_to_go_and_the_landing_page_links_there(demo: DemoPr
         assert link in landing.text
     assert "demo model" in landing.text
     assert "create-agent" in landing.text
+    assert "printed a demo admin account" in landing.text
     page = httpx.get(f"{demo.url}/demo")
     assert '<script src="/widget.js" data-widget-key="pk_demo" async></script>' in page.text
     assert 'id="hostile"' not in page.text, "the demo page is the clean one"
