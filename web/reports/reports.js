@@ -213,10 +213,10 @@
     })), { label: "Ratings by score" });
     $("sat-groups-caption").textContent = "Average by " + s.group_by;
     bars($("sat-groups"), s.groups.map((g) => ({
-      label: g.label || g.key || "(none)", value: g.average || 0, text: `${num(g.average)} (${g.count})`,
+      label: g.label || g.key || "–", value: g.average || 0, text: `${num(g.average)} (${g.count})`,
     })), { label: "Average by " + s.group_by, max: 5 });
     table($("sat-table"), [s.group_by, "ratings", "average", "1", "2", "3", "4", "5"],
-      s.groups.map((g) => [g.label || g.key || "(none)", g.count, num(g.average), ...["1", "2", "3", "4", "5"].map((k) => g.distribution[k])]));
+      s.groups.map((g) => [g.label || g.key || "–", g.count, num(g.average), ...["1", "2", "3", "4", "5"].map((k) => g.distribution[k])]));
   }
 
   function renderOperations(o, fromValue, toValue) {
