@@ -138,6 +138,31 @@ def test_the_demo_walk_from_the_readme(
         customer.wait_for_selector(f"{W} .thanks")
         shot(customer, screenshot_dir, "rated", width)
         assert errors == [], f"JavaScript errors on the demo page: {errors}"
+
+        # The rating shows in the reports (the console's link, no second sign-in), grouped in words.
+        agent.set_viewport_size({"width": width, "height": height})
+        agent.locator("#reports-link").click()
+        agent.wait_for_selector("#ops-tiles .tile")
+        expect(agent.locator("#login")).to_be_hidden()
+        for group_by, expected in (("intent", None), ("resolution", "Resolved by an agent")):
+            agent.locator("#range select[name=group_by]").select_option(group_by)
+            agent.locator("#range button[type=submit]").click()
+            expect(agent.locator("#sat-groups-caption")).to_have_text(f"Average by {group_by}")
+            names = agent.locator("#sat-table tr td:first-child").all_inner_texts()
+            assert names, f"no rows grouped by {group_by}"
+            if expected is not None:
+                assert expected in names, names
+            for name in names:  # words, not keys
+                assert "_" not in name, names
+                assert name not in ("(none)", "agent", "bot"), names
+            chart = agent.locator("#sat-groups .name")
+            assert chart.all_inner_texts() == names, "the chart names each group as the table does"
+            for i in range(chart.count()):  # whole, not cut off at the chart's edge
+                fits = chart.nth(i).evaluate(
+                    "n => n.scrollWidth <= n.clientWidth && n.getBoundingClientRect().left >= 0"
+                )
+                assert fits, names[i]
+        agent.screenshot(path=str(screenshot_dir / f"demo-reports-{width}.png"), full_page=True)
     finally:
         if agent is not None:
             agent.close()

@@ -135,11 +135,12 @@
   const count = (v) => String(Math.round(Number(v) || 0));
   const ms = (v) => (v === null || v === undefined ? "–" : String(Math.round(v)));
 
-  // Horizontal bars in HTML (labels in words wrap and read at the page's size): rows of {label, value}.
-  function hbars(container, rows, label) {
+  // Horizontal bars in HTML (labels in words wrap and read at the page's size): rows of {label, value,
+  // text?} (text: what is written after the bar, default the value); `scale` fixes the full bar's value.
+  function hbars(container, rows, label, scale) {
     container.replaceChildren();
     if (!rows.length) { container.innerHTML = '<p class="empty">No data in this range.</p>'; return; }
-    const max = Math.max(...rows.map((r) => r.value), 1);
+    const max = scale || Math.max(...rows.map((r) => r.value), 1);
     const list = document.createElement("ul");
     list.className = "hbars";
     list.setAttribute("aria-label", label);
@@ -148,7 +149,7 @@
       item.innerHTML = '<span class="name"></span><span class="track"><span class="fill"></span></span><span class="n"></span>';
       item.querySelector(".name").textContent = r.label;
       item.querySelector(".fill").style.width = `${(100 * r.value) / max}%`;
-      item.querySelector(".n").textContent = String(r.value);
+      item.querySelector(".n").textContent = r.text ?? String(r.value);
       list.append(item);
     }
     container.append(list);
@@ -212,9 +213,9 @@
       label: k + " ★", value: s.distribution[k], text: String(s.distribution[k]), color: colors[k],
     })), { label: "Ratings by score" });
     $("sat-groups-caption").textContent = "Average by " + s.group_by;
-    bars($("sat-groups"), s.groups.map((g) => ({
+    hbars($("sat-groups"), s.groups.map((g) => ({  // group names are words: HTML bars let them wrap
       label: g.label || g.key || "–", value: g.average || 0, text: `${num(g.average)} (${g.count})`,
-    })), { label: "Average by " + s.group_by, max: 5 });
+    })), "Average by " + s.group_by, 5);
     table($("sat-table"), [s.group_by, "ratings", "average", "1", "2", "3", "4", "5"],
       s.groups.map((g) => [g.label || g.key || "–", g.count, num(g.average), ...["1", "2", "3", "4", "5"].map((k) => g.distribution[k])]));
   }
