@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ class WebAssetsController(Controller):
             ("__ACCOUNT_TEXT__", DEMO_ACCOUNT_TEXT if mode == "demo" else ACCOUNT_TEXT),
             ("__CREATE_AGENT__", CREATE_AGENT_COMMAND),
         ):  # fmt: skip
-            page = page.replace(placeholder, html.escape(value, quote=True))
+            page = page.replace(placeholder, _prose(value))
         return _html(page)
 
     @get("/widget.js", summary="The embeddable chat widget")
@@ -88,6 +89,11 @@ class WebAssetsController(Controller):
     async def demo_hostile(self, runtime: Runtime, key: str | None = None) -> Response[str]:
         """The same shop with style rules that would break a widget not isolated in its Shadow DOM."""
         return _html(_demo_page(runtime, "hostile.html", key))
+
+
+def _prose(text: str) -> str:
+    """``text`` escaped for HTML, its `backquoted` commands as <code> (the console lines print them as is)."""
+    return re.sub(r"`([^`<>]+)`", r"<code>\1</code>", html.escape(text, quote=True))
 
 
 def _demo_page(runtime: Runtime, name: str, key: str | None) -> str:
