@@ -118,6 +118,7 @@ def test_the_demo_walk_from_the_readme(
         composer = agent.get_by_label("Reply to the customer")
         composer.fill(reply)
         composer.press("Enter")
+        expect(composer).to_have_value("")  # sent: the screenshot shows the reply in the transcript
         if width == 1280:
             agent.screenshot(path=str(screenshot_dir / "demo-console-1280.png"))
 
@@ -179,5 +180,7 @@ def test_the_landing_page_is_html_not_a_json_404(browser: Browser, demo: DemoPro
         for name, path in (("Demo shop", "/demo"), ("Agent console", "/console/"), ("Reports", "/reports/")):
             assert page.get_by_role("link", name=re.compile(name)).get_attribute("href") == path
         expect(page.locator("pre")).to_contain_text("switchboard create-agent")
+        expect(page.locator("main")).to_contain_text("printed a demo admin account")
+        assert "`" not in page.locator("main").inner_text(), "commands are set as code, not in backquotes"
     finally:
         page.close()
