@@ -22,6 +22,9 @@ def _configure_logging(level: str) -> None:
 
     log_redaction.install()  # every record of every logger (uvicorn's too) is redacted when created
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Alembic (1.17+) logs the set-up of each of its plugins at INFO on every migration run: seven lines
+    # above the start-up message that tell an operator nothing.
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _cannot_start(reason: str) -> int:
