@@ -22,6 +22,9 @@ def _configure_logging(level: str) -> None:
 
     log_redaction.install()  # every record of every logger (uvicorn's too) is redacted when created
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Alembic (1.17+) logs the set-up of each of its plugins at INFO on every migration run: seven lines
+    # above the start-up message that tell an operator nothing.
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _cannot_start(reason: str) -> int:
@@ -95,7 +98,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             drain_timeout_s=settings.app.drain_timeout_s,
             settings=settings,
             listener=listener,
-            on_listening=lambda host, port: _print_next_steps(settings, host, port),
+            on_listening=lambda host, port: _print_next_steps(
+                settings,
+                host,
+                port,
+                getattr(args, "demo_account", None),
+                getattr(args, "accounts_exist", False),
+            ),
         )
     except SwitchboardError as exc:  # StartupFailed, a ConfigurationError, no redis-server binary...
         return _cannot_start(exc.message)
@@ -120,11 +129,22 @@ def _program() -> str:
     return relative if not relative.startswith("..") and os.sep in relative else "switchboard"
 
 
-def _print_next_steps(settings: Any, host: str, port: int) -> None:
+def _print_next_steps(
+    settings: Any, host: str, port: int, demo_account: str | None = None, accounts_exist: bool = False
+) -> None:
     from support.welcome import CREATE_AGENT_COMMAND, model_mode, next_steps, public_base_url
 
     command = CREATE_AGENT_COMMAND.replace("switchboard", _program(), 1)
-    print(next_steps(public_base_url(host, port), model_mode(settings), command), flush=True)
+    print(
+        next_steps(
+            public_base_url(host, port),
+            model_mode(settings),
+            command,
+            demo_account=demo_account,
+            accounts_exist=accounts_exist,
+        ),
+        flush=True,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -156,9 +176,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo model (fake Anthropic API, demo mode) on {fake.url}", flush=True)
     try:
         if not args.no_agent:
-            code = _create_demo_agent()
-            if code:
-                return code
+            password = _create_demo_agent()
+            # The start-up lines then say to sign in, not to create an account.
+            args.demo_account = DEMO_AGENT_EMAIL if password is not None else None
+            args.accounts_exist = password is None
         return cmd_serve(args)
     finally:
         fake.stop()
@@ -168,8 +189,9 @@ DEMO_AGENT_EMAIL = "demo-agent@example.com"
 DEMO_AGENT_NAME = "Sam"
 
 
-def _create_demo_agent() -> int:
-    """A demo admin account with a random password, printed once, when the database has no account."""
+def _create_demo_agent() -> str | None:
+    """A demo admin account with a random password, printed once, when the database has no account;
+    its password (None when accounts exist)."""
     import secrets
 
     from handoff.agents import AgentService
@@ -205,7 +227,7 @@ def _create_demo_agent() -> int:
             "  (printed once; `switchboard create-agent` makes more accounts)",
             flush=True,
         )
-    return 0
+    return password
 
 
 def demo_fake(policy_text: str, *, host: str, port: int) -> Any:

@@ -66,7 +66,8 @@ class AppSettings(BaseSettings):
     demo: bool = Field(
         False,
         description="Set by `switchboard demo`: the model API is the built-in demo model, and the start-up "
-        "message and the landing page say so.",
+        "message and the landing page say so (only while `ANTHROPIC_BASE_URL` is on a loopback address, "
+        "where the demo model runs; otherwise they name the live model).",
     )
     drain_timeout_s: float = Field(
         10.0, description="On SIGTERM, how long in-flight turns may finish before sockets are closed."

@@ -5,6 +5,7 @@ Pure: text from the base URL and the model mode, no I/O (the server prints it, a
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from support.settings import Settings
 
@@ -12,6 +13,15 @@ ModelMode = Literal["demo", "offline", "live"]
 
 CREATE_AGENT_COMMAND = (
     "switchboard create-agent --email you@example.com --password 'a-long-password' --name Alex --role admin"
+)
+
+ACCOUNT_TEXT = (
+    "The console and the reports need an agent account. Create the first one on the machine that runs "
+    "the service:"
+)
+DEMO_ACCOUNT_TEXT = (
+    "`switchboard demo` printed a demo admin account when it started: sign in with it, or create another "
+    "one on the machine that runs the service:"
 )
 
 MODE_TEXT: dict[ModelMode, tuple[str, str]] = {
@@ -32,11 +42,30 @@ MODE_TEXT: dict[ModelMode, tuple[str, str]] = {
 }
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 def model_mode(settings: Settings) -> ModelMode:
-    """Which model answers: the demo model, none (offline), or the configured API."""
+    """Which model answers, from what is configured: none (offline), the demo model, or the API.
+
+    ``SWITCHBOARD_DEMO`` alone does not make it the demo model: the demo model is a local server, so the
+    model API must be one on this machine (``ANTHROPIC_BASE_URL`` on a loopback address, as
+    ``switchboard demo`` sets it). The flag set by hand beside a real key is the live model."""
     if settings.llm.offline:
         return "offline"
-    return "demo" if settings.app.demo else "live"
+    if settings.app.demo and _is_loopback(settings.llm.base_url):
+        return "demo"
+    return "live"
+
+
+def _is_loopback(url: str | None) -> bool:
+    if not url:
+        return False
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    return host is not None and (host in LOOPBACK_HOSTS or host.startswith("127."))
 
 
 def public_base_url(host: str, port: int) -> str:
@@ -48,9 +77,24 @@ def public_base_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def next_steps(base_url: str, mode: ModelMode, command: str = CREATE_AGENT_COMMAND) -> str:
-    """The block printed once the server listens."""
+def next_steps(
+    base_url: str,
+    mode: ModelMode,
+    command: str = CREATE_AGENT_COMMAND,
+    *,
+    demo_account: str | None = None,
+    accounts_exist: bool = False,
+) -> str:
+    """The block printed once the server listens. ``demo_account``: the account ``switchboard demo`` just
+    created (its password was printed above), to sign in with instead of creating one; ``accounts_exist``:
+    the demo found accounts already."""
     title, text = MODE_TEXT[mode]
+    if demo_account is not None:
+        account = [f"  Sign in to the console and the reports as {demo_account} (password printed above)."]
+    elif accounts_exist:
+        account = ["  Sign in to the console and the reports with an existing agent account."]
+    else:
+        account = ["  The console needs an agent account; create the first one with:", f"    {command}"]
     return "\n".join(
         [
             "",
@@ -59,8 +103,7 @@ def next_steps(base_url: str, mode: ModelMode, command: str = CREATE_AGENT_COMMA
             f"  Demo shop with the chat widget:  {base_url}/demo",
             f"  Agent console:                   {base_url}/console/",
             f"  Reports:                         {base_url}/reports/",
-            "  The console needs an agent account; create the first one with:",
-            f"    {command}",
+            *account,
             "",
         ]
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from litestar.status_codes import HTTP_304_NOT_MODIFIED
 from support.errors import NotFound
 from support.runtime import Runtime
 from support.web import web_root
-from support.welcome import CREATE_AGENT_COMMAND, MODE_TEXT, model_mode
+from support.welcome import ACCOUNT_TEXT, CREATE_AGENT_COMMAND, DEMO_ACCOUNT_TEXT, MODE_TEXT, model_mode
 
 WIDGET_MAX_AGE_S = 300  # a fixed widget reaches every embedding page within five minutes of a deploy
 WIDGET_STALE_S = 86400  # meanwhile a cached copy may be used while it is revalidated in the background
@@ -67,9 +68,10 @@ class WebAssetsController(Controller):
         page = _read(web_root(runtime.settings.app) / "index.html").decode()
         for placeholder, value in (
             ("__MODE_TITLE__", title), ("__MODE_TEXT__", text), ("__MODE__", mode),
+            ("__ACCOUNT_TEXT__", DEMO_ACCOUNT_TEXT if mode == "demo" else ACCOUNT_TEXT),
             ("__CREATE_AGENT__", CREATE_AGENT_COMMAND),
         ):  # fmt: skip
-            page = page.replace(placeholder, html.escape(value, quote=True))
+            page = page.replace(placeholder, _prose(value))
         return _html(page)
 
     @get("/widget.js", summary="The embeddable chat widget")
@@ -87,6 +89,11 @@ class WebAssetsController(Controller):
     async def demo_hostile(self, runtime: Runtime, key: str | None = None) -> Response[str]:
         """The same shop with style rules that would break a widget not isolated in its Shadow DOM."""
         return _html(_demo_page(runtime, "hostile.html", key))
+
+
+def _prose(text: str) -> str:
+    """``text`` escaped for HTML, its `backquoted` commands as <code> (the console lines print them as is)."""
+    return re.sub(r"`([^`<>]+)`", r"<code>\1</code>", html.escape(text, quote=True))
 
 
 def _demo_page(runtime: Runtime, name: str, key: str | None) -> str:

@@ -21,6 +21,44 @@ GroupBy = Literal["resolution", "intent", "agent", "day"]
 GROUP_BYS: tuple[str, ...] = get_args(GroupBy)
 SCORES = (1, 2, 3, 4, 5)
 
+# The default taxonomy's intents in words; any other configured intent reads as its key in words
+# (``refund_request`` -> "Refund request").
+INTENT_WORDS: dict[str, str] = {
+    "returns_refunds": "Returns and refunds",
+    "warranty_repairs": "Warranty and repairs",
+    "account_privacy": "Account and privacy",
+    "payments_billing": "Payments and billing",
+    "product_question": "Product question",
+    "other": "Other",
+}
+RESOLUTION_WORDS: dict[str, str] = {"agent": "Resolved by an agent", "bot": "Resolved by the bot"}
+# The group of ratings without a value for the grouping, in words: what the missing value means.
+NO_VALUE_WORDS: dict[str, str] = {
+    # No customer message before the resolution was triaged (offline answers, the model unavailable,
+    # "talk to a person" or "end chat" before the first triage).
+    "intent": "Not triaged",
+    # No person was assigned in that episode: the bot had it until it was resolved (or the customer ended it).
+    "agent": "No agent (the bot)",
+}
+
+
+def intent_words(intent: str) -> str:
+    """An intent key as report readers read it."""
+    return INTENT_WORDS.get(intent) or intent.replace("_", " ").strip().capitalize() or intent
+
+
+def group_label(group_by: str, key: str | None, agent_names: dict[str, str]) -> str:
+    """The words shown for one group's key."""
+    if key is None:
+        return NO_VALUE_WORDS.get(group_by, "None")
+    if group_by == "intent":
+        return intent_words(key)
+    if group_by == "resolution":
+        return RESOLUTION_WORDS.get(key, key)
+    if group_by == "agent":
+        return agent_names.get(key, key)
+    return key
+
 
 def as_utc(moment: datetime) -> datetime:
     """Range bounds in UTC; a naive bound is taken to be UTC already."""
@@ -29,10 +67,10 @@ def as_utc(moment: datetime) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class SatisfactionGroup:
-    """Ratings sharing one key (``None``: ratings without one, e.g. no intent was triaged)."""
+    """Ratings sharing one key (``None``: ratings without one, e.g. no intent was triaged) and its words."""
 
     key: str | None
-    label: str | None
+    label: str
     count: int
     average: float | None
     distribution: dict[int, int] = field(default_factory=dict)
@@ -108,7 +146,7 @@ async def satisfaction_report(
     groups = []
     for k in sorted(per_key, key=lambda v: (v is None, v or "")):
         count, average, distribution = _summary(per_key[k])
-        label = names.get(k, k) if k is not None else None
+        label = group_label(group_by, k, names)
         groups.append(SatisfactionGroup(k, label, count, average, distribution))
     count, average, distribution = _summary(overall)
     return SatisfactionReport(group_by, start, end, count, average, distribution, groups)

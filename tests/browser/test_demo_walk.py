@@ -118,6 +118,7 @@ def test_the_demo_walk_from_the_readme(
         composer = agent.get_by_label("Reply to the customer")
         composer.fill(reply)
         composer.press("Enter")
+        expect(composer).to_have_value("")  # sent: the screenshot shows the reply in the transcript
         if width == 1280:
             agent.screenshot(path=str(screenshot_dir / "demo-console-1280.png"))
 
@@ -138,6 +139,31 @@ def test_the_demo_walk_from_the_readme(
         customer.wait_for_selector(f"{W} .thanks")
         shot(customer, screenshot_dir, "rated", width)
         assert errors == [], f"JavaScript errors on the demo page: {errors}"
+
+        # The rating shows in the reports (the console's link, no second sign-in), grouped in words.
+        agent.set_viewport_size({"width": width, "height": height})
+        agent.locator("#reports-link").click()
+        agent.wait_for_selector("#ops-tiles .tile")
+        expect(agent.locator("#login")).to_be_hidden()
+        for group_by, expected in (("intent", None), ("resolution", "Resolved by an agent")):
+            agent.locator("#range select[name=group_by]").select_option(group_by)
+            agent.locator("#range button[type=submit]").click()
+            expect(agent.locator("#sat-groups-caption")).to_have_text(f"Average by {group_by}")
+            names = agent.locator("#sat-table tr td:first-child").all_inner_texts()
+            assert names, f"no rows grouped by {group_by}"
+            if expected is not None:
+                assert expected in names, names
+            for name in names:  # words, not keys
+                assert "_" not in name, names
+                assert name not in ("(none)", "agent", "bot"), names
+            chart = agent.locator("#sat-groups .name")
+            assert chart.all_inner_texts() == names, "the chart names each group as the table does"
+            for i in range(chart.count()):  # whole, not cut off at the chart's edge
+                fits = chart.nth(i).evaluate(
+                    "n => n.scrollWidth <= n.clientWidth && n.getBoundingClientRect().left >= 0"
+                )
+                assert fits, names[i]
+        agent.screenshot(path=str(screenshot_dir / f"demo-reports-{width}.png"), full_page=True)
     finally:
         if agent is not None:
             agent.close()
@@ -154,5 +180,7 @@ def test_the_landing_page_is_html_not_a_json_404(browser: Browser, demo: DemoPro
         for name, path in (("Demo shop", "/demo"), ("Agent console", "/console/"), ("Reports", "/reports/")):
             assert page.get_by_role("link", name=re.compile(name)).get_attribute("href") == path
         expect(page.locator("pre")).to_contain_text("switchboard create-agent")
+        expect(page.locator("main")).to_contain_text("printed a demo admin account")
+        assert "`" not in page.locator("main").inner_text(), "commands are set as code, not in backquotes"
     finally:
         page.close()

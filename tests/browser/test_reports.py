@@ -120,7 +120,7 @@ def test_an_admin_sees_satisfaction_and_operations_with_charts(
         ops = page.inner_text("#ops-tiles")
         assert "2\nconversations" in ops
         assert "50.0%\nhandoff rate" in ops
-        assert page.locator("#sat-dist svg rect").count() == 5
+        assert page.locator("#sat-dist .hbars li").count() == 5
         assert page.inner_text("#ops-reasons").split("\n") == ["Bot not confident enough to answer", "1"]
         assert page.locator("#ops-volume svg rect").count() >= 2
         assert "claude-sonnet-4-6" in page.inner_text("#ops-models")

@@ -163,7 +163,15 @@ def rate(page: Any, score: int, comment: str, screenshot_dir: Path | None = None
 
 
 def shot(page: Any, screenshot_dir: Path, name: str) -> None:
+    """A picture for docs/widget.md: on the shop as visitors see it, so the hostile sheet (which makes the
+    host page look broken on purpose) is off while it is taken, except for the picture of that sheet."""
+    calm = name != "hostile-css"
+    toggle = "on => { const sheet = document.getElementById('hostile'); if (sheet) sheet.disabled = on; }"
+    if calm:
+        page.evaluate(toggle, True)
     page.screenshot(path=str(screenshot_dir / f"widget-{name}.png"))
+    if calm:
+        page.evaluate(toggle, False)
 
 
 def test_a_reply_streams_in_and_the_persisted_message_replaces_it_in_place(

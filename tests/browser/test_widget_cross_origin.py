@@ -154,9 +154,11 @@ def test_on_an_origin_no_key_allows_the_widget_says_chat_is_unavailable_and_crea
         page.locator(f"{W} .launcher").click()
         page.wait_for_selector(f"{W} .state[data-state=error]", timeout=WAIT_MS)
         text = page.locator(f"{W} .state").text_content()
+        offered = [page.locator(f"{W} [data-act={act}]").is_visible() for act in ("human", "end")]
         page.screenshot(path=str(screenshot_dir / "widget-origin-refused-375.png"))
     finally:
         context.close()
     assert errors == []
     assert text == "Chat is not available on this site right now."
+    assert offered == [False, False], "no 'Talk to a person' or 'End chat' when chat is unavailable"
     assert conversations(redis_url) == 0

@@ -122,7 +122,9 @@ def test_start_up_says_where_to_go_and_the_landing_page_links_there(demo: DemoPr
     assert f"Switchboard is running at {demo.url}  (model: demo model)" in log
     for path in ("/demo", "/console/", "/reports/"):
         assert f"{demo.url}{path}" in log
-    assert "create-agent --email you@example.com" in log
+    # The demo made an account and printed it: the lines say to sign in with it, not to create one.
+    assert "Sign in to the console and the reports as demo-agent@example.com (password printed above)" in log
+    assert "create the first one" not in log
     landing = httpx.get(f"{demo.url}/")
     assert landing.status_code == 200
     assert landing.headers["content-type"].startswith("text/html")
@@ -130,6 +132,7 @@ def test_start_up_says_where_to_go_and_the_landing_page_links_there(demo: DemoPr
         assert link in landing.text
     assert "demo model" in landing.text
     assert "create-agent" in landing.text
+    assert "printed a demo admin account" in landing.text
     page = httpx.get(f"{demo.url}/demo")
     assert '<script src="/widget.js" data-widget-key="pk_demo" async></script>' in page.text
     assert 'id="hostile"' not in page.text, "the demo page is the clean one"
@@ -183,11 +186,12 @@ def test_ctrl_c_stops_the_service_and_the_model(tmp_path: Path) -> None:
 
 def test_serve_says_where_to_go_and_that_it_is_offline(tmp_path: Path) -> None:
     """Without an API key ``serve`` prints the same next steps and says it runs offline; so does ``/``."""
-    server = ServerProcess(tmp_path / "serve").start()
+    server = ServerProcess(tmp_path / "serve", exec_cli=True).start()  # a fresh process, as a user runs it
     try:
         wait_until(lambda: "Switchboard is running at" in server.log())
         assert f"Switchboard is running at {server.url}  (model: offline)" in server.log()
         assert f"{server.url}/console/" in server.log()
+        assert "setup plugin" not in server.log(), "the migration library's plugin set-up lines are noise"
         landing = httpx.get(f"{server.url}/")
         assert landing.status_code == 200
         assert "mode-offline" in landing.text

@@ -16,7 +16,7 @@ from support.db.engine import make_engine, session_factory
 from support.db.models import Agent, Rating
 from support.errors import NotFound, ValidationFailed
 from support.reports.ratings import RatingNotExpected, RatingService
-from support.reports.satisfaction import satisfaction_report
+from support.reports.satisfaction import group_label, intent_words, satisfaction_report
 from tests.servers import ServerProcess, create_agent
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -134,20 +134,20 @@ async def test_the_report_groups_averages_and_distributions_within_the_date_rang
     assert (by_resolution.count, by_resolution.average) == (5, 3.0)
     assert by_resolution.distribution == {1: 1, 2: 1, 3: 1, 4: 1, 5: 1}
     assert summary(by_resolution) == [
-        ("agent", "agent", 3, 3.333, [1, 0, 0, 1, 1]),
-        ("bot", "bot", 2, 2.5, [0, 1, 1, 0, 0]),
+        ("agent", "Resolved by an agent", 3, 3.333, [1, 0, 0, 1, 1]),
+        ("bot", "Resolved by the bot", 2, 2.5, [0, 1, 1, 0, 0]),
     ]
     by_intent = await satisfaction_report(sessions, group_by="intent", start=start, end=end)
     assert summary(by_intent) == [
-        ("returns_refunds", "returns_refunds", 2, 3.5, [0, 1, 0, 0, 1]),
-        ("shipping", "shipping", 2, 2.5, [1, 0, 0, 1, 0]),
-        (None, None, 1, 3.0, [0, 0, 1, 0, 0]),
+        ("returns_refunds", "Returns and refunds", 2, 3.5, [0, 1, 0, 0, 1]),
+        ("shipping", "Shipping", 2, 2.5, [1, 0, 0, 1, 0]),
+        (None, "Not triaged", 1, 3.0, [0, 0, 1, 0, 0]),
     ]
     by_agent = await satisfaction_report(sessions, group_by="agent", start=start, end=end)
     assert [(g.key, g.label, g.count, g.average) for g in by_agent.groups] == [
         ("ag1", "Sam", 2, 4.5),
         ("ag2", "Kim", 1, 1.0),
-        (None, None, 2, 2.5),
+        (None, "No agent (the bot)", 2, 2.5),
     ]
     by_day = await satisfaction_report(sessions, group_by="day", start=start, end=end)
     assert [(g.key, g.count, g.average) for g in by_day.groups] == [
@@ -218,7 +218,7 @@ async def test_the_http_report_is_for_admins_and_speaks_json_and_csv(tmp_path: P
         5, 3.0, {"1": 1, "2": 1, "3": 1, "4": 1, "5": 1}
     )  # fmt: skip
     assert [(g["key"], g["label"], g["count"]) for g in body["groups"]] == [
-        ("ag1", "Sam", 2), ("ag2", "Kim", 1), (None, None, 2)
+        ("ag1", "Sam", 2), ("ag2", "Kim", 1), (None, "No agent (the bot)", 2)
     ]  # fmt: skip
     assert csv_resp.headers["content-type"].startswith("text/csv")
     assert csv_resp.text.splitlines() == [
@@ -227,3 +227,14 @@ async def test_the_http_report_is_for_admins_and_speaks_json_and_csv(tmp_path: P
         "2026-11-21,2026-11-21,2,2.0,1,0,1,0,0",
         "total,,5,3.0,1,1,1,1,1",
     ]
+
+
+def test_groups_are_labelled_in_words_not_keys() -> None:
+    """Intent keys from any configured taxonomy read as words; the no-value group says what it means."""
+    assert intent_words("refund_request") == "Refund request"
+    assert intent_words("returns_refunds") == "Returns and refunds"
+    assert group_label("intent", None, {}) == "Not triaged"
+    assert group_label("agent", None, {}) == "No agent (the bot)"
+    assert group_label("agent", "ag1", {"ag1": "Sam"}) == "Sam"
+    assert group_label("resolution", "bot", {}) == "Resolved by the bot"
+    assert group_label("day", "2026-11-20", {}) == "2026-11-20"

@@ -37,22 +37,6 @@
     return body;
   }
 
-  // Horizontal bars: rows of {label, value, text}; max sets the scale.
-  function bars(container, rows, opts) {
-    container.replaceChildren();
-    if (!rows.length) { container.innerHTML = '<p class="empty">No data in this range.</p>'; return; }
-    const rowH = 26, labelW = 110, width = 360, max = opts.max || Math.max(...rows.map((r) => r.value), 1);
-    const svg = el("svg", { viewBox: `0 0 ${width} ${rows.length * rowH + 6}`, role: "img",
-      "aria-label": opts.label + ": " + rows.map((r) => `${r.label} ${r.text}`).join(", ") });
-    rows.forEach((r, i) => {
-      const y = i * rowH + 3, w = Math.max(1, ((width - labelW - 60) * r.value) / max);
-      svg.append(el("text", { x: labelW - 6, y: y + 15, "text-anchor": "end" }, r.label));
-      svg.append(el("rect", { x: labelW, y, width: w, height: rowH - 8, rx: 3, fill: r.color || "#2754c5" }));
-      svg.append(el("text", { x: labelW + w + 6, y: y + 15 }, r.text));
-    });
-    container.append(svg);
-  }
-
   // Vertical columns per bucket (day, week or month), one or two series: [{key, label, color}]; `show`
   // formats values (axis and the accessible label). Columns are at most 64 units wide, so a range with
   // one bucket is one column, not a slab across the chart.
@@ -135,11 +119,13 @@
   const count = (v) => String(Math.round(Number(v) || 0));
   const ms = (v) => (v === null || v === undefined ? "–" : String(Math.round(v)));
 
-  // Horizontal bars in HTML (labels in words wrap and read at the page's size): rows of {label, value}.
-  function hbars(container, rows, label) {
+  // Horizontal bars in HTML (labels in words wrap and read at the page's size): rows of {label, value,
+  // text?, color?} (text: what is written after the bar, default the value); `scale` fixes the full bar's
+  // value.
+  function hbars(container, rows, label, scale) {
     container.replaceChildren();
     if (!rows.length) { container.innerHTML = '<p class="empty">No data in this range.</p>'; return; }
-    const max = Math.max(...rows.map((r) => r.value), 1);
+    const max = scale || Math.max(...rows.map((r) => r.value), 1);
     const list = document.createElement("ul");
     list.className = "hbars";
     list.setAttribute("aria-label", label);
@@ -148,7 +134,8 @@
       item.innerHTML = '<span class="name"></span><span class="track"><span class="fill"></span></span><span class="n"></span>';
       item.querySelector(".name").textContent = r.label;
       item.querySelector(".fill").style.width = `${(100 * r.value) / max}%`;
-      item.querySelector(".n").textContent = String(r.value);
+      if (r.color) item.querySelector(".fill").style.background = r.color;
+      item.querySelector(".n").textContent = r.text ?? String(r.value);
       list.append(item);
     }
     container.append(list);
@@ -174,6 +161,12 @@
       return row;
     };
     node.append(tr(head, "th"), ...rows.map((r) => tr(r, "td")));
+    if (!rows.length) { // a header over nothing looks broken: say so
+      const empty = tr(["No data in this range."], "td");
+      empty.firstChild.colSpan = head.length;
+      empty.className = "empty";
+      node.append(empty);
+    }
   }
 
   function query() {
@@ -208,15 +201,15 @@
     tiles($("sat-tiles"), [["ratings", String(s.count)], ["average (1–5)", num(s.average)],
       ["satisfied (4–5)", s.count ? pct((s.distribution["4"] + s.distribution["5"]) / s.count) : "–"]]);
     const colors = { 1: "#c0392b", 2: "#e67e22", 3: "#f1c40f", 4: "#7cb342", 5: "#2e7d32" };
-    bars($("sat-dist"), ["5", "4", "3", "2", "1"].map((k) => ({
+    hbars($("sat-dist"), ["5", "4", "3", "2", "1"].map((k) => ({
       label: k + " ★", value: s.distribution[k], text: String(s.distribution[k]), color: colors[k],
-    })), { label: "Ratings by score" });
+    })), "Ratings by score");
     $("sat-groups-caption").textContent = "Average by " + s.group_by;
-    bars($("sat-groups"), s.groups.map((g) => ({
-      label: g.label || g.key || "(none)", value: g.average || 0, text: `${num(g.average)} (${g.count})`,
-    })), { label: "Average by " + s.group_by, max: 5 });
+    hbars($("sat-groups"), s.groups.map((g) => ({  // group names are words: HTML bars let them wrap
+      label: g.label || g.key || "–", value: g.average || 0, text: `${num(g.average)} (${g.count})`,
+    })), "Average by " + s.group_by, 5);
     table($("sat-table"), [s.group_by, "ratings", "average", "1", "2", "3", "4", "5"],
-      s.groups.map((g) => [g.label || g.key || "(none)", g.count, num(g.average), ...["1", "2", "3", "4", "5"].map((k) => g.distribution[k])]));
+      s.groups.map((g) => [g.label || g.key || "–", g.count, num(g.average), ...["1", "2", "3", "4", "5"].map((k) => g.distribution[k])]));
   }
 
   function renderOperations(o, fromValue, toValue) {

@@ -333,8 +333,11 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     if (ui.state.textContent !== text) ui.state.textContent = text;
     ui.state.className = `state ${cls}`;
     ui.state.dataset.state = cls;
-    ui.human.hidden = convo.state === "queued" || convo.state === "agent";
-    ui.end.hidden = convo.state === "resolved";
+    // Asking for a person only makes sense while the bot has the conversation: not while one is awaited
+    // or helping, and not once it is resolved (the server would refuse it; writing again reopens it).
+    ui.human.hidden = convo.state !== "bot" || fatal || refused;
+    ui.end.hidden = convo.state === "resolved" || fatal || refused; // chat unavailable: nothing to end
+    ui.human.parentElement.hidden = ui.human.hidden && ui.end.hidden; // no empty row above the composer
   }
 
   function authorLabel(frame) {
