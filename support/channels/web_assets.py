@@ -69,7 +69,8 @@ class WebAssetsController(Controller):
         for placeholder, value in (
             ("__MODE_TITLE__", title), ("__MODE_TEXT__", text), ("__MODE__", mode),
             ("__ACCOUNT_TEXT__", DEMO_ACCOUNT_TEXT if mode == "demo" else ACCOUNT_TEXT),
-            ("__CREATE_AGENT__", CREATE_AGENT_COMMAND),
+            # One option per line (a shell continuation), so no width breaks the command inside an option.
+            ("__CREATE_AGENT__", CREATE_AGENT_COMMAND.replace(" --", " \\\n    --")),
         ):  # fmt: skip
             page = page.replace(placeholder, _prose(value))
         return _html(page)
