@@ -45,11 +45,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from support.db.models import ModelUsage
 from support.errors import (
+    REDIS_OUTAGES,
     CircuitOpen,
     ModelError,
     ModelRejected,
     ModelRetriesExhausted,
     ModelTimedOut,
+    ModelUnavailable,
     OverBudget,
     UnpricedModel,
 )
@@ -374,6 +376,10 @@ class ModelGateway:
         The two Redis steps run concurrently (they live on different cluster slots, so one script cannot
         do both): every turn pays one round trip instead of two. The price is paid only when the breaker
         is open: the reservation just taken is given back at once.
+
+        Redis unreachable here is ``ModelUnavailable`` (outcome ``redis_unavailable``), not a raw Redis error:
+        the turn falls back (offline answer or a person) at once, as for a model outage, instead of its task
+        dying and the turn waiting out its deadline.
         """
         allowed, reserved = await asyncio.gather(
             breaker.allow(),
@@ -384,6 +390,13 @@ class ModelGateway:
             ),
             return_exceptions=True,
         )
+        outage = next((r for r in (allowed, reserved) if isinstance(r, REDIS_OUTAGES)), None)
+        if outage is not None:
+            if isinstance(reserved, Reservation):
+                with contextlib.suppress(Exception):
+                    await self.budget.settle(reserved, requests=0, input_tokens=0, output_tokens=0)
+            call.outcome = "redis_unavailable"
+            raise ModelUnavailable(f"the model gate's Redis is unavailable: {outage!r}") from outage
         if isinstance(allowed, BaseException):
             if isinstance(reserved, Reservation):  # no request was made: give all of it back
                 with contextlib.suppress(Exception):

@@ -21,10 +21,17 @@ from sqlmodel import select
 from support import keys
 from support.db.engine import make_engine, session_factory
 from support.db.models import ModelUsage
-from support.errors import CircuitOpen, ModelRejected, ModelRetriesExhausted, ModelTimedOut
+from support.errors import (
+    CircuitOpen,
+    ModelRejected,
+    ModelRetriesExhausted,
+    ModelTimedOut,
+    ModelUnavailable,
+)
 from support.llm.gateway import ModelGateway, make_client
 from support.settings import LLMSettings
 from support.testing.fake_anthropic import FakeAnthropic, RecordedRequest, Reply
+from tests.servers import free_port
 
 HAIKU = "claude-haiku-4-5"
 SONNET = "claude-sonnet-4-6"
@@ -379,3 +386,32 @@ async def test_concurrent_calls_share_ledger_commits_and_every_row_is_written(
     assert {r.outcome for r in rows} == {"ok"}
     assert len({r.request_id for r in rows}) == 30
     assert 1 <= len(commits) < 30  # rows that arrived during a commit shared the next one
+
+
+async def test_redis_unreachable_at_the_gate_is_model_unavailable_at_once(
+    fake: FakeAnthropic, db_engine: AsyncEngine
+) -> None:
+    """The breaker and budget live in Redis. Redis gone as a call starts must be a ``ModelError`` the turn
+    falls back on (offline answer or a person), not a raw Redis error that kills the turn's model task and
+    leaves the turn to wait out its deadline. No request reaches the model API; the ledger says why."""
+    dead = aioredis.Redis(port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5)
+    settings = settings_for(fake)
+    client = make_client(settings)
+    gateway = ModelGateway(client, dead, session_factory(db_engine), settings)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ModelUnavailable):
+            await gateway.create(purpose="triage", model=HAIKU, max_tokens=20, messages=HELLO)
+        with pytest.raises(ModelUnavailable):
+            await _stream_all(gateway)
+        assert time.monotonic() - started < 10.0  # at once: not a turn deadline's wait
+    finally:
+        await client.close()
+        await dead.aclose()
+    assert message_posts(fake) == []
+    assert [row.outcome for row in await ledger(db_engine)] == ["redis_unavailable", "redis_unavailable"]
+
+
+async def _stream_all(gateway: ModelGateway) -> list[str]:
+    async with gateway.stream(purpose="answer", model=SONNET, max_tokens=50, messages=HELLO) as stream:
+        return [delta async for delta in stream.text_deltas()]
