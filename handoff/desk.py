@@ -23,7 +23,7 @@ from handoff.service import HandoffService
 from support.conversation import engine as e
 from support.conversation.pipeline import TurnRunner
 from support.conversation.store import ConversationState, ConversationStore, Event
-from support.errors import Conflict, NotFound, ValidationFailed
+from support.errors import REDIS_OUTAGES, Conflict, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +323,8 @@ class AgentDesk:
         while True:
             try:
                 await self.expire_leases()
+            except REDIS_OUTAGES as exc:  # expected while Redis is away: one line, tried again next interval
+                log.warning("lease sweep skipped: Redis unavailable (%r)", exc)
             except Exception:
                 log.exception("lease sweep failed")
             await asyncio.sleep(interval_s)

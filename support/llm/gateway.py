@@ -421,7 +421,9 @@ class ModelGateway:
                     input_tokens=usage.input + usage.cache_write_5m + usage.cache_write_1h,
                     output_tokens=usage.output,
                 )
-        except Exception:  # the reservation simply stays at its estimate
+        except REDIS_OUTAGES as exc:  # the reservation simply stays at its estimate
+            log.warning("budget settle skipped: Redis unavailable (%r)", exc)
+        except Exception:
             log.warning("budget settle failed", exc_info=True)
 
     async def _after_failure(
