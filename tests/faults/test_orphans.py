@@ -15,9 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -30,9 +28,9 @@ import websockets
 
 from support import keys
 from support.conversation import store as conversation_store
-from support.embedded_redis import redis_server_binary
 from support.settings import LLMSettings
 from support.testing.fake_anthropic import FakeAnthropic, Reply
+from tests.faults.own_redis import OwnRedis
 from tests.integration.test_widget_ws import is_answer, is_triage, open_session, start_server, triage_reply
 from tests.servers import ServerProcess, free_port
 
@@ -48,50 +46,6 @@ BOUND_S = 30.0  # the customer hears something within this of the fault; every t
 RECV_TIMEOUT_S = 40.0
 
 
-class AofRedis:
-    """A redis-server this test owns, on a free loopback port, persisting every write to an append-only
-    file: killed and started again on the same port with its data. Ended by its PID only."""
-
-    def __init__(self, data: Path) -> None:
-        self.port = free_port()
-        self.data = data
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.data.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.data)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                client = redis.Redis(port=self.port, socket_timeout=0.5)
-                try:
-                    if client.ping():
-                        return
-                finally:
-                    client.close()
-            except (redis.RedisError, OSError):
-                time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start")
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, sig)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)  # a stopped process dies on SIGKILL too; be explicit
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
 # What the server sends to store a customer message (redis-py runs a registered script by its SHA1).
 APPEND_SHA = hashlib.sha1(conversation_store._APPEND.encode()).hexdigest().encode()
 
@@ -104,7 +58,7 @@ class StopOnAppend:
     Deterministic where a SIGSTOP at a random moment usually stops the rate limiter's call instead, before
     the message is even sent."""
 
-    def __init__(self, redis_server: AofRedis) -> None:
+    def __init__(self, redis_server: OwnRedis) -> None:
         self.redis = redis_server
         self.port = free_port()
         self.armed = False
@@ -163,8 +117,8 @@ class StopOnAppend:
 
 
 @pytest.fixture
-def aof_redis(tmp_path: Path) -> Iterator[AofRedis]:
-    server = AofRedis(tmp_path / "redis")
+def aof_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path / "redis", appendfsync="always")
     server.start()
     try:
         yield server
@@ -298,7 +252,7 @@ async def widget(server: ServerProcess, token: str) -> AsyncIterator[Widget]:
 
 
 async def test_sigkill_mid_stream_the_turn_is_rerun_elsewhere(
-    tmp_path: Path, fake: FakeAnthropic, aof_redis: AofRedis
+    tmp_path: Path, fake: FakeAnthropic, aof_redis: OwnRedis
 ) -> None:
     """The server streaming an answer is SIGKILLed; a second server on the same Redis and database finds
     the orphaned turn, withdraws the half-streamed reply (`reply_aborted`) and runs the turn again: the
@@ -345,7 +299,7 @@ async def test_sigkill_mid_stream_the_turn_is_rerun_elsewhere(
 
 
 async def test_sigkill_mid_stream_then_a_new_message_waits_only_for_the_lease(
-    tmp_path: Path, fake: FakeAnthropic, aof_redis: AofRedis
+    tmp_path: Path, fake: FakeAnthropic, aof_redis: OwnRedis
 ) -> None:
     """The server streaming an answer is SIGKILLed and the customer, now on the second server, writes again
     at once: the new message's turn starts when the dead turn's lease runs out (6 s), withdraws the
@@ -383,7 +337,7 @@ async def test_sigkill_mid_stream_then_a_new_message_waits_only_for_the_lease(
 
 
 async def test_redis_stopped_while_a_message_is_sent_the_resend_runs_the_turn(
-    tmp_path: Path, fake: FakeAnthropic, aof_redis: AofRedis
+    tmp_path: Path, fake: FakeAnthropic, aof_redis: OwnRedis
 ) -> None:
     """Redis is SIGSTOPped for 10 s while a message is being stored: the customer gets `unavailable` and
     close 1011; Redis, resumed, stores the message it had received. The widget reconnects and resends the
@@ -441,7 +395,7 @@ async def test_redis_stopped_while_a_message_is_sent_the_resend_runs_the_turn(
 
 
 async def test_redis_down_mid_turn_the_turn_ends_with_its_draft(
-    tmp_path: Path, fake: FakeAnthropic, aof_redis: AofRedis
+    tmp_path: Path, fake: FakeAnthropic, aof_redis: OwnRedis
 ) -> None:
     """Redis is killed while the answer streams and restarted (from its append-only file) 10 s later:
     the turn does not die with it; within 30 s of the message the customer has the whole answer (or a
@@ -485,7 +439,7 @@ async def test_redis_down_mid_turn_the_turn_ends_with_its_draft(
 
 
 async def test_redis_restarted_while_a_message_waits_for_the_lease_its_turn_runs_next(
-    tmp_path: Path, fake: FakeAnthropic, aof_redis: AofRedis
+    tmp_path: Path, fake: FakeAnthropic, aof_redis: OwnRedis
 ) -> None:
     """The customer writes again while the answer to their first message streams (1.5 s), so the new
     message's turn waits for the conversation's turn lease; Redis is SIGKILLed while it waits and started

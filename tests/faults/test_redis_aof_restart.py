@@ -14,23 +14,19 @@ Counted (one ``reliability`` line): messages acknowledged, acknowledged messages
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from support.embedded_redis import redis_server_binary
 from support.settings import LLMSettings
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests.faults.accounting import Widget, report, tally_widgets
+from tests.faults.own_redis import OwnRedis
 from tests.integration.test_widget_ws import is_answer, is_triage, open_session, start_server, triage_reply
-from tests.servers import ServerProcess, free_port
+from tests.servers import ServerProcess
 
 CUSTOMERS = 20
 MESSAGES = 3
@@ -42,52 +38,9 @@ ANSWER_MODEL = LLMSettings.model_fields["answer_model"].default
 ANSWER = " ".join(f"part{i:02d}" for i in range(20))  # 20 deltas at 40 tokens/s: a 1 s answer
 
 
-class AofRedis:
-    """A redis-server this test owns, persisting to an append-only file in ``directory``."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(redis.RedisError, OSError):
-                client = redis.Redis(port=self.port, socket_timeout=0.5)
-                try:
-                    if client.ping():
-                        return
-                finally:
-                    client.close()
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def terminate(self) -> None:
-        """SIGTERM (Redis flushes and fsyncs its AOF before it exits) and wait for it."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=20)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
 @pytest.fixture
-def aof_redis(tmp_path: Path) -> Iterator[AofRedis]:
-    server = AofRedis(tmp_path / "redis")
+def aof_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path / "redis", appendfsync="everysec")
     server.start()
     try:
         yield server
@@ -105,7 +58,7 @@ def model(fake: FakeAnthropic) -> FakeAnthropic:
 
 
 @pytest.fixture
-def servers(tmp_path: Path, model: FakeAnthropic, aof_redis: AofRedis) -> Iterator[list[ServerProcess]]:
+def servers(tmp_path: Path, model: FakeAnthropic, aof_redis: OwnRedis) -> Iterator[list[ServerProcess]]:
     db = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
     started: list[ServerProcess] = []
     try:
@@ -135,7 +88,7 @@ async def converse(widget: Widget, number: int, unended: list[tuple[int, int]]) 
 
 @pytest.mark.timeout(150)
 async def test_redis_restarted_with_aof_under_traffic_loses_no_acknowledged_message(
-    servers: list[ServerProcess], aof_redis: AofRedis
+    servers: list[ServerProcess], aof_redis: OwnRedis
 ) -> None:
     """SIGTERM to Redis mid-traffic, down for DOWN_S, started again on its AOF: every acknowledged message is
     still in its conversation, every turn ends (answer or person) within the bound, and the customers'

@@ -13,7 +13,6 @@ import asyncio
 import json
 import re
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import websockets
 
-from support.embedded_redis import redis_server_binary
 from tests import servers
+from tests.faults.own_redis import OwnRedis
 from tests.servers import ServerProcess, free_port, run_cli
 
 ORIGIN = "http://shop.test"
@@ -36,46 +34,9 @@ FRAME_TIMEOUT_S = 20.0
 PASSWORD = "s3cret-pass"
 
 
-class PrivateRedis:
-    """A redis-server this test owns, on a free loopback port, without persistence: killed and started
-    again on the same port (with an empty dataset, which a fresh widget session does not mind)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                client = redis.Redis(port=self.port, socket_timeout=0.5)
-                try:
-                    if client.ping():
-                        return
-                finally:
-                    client.close()
-            except (redis.RedisError, OSError):
-                time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
 @pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
+def private_redis() -> Iterator[OwnRedis]:
+    server = OwnRedis()
     server.start()
     try:
         yield server
@@ -94,7 +55,7 @@ def env_for(data: Path, redis_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def server(tmp_path: Path, private_redis: PrivateRedis) -> Iterator[ServerProcess]:
+def server(tmp_path: Path, private_redis: OwnRedis) -> Iterator[ServerProcess]:
     data = tmp_path / "srv"
     proc = ServerProcess(data, env=env_for(data, private_redis.url)).start()
     try:
@@ -150,7 +111,10 @@ def test_serve_on_a_port_in_use_exits_nonzero_at_once_with_one_line_naming_the_p
         elapsed = time.monotonic() - started
     print(f"\nport in use: exit {done.returncode} after {elapsed:.2f} s")
     expected = f"switchboard serve: cannot start: cannot listen on 127.0.0.1:{port}: Address already in use"
-    outcome = (done.returncode != 0, cannot_start_lines(done.stdout), "Traceback" in done.stdout, elapsed < 5)
+    # "At once" against the old behaviour, hanging until the 30 s bound; not a start-up time target (a
+    # loaded machine takes several seconds to start Python and import the app).
+    early = elapsed < 15
+    outcome = (done.returncode != 0, cannot_start_lines(done.stdout), "Traceback" in done.stdout, early)
     assert outcome == (True, [expected], False, True), done.stdout
 
 
@@ -175,7 +139,7 @@ def test_serve_with_redis_unreachable_at_start_exits_nonzero_with_one_line(tmp_p
 
 
 def test_a_session_request_while_redis_is_down_is_503_unavailable_and_201_once_it_is_back(
-    server: ServerProcess, private_redis: PrivateRedis
+    server: ServerProcess, private_redis: OwnRedis
 ) -> None:
     assert open_session(server).status_code == 201
     private_redis.kill()
@@ -200,7 +164,7 @@ def test_a_session_request_while_redis_is_down_is_503_unavailable_and_201_once_i
 
 
 async def test_an_open_agent_socket_gets_unavailable_and_1011_with_a_log_line_when_redis_dies(
-    tmp_path: Path, private_redis: PrivateRedis
+    tmp_path: Path, private_redis: OwnRedis
 ) -> None:
     data = tmp_path / "srv"
     env = env_for(data, private_redis.url)
@@ -231,7 +195,7 @@ async def test_an_open_agent_socket_gets_unavailable_and_1011_with_a_log_line_wh
 
 
 async def test_widget_sockets_get_unavailable_and_1011_with_the_same_log_line_when_redis_dies(
-    server: ServerProcess, private_redis: PrivateRedis
+    server: ServerProcess, private_redis: OwnRedis
 ) -> None:
     session = open_session(server).json()
     url = f"ws://127.0.0.1:{server.port}/api/v1/widget/ws?token={session['token']}"
