@@ -56,6 +56,10 @@ class HandoffService:
         if created == 2:
             await self.records.opened(conversation_id, reason=reason, priority=priority, intent=intent)
 
+    async def agents_online(self) -> bool:
+        """Whether any agent's console was seen within the claim lease."""
+        return bool(await self.queue.online(within_s=self.queue.lease_ms / 1000))
+
     async def closed_by_customer(self, conversation_id: str) -> None:
         """The customer ended a conversation that was waiting for or with people."""
         item = await self.queue.item(conversation_id)

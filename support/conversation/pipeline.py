@@ -318,8 +318,7 @@ class Turn:
                     position = await handoff.queue.position(cid)
                     if position is not None:
                         extra["queue_position"] = position
-                    online = await handoff.queue.online(within_s=handoff.queue.lease_ms / 1000)
-                    extra["agents_online"] = bool(online)
+                    extra["agents_online"] = await handoff.agents_online()
                 # The state change, its status event and the frame are one script: from the moment the
                 # customer can see "queued" or "agent", no bot frame or reply is let out. A bot turn's own
                 # handoff moves the state only if the bot still owns it.

@@ -23,15 +23,6 @@ class QueuePositions(Protocol):
         """1-based place of a waiting conversation; None when it is not waiting (claimed, or gone)."""
         ...
 
-    @property
-    def lease_ms(self) -> int:
-        """How long an agent's console counts as present after its last heartbeat."""
-        ...
-
-    async def online(self, within_s: float) -> set[str]:
-        """The agents whose console was seen within ``within_s`` seconds."""
-        ...
-
 
 class HandoffPort(Protocol):
     """Puts a conversation in front of people and tells them when the queue moves."""
@@ -39,6 +30,10 @@ class HandoffPort(Protocol):
     @property
     def queue(self) -> QueuePositions:
         """The queue, to tell a waiting customer their position."""
+        ...
+
+    async def agents_online(self) -> bool:
+        """Whether any agent's console was seen within the claim lease (the widget says so when not)."""
         ...
 
     async def enqueue(
