@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from support.llm.offline import Bm25Index, Passage, split_passages, tokenize
-from support.testing.fake_anthropic import Reply
+from support.testing.fake_anthropic import Reply, last_user_text
 
 __all__ = ["ANSWER_THRESHOLD", "DemoModel", "DemoTriage", "detect_language"]
 
@@ -182,7 +182,7 @@ class DemoModel:
         """The fake's rule: a reply for a triage or an answer request, ``None`` for anything else (the
         summariser gets the fake's default text)."""
         tools = {str(t.get("name")): t for t in body.get("tools") or [] if isinstance(t, dict)}
-        message = _last_user_text(body)
+        message = last_user_text(body, last_block=True)
         if TRIAGE_TOOL in tools:
             taxonomy = _taxonomy(tools[TRIAGE_TOOL])
             verdict = self.triage(_new_message(message), taxonomy)
@@ -362,21 +362,6 @@ def _taxonomy(tool: dict[str, Any]) -> tuple[str, ...]:
     intent = ((tool.get("input_schema") or {}).get("properties") or {}).get("intent") or {}
     values = intent.get("enum")
     return tuple(str(v) for v in values) if isinstance(values, list) and values else ("other",)
-
-
-def _last_user_text(body: dict[str, Any]) -> str:
-    """The last text block of the last user turn: the new customer message of an answer request (examples
-    come before it), the whole prompt of a triage request."""
-    for message in reversed(body.get("messages") or []):
-        if not isinstance(message, dict) or message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            return content
-        texts = [b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"]
-        if texts:
-            return str(texts[-1])
-    return ""
 
 
 def _new_message(triage_prompt: str) -> str:

@@ -491,22 +491,24 @@ def validate_messages_body(body: Any, api_version: str, *, require_max_tokens: b
     return body
 
 
-def _last_user_text(body: dict[str, Any]) -> str:
+def last_user_text(body: dict[str, Any], *, last_block: bool = False) -> str:
+    """The text of the last user turn of a Messages request: its text blocks joined, or with ``last_block``
+    only the last one (the new customer message of an answer request, whose examples come before it)."""
     for message in reversed(body.get("messages") or []):
-        if message.get("role") != "user":
+        if not isinstance(message, dict) or message.get("role") != "user":
             continue
         content = message.get("content")
         if isinstance(content, str):
             return content
         texts = [b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"]
         if texts:
-            return " ".join(texts)
+            return str(texts[-1]) if last_block else " ".join(texts)
     return ""
 
 
 def default_reply_text(body: dict[str, Any]) -> str:
     """The deterministic answer when no rule matches: an echo of the last user text."""
-    topic = " ".join(_last_user_text(body).split())
+    topic = " ".join(last_user_text(body).split())
     if len(topic) > 80:
         topic = topic[:77] + "..."
     subject = f'"{topic}"' if topic else "your request"
