@@ -42,7 +42,7 @@ from schemathesis.specs.openapi.checks import (
 
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests import servers
-from tests.faults.test_startup_and_failures import PrivateRedis
+from tests.faults.own_redis import OwnRedis
 from tests.integration.test_widget_ws import is_answer, is_triage, triage_reply
 from tests.servers import ServerProcess, agent_auth
 from tests.unit.test_protocol_schemas import SERVER_TYPES as WIDGET_SERVER_TYPES
@@ -443,7 +443,7 @@ def test_with_redis_down_readyz_and_the_api_answer_documented_503s(
     tmp_path: Path, fake: FakeAnthropic
 ) -> None:
     """``/readyz`` says which check failed (its own body), every other operation the ``unavailable`` error."""
-    own_redis = PrivateRedis()  # a redis-server this test owns: the shared one is never stopped
+    own_redis = OwnRedis()  # a redis-server this test owns: the shared one is never stopped
     own_redis.start()
     try:
         db = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
