@@ -16,6 +16,8 @@ from typing import Any
 
 from support.settings import load_settings
 
+log = logging.getLogger(__name__)
+
 
 def _configure_logging(level: str) -> None:
     from support import log_redaction
@@ -350,8 +352,8 @@ def cmd_generate_secret_key(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(_args: argparse.Namespace) -> int:
-    """Run background work (the archiver) without serving HTTP, until SIGTERM."""
-    from support.conversation.archive import archive_forever
+    """Run the background jobs (batches, webhook deliveries, archiving, retention) without serving HTTP,
+    until SIGTERM. Any number of workers may run: each job runs on one of them."""
     from support.runtime import open_runtime
 
     settings = load_settings()
@@ -362,16 +364,8 @@ def cmd_worker(_args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with open_runtime(settings) as runtime:
-            # open_runtime already runs one archiver; a dedicated worker sweeps more often.
-            runtime.spawn(
-                archive_forever(
-                    runtime.store, runtime.sessions, idle_s=settings.app.archive_idle_s,
-                    ttl_s=settings.app.archive_ttl_s,
-                    interval_s=max(5.0, settings.app.archive_interval_s / 4),
-                ),
-                "worker-archiver",
-            )  # fmt: skip
+        async with open_runtime(settings, run_jobs=True) as runtime:
+            log.info("worker: running jobs %s", ", ".join(runtime.jobs.functions))
             await stop.wait()
 
     asyncio.run(run())
@@ -463,7 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=cmd_migrate)
 
-    worker = sub.add_parser("worker", help="run background work (archiving) without serving HTTP")
+    worker = sub.add_parser(
+        "worker",
+        help="run the background jobs (batches, webhooks, archiving, retention) without serving HTTP",
+    )
     worker.set_defaults(func=cmd_worker)
 
     create = sub.add_parser("create-agent", help="create an agent or admin account")

@@ -15,12 +15,15 @@ from support.settings import (
     DatabaseSettings,
     HandoffSettings,
     HttpSettings,
+    JobSettings,
     LimitSettings,
     LLMSettings,
     PolicySettings,
     RedactionSettings,
     RedisSettings,
     RetentionSettings,
+    TicketSettings,
+    WebhookSettings,
 )
 
 SECTIONS: list[tuple[str, type[BaseSettings]]] = [
@@ -34,6 +37,9 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Customer data retention", RetentionSettings),
     ("HTTP input", HttpSettings),
     ("Abuse limits", LimitSettings),
+    ("Tickets and Message Batches", TicketSettings),
+    ("Webhooks", WebhookSettings),
+    ("Background jobs", JobSettings),
 ]
 
 

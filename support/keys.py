@@ -188,14 +188,6 @@ def erased_conversations() -> str:
     return f"{PREFIX}:{{erasure}}:tombstones"
 
 
-def retention_lock() -> str:
-    """Held by the one process running a retention sweep at a time."""
-    return f"{PREFIX}:{{retention}}:lock"
-
-
-# --- agent accounts --------------------------------------------------------------------------------
-
-
 def agent_token_generation(agent_id: str) -> str:
     """The agent's current token generation (cached from SQL, with a TTL): tokens of another are revoked."""
     return f"{PREFIX}:{{agents}}:generation:{agent_id}"

@@ -35,7 +35,7 @@ from handoff.service import HandoffService
 from handoff.tokens import AgentTokens
 from support import log_redaction
 from support.channels.widget_sessions import WidgetSessionService
-from support.conversation.archive import archive_forever
+from support.conversation.archive import archive_idle
 from support.conversation.fanout import Fanout
 from support.conversation.pipeline import TurnDeps, TurnRunner
 from support.conversation.recovery import recover_forever
@@ -44,11 +44,13 @@ from support.db.engine import make_engine, session_factory
 from support.db.migrate import upgrade_to_head
 from support.embedded_redis import EmbeddedRedis
 from support.errors import StartupFailed, one_line
+from support.events import EventSink, NoEvents
+from support.jobs import JobEngine
 from support.llm.gateway import ModelGateway, make_client
 from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy, load_policy
 from support.privacy.customer_data import CustomerDataService, default_sources
-from support.privacy.retention import retention_forever
+from support.privacy.retention import sweep_once
 from support.ratelimit import RateLimits
 from support.redaction import Redactor
 from support.redis_client import RedisClient, cluster_client, is_cluster, ping, single_client
@@ -96,12 +98,16 @@ class Runtime:
     handoff: HandoffService
     agent_tokens: AgentTokens
     limits: RateLimits
+    # Background work (batches, webhook deliveries, archiving, retention) as jobs over Redis.
+    jobs: JobEngine
     turns: TurnRunner = field(init=False)
     fanout: Fanout = field(init=False)
     desk: AgentDesk = field(init=False)
     customers: CustomerDataService = field(init=False)
     accounts: AgentAccounts = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
+    # Where services report events (webhooks listen here); nothing listens until one is set.
+    events: EventSink = field(default_factory=NoEvents)
     # Personal data out of model-bound text; one per process (its detection cache is shared).
     redactor: Redactor = field(default_factory=Redactor)
     widget_sockets: set[Any] = field(default_factory=set)
@@ -197,8 +203,11 @@ async def check_database(url: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    """Create every client of the process; close them all when the block ends."""
+async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> AsyncIterator[Runtime]:
+    """Create every client of the process; close them all when the block ends.
+
+    ``run_jobs``: run a job worker in this process (default: ``SWITCHBOARD_JOBS_IN_PROCESS``).
+    """
     settings.app.data_dir.mkdir(parents=True, exist_ok=True)
     signing_key = await asyncio.to_thread(resolve_signing_key, settings.app)
     # Neither may reach a log line, whatever shape they have (see support.log_redaction).
@@ -326,6 +335,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         limits=RateLimits.over_redis(
             client, redis_url, settings.limits, store=store, model_turns=not settings.llm.offline
         ),
+        jobs=JobEngine(redis_url, concurrency=settings.jobs.concurrency),
     )
     rescrubbed = await runtime.examples.rescrub_legacy()
     if rescrubbed:
@@ -381,19 +391,12 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         store, sessions, runtime.handoff,
         default_sources(sessions, runtime.examples, retention_deletes_examples=rs.examples == "delete"),
     )  # fmt: skip
-    if rs.days > 0:
-        runtime.spawn(retention_forever(runtime.customers, client, rs), "retention")
     runtime.drain_hooks.append(runtime.close_widget_sockets)
-    runtime.spawn(
-        archive_forever(
-            store,
-            runtime.sessions,
-            idle_s=settings.app.archive_idle_s,
-            ttl_s=settings.app.archive_ttl_s,
-            interval_s=settings.app.archive_interval_s,
-        ),
-        "archiver",
-    )
+    _register_periodic_jobs(runtime)
+    # Every job function is registered above this line: a worker knows only what was registered before
+    # it started.
+    if settings.jobs.in_process if run_jobs is None else run_jobs:
+        runtime.spawn(runtime.jobs.run_worker(), "jobs-worker")
     if embedded is not None and embedded.owned:
         runtime.spawn(embedded.supervise(), "embedded-redis-supervisor")
     try:
@@ -402,6 +405,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         for task in list(runtime.tasks):
             task.cancel()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        await runtime.jobs.aclose()
         if anthropic_client is not None:
             await anthropic_client.close()
         await fanout.aclose()
@@ -413,3 +417,27 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await engine.dispose()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+
+
+def _register_periodic_jobs(runtime: Runtime) -> None:
+    """Archiving and retention, as periodic jobs (one worker runs each slot)."""
+    settings = runtime.settings
+
+    async def archive() -> None:
+        count = await archive_idle(
+            runtime.store, runtime.sessions,
+            idle_s=settings.app.archive_idle_s, ttl_s=settings.app.archive_ttl_s,
+        )  # fmt: skip
+        if count:
+            log.info("archived %d idle conversations", count)
+
+    runtime.jobs.every("archive", settings.app.archive_interval_s, archive)
+    rs = settings.retention
+    if rs.days > 0:
+
+        async def retention() -> None:
+            counts = await sweep_once(runtime.customers, rs)
+            if counts["conversations"]:
+                log.info("retention: erased %s", counts)
+
+        runtime.jobs.every("retention", rs.interval_s, retention)

@@ -523,6 +523,64 @@ class LimitSettings(BaseSettings):
         return value.strip()
 
 
+class TicketSettings(BaseSettings):
+    """REST tickets: which are answered at once and how the rest are collected into Message Batches."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_TICKETS_", extra="ignore")
+
+    batch_window_s: float = Field(
+        300.0,
+        gt=0,
+        description="The longest a non-urgent ticket waits before its Message Batch is submitted.",
+    )
+    batch_max_requests: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="A batch is submitted as soon as this many tickets wait, without waiting for the window.",
+    )
+    batch_poll_interval_s: float = Field(
+        30.0, gt=0, description="How often a submitted batch's status is checked."
+    )
+    urgent_urgencies: list[str] = Field(
+        default_factory=lambda: ["high", "urgent"],
+        description="Triage urgencies answered in real time; the rest are drafted through batches.",
+    )
+    max_subject_chars: int = Field(300, ge=1, le=300, description="Longest accepted ticket subject.")
+    max_body_chars: int = Field(20_000, ge=1, description="Longest accepted ticket body.")
+
+
+class WebhookSettings(BaseSettings):
+    """Outbound webhooks (Standard Webhooks): how deliveries are retried."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_WEBHOOKS_", extra="ignore")
+
+    max_attempts: int = Field(8, ge=1, description="Attempts per delivery (the first included).")
+    backoff_base_s: float = Field(
+        5.0, gt=0, description="First retry delay; each later one doubles, with jitter, up to the cap."
+    )
+    backoff_max_s: float = Field(3600.0, gt=0, description="Cap on one retry delay.")
+    timeout_s: float = Field(10.0, gt=0, description="Whole-request timeout of one delivery attempt.")
+    allow_private_urls: bool | None = Field(
+        None,
+        description="Whether endpoints may point at loopback or private addresses. Unset: allowed in "
+        "development, refused in production (a webhook URL must not reach into the service's network).",
+    )
+
+
+class JobSettings(BaseSettings):
+    """The job engine (saq over Redis) that runs batches, webhook deliveries, archiving and retention."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_JOBS_", extra="ignore")
+
+    in_process: bool = Field(
+        True,
+        description="`switchboard serve` also runs the jobs (one command gives a complete system). Set to "
+        "false when `switchboard worker` processes run them.",
+    )
+    concurrency: int = Field(10, ge=1, le=200, description="Jobs one worker process runs at once.")
+
+
 class Settings(BaseModel):
     """All settings of one process, each concern in its own object."""
 
@@ -536,6 +594,9 @@ class Settings(BaseModel):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    tickets: TicketSettings = Field(default_factory=TicketSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 

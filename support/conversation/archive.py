@@ -14,7 +14,6 @@ the tombstone: an archive pass that read the conversation just before an erasure
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -126,22 +125,3 @@ async def archive_idle(
             archived += 1
         if len(batch) < ARCHIVE_BATCH:
             return archived
-
-
-async def archive_forever(
-    store: ConversationStore,
-    sessions: async_sessionmaker[AsyncSession],
-    *,
-    idle_s: float,
-    ttl_s: int,
-    interval_s: float,
-) -> None:
-    """The archiver loop owned by the runtime; errors are logged and the loop goes on."""
-    while True:
-        try:
-            count = await archive_idle(store, sessions, idle_s=idle_s, ttl_s=ttl_s)
-            if count:
-                log.info("archived %d idle conversations", count)
-        except Exception:
-            log.exception("archive sweep failed; retrying next interval")
-        await asyncio.sleep(interval_s)

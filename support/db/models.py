@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import JSON, Column, Numeric
+from sqlalchemy import JSON, Column, Numeric, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -189,3 +190,148 @@ class HandoffRecord(SQLModel, table=True):
     outcome: str | None = Field(
         default=None, max_length=32, description="resolved | returned_to_bot | closed_by_customer"
     )
+
+
+# -- tickets, integration keys, batches and webhooks (issue: REST ticket intake) ---------------------------
+
+
+class IntegrationKey(SQLModel, table=True):
+    """A key that another system (a form, an e-mail bridge) uses to file tickets. Only its hash is stored:
+    the key itself is shown once, when it is created."""
+
+    __tablename__ = "integration_key"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    name: str = Field(max_length=120)
+    prefix: str = Field(max_length=16, description="the key's first characters, to tell keys apart in lists")
+    key_hash: str = Field(max_length=128, unique=True, index=True, description="SHA-256 hex of the key")
+    scopes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_by: str | None = Field(default=None, max_length=32, description="agent id, or null (CLI)")
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = Field(default=None, index=True)
+
+
+class Ticket(SQLModel, table=True):
+    """A support request filed over REST. Its messages live in a conversation of its own (``ticket:`` id
+    prefix), so the agents' queue, console, drafts and examples work on tickets as on chats."""
+
+    __tablename__ = "ticket"
+    __table_args__ = (
+        UniqueConstraint("integration_key_id", "idempotency_key", name="uq_ticket_idempotency"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    conversation_id: str = Field(unique=True, index=True, max_length=64)
+    integration_key_id: str | None = Field(default=None, index=True, max_length=32)
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    request_hash: str | None = Field(default=None, max_length=64, description="SHA-256 of the request body")
+    subject: str = Field(max_length=300)
+    body: str
+    customer_email: str = Field(index=True, max_length=320, description="stored lower-case")
+    customer_name: str | None = Field(default=None, max_length=200)
+    channel: str = Field(default="api", max_length=16, description="email | form | api")
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
+    status: str = Field(
+        default="received", index=True, max_length=16, description="received|triaged|answered|queued|resolved"
+    )
+    urgent: bool = Field(default=False, index=True)
+    triage: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    route: str | None = Field(default=None, max_length=16, description="realtime | batch: how it was drafted")
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+    answered_at: datetime | None = None
+    resolved_at: datetime | None = None
+
+
+class TicketReply(SQLModel, table=True):
+    """One reply sent on a ticket, by the bot (a confident draft) or by an agent."""
+
+    __tablename__ = "ticket_reply"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    ticket_id: str = Field(index=True, max_length=32, foreign_key="ticket.id")
+    author: str = Field(max_length=16, description="bot | agent")
+    agent_id: str | None = Field(default=None, max_length=32)
+    source: str = Field(max_length=16, description="realtime | batch | agent")
+    text: str
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class TicketBatch(SQLModel, table=True):
+    """One Message Batch of ticket drafts, from collection to its results applied."""
+
+    __tablename__ = "ticket_batch"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    anthropic_batch_id: str | None = Field(default=None, unique=True, index=True, max_length=128)
+    status: str = Field(
+        default="submitting", index=True, max_length=16,
+        description="submitting | in_progress | ended | applied | failed",
+    )  # fmt: skip
+    request_count: int = 0
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    submitted_at: datetime | None = None
+    ended_at: datetime | None = None
+    applied_at: datetime | None = None
+
+
+class TicketBatchItem(SQLModel, table=True):
+    """One ticket's request in a batch; ``applied_at`` set in the same transaction as its result's effects,
+    so a result is applied exactly once however often the worker dies and retries."""
+
+    __tablename__ = "ticket_batch_item"
+
+    custom_id: str = Field(primary_key=True, max_length=64)
+    batch_id: str = Field(index=True, max_length=32, foreign_key="ticket_batch.id")
+    ticket_id: str = Field(index=True, max_length=32)
+    outcome: str | None = Field(default=None, max_length=16, description="succeeded|errored|expired|canceled")
+    applied_at: datetime | None = None
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """Where events are delivered. The secret signs deliveries; the API shows it once, at creation."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    url: str = Field(max_length=2048)
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    secret: str = Field(max_length=200, description="whsec_… (base64 key); never returned after creation")
+    active: bool = True
+    created_by: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event sent to one endpoint: its body, signed afresh on every attempt, and where it stands."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    endpoint_id: str = Field(index=True, max_length=32, foreign_key="webhook_endpoint.id")
+    message_id: str = Field(index=True, max_length=64, description="the webhook-id header (msg_…)")
+    event_type: str = Field(index=True, max_length=64)
+    payload: str = Field(description="the JSON body, byte for byte as signed")
+    status: str = Field(
+        default="pending", index=True, max_length=16, description="pending | delivered | failed"
+    )
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+    next_attempt_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    delivered_at: datetime | None = None
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One HTTP attempt of a delivery: the delivery log."""
+
+    __tablename__ = "webhook_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: str = Field(index=True, max_length=32, foreign_key="webhook_delivery.id")
+    at: datetime = Field(default_factory=utcnow)
+    status_code: int | None = None
+    error: str | None = Field(default=None, max_length=500)
+    duration_ms: float = 0.0
