@@ -25,13 +25,17 @@ EVENT_TYPES: tuple[str, ...] = (
 class EventSink(Protocol):
     """Where services report events; ``emit`` must not fail the caller's work (it logs instead)."""
 
-    async def emit(self, event_type: str, data: Mapping[str, Any]) -> None:
-        """Record ``event_type`` (one of :data:`EVENT_TYPES`) with its JSON-able ``data``."""
+    async def emit(self, event_type: str, data: Mapping[str, Any], *, event_id: str | None = None) -> None:
+        """Record ``event_type`` (one of :data:`EVENT_TYPES`) with its JSON-able ``data``.
+
+        ``event_id``: a stable identity for the event, when the caller may report it more than once (a job
+        that is retried after a crash): an event already recorded under that id is not recorded again.
+        """
         ...
 
 
 class NoEvents:
     """A sink that drops everything (tests and tools that run services without webhooks)."""
 
-    async def emit(self, event_type: str, data: Mapping[str, Any]) -> None:
+    async def emit(self, event_type: str, data: Mapping[str, Any], *, event_id: str | None = None) -> None:
         return None
