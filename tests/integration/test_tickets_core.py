@@ -94,10 +94,12 @@ async def test_an_urgent_ticket_is_answered_at_once_and_the_card_never_reaches_t
     ticket, created = await runtime.tickets.create(
         ticket_in("Refund needed SOON"), key_id=None, idempotency_key=None
     )
-    assert created and ticket.status == "received"
+    assert created
+    assert ticket.status == "received"
     await until(lambda: _is(runtime, ticket.id, "answered"))
     view = await runtime.tickets.view(ticket.id, any_key=True)
-    assert view["route"] == "realtime" and view["urgent"] is True
+    assert view["route"] == "realtime"
+    assert view["urgent"] is True
     assert [r["text"] for r in view["replies"]] == ["Refunds take 5 business days."]
     # The reply is in the ticket's conversation, written once however often it is settled.
     await runtime.tickets.settle(ticket.id)
@@ -134,7 +136,8 @@ async def test_a_non_urgent_ticket_is_triaged_and_left_for_a_batch(runtime: Runt
     ticket, _ = await runtime.tickets.create(ticket_in("Refund question"), key_id=None, idempotency_key=None)
     await until(lambda: _is(runtime, ticket.id, "triaged"))
     row = await runtime.tickets.get(ticket.id)
-    assert row.route == "batch" and row.urgent is False
+    assert row.route == "batch"
+    assert row.urgent is False
     async with runtime.sessions() as session:
         from sqlmodel import select
 
@@ -149,13 +152,16 @@ async def test_idempotency_key_same_body_same_ticket_other_body_conflict(runtime
     again, created_again = await runtime.tickets.create(
         ticket_in("Refund question"), key_id="k1", idempotency_key="abc"
     )
-    assert created and not created_again and again.id == first.id
+    assert created
+    assert not created_again
+    assert again.id == first.id
     with pytest.raises(IdempotencyConflict):
         await runtime.tickets.create(ticket_in("Another question"), key_id="k1", idempotency_key="abc")
     other, created_other = await runtime.tickets.create(
         ticket_in("Refund question"), key_id="k2", idempotency_key="abc"
     )
-    assert created_other and other.id != first.id
+    assert created_other
+    assert other.id != first.id
     # Only the key that filed a ticket reads it.
     with pytest.raises(NotFound):
         await runtime.tickets.view(first.id, key_id="k2")
