@@ -26,7 +26,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from anthropic.types import Usage
@@ -57,6 +57,10 @@ CHANNELS = ("email", "form", "api")
 Source = Literal["realtime", "batch", "offline"]
 
 TRIAGE_JOB = "ticket.triage"
+RESUME_JOB = "tickets.resume"
+RESUME_EVERY_S = 30.0
+STRANDED_AFTER_S = 60.0  # a ticket's next step is this late: its job was lost
+RESUME_BATCH = 500
 SETTLE_JOB = "ticket.settle"
 BATCH_SUBMIT_JOB = "tickets.batch_submit"  # registered by support.tickets.batches
 
@@ -148,7 +152,7 @@ def record_outcome(
         }  # fmt: skip
         ticket.status = "queued"
     ticket.triage = triage_info
-    ticket.updated_at = now
+    ticket.updated_at, ticket.settled_at = now, None  # settling follows the commit
     session.add(ticket)
     return ticket.status
 
@@ -193,6 +197,37 @@ class TicketService:
         """The ticket jobs this service runs (on whichever worker takes them)."""
         self.jobs.register(TRIAGE_JOB, self.triage_ticket)
         self.jobs.register(SETTLE_JOB, self.settle)
+        self.jobs.every(RESUME_JOB, RESUME_EVERY_S, self.resume_stranded)
+
+    async def resume_stranded(self) -> int:
+        """Periodic: queue again the jobs of tickets that a lost job left behind (its worker died between
+        a commit and the job that follows it): not triaged, triaged for real time but not drafted, or
+        recorded but not settled. Every job is idempotent, so a ticket that was merely slow is safe too.
+        Returns how many were queued."""
+        stale = _now() - timedelta(seconds=STRANDED_AFTER_S)
+        not_drafted = (col(Ticket.status) == "received") | (
+            (col(Ticket.status) == "triaged") & (col(Ticket.route) == "realtime")
+        )
+        not_settled = col(Ticket.status).in_(("answered", "queued")) & col(Ticket.settled_at).is_(None)
+        statement = (
+            select(Ticket)
+            .where(not_drafted | not_settled)
+            .where(col(Ticket.updated_at) < stale)
+            .order_by(col(Ticket.updated_at))
+            .limit(RESUME_BATCH)
+        )
+        async with self.sessions() as session:
+            rows = list((await session.execute(statement)).scalars().all())
+        queued = 0
+        for ticket in rows:
+            if ticket.status in ("received", "triaged"):
+                await self._enqueue_triage(ticket.id)
+            else:
+                await self.jobs.enqueue(SETTLE_JOB, key=f"ticket-settle:{ticket.id}", ticket_id=ticket.id)
+            queued += 1
+        if queued:
+            log.info("tickets: %d stranded tickets queued again", queued)
+        return queued
 
     # -- intake --------------------------------------------------------------------------------------
 
@@ -373,52 +408,83 @@ class TicketService:
     # -- triage and real-time drafts -----------------------------------------------------------------
 
     async def triage_ticket(self, ticket_id: str) -> None:
-        """Job ``ticket.triage``: triage a received ticket, route it, and draft it now if it is urgent."""
+        """Job ``ticket.triage``: triage a received ticket, route it, and draft it now if it is urgent.
+
+        Safe to run again at any point (a retry after a crash): a triaged ticket is not triaged twice, and
+        an urgent one whose draft was lost is drafted."""
+        ticket = await self._ticket_or_none(ticket_id)
+        if ticket is None:
+            return  # erased meanwhile
+        if ticket.status == "received":
+            await self._triage(ticket)
+            ticket = await self._ticket_or_none(ticket_id)
+            if ticket is None:
+                return
+        info = ticket.triage or {}
+        if ticket.route == "batch":
+            if ticket.status == "triaged":
+                # Drafted through a Message Batch; the submit job decides whether the batch is due now.
+                await self.jobs.enqueue(BATCH_SUBMIT_JOB, key="tickets-batch-submit", timeout_s=120)
+            return
+        verdict = info.get("verdict") or {}
+        if ticket.status == "triaged" and not verdict.get("answer") and self.gateway is not None:
+            # People take it now; the draft follows for the agent.
+            await self._record_and_settle(
+                ticket_id, None, source="realtime", failure=None, queue_first=str(verdict.get("reason"))
+            )
+        await self.draft_now(ticket_id)
+
+    async def _ticket_or_none(self, ticket_id: str) -> Ticket | None:
         async with self.sessions() as session:
-            ticket = await session.get(Ticket, ticket_id)
-        if ticket is None or ticket.status != "received":
-            return  # erased meanwhile, or a retry of a job that got further
+            return await session.get(Ticket, ticket_id)
+
+    async def _triage(self, ticket: Ticket) -> None:
         text = customer_text(ticket)
         info: dict[str, Any]
+        wants_human, confidence = False, 0.0
+        urgency: str | None = None
+        intent: str | None = None
+        sentiment: str | None = None
         if self.gateway is None:
             match = self._offline().answer(text, exclude_conversation=ticket.conversation_id)
-            info = {"offline": True, "confidence": 1.0 if match else 0.0, "urgency": "normal"}
-            wants_human, confidence, urgency, intent, sentiment = False, info["confidence"], None, None, None
+            confidence = 1.0 if match else 0.0
+            info = {"offline": True, "confidence": confidence}
         else:
-            result = await triage(
-                self.gateway, model=self.llm.triage_model, message=text, summary="", recent=[],
-                taxonomy=self.llm.taxonomy, conversation_id=ticket.conversation_id,
-                policy_version=self.policy.version,
-            )  # fmt: skip
-            t = result.triage
-            info = {**t.model_dump(), "fallback": result.fallback}
-            wants_human, confidence, urgency = t.wants_human, t.confidence, t.urgency
-            intent, sentiment = t.intent, t.sentiment
+            try:
+                result = await triage(
+                    self.gateway, model=self.llm.triage_model, message=text, summary="", recent=[],
+                    taxonomy=self.llm.taxonomy, conversation_id=ticket.conversation_id,
+                    policy_version=self.policy.version,
+                )  # fmt: skip
+            except ModelError as exc:
+                # The model cannot judge it. As in chat: a confident offline answer (policy passage or
+                # approved example) may answer it, else zero confidence sends it to people; either way at
+                # once, not in a batch.
+                log.warning("ticket %s: triage failed (%s)", ticket.id, exc.code)
+                match = self._offline().answer(text, exclude_conversation=ticket.conversation_id)
+                confidence = 1.0 if match else 0.0
+                info = {"fallback": True, "failure": exc.code, "confidence": confidence}
+            else:
+                t = result.triage
+                info = {**t.model_dump(), "fallback": result.fallback}
+                wants_human, confidence, urgency = t.wants_human, t.confidence, t.urgency
+                intent, sentiment = t.intent, t.sentiment
             await self.store.record_triage(ticket.conversation_id, 1, info)
         verdict = self.routing.decide(
             wants_human=wants_human, confidence=confidence, urgency=urgency, message=text,
             intent=intent, sentiment=sentiment,
         )  # fmt: skip
         info["verdict"] = {"answer": verdict.answer, "reason": verdict.reason}
-        urgent = self.gateway is None or (urgency or "") in self.settings.urgent_urgencies
+        realtime = self.gateway is None or info.get("failure") is not None
+        urgent = (urgency or "") in self.settings.urgent_urgencies
         async with self.sessions() as session, session.begin():
-            row = await session.get(Ticket, ticket_id, with_for_update=True)
+            row = await session.get(Ticket, ticket.id, with_for_update=True)
             if row is None or row.status != "received":
                 return
             row.status, row.urgent, row.triage = "triaged", urgent, info
-            row.route = "realtime" if urgent else "batch"
+            row.route = "realtime" if urgent or realtime else "batch"
             row.updated_at = _now()
             session.add(row)
-        if not urgent:
-            # Drafted through a Message Batch; the submit job decides whether the batch is due now.
-            await self.jobs.enqueue(BATCH_SUBMIT_JOB, key="tickets-batch-submit", timeout_s=120)
-            return
-        if not verdict.answer and self.gateway is not None:
-            # People take it now; the draft follows for the agent.
-            await self._record_and_settle(
-                ticket_id, None, source="realtime", failure=None, queue_first=verdict.reason
-            )
-        await self.draft_now(ticket_id)
 
     def answer_request(self, ticket: Ticket) -> dict[str, Any]:
         """The answer call's parameters for ``ticket`` (customer text redacted; ``redactions`` is a gateway
@@ -478,6 +544,7 @@ class TicketService:
                 info = dict(ticket.triage or {})
                 info["outcome"] = {"answered": False, "reason": queue_first, "draft": None, "source": source}
                 ticket.status, ticket.triage, ticket.updated_at = "queued", info, _now()
+                ticket.settled_at = None
                 session.add(ticket)
             elif ticket.status == "queued":
                 # Already with people (routed there at triage): only the agent's draft is new.
@@ -485,6 +552,7 @@ class TicketService:
                 outcome = dict(info.get("outcome") or {})
                 outcome["draft"] = draft.text.strip() if draft is not None and draft.text.strip() else None
                 info["outcome"], ticket.triage, ticket.updated_at = outcome, info, _now()
+                ticket.settled_at = None
                 session.add(ticket)
             elif ticket.status == "triaged":
                 record_outcome(session, ticket, draft, source=source, failure=failure)
@@ -524,6 +592,12 @@ class TicketService:
                 "ticket.queued", {**self.summary(ticket), "reason": outcome.get("reason")},
                 event_id=f"{ticket.id}:queued",
             )  # fmt: skip
+        if ticket.settled_at is None and ticket.status in ("answered", "queued"):
+            async with self.sessions() as session, session.begin():
+                row = await session.get(Ticket, ticket_id, with_for_update=True)
+                if row is not None:
+                    row.settled_at = _now()
+                    session.add(row)
 
     async def _put_in_queue(self, ticket: Ticket, outcome: Mapping[str, Any]) -> None:
         cid = ticket.conversation_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,10 @@ async def test_an_urgent_ticket_is_answered_at_once_and_the_card_never_reaches_t
         assert "4111" not in str(request.body)
 
 
+async def _settled(rt: Runtime, ticket_id: str) -> bool:
+    return (await rt.tickets.get(ticket_id)).settled_at is not None
+
+
 async def _is(rt: Runtime, ticket_id: str, status: str) -> bool:
     return await status_of(rt, ticket_id) == status
 
@@ -170,3 +175,48 @@ async def test_idempotency_key_same_body_same_ticket_other_body_conflict(runtime
         from sqlmodel import select
 
         assert len((await session.execute(select(Ticket))).scalars().all()) == 2
+
+
+async def test_a_ticket_whose_triage_job_was_lost_is_resumed_and_answered(
+    tmp_path: Path, fake_api: FakeAnthropic, redis_url: str, redis_client: Any
+) -> None:
+    settings = Settings(
+        app=AppSettings(data_dir=tmp_path),
+        redis=RedisSettings(url=redis_url),
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"),
+        llm=settings_for(fake_api),
+    )
+    async with open_runtime(settings, run_jobs=False) as rt:
+        ticket, _ = await rt.tickets.create(
+            ticket_in("Refund needed SOON"), key_id=None, idempotency_key=None
+        )
+        # The worker that would have run its triage died and its job with it.
+        for key in await redis_client.keys("saq:*"):
+            await redis_client.delete(key)
+        assert await rt.tickets.resume_stranded() == 0  # not late yet: maybe only slow
+        async with rt.sessions() as session, session.begin():
+            row = await session.get(Ticket, ticket.id)
+            assert row is not None
+            row.updated_at = row.updated_at - timedelta(minutes=5)
+        assert await rt.tickets.resume_stranded() == 1
+        worker = asyncio.create_task(rt.jobs.run_worker())
+        try:
+            await until(lambda: _is(rt, ticket.id, "answered"))
+            await until(lambda: _settled(rt, ticket.id))
+            assert await rt.tickets.resume_stranded() == 0
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+
+
+async def test_when_triage_fails_the_ticket_still_ends_with_people_within_the_job(
+    runtime: Runtime, fake_api: FakeAnthropic
+) -> None:
+    fake_api.fail_next(529, n=100)  # overloaded: every attempt of every call
+    ticket, _ = await runtime.tickets.create(ticket_in("Refund question"), key_id=None, idempotency_key=None)
+    await until(lambda: _is(runtime, ticket.id, "queued"), timeout_s=30)
+    row = await runtime.tickets.get(ticket.id)
+    assert row.route == "realtime"  # not left waiting for a batch
+    assert row.triage is not None
+    assert row.triage["outcome"]["reason"] in ("low_confidence", "draft_failed")
+    await until(lambda: runtime.queue.item(ticket.conversation_id))
