@@ -441,6 +441,9 @@ class TicketService:
             return await session.get(Ticket, ticket_id)
 
     async def _triage(self, ticket: Ticket) -> None:
+        # Both idempotent: a create that died after its commit left them undone (the resume job got here).
+        await self._open_conversation(ticket)
+        await self.events.emit("ticket.created", self.summary(ticket), event_id=f"{ticket.id}:created")
         text = customer_text(ticket)
         info: dict[str, Any]
         wants_human, confidence = False, 0.0
