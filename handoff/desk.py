@@ -24,7 +24,7 @@ from support.conversation import engine as e
 from support.conversation.pipeline import TurnRunner
 from support.conversation.store import ConversationState, ConversationStore, Event
 from support.errors import REDIS_OUTAGES, Conflict, NotFound, ValidationFailed
-from support.tickets.service import TicketService
+from support.tickets.service import TicketService, ticket_id_of
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,12 @@ CONTEXT_TURNS = 6
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 @dataclass
@@ -63,7 +69,37 @@ class AgentDesk:
 
     async def queue_items(self) -> list[dict[str, Any]]:
         """Waiting conversations, in the order they will be served."""
-        return [item.to_json() for item in await self.queue.waiting()]
+        return await self._with_tickets([item.to_json() for item in await self.queue.waiting()])
+
+    async def _with_tickets(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Fill in the ticket of a ticket item queued without one (before queue items carried it)."""
+        for item in items:
+            card = item.get("ticket")
+            if card is None or card.get("subject") is not None or self.tickets is None:
+                continue
+            try:
+                item["ticket"] = self.tickets.queue_card(await self.tickets.get(card["id"]))
+            except NotFound:
+                continue  # erased meanwhile: the queue still lists it as a ticket, without a subject
+        return items
+
+    async def _ticket_of(self, conversation_id: str) -> dict[str, Any] | None:
+        """A ticket conversation's ticket as the packet shows it (what the customer filed, and how a reply
+        reaches them), or None for a chat or an erased ticket."""
+        ticket_id = ticket_id_of(conversation_id)
+        if ticket_id is None or self.tickets is None:
+            return None
+        try:
+            ticket = await self.tickets.get(ticket_id)
+        except NotFound:
+            return None
+        return {
+            **self.tickets.queue_card(ticket),
+            "name": ticket.customer_name,
+            "body": ticket.body,
+            "status": ticket.status,
+            "created_at": _iso(ticket.created_at),
+        }
 
     async def mine(self, agent: AgentIdentity) -> list[dict[str, Any]]:
         """The conversations ``agent`` holds."""
@@ -76,7 +112,7 @@ class AgentDesk:
             last = await self.store.events_after(cid, max(0, state.last_seq - 1))
             out.append(
                 {
-                    **item.to_json(), "state": state.state,
+                    **(await self._with_tickets([item.to_json()]))[0], "state": state.state,
                     "last_message": last[-1].to_frame() if last else None,
                 }
             )  # fmt: skip
@@ -110,8 +146,11 @@ class AgentDesk:
         assignee = None
         if item and item.assignee:
             assignee = {"id": item.assignee, "name": state.extra.get("assignee_name", "")}
+        ticket = await self._ticket_of(conversation_id)
         return {
             "conversation_id": conversation_id,
+            "kind": "chat" if ticket_id_of(conversation_id) is None else "ticket",
+            "ticket": ticket,
             "state": state.state,
             "reason": reason,
             "reason_text": REASON_TEXT.get(reason or "", reason),

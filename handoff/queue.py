@@ -26,6 +26,7 @@ from typing import Any
 from handoff.routing import PRIORITIES
 from support import keys
 from support.redis_client import RedisClient
+from support.tickets.service import ticket_id_of
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
@@ -179,11 +180,27 @@ class QueueItem:
     assignee: str | None = None
     lease_expires_at: str | None = None
     lapsed_from: str | None = None
-    fields: dict[str, Any] = field(default_factory=dict)  # intent, urgency, sentiment, preview, customer
+    # intent, urgency, sentiment, preview, customer, and a ticket's card
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """``ticket`` for a ticket's conversation, else ``chat``."""
+        return "ticket" if ticket_id_of(self.conversation_id) is not None else "chat"
 
     def to_json(self) -> dict[str, Any]:
-        """The ``GET /api/v1/agent/queue`` item."""
+        """The ``GET /api/v1/agent/queue`` item: ``kind`` says what the conversation is; a ticket's also
+        carries ``ticket`` (``{"id", "subject", "channel", "email"}``), a chat's ``ticket`` is null."""
+        ticket = None
+        if self.kind == "ticket":
+            card = self.fields.get("ticket") or {}
+            ticket = {
+                "id": ticket_id_of(self.conversation_id),
+                **{k: card.get(k) for k in ("subject", "channel", "email")},
+            }
         return {
+            "kind": self.kind,
+            "ticket": ticket,
             "conversation_id": self.conversation_id,
             "reason": self.reason,
             "priority": self.priority,

@@ -4,6 +4,7 @@ waiting customers that the queue moved. No agent logic lives here (that is :mod:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from handoff.queue import HandoffQueue
@@ -38,8 +39,11 @@ class HandoffService:
         intent: str | None = None,
         urgency: str | None = None,
         sentiment: str | None = None,
+        ticket: Mapping[str, Any] | None = None,
     ) -> None:
-        """Queue a handed-off conversation (priority from urgency and reason) and announce it."""
+        """Queue a handed-off conversation (priority from urgency and reason) and announce it. ``ticket``
+        (a ticket's id, subject, channel and e-mail) travels with the queue item, so the queue lists tickets
+        beside chats without a database read per item."""
         state = await self.store.get_state(conversation_id)
         visitor = state.visitor if state else {}
         customer = {k: visitor[k] for k in ("id", "name", "email") if visitor.get(k)}
@@ -51,6 +55,7 @@ class HandoffService:
             fields={
                 "intent": intent, "urgency": urgency, "sentiment": sentiment,
                 "preview": preview[:PREVIEW_CHARS], "customer": customer,
+                **({"ticket": dict(ticket)} if ticket else {}),
             },
         )  # fmt: skip
         if created == 2:

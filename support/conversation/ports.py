@@ -10,8 +10,8 @@ other implementation (a routing policy of its own, no handoff service at all).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from support.llm.offline import Example
 
@@ -45,8 +45,10 @@ class HandoffPort(Protocol):
         intent: str | None = None,
         urgency: str | None = None,
         sentiment: str | None = None,
+        ticket: Mapping[str, Any] | None = None,
     ) -> None:
-        """Queue a handed-off conversation with its reason code and triage."""
+        """Queue a handed-off conversation with its reason code and triage; ``ticket``: what the queue shows
+        of a ticket's conversation (id, subject, channel, e-mail), None for a chat."""
         ...
 
     async def queue_changed(self, *, announced: str | None = None) -> None:

@@ -389,6 +389,14 @@ class TicketService:
             "resolved_at": _iso(ticket.resolved_at),
         }
 
+    @staticmethod
+    def queue_card(ticket: Ticket) -> dict[str, Any]:
+        """What the agents' queue shows of a ticket beside the chats."""
+        return {
+            "id": ticket.id, "subject": ticket.subject, "channel": ticket.channel,
+            "email": ticket.customer_email,
+        }  # fmt: skip
+
     @classmethod
     def public(cls, ticket: Ticket, replies: list[TicketReply]) -> dict[str, Any]:
         """A ticket with its body and replies."""
@@ -641,7 +649,7 @@ class TicketService:
         info = ticket.triage or {}
         await self.handoff.enqueue(
             cid, reason=reason, preview=customer_text(ticket)[:PREVIEW_CHARS], intent=info.get("intent"),
-            urgency=info.get("urgency"), sentiment=info.get("sentiment"),
+            urgency=info.get("urgency"), sentiment=info.get("sentiment"), ticket=self.queue_card(ticket),
         )  # fmt: skip
         await self.store.append_event(
             cid, type="status", role="system", text="", extra={"state": "queued", "reason": reason},
