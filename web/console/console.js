@@ -39,6 +39,8 @@
     lease_expired: "Your hold on this conversation expired; it went back to the queue.",
   };
 
+  const TICKET_RESOLVED = "Resolved: the ticket is closed and its integration told.";
+
   const $ = (id) => document.getElementById(id);
   const el = (tag, attrs = {}, ...children) => {
     const node = document.createElement(tag);
@@ -133,6 +135,39 @@
   const reasonText = (code, text) => text || REASONS[code] || humanize(code);
   const customerName = (customer) =>
     (customer && (customer.name || customer.email)) || "Visitor";
+
+  // Tickets (filed over REST by an integration) sit in the same queue as chats. Their customer is not
+  // on a live socket: a reply goes back through the integration (by e-mail for an e-mail ticket).
+  const CHANNELS = { email: "Email", form: "Form", api: "API" };
+  const isTicket = (item) => Boolean(item && item.kind === "ticket");
+  const channelText = (ticket) => CHANNELS[ticket && ticket.channel] || humanize(ticket && ticket.channel);
+  const ticketBadge = (ticket) => `Ticket · ${channelText(ticket)}`;
+  const ticketSubject = (ticket) => (ticket && ticket.subject) || "Ticket";
+  const replyTo = (ticket, customer) => (ticket && ticket.email) || (customer && customer.email) || "the customer";
+  const viaWords = (ticket) =>
+    ticket && ticket.channel === "email"
+      ? "by e-mail"
+      : ticket && ticket.channel === "form"
+        ? "through the web form's integration"
+        : "through the integration that filed it";
+  function replyVia(ticket, customer) {
+    if (ticket && ticket.channel === "email") {
+      return `Replies are e-mailed to ${replyTo(ticket, customer)}, not shown live: write a complete answer.`;
+    }
+    return `Replies go back to ${replyTo(ticket, customer)} ${viaWords(ticket)}, not live: write a complete answer.`;
+  }
+  // A ticket's first customer message is "subject, blank line, body"; the subject is the title already.
+  function ticketBodyOf(text) {
+    const ticket = state.packet && state.packet.ticket;
+    if (!ticket || !ticket.subject || typeof text !== "string") return text;
+    const prefix = `${ticket.subject}\n\n`;
+    return text.startsWith(prefix) ? text.slice(prefix.length) : text;
+  }
+  const previewOf = (item) => {
+    const text = item.preview || "";
+    const subject = item.ticket && item.ticket.subject;
+    return subject && text.startsWith(subject) ? text.slice(subject.length).trim() : text;
+  };
 
   function waitText(since) {
     if (!since) return "";
@@ -344,7 +379,10 @@
     renderQueue();
     if (fresh.length === 1) {
       const first = fresh[0];
-      announce(`New in queue: ${customerName(first.customer)}, ${reasonText(first.reason, first.reason_text)}`);
+      const what = isTicket(first)
+        ? `ticket from ${customerName(first.customer)}: ${ticketSubject(first.ticket)}`
+        : customerName(first.customer);
+      announce(`New in queue: ${what}, ${reasonText(first.reason, first.reason_text)}`);
     } else if (fresh.length > 1) {
       announce(`${fresh.length} new conversations in the queue`);
     }
@@ -443,9 +481,15 @@
             "data-conversation": id,
             onclick: () => selectConversation(id),
           },
-          el("span", { class: "who", text: customerName(item.customer) }),
+          el("span", { class: "who", text: isTicket(item) ? ticketSubject(item.ticket) : customerName(item.customer) }),
           el("span", { class: "when", text: humanize(item.state) }),
-          el("span", { class: "why", text: reasonText(item.reason, item.reason_text) }),
+          el(
+            "span",
+            { class: "why" },
+            isTicket(item) ? el("span", { class: "kind-badge", text: ticketBadge(item.ticket) }) : null,
+            isTicket(item) ? ` ${customerName(item.customer)} · ` : "",
+            reasonText(item.reason, item.reason_text),
+          ),
           el("span", { class: "preview", text: lastMessageText(item.last_message) }),
         );
         return el("li", { "data-row": id }, button);
@@ -461,31 +505,36 @@
       ...state.queue.map((item) => {
         const id = item.conversation_id;
         const name = customerName(item.customer);
+        const ticket = isTicket(item);
+        const what = ticket ? `ticket from ${name}: ${ticketSubject(item.ticket)}` : `conversation with ${name}`;
         const select = el(
           "button",
           {
             type: "button",
-            class: "conv-item",
+            class: `conv-item${ticket ? " ticket" : ""}`,
             "aria-current": id === state.selected ? "true" : "false",
             "data-conversation": id,
-            "aria-label": `Preview conversation with ${name}`,
+            "data-kind": item.kind || "chat",
+            "aria-label": `Preview ${what}`,
             onclick: () => selectConversation(id),
           },
-          el("span", { class: "who", text: name }),
+          el("span", { class: "who", text: ticket ? ticketSubject(item.ticket) : name }),
           el("span", { class: "when", "data-since": item.waiting_since, text: waitText(item.waiting_since) }),
           el(
             "span",
             { class: "why" },
+            ticket ? el("span", { class: "kind-badge", text: ticketBadge(item.ticket) }) : null,
+            ticket ? " " : null,
             el("span", { class: "prio", "data-priority": item.priority, text: humanize(item.priority) }),
             ` ${reasonText(item.reason, item.reason_text)}`,
             item.intent ? ` · ${humanize(item.intent)}` : "",
           ),
-          el("span", { class: "preview", text: item.preview || "" }),
+          el("span", { class: "preview", text: ticket ? `${name}: ${previewOf(item)}` : item.preview || "" }),
         );
         const claimButton = el("button", {
           type: "button",
           class: "claim-btn primary",
-          "aria-label": `Claim conversation with ${name}`,
+          "aria-label": `Claim ${what}`,
           text: "Claim",
           onclick: () => claim(id),
         });
@@ -514,6 +563,10 @@
       $("conv-banner").hidden = true;
     }
     await loadConversation(id);
+    // On a phone the lists sit above the conversation: bring the one just opened into view.
+    if (state.selected === id && window.matchMedia("(max-width: 700px)").matches) {
+      $("conversation").scrollIntoView({ block: "start" });
+    }
   }
 
   async function loadConversation(id, { keepComposer = false, keepBanner = false } = {}) {
@@ -571,7 +624,17 @@
 
   function renderPacketHead() {
     const p = state.packet;
-    $("conv-title").textContent = customerName(p.customer);
+    const ticket = isTicket(p);
+    $("conv-title").textContent = ticket ? ticketSubject(p.ticket) : customerName(p.customer);
+    $("conv-kind").textContent = ticket ? ticketBadge(p.ticket) : "";
+    $("conv-kind").hidden = !ticket;
+    $("conv-via").textContent = ticket ? replyVia(p.ticket, p.customer) : "";
+    $("conv-via").hidden = !ticket;
+    $("composer-via").textContent = ticket ? `Sent ${viaWords(p.ticket)} to ${replyTo(p.ticket, p.customer)}` : "";
+    $("composer-via").hidden = !ticket;
+    // A ticket's customer is not waiting in a chat: the bot cannot take it back, and nobody sees typing.
+    $("return-to-bot").hidden = ticket;
+    $("conv-body").dataset.kind = ticket ? "ticket" : "chat";
     $("conv-reason").textContent = reasonText(p.reason, p.reason_text);
     $("conv-reason").dataset.code = p.reason || "";
     const prio = $("conv-priority");
@@ -639,12 +702,18 @@
     $("draft-send").disabled = !mine;
     $("draft-edit").disabled = !mine;
     $("composer").setAttribute("aria-disabled", String(!mine));
+    const ticket = isTicket(state.packet);
     $("composer-text").placeholder = mine
-      ? "Reply to the customer (Enter sends, Shift+Enter for a new line)"
+      ? ticket
+        ? "Reply to the ticket (Ctrl+Enter sends, Enter for a new line)"
+        : "Reply to the customer (Enter sends, Shift+Enter for a new line)"
       : queued
-        ? "Claim this conversation to reply"
+        ? `Claim this ${ticket ? "ticket" : "conversation"} to reply`
         : "You do not hold this conversation";
     for (const button of $("canned-list").querySelectorAll("button")) button.disabled = !mine;
+    $("composer-hint").textContent = ticket
+      ? "Ctrl+Enter sends · Enter new line"
+      : "Enter sends · Shift+Enter new line";
   }
 
   function showBanner(text) {
@@ -683,6 +752,12 @@
       return el("li", { class: "msg", "data-role": "status", "data-seq": event.seq, text: statusText(event) });
     }
     const role = event.role || "system";
+    const ticket = isTicket(state.packet);
+    // In a ticket, say how each side's words travel: the customer's came in, the agent's go out, by e-mail etc.
+    const via =
+      ticket && (role === "customer" || role === "agent" || role === "assistant")
+        ? `${role === "customer" ? "filed" : "replied"} by ${channelText(state.packet.ticket).toLowerCase()} · `
+        : "";
     const who =
       role === "customer"
         ? customerName(state.packet && state.packet.customer)
@@ -698,8 +773,8 @@
       "li",
       { class: "msg", "data-role": role, "data-seq": event.seq },
       avatar,
-      el("span", { class: "meta", text: `${who} · ${role === "agent" ? "agent · " : ""}${clock(event.created_at)}` }),
-      event.text || "",
+      el("span", { class: "meta", text: `${who} · ${role === "agent" ? "agent · " : ""}${via}${clock(event.created_at)}` }),
+      (role === "customer" && ticket ? ticketBodyOf(event.text) : event.text) || "",
     );
   }
 
@@ -834,7 +909,7 @@
   }
 
   function onComposerInput() {
-    if (!isMine()) return;
+    if (!isMine() || isTicket(state.packet)) return; // nobody watches a ticket being typed
     const now = Date.now();
     if (now - state.lastTypingSentAt < TYPING_THROTTLE_MS) return;
     state.lastTypingSentAt = now;
@@ -891,7 +966,11 @@
       state.selected = id;
       if (packet && packet.conversation_id) showPacket(packet);
       else await loadConversation(id);
-      announce(`You now hold the conversation with ${customerName(state.packet && state.packet.customer)}`);
+      announce(
+        isTicket(state.packet)
+          ? `You now hold the ticket ${ticketSubject(state.packet.ticket)}`
+          : `You now hold the conversation with ${customerName(state.packet && state.packet.customer)}`,
+      );
       refreshMine();
       $("composer-text").focus();
     } catch (err) {
@@ -984,7 +1063,10 @@
     $("composer").addEventListener("submit", submitComposer);
     $("composer-text").addEventListener("input", onComposerInput);
     $("composer-text").addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      if (event.key !== "Enter" || event.isComposing) return;
+      // A ticket's answer is a letter (new lines are common): Ctrl+Enter sends it. A chat's: Enter.
+      const send = isTicket(state.packet) ? event.ctrlKey || event.metaKey : !event.shiftKey;
+      if (send) {
         event.preventDefault();
         $("composer").requestSubmit();
       }
@@ -1008,7 +1090,9 @@
         $("note-form").requestSubmit();
       }
     });
-    $("resolve").addEventListener("click", () => act("resolve", UNASSIGNED.resolved));
+    $("resolve").addEventListener("click", () =>
+      act("resolve", isTicket(state.packet) ? TICKET_RESOLVED : UNASSIGNED.resolved),
+    );
     $("return-to-bot").addEventListener("click", () => act("return-to-bot", UNASSIGNED.returned_to_bot));
     $("release").addEventListener("click", () => act("release", UNASSIGNED.released));
     $("transfer").addEventListener("click", openTransfer);
