@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from support.runtime import Runtime, open_runtime
 from support.settings import AppSettings, DatabaseSettings, RedisSettings, Settings
 from support.testing.fake_anthropic import FakeAnthropic
 from support.tickets.service import TicketIn
 from tests.integration.llm_fixtures import settings_for
+
+T = TypeVar("T")
 
 
 @contextlib.asynccontextmanager
@@ -36,15 +39,30 @@ async def ticket_runtime(
         yield runtime
 
 
+def with_tickets_sync(
+    data_dir: Path,
+    fake: FakeAnthropic,
+    redis_url: str,
+    database_url: str,
+    work: Callable[[Runtime], Awaitable[T]],
+) -> T:
+    """Run ``work`` on a :func:`ticket_runtime` from code with no event loop (in a thread of its own)."""
+
+    async def run() -> T:
+        async with ticket_runtime(data_dir, fake, redis_url, database_url) as runtime:
+            return await work(runtime)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, run()).result(timeout=60)
+
+
 def file_ticket_sync(
     data_dir: Path, fake: FakeAnthropic, redis_url: str, database_url: str, ticket: TicketIn
 ) -> str:
     """File ``ticket`` (from code with no event loop); returns its id."""
 
-    async def file() -> str:
-        async with ticket_runtime(data_dir, fake, redis_url, database_url) as runtime:
-            filed, _ = await runtime.tickets.create(ticket, key_id=None, idempotency_key=None)
-            return filed.id
+    async def file(runtime: Runtime) -> str:
+        filed, _ = await runtime.tickets.create(ticket, key_id=None, idempotency_key=None)
+        return filed.id
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, file()).result(timeout=60)
+    return with_tickets_sync(data_dir, fake, redis_url, database_url, file)

@@ -161,3 +161,28 @@ async def test_a_ticket_sits_beside_a_chat_and_is_answered_learned_from_and_reso
         assert [item["conversation_id"] for item in (await http.get("/api/v1/agent/queue")).json()] == [
             chat_id
         ]
+
+
+async def test_a_ticket_queued_without_its_card_gets_it_from_the_ticket_and_an_erased_one_stays_a_ticket(
+    tmp_path: Path, fake_api: FakeAnthropic, redis_url: str, redis_client: Any
+) -> None:
+    """Queue items written before they carried the ticket (an upgrade) are filled in from SQL."""
+    db = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
+    async with ticket_runtime(tmp_path, fake_api, redis_url, db) as runtime:
+        kept, _ = await runtime.tickets.create(
+            TicketIn(
+                subject="Lost parcel", body="Where is it?", customer_email="ana@example.com", channel="form"
+            ),
+            key_id=None, idempotency_key=None,
+        )  # fmt: skip
+        for cid in (conversation_id_of(kept.id), conversation_id_of("gone")):
+            await runtime.handoff.enqueue(cid, reason="low_confidence", preview="Lost parcel")
+        items = {item["conversation_id"]: item for item in await runtime.desk.queue_items()}
+    assert items[conversation_id_of(kept.id)]["kind"] == "ticket"
+    assert items[conversation_id_of(kept.id)]["ticket"] == {
+        "id": kept.id, "subject": "Lost parcel", "channel": "form", "email": "ana@example.com",
+    }  # fmt: skip
+    assert items[conversation_id_of("gone")]["kind"] == "ticket"
+    assert items[conversation_id_of("gone")]["ticket"] == {
+        "id": "gone", "subject": None, "channel": None, "email": None,
+    }  # fmt: skip
