@@ -30,8 +30,11 @@ async def test_a_new_key_is_stored_only_as_its_sha256_and_authenticates_with_bot
     service: IntegrationKeys, db_engine: AsyncEngine
 ) -> None:
     key, plaintext = await service.create("contact form", created_by="agent-1")
-    assert plaintext.startswith("sbk_") and len(plaintext) == 47
-    assert key.scopes == list(SCOPES) and key.prefix == plaintext[:12] and key.created_by == "agent-1"
+    assert plaintext.startswith("sbk_")
+    assert len(plaintext) == 47
+    assert key.scopes == list(SCOPES)
+    assert key.prefix == plaintext[:12]
+    assert key.created_by == "agent-1"
     (row,) = await stored_rows(db_engine)
     assert row["key_hash"] == hashlib.sha256(plaintext.encode()).hexdigest()
     assert all(plaintext not in str(value) for value in row.values())
@@ -97,4 +100,5 @@ async def test_last_used_is_written_on_first_use_and_then_at_most_once_a_minute(
         )
     await service.authenticate(plaintext)
     later = (await service.get(key.id)).last_used_at
-    assert later is not None and later.replace(tzinfo=UTC) > datetime.now(UTC) - timedelta(seconds=30)
+    assert later is not None
+    assert later.replace(tzinfo=UTC) > datetime.now(UTC) - timedelta(seconds=30)
