@@ -24,6 +24,7 @@ from support.conversation import engine as e
 from support.conversation.pipeline import TurnRunner
 from support.conversation.store import ConversationState, ConversationStore, Event
 from support.errors import REDIS_OUTAGES, Conflict, NotFound, ValidationFailed
+from support.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class AgentDesk:
     examples: ExampleService
     agents: AgentService
     policy_version: str
+    # Tickets are conversations too: what an agent sends or resolves there is the ticket's reply or end.
+    tickets: TicketService | None = None
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -197,6 +200,8 @@ class AgentDesk:
         if bot_draft is not None:
             await self.store.set_state(conversation_id, draft_text=None, draft_id=None)
         await self._record_example(conversation_id, agent, event, bot_draft)
+        if self.tickets is not None:
+            await self.tickets.agent_replied(conversation_id, text, agent.id)
         return event
 
     async def _record_example(
@@ -265,6 +270,8 @@ class AgentDesk:
         await self.store.set_state(conversation_id, resolved_by=agent.id)
         await self.handoff.records.ended(conversation_id, "resolved")
         await self._unassign(conversation_id, agent.id, "resolved", e.Resolved())
+        if self.tickets is not None:
+            await self.tickets.resolved(conversation_id, agent.id)
 
     async def return_to_bot(self, conversation_id: str, agent: AgentIdentity) -> None:
         """The bot answers again from the next customer message."""

@@ -58,6 +58,7 @@ from support.reports.ratings import RatingService
 from support.settings import REDACTION_KINDS, Settings
 from support.signing_key import resolve_signing_key
 from support.tickets.integration_keys import IntegrationKeys
+from support.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Runtime:
     customers: CustomerDataService = field(init=False)
     accounts: AgentAccounts = field(init=False)
     integration_keys: IntegrationKeys = field(init=False)  # the keys other systems file tickets with
+    tickets: TicketService = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     # Where services report events (webhooks listen here); nothing listens until one is set.
     events: EventSink = field(default_factory=NoEvents)
@@ -379,9 +381,16 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         deps.offline = OfflineResponder(policy.text, examples=approved)
 
     runtime.examples.on_reload(reindex_offline)
+    runtime.tickets = TicketService(
+        sessions=sessions, store=store, jobs=runtime.jobs, events=runtime.events, policy=policy,
+        llm=settings.llm, settings=settings.tickets, gateway=runtime.gateway, routing=deps.routing,
+        handoff=runtime.handoff, examples=runtime.examples, offline=lambda: deps.offline,
+        examples_in_prompt=hs.examples_in_prompt, examples_min_score=hs.examples_min_score,
+    )  # fmt: skip
+    runtime.tickets.register_jobs()
     runtime.desk = AgentDesk(
         store=store, handoff=runtime.handoff, queue=queue, turns=runtime.turns, examples=runtime.examples,
-        agents=runtime.agents, policy_version=policy.version,
+        agents=runtime.agents, policy_version=policy.version, tickets=runtime.tickets,
     )  # fmt: skip
     runtime.accounts = AgentAccounts(agents, runtime.agent_tokens, runtime.desk)
     runtime.spawn(runtime.desk.expire_forever(min(1.0, hs.lease_s / 4)), "lease-sweeper")

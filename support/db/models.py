@@ -242,6 +242,9 @@ class Ticket(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     answered_at: datetime | None = None
     resolved_at: datetime | None = None
+    settled_at: datetime | None = Field(
+        default=None, index=True, description="when the conversation, queue and webhooks caught up with it"
+    )
 
 
 class TicketReply(SQLModel, table=True):

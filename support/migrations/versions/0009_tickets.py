@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.Column("answered_at", sa.DateTime(), nullable=True),
         sa.Column("resolved_at", sa.DateTime(), nullable=True),
+        sa.Column("settled_at", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("integration_key_id", "idempotency_key", name="uq_ticket_idempotency"),
     )
@@ -64,6 +65,7 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_ticket_integration_key_id"), ["integration_key_id"], unique=False
         )
+        batch_op.create_index(batch_op.f("ix_ticket_settled_at"), ["settled_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_ticket_status"), ["status"], unique=False)
         batch_op.create_index(batch_op.f("ix_ticket_urgent"), ["urgent"], unique=False)
 
@@ -211,6 +213,7 @@ def downgrade() -> None:
     with op.batch_alter_table("ticket", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ticket_urgent"))
         batch_op.drop_index(batch_op.f("ix_ticket_status"))
+        batch_op.drop_index(batch_op.f("ix_ticket_settled_at"))
         batch_op.drop_index(batch_op.f("ix_ticket_integration_key_id"))
         batch_op.drop_index(batch_op.f("ix_ticket_customer_email"))
         batch_op.drop_index(batch_op.f("ix_ticket_created_at"))

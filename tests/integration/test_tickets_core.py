@@ -1,0 +1,222 @@
+"""The ticket service in one process on real Redis and SQLite, with the fake model API: triage on arrival,
+urgent tickets answered or queued at once, the rest left for a batch, idempotency, and the agents' side."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.db.models import ModelUsage, Ticket
+from support.errors import NotFound
+from support.runtime import Runtime, open_runtime
+from support.settings import AppSettings, DatabaseSettings, RedisSettings, Settings
+from support.testing.fake_anthropic import FakeAnthropic, Reply, last_user_text
+from support.tickets.service import IdempotencyConflict, TicketIn
+from tests.integration.llm_fixtures import settings_for
+
+
+def is_triage(body: dict[str, Any]) -> bool:
+    return any(t.get("name") == "record_triage" for t in body.get("tools") or [])
+
+
+def is_answer(body: dict[str, Any]) -> bool:
+    return any(t.get("name") == "escalate_to_human" for t in body.get("tools") or [])
+
+
+def triage_reply(urgency: str, confidence: float) -> Reply:
+    return Reply(
+        tool_use={
+            "name": "record_triage",
+            "input": {
+                "intent": "returns_refunds", "urgency": urgency, "sentiment": "neutral", "language": "en",
+                "wants_human": False, "confidence": confidence, "reason": "test",
+            },
+        }
+    )  # fmt: skip
+
+
+@pytest.fixture
+def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
+    fake.reset()
+
+    def rule(body: dict[str, Any]) -> Reply | None:
+        text = last_user_text(body)
+        if is_triage(body):
+            # "high" is answered in real time; "urgent" goes to people at once (chat's routing).
+            urgency = "urgent" if "URGENT" in text else "high" if "SOON" in text else "normal"
+            return triage_reply(urgency, 0.2 if "unsure" in text else 0.95)
+        if is_answer(body):
+            return Reply(text="Refunds take 5 business days.")
+        return None
+
+    fake.add_rule(rule)
+    return fake
+
+
+@pytest.fixture
+async def runtime(
+    tmp_path: Path, fake_api: FakeAnthropic, redis_url: str, redis_client: Any
+) -> AsyncIterator[Runtime]:
+    settings = Settings(
+        app=AppSettings(data_dir=tmp_path),
+        redis=RedisSettings(url=redis_url),
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"),
+        llm=settings_for(fake_api),
+    )
+    async with open_runtime(settings, run_jobs=True) as rt:
+        yield rt
+
+
+async def until(check: Callable[[], Any], timeout_s: float = 15.0) -> Any:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            value = await check()
+            if value:
+                return value
+            await asyncio.sleep(0.05)
+
+
+def ticket_in(subject: str, body: str = "Where is my refund? My card is 4111 1111 1111 1111.") -> TicketIn:
+    return TicketIn(subject=subject, body=body, customer_email="Ana@Example.com", customer_name="Ana")
+
+
+async def status_of(rt: Runtime, ticket_id: str) -> str:
+    return (await rt.tickets.get(ticket_id)).status
+
+
+async def test_an_urgent_ticket_is_answered_at_once_and_the_card_never_reaches_the_model(
+    runtime: Runtime, fake_api: FakeAnthropic
+) -> None:
+    ticket, created = await runtime.tickets.create(
+        ticket_in("Refund needed SOON"), key_id=None, idempotency_key=None
+    )
+    assert created
+    assert ticket.status == "received"
+    await until(lambda: _is(runtime, ticket.id, "answered"))
+    view = await runtime.tickets.view(ticket.id, any_key=True)
+    assert view["route"] == "realtime"
+    assert view["urgent"] is True
+    assert [r["text"] for r in view["replies"]] == ["Refunds take 5 business days."]
+    # The reply is in the ticket's conversation, written once however often it is settled.
+    await runtime.tickets.settle(ticket.id)
+    events = await runtime.store.events_after(ticket.conversation_id, 0)
+    assert [e.role for e in events if e.type == "message"] == ["customer", "assistant"]
+    for request in fake_api.requests:
+        assert "4111" not in str(request.body)
+
+
+async def _settled(rt: Runtime, ticket_id: str) -> bool:
+    return (await rt.tickets.get(ticket_id)).settled_at is not None
+
+
+async def _is(rt: Runtime, ticket_id: str, status: str) -> bool:
+    return await status_of(rt, ticket_id) == status
+
+
+async def test_an_unsure_urgent_ticket_goes_to_people_at_once_with_the_draft_for_the_agent(
+    runtime: Runtime,
+) -> None:
+    ticket, _ = await runtime.tickets.create(
+        ticket_in("URGENT unsure charge"), key_id=None, idempotency_key=None
+    )
+    await until(lambda: _is(runtime, ticket.id, "queued"))
+    item = await until(lambda: runtime.queue.item(ticket.conversation_id))
+    assert item.reason == "urgent"
+    state = await until(lambda: _draft_state(runtime, ticket.conversation_id))
+    assert state.extra["draft_text"] == "Refunds take 5 business days."
+    assert (await runtime.tickets.view(ticket.id, any_key=True))["replies"] == []
+
+
+async def _draft_state(rt: Runtime, cid: str) -> Any:
+    state = await rt.store.get_state(cid)
+    return state if state is not None and state.extra.get("draft_text") else None
+
+
+async def test_a_non_urgent_ticket_is_triaged_and_left_for_a_batch(runtime: Runtime) -> None:
+    ticket, _ = await runtime.tickets.create(ticket_in("Refund question"), key_id=None, idempotency_key=None)
+    await until(lambda: _is(runtime, ticket.id, "triaged"))
+    row = await runtime.tickets.get(ticket.id)
+    assert row.route == "batch"
+    assert row.urgent is False
+    async with runtime.sessions() as session:
+        from sqlmodel import select
+
+        purposes = [u.purpose for u in (await session.execute(select(ModelUsage))).scalars().all()]
+    assert purposes == ["triage"]  # no real-time answer call
+
+
+async def test_idempotency_key_same_body_same_ticket_other_body_conflict(runtime: Runtime) -> None:
+    first, created = await runtime.tickets.create(
+        ticket_in("Refund question"), key_id="k1", idempotency_key="abc"
+    )
+    again, created_again = await runtime.tickets.create(
+        ticket_in("Refund question"), key_id="k1", idempotency_key="abc"
+    )
+    assert created
+    assert not created_again
+    assert again.id == first.id
+    with pytest.raises(IdempotencyConflict):
+        await runtime.tickets.create(ticket_in("Another question"), key_id="k1", idempotency_key="abc")
+    other, created_other = await runtime.tickets.create(
+        ticket_in("Refund question"), key_id="k2", idempotency_key="abc"
+    )
+    assert created_other
+    assert other.id != first.id
+    # Only the key that filed a ticket reads it.
+    with pytest.raises(NotFound):
+        await runtime.tickets.view(first.id, key_id="k2")
+    assert (await runtime.tickets.view(first.id, key_id="k1"))["id"] == first.id
+    async with runtime.sessions() as session:
+        from sqlmodel import select
+
+        assert len((await session.execute(select(Ticket))).scalars().all()) == 2
+
+
+async def test_a_ticket_whose_triage_job_was_lost_is_resumed_and_answered(
+    tmp_path: Path, fake_api: FakeAnthropic, redis_url: str, redis_client: Any
+) -> None:
+    settings = Settings(
+        app=AppSettings(data_dir=tmp_path),
+        redis=RedisSettings(url=redis_url),
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"),
+        llm=settings_for(fake_api),
+    )
+    async with open_runtime(settings, run_jobs=False) as rt:
+        ticket, _ = await rt.tickets.create(
+            ticket_in("Refund needed SOON"), key_id=None, idempotency_key=None
+        )
+        # The worker that would have run its triage died and its job with it.
+        for key in await redis_client.keys("saq:*"):
+            await redis_client.delete(key)
+        assert await rt.tickets.resume_stranded() == 0  # not late yet: maybe only slow
+        async with rt.sessions() as session, session.begin():
+            row = await session.get(Ticket, ticket.id)
+            assert row is not None
+            row.updated_at = row.updated_at - timedelta(minutes=5)
+        assert await rt.tickets.resume_stranded() == 1
+        worker = asyncio.create_task(rt.jobs.run_worker())
+        try:
+            await until(lambda: _is(rt, ticket.id, "answered"))
+            await until(lambda: _settled(rt, ticket.id))
+            assert await rt.tickets.resume_stranded() == 0
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+
+
+async def test_when_triage_fails_the_ticket_still_ends_with_people_within_the_job(
+    runtime: Runtime, fake_api: FakeAnthropic
+) -> None:
+    fake_api.fail_next(529, n=100)  # overloaded: every attempt of every call
+    ticket, _ = await runtime.tickets.create(ticket_in("Refund question"), key_id=None, idempotency_key=None)
+    await until(lambda: _is(runtime, ticket.id, "queued"), timeout_s=30)
+    row = await runtime.tickets.get(ticket.id)
+    assert row.route == "realtime"  # not left waiting for a batch
+    assert row.triage is not None
+    assert row.triage["outcome"]["reason"] in ("low_confidence", "draft_failed")
+    await until(lambda: runtime.queue.item(ticket.conversation_id))
