@@ -22,6 +22,7 @@ from support.channels.admin_customers import CustomerDataController
 from support.channels.asyncapi import ASYNCAPI_PATH, asyncapi_document
 from support.channels.integration_keys import IntegrationKeyController, OwnIntegrationKeyController
 from support.channels.staff import STAFF_AUTH_STATE_KEY
+from support.channels.tickets import AgentTicketController, TicketController
 from support.channels.web_assets import WebAssetsController
 from support.channels.widget import WidgetController
 from support.errors import RateLimited, SwitchboardError, Unauthorized, unavailable_from
@@ -162,6 +163,8 @@ def create_app(settings: Settings | None = None, *, own_runtime: bool = True) ->
             CustomerDataController,
             IntegrationKeyController,
             OwnIntegrationKeyController,
+            TicketController,
+            AgentTicketController,
             WebAssetsController,
             ReportsController,
             reports_router(settings.app),
