@@ -192,6 +192,7 @@ async def triage(
     taxonomy: Sequence[str] = DEFAULT_TAXONOMY,
     conversation_id: str | None = None,
     policy_version: str | None = None,
+    ticket_id: str | None = None,
 ) -> TriageResult:
     """Classify ``message`` with a forced ``record_triage`` call; one retry on invalid output, then fallback.
 
@@ -223,6 +224,7 @@ async def triage(
             purpose="triage",
             model=model,
             conversation_id=conversation_id,
+            ticket_id=ticket_id,
             policy_version=policy_version,
             redactions=redactions,
             max_tokens=TRIAGE_MAX_TOKENS,

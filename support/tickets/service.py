@@ -21,6 +21,7 @@ redact personal data first, exactly as for chat.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from support.conversation.ports import ExamplesPort, HandoffPort, RoutingPort
-from support.conversation.store import ConversationStore
+from support.conversation.store import ConversationStore, LockToken
 from support.db.models import Ticket, TicketReply
 from support.errors import Conflict, ModelError, NotFound
 from support.events import EventSink
@@ -61,6 +62,7 @@ RESUME_JOB = "tickets.resume"
 RESUME_EVERY_S = 30.0
 STRANDED_AFTER_S = 60.0  # a ticket's next step is this late: its job was lost
 RESUME_BATCH = 500
+SETTLE_LOCK_TTL_MS = 30_000
 SETTLE_JOB = "ticket.settle"
 BATCH_SUBMIT_JOB = "tickets.batch_submit"  # registered by support.tickets.batches
 
@@ -439,6 +441,9 @@ class TicketService:
             return await session.get(Ticket, ticket_id)
 
     async def _triage(self, ticket: Ticket) -> None:
+        # Both idempotent: a create that died after its commit left them undone (the resume job got here).
+        await self._open_conversation(ticket)
+        await self.events.emit("ticket.created", self.summary(ticket), event_id=f"{ticket.id}:created")
         text = customer_text(ticket)
         info: dict[str, Any]
         wants_human, confidence = False, 0.0
@@ -454,7 +459,7 @@ class TicketService:
                 result = await triage(
                     self.gateway, model=self.llm.triage_model, message=text, summary="", recent=[],
                     taxonomy=self.llm.taxonomy, conversation_id=ticket.conversation_id,
-                    policy_version=self.policy.version,
+                    policy_version=self.policy.version, ticket_id=ticket.id,
                 )  # fmt: skip
             except ModelError as exc:
                 # The model cannot judge it. As in chat: a confident offline answer (policy passage or
@@ -566,6 +571,23 @@ class TicketService:
         """Job ``ticket.settle`` (also called inline): idempotent. Writes the bot's replies into the
         conversation once, puts a queued ticket in the agents' queue with its draft, and reports
         ``ticket.replied`` / ``ticket.queued`` (once each, by stable event ids)."""
+        lock = await self._settle_lock(conversation_id_of(ticket_id))
+        try:
+            await self._settle(ticket_id)
+        finally:
+            await self.store.release_lock(lock)
+
+    async def _settle_lock(self, cid: str) -> LockToken:
+        """One settle per ticket at a time (the inline one and a resumed job may meet): the second waits,
+        then finds the work done."""
+        async with asyncio.timeout(SETTLE_LOCK_TTL_MS / 1000):
+            while True:
+                token = await self.store.acquire_lock("settle", cid, SETTLE_LOCK_TTL_MS)
+                if token is not None:
+                    return token
+                await asyncio.sleep(0.05)
+
+    async def _settle(self, ticket_id: str) -> None:
         async with self.sessions() as session:
             ticket = await session.get(Ticket, ticket_id)
         if ticket is None:
