@@ -107,12 +107,16 @@ def agent_of(connection: ASGIConnection[Any, Any, Any, Any]) -> AgentIdentity:
 
 
 class AgentStaffAuth:
-    """Agent tokens as the staff guard of the customer side's admin endpoints
+    """Agent tokens as the staff guards of the customer side's agent and admin endpoints
     (:class:`support.channels.staff.StaffAuth`, put in the app's state by the app factory)."""
 
     async def require_admin(self, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
         """As :func:`admin_guard`."""
         await require_admin(connection)
+
+    async def require_agent(self, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+        """As :func:`agent_guard`."""
+        await _authenticate(connection)
 
     def staff_id(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
         """The agent id a guard put on this connection."""

@@ -20,10 +20,12 @@ from handoff.console_pages import console_router
 from support import __version__, log_redaction
 from support.channels.admin_customers import CustomerDataController
 from support.channels.asyncapi import ASYNCAPI_PATH, asyncapi_document
+from support.channels.integration_keys import IntegrationKeyController, OwnIntegrationKeyController
 from support.channels.staff import STAFF_AUTH_STATE_KEY
+from support.channels.tickets import AgentTicketController, TicketController
 from support.channels.web_assets import WebAssetsController
 from support.channels.widget import WidgetController
-from support.errors import RateLimited, SwitchboardError, unavailable_from
+from support.errors import RateLimited, SwitchboardError, Unauthorized, unavailable_from
 from support.health import healthz, readyz
 from support.http_input import RejectNul, bounded_request_class
 from support.openapi_errors import components, describe_errors
@@ -37,10 +39,13 @@ log = logging.getLogger(__name__)
 
 def error_response(_request: Request[object, object, State], exc: SwitchboardError) -> Response[object]:
     """Every typed error becomes ``{"error": {"code", "message"}}`` with its HTTP status; a rate limit
-    also says when to retry (``Retry-After``, seconds)."""
+    also says when to retry (``Retry-After``, seconds), and a 401 with a challenge how to authenticate
+    (``WWW-Authenticate``)."""
     headers = {}
     if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, Unauthorized) and exc.challenge is not None:
+        headers["WWW-Authenticate"] = exc.challenge
     return Response(
         {"error": {"code": exc.code, "message": exc.message}},
         status_code=exc.http_status,
@@ -156,6 +161,10 @@ def create_app(settings: Settings | None = None, *, own_runtime: bool = True) ->
             AgentController,
             AdminController,
             CustomerDataController,
+            IntegrationKeyController,
+            OwnIntegrationKeyController,
+            TicketController,
+            AgentTicketController,
             WebAssetsController,
             ReportsController,
             reports_router(settings.app),

@@ -1,5 +1,5 @@
-"""``switchboard`` command line: serve | demo | migrate | worker | create-agent | generate-secret-key |
-export-customer | erase-customer | bench | fake-anthropic."""
+"""``switchboard`` command line: serve | demo | migrate | worker | create-agent | create-integration-key |
+revoke-integration-key | generate-secret-key | export-customer | erase-customer | bench | fake-anthropic."""
 
 from __future__ import annotations
 
@@ -295,6 +295,52 @@ def cmd_create_agent(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _integration_keys(args: argparse.Namespace, revoke: bool) -> int:
+    """Create or revoke an integration key in the configured database (migrating it first)."""
+    from support.db.engine import make_engine, session_factory
+    from support.db.migrate import upgrade_to_head
+    from support.errors import SwitchboardError
+    from support.tickets.integration_keys import IntegrationKeys
+
+    settings = load_settings()
+    settings.app.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> int:
+        await upgrade_to_head(settings.database_url)
+        engine = make_engine(settings.database_url)
+        try:
+            service = IntegrationKeys(session_factory(engine))
+            if revoke:
+                key = await service.revoke(args.id)
+                print(f"revoked integration key {key.id} ({key.name}, {key.prefix}…)")
+                return 0
+            key, plaintext = await service.create(args.name, args.scopes)
+        except SwitchboardError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+        finally:
+            await engine.dispose()
+        print(
+            f"created integration key {key.id} ({key.name}) scopes={','.join(key.scopes)}\n"
+            "  the key is shown once, on the next line; only its hash is stored",
+            flush=True,
+        )
+        print(plaintext, flush=True)  # alone on the last line, for scripts (docs/tickets.md)
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_create_integration_key(args: argparse.Namespace) -> int:
+    """Create an integration key; prints the key alone on the last line of standard output."""
+    return _integration_keys(args, revoke=False)
+
+
+def cmd_revoke_integration_key(args: argparse.Namespace) -> int:
+    """Revoke an integration key at once (idempotent)."""
+    return _integration_keys(args, revoke=True)
+
+
 def _customer_data(args: argparse.Namespace, erase: bool) -> int:
     """Export or erase one customer's data through the same service as the admin API (no HTTP)."""
     from support.errors import SwitchboardError
@@ -470,6 +516,20 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=["agent", "admin"], default="agent")
     create.add_argument("--capacity", type=int, default=None, help="conversations held at once")
     create.set_defaults(func=cmd_create_agent)
+
+    key = sub.add_parser(
+        "create-integration-key",
+        help="create a key another system files tickets with (printed once, alone on the last line)",
+    )
+    key.add_argument("--name", required=True, help="what the key is for, e.g. the contact form")
+    key.add_argument(
+        "--scopes", nargs="+", default=None, metavar="SCOPE",
+        help="tickets:write and/or tickets:read (default: both)",
+    )  # fmt: skip
+    key.set_defaults(func=cmd_create_integration_key)
+    revoke = sub.add_parser("revoke-integration-key", help="revoke an integration key at once")
+    revoke.add_argument("id", help="the key's id (as `create-integration-key` printed it)")
+    revoke.set_defaults(func=cmd_revoke_integration_key)
 
     export = sub.add_parser("export-customer", help="export everything held about one customer (JSON)")
     erase = sub.add_parser("erase-customer", help="erase everything held about one customer")

@@ -82,6 +82,11 @@ class Unauthorized(SwitchboardError):
     http_status = 401
     ws_close_code = 1008
 
+    def __init__(self, message: str | None = None, *, challenge: str | None = None) -> None:
+        super().__init__(message)
+        # The HTTP ``WWW-Authenticate`` value (RFC 7235) telling the client how to authenticate, if any.
+        self.challenge = challenge
+
 
 class Conflict(SwitchboardError):
     """The resource is in a state that does not allow this."""

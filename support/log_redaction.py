@@ -11,7 +11,7 @@ What is replaced (by ``[redacted]``):
 - the value of a query or form parameter named like a credential (``token``, ``password``, ``key``...);
 - JSON members named like one (``"password": "..."``);
 - ``Authorization`` / ``Bearer`` values; JWTs anywhere; Anthropic API keys (``sk-ant-...``); webhook
-  secrets (``whsec_...``); argon2 password hashes;
+  secrets (``whsec_...``); integration keys (``sbk_...``); argon2 password hashes;
 - the exact values registered with :func:`register_secret` (the signing key, the model API key), which
   may have no recognisable shape.
 
@@ -48,13 +48,14 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),  # a JWT
     (re.compile(r"\bsk-ant-[A-Za-z0-9_-]+"), REDACTED),  # an Anthropic API key
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+"), REDACTED),  # a webhook signing secret
+    (re.compile(r"\bsbk_[A-Za-z0-9_-]+"), REDACTED),  # an integration key
     (re.compile(r"\$argon2(?:id|i|d)\$[^\s'\",)]+"), REDACTED),  # a password hash
 )
 
 # Every pattern above needs one of these (lower-case) in the text: a line without any, the vast majority,
 # skips the regular expressions (~7 us instead of ~90 us per access-log line, measured).
 _TRIGGERS = (
-    "token", "passw", "secret", "key", "bearer", "basic", "eyj", "sk-ant-", "whsec_", "$argon2",
+    "token", "passw", "secret", "key", "bearer", "basic", "eyj", "sk-ant-", "whsec_", "sbk_", "$argon2",
     "identity_hash", "signature",
 )  # fmt: skip
 

@@ -9,7 +9,8 @@ operation answers:
 - :func:`describe_errors`, for what the app does in front of every handler, which Litestar cannot see:
   400 for a malformed query or body (and a NUL in a query string), 413 for a body over the size limit,
   500 for a bug, 401 for a route with a security requirement (the guards), 403 when that requirement
-  names the ``admin`` role.
+  names a role or scope (``admin``, ``tickets:write`` ...), 429 for a route behind an integration key
+  (failed key attempts are limited per address).
 
 :func:`describe_errors` then gives every error response the one ``Error`` body and a 429 its
 ``Retry-After`` header. An operation lists each status it can answer: no ``4XX`` catch-all.
@@ -61,6 +62,13 @@ ADMIN_ROLE = "admin"
 # requirement may list the roles it needs).
 AGENT_SECURITY: list[SecurityRequirement] = [{AGENT_TOKEN: []}]
 ADMIN_SECURITY: list[SecurityRequirement] = [{AGENT_TOKEN: [ADMIN_ROLE]}]
+INTEGRATION_KEY = "integrationKey"
+
+
+def integration_security(*scopes: str) -> list[SecurityRequirement]:
+    """A route behind an integration key with these scopes (none: any live key)."""
+    return [{INTEGRATION_KEY: list(scopes)}]
+
 
 SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
     AGENT_TOKEN: SecurityScheme(
@@ -72,7 +80,17 @@ SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
             "valid, current token; 403 on an admin route for an agent. The agent WebSocket takes the same "
             "token as `?token=` (see /schema/asyncapi.json)."
         ),
-    )
+    ),
+    INTEGRATION_KEY: SecurityScheme(
+        type="http",
+        scheme="bearer",
+        bearer_format="sbk_…",
+        description=(
+            "`Authorization: Bearer sbk_…` with an integration key an admin created (docs/tickets.md). 401 "
+            "(with `WWW-Authenticate: Bearer`) for a missing, unknown or revoked key; 403 for a key without "
+            "the scope the route names; 429 for an address with too many failed attempts."
+        ),
+    ),
 }
 
 # What each status means wherever it is answered.
@@ -131,8 +149,10 @@ def _implied_statuses(operation: Operation) -> list[int]:
     requirements: list[SecurityRequirement] = list(operation.security or [])
     if requirements:
         statuses.append(401)
-    if any(ADMIN_ROLE in roles for requirement in requirements for roles in requirement.values()):
+    if any(roles for requirement in requirements for roles in requirement.values()):
         statuses.append(403)
+    if any(INTEGRATION_KEY in requirement for requirement in requirements):
+        statuses.append(429)
     return statuses
 
 

@@ -4,7 +4,8 @@ What is limited (each a ``SWITCHBOARD_LIMIT_*`` setting, see :class:`~support.se
 new widget sessions per client address; customer messages per conversation; bot-answered messages
 ("model turns") per conversation and per client address, so one client can never take more than its
 share of the shared model budget (:mod:`support.llm.budget`); agent login attempts per account and
-address, and per address.
+address, and per address; tickets filed per integration key, and failed integration-key authentications
+per address (so keys cannot be guessed at speed).
 
 Counting is the ``limits`` package's *sliding window counter* over Redis: one Lua script per check, two
 small counters per limit and subject, and Redis key TTLs as the only clock (its moving window would
@@ -47,7 +48,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from support import keys
 from support.conversation.store import ConversationState, ConversationStore
-from support.errors import ConfigurationError, RateLimited
+from support.errors import ConfigurationError, RateLimited, Unauthorized
 from support.redis_client import RedisClient
 from support.settings import LimitSettings
 
@@ -172,6 +173,8 @@ class RateLimits:
         self.model_turns_per_ip = Limit.of(settings, "model_turns_per_ip")
         self.login_attempts_per_account = Limit.of(settings, "login_attempts_per_account")
         self.login_attempts_per_ip = Limit.of(settings, "login_attempts_per_ip")
+        self.tickets_per_key = Limit.of(settings, "tickets_per_key")
+        self.api_key_failures_per_ip = Limit.of(settings, "api_key_failures_per_ip")
 
     @classmethod
     def over_redis(
@@ -252,6 +255,29 @@ class RateLimits:
         yield  # a wrong password (Unauthorized) or any other error leaves the attempt counted
         await asyncio.gather(*(self._limiter.clear(w, self._id(account)) for w in account[0].windows))
 
+    async def ticket(self, key_id: str) -> None:
+        """Count a ticket request of one integration key; :class:`RateLimited` over the limit."""
+        await self._hit("too many tickets for this integration key", (self.tickets_per_key, key_id))
+
+    @contextlib.asynccontextmanager
+    async def api_key_attempt(self, client: str) -> AsyncIterator[None]:
+        """Guard one integration-key authentication from ``client``. An address already over its failure
+        limit is refused before the key is looked at (a valid key included: otherwise an address that is
+        guessing could still tell a right guess from a wrong one). An :class:`Unauthorized` inside the
+        block is counted as a failure; the failure that goes over the limit is answered 429 too. Success
+        and :class:`~support.errors.Forbidden` (a real key without the scope) are not counted."""
+        check = (self.api_key_failures_per_ip, limit_subject(client))
+        message = "too many failed integration-key attempts from this address"
+        ident = self._id(check)
+        for window in check[0].windows:
+            if not await self._limiter.test(window, ident):
+                await self._refuse(message, [(check[0], (window, ident))])
+        try:
+            yield
+        except Unauthorized:
+            await self._hit(message, check)
+            raise
+
     @staticmethod
     def _id(check: tuple[Limit, str]) -> str:
         limit, subject = check
@@ -263,16 +289,19 @@ class RateLimits:
         first and the first refusal stops it, so a refused request is not counted by the limit that
         refused it (a longer window does not fill up with requests a shorter one turned away)."""
         outcomes = await asyncio.gather(*(self._hit_one(c) for c in checks))
-        refused = [(check, r) for check, r in zip(checks, outcomes, strict=True) if r is not None]
-        if not refused:
-            return
+        refused = [(check[0], r) for check, r in zip(checks, outcomes, strict=True) if r is not None]
+        if refused:
+            await self._refuse(message, refused)
+
+    async def _refuse(self, message: str, refused: list[tuple[Limit, tuple[RateLimitItem, str]]]) -> None:
+        """Raise :class:`RateLimited` with the longest wait among the refusing windows."""
         stats = await asyncio.gather(*(self._limiter.get_window_stats(w, i) for _, (w, i) in refused))
         waits = [max(1, math.ceil(s.reset_time - time.time())) for s in stats]
         longest = max(range(len(waits)), key=waits.__getitem__)
         raise RateLimited(
             f"{message}; retry in {waits[longest]} s",
             retry_after_s=waits[longest],
-            limit=refused[longest][0][0].name,
+            limit=refused[longest][0].name,
         )
 
     async def _hit_one(self, check: tuple[Limit, str]) -> tuple[RateLimitItem, str] | None:

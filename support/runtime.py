@@ -57,6 +57,7 @@ from support.redis_client import RedisClient, cluster_client, is_cluster, ping, 
 from support.reports.ratings import RatingService
 from support.settings import REDACTION_KINDS, Settings
 from support.signing_key import resolve_signing_key
+from support.tickets.integration_keys import IntegrationKeys
 from support.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class Runtime:
     desk: AgentDesk = field(init=False)
     customers: CustomerDataService = field(init=False)
     accounts: AgentAccounts = field(init=False)
+    integration_keys: IntegrationKeys = field(init=False)  # the keys other systems file tickets with
     tickets: TicketService = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     # Where services report events (webhooks listen here); nothing listens until one is set.
@@ -400,6 +402,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         store, sessions, runtime.handoff,
         default_sources(sessions, runtime.examples, retention_deletes_examples=rs.examples == "delete"),
     )  # fmt: skip
+    runtime.integration_keys = IntegrationKeys(sessions)
     runtime.drain_hooks.append(runtime.close_widget_sockets)
     _register_periodic_jobs(runtime)
     # Every job function is registered above this line: a worker knows only what was registered before

@@ -503,6 +503,17 @@ class LimitSettings(BaseSettings):
         description="Agent login attempts from one client address, whatever the account or outcome "
         "(room for a team logging in behind one office address).",
     )
+    tickets_per_key: str = Field(
+        "60/minute;2000/hour",
+        description="`POST /api/v1/tickets` requests per integration key, over every process (an "
+        "idempotent repeat counts too).",
+    )
+    api_key_failures_per_ip: str = Field(
+        "20/minute",
+        description="Requests with a missing, malformed, unknown or revoked integration key from one "
+        "client address. Over it, that address gets 429 for every integration-key request, a valid key's "
+        "too, until the window passes: keys cannot be guessed at speed.",
+    )
     trusted_proxies: list[IPvAnyNetwork] = Field(
         default_factory=list,
         validation_alias=AliasChoices("SWITCHBOARD_TRUSTED_PROXIES"),
@@ -513,7 +524,8 @@ class LimitSettings(BaseSettings):
 
     @field_validator(
         "sessions_per_ip", "messages_per_conversation", "model_turns_per_conversation",
-        "model_turns_per_ip", "login_attempts_per_account", "login_attempts_per_ip",
+        "model_turns_per_ip", "login_attempts_per_account", "login_attempts_per_ip", "tickets_per_key",
+        "api_key_failures_per_ip",
     )  # fmt: skip
     @classmethod
     def _rate(cls, value: str) -> str:

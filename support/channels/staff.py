@@ -1,10 +1,12 @@
-"""The staff guard of the customer side's admin endpoints (customer data, reports), as a port.
+"""The staff guards of the customer side's agent and admin endpoints (customer data, reports, the agents'
+ticket list), as a port.
 
 Agent accounts, their tokens and roles belong to the human side (``handoff.auth``), and ``support`` never
 imports ``handoff`` (docs/architecture.md, "Layers"). So the controllers here guard with
-:func:`admin_guard`, which asks the :class:`StaffAuth` the app factory (the composition root) put in the
-app's state; ``handoff.auth.AgentStaffAuth`` is the one it puts there. An app built without one answers
-every guarded request with an error, never with the data: the guard fails closed.
+:func:`admin_guard` or :func:`agent_guard`, which ask the :class:`StaffAuth` the app factory (the
+composition root) put in the app's state; ``handoff.auth.AgentStaffAuth`` is the one it puts there. An app
+built without one answers every guarded request with an error, never with the data: the guard fails
+closed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ class StaffAuth(Protocol):
         """Return only for a current admin's credentials; else raise Unauthorized (401) or Forbidden (403)."""
         ...
 
+    async def require_agent(self, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+        """Return only for a current agent's or admin's credentials; else raise Unauthorized (401)."""
+        ...
+
     def staff_id(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
         """The id of the staff member a guard let through on this connection (for audit lines)."""
         ...
@@ -38,6 +44,11 @@ def staff_auth(connection: ASGIConnection[Any, Any, Any, Any]) -> StaffAuth:
 async def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
     """Admins only (401 without a valid, current token; 403 for an agent)."""
     await staff_auth(connection).require_admin(connection)
+
+
+async def agent_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+    """Any signed-in agent or admin (401 without a valid, current token)."""
+    await staff_auth(connection).require_agent(connection)
 
 
 def staff_id_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str:

@@ -6,9 +6,11 @@ identifies a conversation) for conversations still hot, and the ``visitor_id`` /
 columns of the archive for archived ones. Everything else hangs off those conversation ids: messages
 (Redis event log or archive), notes, ratings, handoff records, examples, and the queue entries in Redis.
 
-Each kind of data other than conversations is a :class:`CustomerDataSource`; tickets and attachments
-(not built yet) become sources of their own and are listed, empty, until then, so an export always has
-every kind and a later export after erasure shows each of them empty.
+Each kind of data other than conversations is a :class:`CustomerDataSource`; attachments (not built yet)
+become a source of their own and are listed, empty, until then, so an export always has every kind and a
+later export after erasure shows each of them empty. Tickets (:class:`TicketRows`) are found by the
+customer's e-mail and by their conversations (a ticket's messages live in a conversation of its own,
+indexed under that e-mail like a chat's).
 
 Erasure order (see also :mod:`support.conversation.archive`): tombstone the conversations in Redis, delete
 their Redis keys and queue entries (from here on appends fail with NotFound), then delete SQL rows, then
@@ -38,7 +40,15 @@ from sqlmodel import SQLModel, col, select
 
 from support.conversation.archive import delete_archived
 from support.conversation.store import ConversationStore, Event, visitor_identities
-from support.db.models import ArchivedConversation, ArchivedMessage, Example, HandoffRecord, Rating
+from support.db.models import (
+    ArchivedConversation,
+    ArchivedMessage,
+    Example,
+    HandoffRecord,
+    Rating,
+    Ticket,
+    TicketReply,
+)
 from support.errors import ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -47,7 +57,7 @@ MAX_VISITOR_ID_CHARS = 256  # as the archive's visitor_id column
 MAX_EMAIL_CHARS = 320  # RFC 5321's local part (64) + @ + domain (255)
 RETENTION_MAX_PAGES = 5  # archive pages a sweep reads past revived conversations: bounded work per sweep
 SQL_IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound-parameter limit
-# Every kind an export lists, in order; kinds without a source yet (tickets, attachments) stay empty.
+# Every kind an export lists, in order; kinds without a source yet (attachments) stay empty.
 KINDS = ("conversations", "ratings", "handoffs", "examples", "tickets", "attachments")
 
 
@@ -211,6 +221,49 @@ class ExampleRows:
         return await self._examples.erase_conversations(scope.conversation_ids, unlink=unlink)
 
 
+class TicketRows:
+    """Tickets filed by the customer (their e-mail) or held in the conversations in scope, each exported
+    with its replies; erasure deletes the replies and the tickets. A retention sweep erases the tickets of
+    the conversations it erases."""
+
+    kind = "tickets"
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def _tickets(self, session: AsyncSession, scope: CustomerScope) -> list[Ticket]:
+        found: dict[str, Ticket] = {}
+        if scope.customer is not None and scope.customer.kind == "email":
+            rows = await session.execute(
+                select(Ticket).where(col(Ticket.customer_email) == scope.customer.value)
+            )
+            found.update((t.id, t) for t in rows.scalars())
+        for chunk in _chunks(scope.conversation_ids):
+            rows = await session.execute(select(Ticket).where(col(Ticket.conversation_id).in_(chunk)))
+            found.update((t.id, t) for t in rows.scalars())
+        return sorted(found.values(), key=lambda t: (t.created_at, t.id))
+
+    async def export(self, scope: CustomerScope) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        async with self._sessions() as session:
+            for ticket in await self._tickets(session, scope):
+                replies = await session.execute(
+                    select(TicketReply)
+                    .where(col(TicketReply.ticket_id) == ticket.id)
+                    .order_by(col(TicketReply.created_at), col(TicketReply.id))
+                )
+                out.append({**_row_json(ticket), "replies": [_row_json(r) for r in replies.scalars()]})
+        return out
+
+    async def erase(self, scope: CustomerScope, *, retention: bool) -> int:
+        async with self._sessions() as session, session.begin():
+            ids = [t.id for t in await self._tickets(session, scope)]
+            for chunk in _chunks(ids):
+                await session.execute(delete(TicketReply).where(col(TicketReply.ticket_id).in_(chunk)))
+                await session.execute(delete(Ticket).where(col(Ticket.id).in_(chunk)))
+        return len(ids)
+
+
 def _row_json(row: SQLModel) -> dict[str, Any]:
     data = row.model_dump()
     return {k: _iso(v) if isinstance(v, datetime) else v for k, v in data.items()}
@@ -273,7 +326,8 @@ class CustomerDataService:
     # --- finding ----------------------------------------------------------------------------------
 
     async def conversation_ids(self, customer: CustomerRef) -> list[str]:
-        """Every conversation indexed under the customer, hot (Redis) or archived (SQL)."""
+        """Every conversation indexed under the customer, hot (Redis) or archived (SQL), and the
+        conversations of the tickets filed under their e-mail."""
         ids = await self._store.customer_conversation_ids(customer.kind, customer.value)
         column = (
             ArchivedConversation.visitor_id
@@ -285,6 +339,11 @@ class CustomerDataService:
                 select(col(ArchivedConversation.id)).where(col(column) == customer.value)
             )
             ids.update(rows.scalars())
+            if customer.kind == "email":  # a ticket's conversation, even if its index entry was lost
+                tickets = await session.execute(
+                    select(col(Ticket.conversation_id)).where(col(Ticket.customer_email) == customer.value)
+                )
+                ids.update(tickets.scalars())
         return sorted(ids)
 
     async def _conversations(self, conversation_ids: Sequence[str]) -> list[_Conversation]:
@@ -445,11 +504,12 @@ class CustomerDataService:
 def default_sources(
     sessions: async_sessionmaker[AsyncSession], examples: ExampleStore, *, retention_deletes_examples: bool
 ) -> list[CustomerDataSource]:
-    """The sources every process registers (tickets and attachments add theirs here)."""
+    """The sources every process registers (attachments add theirs here)."""
     return [
         ConversationRows("ratings", Rating, sessions),
         ConversationRows("handoffs", HandoffRecord, sessions),
         ExampleRows(examples, retention_deletes=retention_deletes_examples),
+        TicketRows(sessions),
     ]
 
 
@@ -461,5 +521,6 @@ __all__ = [
     "CustomerRef",
     "CustomerScope",
     "ExampleRows",
+    "TicketRows",
     "default_sources",
 ]

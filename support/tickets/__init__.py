@@ -1,0 +1,1 @@
+"""REST tickets: integration keys, the ticket service, batches of drafts."""

@@ -25,6 +25,7 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZGEifQ.c2lnbmF0dXJlLW9mLWEtdG9rZW4"
         (f"token {JWT} in a message", JWT),
         ("x-api-key: sk-ant-api03-AbC_dEf-123", "sk-ant-api03-AbC_dEf-123"),
         ("webhook secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("filed with sbk_Xq3-vT9_kLmN0pQrStUvWxYz", "sbk_Xq3-vT9_kLmN0pQrStUvWxYz"),
         (
             "('$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA', 'x')",
             "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
