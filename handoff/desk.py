@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from support.conversation import engine as e
 from support.conversation.pipeline import TurnRunner
 from support.conversation.store import ConversationState, ConversationStore, Event
 from support.errors import REDIS_OUTAGES, Conflict, NotFound, ValidationFailed
+from support.events import EventSink, NoEvents
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class AgentDesk:
     examples: ExampleService
     agents: AgentService
     policy_version: str
+    events: EventSink = field(default_factory=NoEvents)  # where "conversation.resolved" is reported
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -265,6 +267,9 @@ class AgentDesk:
         await self.store.set_state(conversation_id, resolved_by=agent.id)
         await self.handoff.records.ended(conversation_id, "resolved")
         await self._unassign(conversation_id, agent.id, "resolved", e.Resolved())
+        await self.events.emit(
+            "conversation.resolved", {"conversation_id": conversation_id, "resolved_by": agent.id}
+        )
 
     async def return_to_bot(self, conversation_id: str, agent: AgentIdentity) -> None:
         """The bot answers again from the next customer message."""

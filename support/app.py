@@ -22,6 +22,7 @@ from support.channels.admin_customers import CustomerDataController
 from support.channels.asyncapi import ASYNCAPI_PATH, asyncapi_document
 from support.channels.staff import STAFF_AUTH_STATE_KEY
 from support.channels.web_assets import WebAssetsController
+from support.channels.webhooks import WebhookController
 from support.channels.widget import WidgetController
 from support.errors import RateLimited, SwitchboardError, unavailable_from
 from support.health import healthz, readyz
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None, *, own_runtime: bool = True) ->
             AgentController,
             AdminController,
             CustomerDataController,
+            WebhookController,
             WebAssetsController,
             ReportsController,
             reports_router(settings.app),
