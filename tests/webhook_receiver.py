@@ -4,7 +4,6 @@ verifies every delivery with the Standard Webhooks reference library, as an inte
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -82,9 +81,3 @@ class Receiver:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
-
-
-def receiving(answers: list[int] | None = None) -> Iterator[Receiver]:
-    """A fixture body: a started receiver, stopped after the test."""
-    with Receiver(answers) as receiver:
-        yield receiver
