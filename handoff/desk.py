@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from support.conversation import engine as e
 from support.conversation.pipeline import TurnRunner
 from support.conversation.store import ConversationState, ConversationStore, Event
 from support.errors import REDIS_OUTAGES, Conflict, NotFound, ValidationFailed
+from support.events import EventSink, NoEvents
 from support.tickets.service import TicketService, ticket_id_of
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class AgentDesk:
     policy_version: str
     # Tickets are conversations too: what an agent sends or resolves there is the ticket's reply or end.
     tickets: TicketService | None = None
+    events: EventSink = field(default_factory=NoEvents)  # where "conversation.resolved" is reported
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -311,6 +313,9 @@ class AgentDesk:
         await self._unassign(conversation_id, agent.id, "resolved", e.Resolved())
         if self.tickets is not None:
             await self.tickets.resolved(conversation_id, agent.id)
+        await self.events.emit(
+            "conversation.resolved", {"conversation_id": conversation_id, "resolved_by": agent.id}
+        )
 
     async def return_to_bot(self, conversation_id: str, agent: AgentIdentity) -> None:
         """The bot answers again from the next customer message."""

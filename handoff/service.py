@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from handoff.queue import HandoffQueue
@@ -12,6 +13,7 @@ from handoff.records import HandoffRecords
 from handoff.routing import priority_of
 from support import keys
 from support.conversation.store import ConversationStore
+from support.events import EventSink, NoEvents
 from support.redis_client import RedisClient
 
 PREVIEW_CHARS = 200
@@ -23,11 +25,18 @@ class HandoffService:
     """Enqueue handoffs and announce queue changes. Clients are passed in."""
 
     def __init__(
-        self, store: ConversationStore, queue: HandoffQueue, redis: RedisClient, records: HandoffRecords
+        self,
+        store: ConversationStore,
+        queue: HandoffQueue,
+        redis: RedisClient,
+        records: HandoffRecords,
+        *,
+        events: EventSink | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
         self.records = records
+        self.events: EventSink = events or NoEvents()
         self._redis = redis
 
     async def enqueue(
@@ -60,6 +69,12 @@ class HandoffService:
         )  # fmt: skip
         if created == 2:
             await self.records.opened(conversation_id, reason=reason, priority=priority, intent=intent)
+            queued_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            await self.events.emit(
+                "conversation.handed_off",
+                {"conversation_id": conversation_id, "reason": reason, "intent": intent, "urgency": urgency,
+                 "queued_at": queued_at},
+            )  # fmt: skip
 
     async def agents_online(self) -> bool:
         """Whether any agent's console was seen within the claim lease."""

@@ -24,6 +24,7 @@ from support.channels.integration_keys import IntegrationKeyController, OwnInteg
 from support.channels.staff import STAFF_AUTH_STATE_KEY
 from support.channels.tickets import AgentTicketController, TicketController
 from support.channels.web_assets import WebAssetsController
+from support.channels.webhooks import WebhookController
 from support.channels.widget import WidgetController
 from support.errors import RateLimited, SwitchboardError, Unauthorized, unavailable_from
 from support.health import healthz, readyz
@@ -165,6 +166,7 @@ def create_app(settings: Settings | None = None, *, own_runtime: bool = True) ->
             OwnIntegrationKeyController,
             TicketController,
             AgentTicketController,
+            WebhookController,
             WebAssetsController,
             ReportsController,
             reports_router(settings.app),

@@ -215,3 +215,12 @@ def rate_limit_subject(limit: str, subject: str) -> str:
     if "{" in identifier or "}" in identifier:
         raise ValueError("rate-limit identifiers must not contain braces (see RATE_LIMIT_PREFIX)")
     return identifier
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+
+def webhook_endpoints_version() -> str:
+    """Counter bumped whenever a webhook endpoint is created or deactivated: every process reloads its
+    cached list of active endpoints when it sees a new value (support/webhooks/service.py)."""
+    return f"{PREFIX}:{{webhooks}}:endpoints_version"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import httpx
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
@@ -59,6 +60,7 @@ from support.settings import REDACTION_KINDS, Settings
 from support.signing_key import resolve_signing_key
 from support.tickets.integration_keys import IntegrationKeys
 from support.tickets.service import TicketService
+from support.webhooks import WebhookService
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,8 @@ class Runtime:
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     # Where services report events (webhooks listen here); nothing listens until one is set.
     events: EventSink = field(default_factory=NoEvents)
+    # Outbound webhooks: endpoints, deliveries and their jobs (the events sink of a running system).
+    webhooks: WebhookService | None = None
     # Personal data out of model-bound text; one per process (its detection cache is shared).
     redactor: Redactor = field(default_factory=Redactor)
     widget_sockets: set[Any] = field(default_factory=set)
@@ -304,6 +308,12 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     )
     queue = HandoffQueue(client, lease_s=hs.lease_s)
     agents = AgentService(sessions, default_capacity=hs.default_capacity)
+    jobs = JobEngine(redis_url, concurrency=settings.jobs.concurrency)
+    # Built before the services that emit events, which are given it as their events port.
+    webhooks = WebhookService(
+        sessions, client, jobs, webhook_http_client(settings), settings.webhooks,
+        allow_private=webhooks_allow_private(settings),
+    )  # fmt: skip
     runtime = Runtime(
         settings=settings,
         signing_key=signing_key,
@@ -324,7 +334,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
             limits=ReviewLimits(min_reply_chars=hs.examples_min_reply_chars),
         ),
         queue=queue,
-        handoff=HandoffService(store, queue, client, HandoffRecords(sessions)),
+        handoff=HandoffService(store, queue, client, HandoffRecords(sessions), events=webhooks),
         widget_sessions=WidgetSessionService(
             store,
             secret=signing_key,
@@ -333,13 +343,15 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
                 key: secret.get_secret_value() for key, secret in settings.app.widget_identity_secrets.items()
             },
         ),
-        ratings=RatingService(store, sessions),
+        ratings=RatingService(store, sessions, events=webhooks),
         redactor=Redactor(settings.redaction),
         # On the main client's pool, which is closed below: the limiter owns no client of its own.
         limits=RateLimits.over_redis(
             client, redis_url, settings.limits, store=store, model_turns=not settings.llm.offline
         ),
-        jobs=JobEngine(redis_url, concurrency=settings.jobs.concurrency),
+        jobs=jobs,
+        events=webhooks,
+        webhooks=webhooks,
     )
     rescrubbed = await runtime.examples.rescrub_legacy()
     if rescrubbed:
@@ -391,6 +403,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     runtime.desk = AgentDesk(
         store=store, handoff=runtime.handoff, queue=queue, turns=runtime.turns, examples=runtime.examples,
         agents=runtime.agents, policy_version=policy.version, tickets=runtime.tickets,
+        events=webhooks,
     )  # fmt: skip
     runtime.accounts = AgentAccounts(agents, runtime.agent_tokens, runtime.desk)
     runtime.spawn(runtime.desk.expire_forever(min(1.0, hs.lease_s / 4)), "lease-sweeper")
@@ -405,6 +418,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     runtime.integration_keys = IntegrationKeys(sessions)
     runtime.drain_hooks.append(runtime.close_widget_sockets)
     _register_periodic_jobs(runtime)
+    webhooks.register_jobs(runtime.jobs)
     # Every job function is registered above this line: a worker knows only what was registered before
     # it started.
     if settings.jobs.in_process if run_jobs is None else run_jobs:
@@ -418,6 +432,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
             task.cancel()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
         await runtime.jobs.aclose()
+        await webhooks.http.aclose()
         if anthropic_client is not None:
             await anthropic_client.close()
         await fanout.aclose()
@@ -429,6 +444,22 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         await engine.dispose()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+
+
+def webhooks_allow_private(settings: Settings) -> bool:
+    """Whether webhook endpoints may reach loopback or private addresses: as configured, else only in
+    development (where receivers on 127.0.0.1 are the usual case)."""
+    allowed = settings.webhooks.allow_private_urls
+    return settings.app.environment == "development" if allowed is None else allowed
+
+
+def webhook_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The client that sends webhook deliveries: no redirects followed (a redirect could lead past the
+    address checks), no proxy or certificates taken from the environment, the attempt's timeout."""
+    return httpx.AsyncClient(
+        timeout=settings.webhooks.timeout_s, follow_redirects=False, trust_env=False,
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+    )  # fmt: skip
 
 
 def _register_periodic_jobs(runtime: Runtime) -> None:

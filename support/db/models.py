@@ -310,6 +310,8 @@ class WebhookDelivery(SQLModel, table=True):
     """One event sent to one endpoint: its body, signed afresh on every attempt, and where it stands."""
 
     __tablename__ = "webhook_delivery"
+    # One delivery of one event per endpoint, however often (and however concurrently) it is reported.
+    __table_args__ = (UniqueConstraint("endpoint_id", "message_id", name="uq_webhook_delivery_message"),)
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     endpoint_id: str = Field(index=True, max_length=32, foreign_key="webhook_endpoint.id")

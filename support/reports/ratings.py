@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from support.conversation.store import ConversationStore, Event
 from support.db.models import Rating
 from support.errors import NotFound, SwitchboardError
+from support.events import EventSink, NoEvents
 
 MAX_COMMENT_CHARS = 2000  # the protocol's limit for `comment`
 
@@ -79,9 +80,16 @@ def resolution_of(
 class RatingService:
     """Stores ratings; built once per process with the store and the SQL session factory."""
 
-    def __init__(self, store: ConversationStore, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        store: ConversationStore,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        events: EventSink | None = None,
+    ) -> None:
         self.store = store
         self.sessions = sessions
+        self.events: EventSink = events or NoEvents()
 
     async def record(self, conversation_id: str, *, score: int, comment: str | None, now: datetime) -> Rating:
         """Store (or update) the rating of the conversation's latest resolution.
@@ -106,14 +114,24 @@ class RatingService:
         comment = (comment or "").strip()[:MAX_COMMENT_CHARS] or None
         for _ in range(2):  # a concurrent first insert for the same resolution wins; we then update it
             try:
-                return await self._upsert(conversation_id, resolution, score, comment, now)
+                rating, created = await self._upsert(conversation_id, resolution, score, comment, now)
             except IntegrityError:
                 continue
+            if created:
+                # Once per resolution (a changed mind updates the row, not the event); the event id makes a
+                # repeated report of this first rating one event.
+                await self.events.emit(
+                    "rating.created",
+                    {"conversation_id": conversation_id, "score": rating.score, "comment": rating.comment,
+                     "resolution": rating.resolution},
+                    event_id=f"rating:{conversation_id}:{resolution.resolved_seq}",
+                )  # fmt: skip
+            return rating
         raise RatingNotExpected("the rating could not be stored; try again")  # pragma: no cover
 
     async def _upsert(
         self, conversation_id: str, res: Resolution, score: int, comment: str | None, now: datetime
-    ) -> Rating:
+    ) -> tuple[Rating, bool]:
         async with self.sessions() as session:
             existing = (
                 await session.execute(
@@ -134,4 +152,4 @@ class RatingService:
             row.created_at = now
             session.add(row)
             await session.commit()
-            return row
+            return row, existing is None

@@ -154,6 +154,7 @@ def upgrade() -> None:
             ["webhook_endpoint.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("endpoint_id", "message_id", name="uq_webhook_delivery_message"),
     )
     with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_webhook_delivery_created_at"), ["created_at"], unique=False)
