@@ -373,6 +373,15 @@ def run_cost_if_available(smoke: bool, out_dir: Path, progress: h.Progress) -> d
     return run_cost(smoke=smoke, out_dir=out_dir, progress=progress)
 
 
+def run_tickets_if_available(smoke: bool, out_dir: Path, progress: h.Progress) -> dict[str, Any] | None:
+    if importlib.util.find_spec("benchmarks.tickets") is None:
+        progress("tickets benchmark not available")
+        return None
+    module = importlib.import_module("benchmarks.tickets")
+    run_tickets: Callable[..., dict[str, Any]] = module.run_tickets
+    return run_tickets(smoke=smoke, out_dir=out_dir, progress=progress)
+
+
 # -- report --------------------------------------------------------------------------------------
 
 
@@ -425,6 +434,14 @@ def table(results: dict[str, Any]) -> str:
         lines.append("")
         lines.append("cost:")
         lines.extend("  " + ", ".join(f"{k}={v}" for k, v in item.items()) for item in cost["table"])
+    tickets = results.get("tickets")
+    if tickets and tickets.get("comparison"):
+        c = tickets["comparison"]
+        lines.append("")
+        lines.append(f"tickets ({tickets['config']['tickets']}), batches vs real time:")
+        lines.append(
+            f"  saving {c['saving_pct']:.1f}% overall, {c['batched_tickets_saving_pct']:.1f}% on batched ones"
+        )
     prof = results.get("profile") or {}
     if prof.get("top_tottime"):
         lines.append("")
@@ -528,6 +545,7 @@ async def run_suite(args: argparse.Namespace, progress: h.Progress) -> dict[str,
             await asyncio.to_thread(bench.redis.stop)
     # run_cost runs its own event loop (it is also a standalone script): give it a thread of its own.
     results["cost"] = await asyncio.to_thread(run_cost_if_available, args.smoke, args.out_dir, progress)
+    results["tickets"] = await asyncio.to_thread(run_tickets_if_available, args.smoke, args.out_dir, progress)
     results["run_time_s"] = time.monotonic() - wall
     return results
 

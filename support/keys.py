@@ -198,6 +198,14 @@ def agent_revocations() -> str:
     return f"{PREFIX}:{{agents}}:revoked"
 
 
+# --- ticket batches -------------------------------------------------------------------------------
+
+
+def ticket_batch_apply(batch_id: str) -> str:
+    """Lease of the worker applying one Message Batch's results (so two pollers do not both walk it)."""
+    return f"{PREFIX}:{{tickets}}:batch_apply:{batch_id}"
+
+
 # --- abuse limits (counted by the ``limits`` package) --------------------------------------------
 
 # The ``limits`` package names its own keys: ``<prefix>:{<namespace>/<identifiers>/<amount>/<multiples>/

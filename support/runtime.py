@@ -58,6 +58,7 @@ from support.redis_client import RedisClient, cluster_client, is_cluster, ping, 
 from support.reports.ratings import RatingService
 from support.settings import REDACTION_KINDS, Settings
 from support.signing_key import resolve_signing_key
+from support.tickets.batches import TicketBatches
 from support.tickets.integration_keys import IntegrationKeys
 from support.tickets.service import TicketService
 from support.webhooks import WebhookService
@@ -111,6 +112,7 @@ class Runtime:
     accounts: AgentAccounts = field(init=False)
     integration_keys: IntegrationKeys = field(init=False)  # the keys other systems file tickets with
     tickets: TicketService = field(init=False)
+    batches: TicketBatches = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     # Where services report events (webhooks listen here); nothing listens until one is set.
     events: EventSink = field(default_factory=NoEvents)
@@ -400,6 +402,11 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         examples_in_prompt=hs.examples_in_prompt, examples_min_score=hs.examples_min_score,
     )  # fmt: skip
     runtime.tickets.register_jobs()
+    runtime.batches = TicketBatches(
+        sessions=sessions, redis=client, jobs=runtime.jobs, tickets=runtime.tickets, gateway=runtime.gateway,
+        llm=settings.llm, settings=settings.tickets, policy_version=policy.version,
+    )  # fmt: skip
+    runtime.batches.register_jobs()
     runtime.desk = AgentDesk(
         store=store, handoff=runtime.handoff, queue=queue, turns=runtime.turns, examples=runtime.examples,
         agents=runtime.agents, policy_version=policy.version, tickets=runtime.tickets,

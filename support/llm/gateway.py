@@ -673,54 +673,82 @@ class ModelGateway:
         ticket_id: str | None = None,
         policy_version: str | None = None,
     ) -> None:
-        """Write the ledger row of one batch result, priced at the batch discount."""
-        call = _Call(purpose, model, conversation_id, ticket_id, policy_version, batch=True, latency_ms=0.0)
-        if result.result.type == "succeeded":
-            message = result.result.message
-            call.model = message.model or model
-            call.usage = TokenCounts.from_usage(message.usage)
-            call.request_id = message.id
-        else:
-            call.outcome = f"error:batch_{result.result.type}"[:32]
-        await self._record(call)
+        """Write the ledger row of one batch result, priced at the batch discount (through the group-commit
+        writer; :func:`batch_usage_row` gives the row to a caller that commits it with its own changes)."""
+        row = batch_usage_row(
+            result, model=model, purpose=purpose, conversation_id=conversation_id, ticket_id=ticket_id,
+            policy_version=policy_version,
+        )  # fmt: skip
+        await self._write(row, purpose, row.model, row.outcome)
 
     # -- ledger ------------------------------------------------------------------------------------
 
     async def _record(self, call: _Call) -> None:
         """Write the call's ledger row; log, never raise, on failure."""
-        try:
-            cost_usd = cost(call.model, call.usage, batch=call.batch)
-        except UnpricedModel:
-            log.error("no price for model %r; ledger row costed at 0", call.model)
-            cost_usd = Decimal(0)
-        latency_ms = (
-            call.latency_ms if call.latency_ms is not None else (time.monotonic() - call.started) * 1000
-        )
-        row = ModelUsage(
-            purpose=call.purpose,
-            model=call.model,
-            conversation_id=call.conversation_id,
-            ticket_id=call.ticket_id,
-            policy_version=call.policy_version,
-            input_tokens=call.usage.input,
-            cache_write_5m_tokens=call.usage.cache_write_5m,
-            cache_write_1h_tokens=call.usage.cache_write_1h,
-            cache_read_tokens=call.usage.cache_read,
-            output_tokens=call.usage.output,
-            cost_usd=cost_usd,
-            latency_ms=latency_ms,
-            ttft_ms=call.ttft_ms,
-            request_id=call.request_id,
-            outcome=call.outcome,
-            attempts=call.attempts,
-            batch=call.batch,
-            redactions=call.redactions,
-        )
+        await self._write(_usage_row(call), call.purpose, call.model, call.outcome)
+
+    async def _write(self, row: ModelUsage, purpose: str, model: str, outcome: str) -> None:
         try:
             async with asyncio.timeout(LEDGER_WRITE_TIMEOUT_S):
                 await self._ledger.write(row)
         except Exception:
-            log.exception("ledger write failed for %s/%s (%s)", call.purpose, call.model, call.outcome)
+            log.exception("ledger write failed for %s/%s (%s)", purpose, model, outcome)
+
+
+def batch_usage_row(
+    result: MessageBatchIndividualResponse,
+    *,
+    model: str,
+    purpose: CallPurpose = "batch",
+    conversation_id: str | None = None,
+    ticket_id: str | None = None,
+    policy_version: str | None = None,
+    redactions: Mapping[str, int] | None = None,
+) -> ModelUsage:
+    """The ledger row of one batch result, priced at the batch discount, for the caller to commit (so a
+    result's cost is recorded in the transaction that applies it, exactly once). An errored, expired or
+    canceled request is billed nothing: its row has zero tokens and outcome ``error:batch_<type>``."""
+    call = _Call(purpose, model, conversation_id, ticket_id, policy_version, batch=True, latency_ms=0.0)
+    call.redactions = dict(redactions) if redactions is not None else None
+    call.attempts = 1
+    if result.result.type == "succeeded":
+        message = result.result.message
+        call.model = message.model or model
+        call.usage = TokenCounts.from_usage(message.usage)
+        call.request_id = message.id
+    else:
+        call.outcome = f"error:batch_{result.result.type}"[:32]
+    return _usage_row(call)
+
+
+def _usage_row(call: _Call) -> ModelUsage:
+    """The ledger row of a finished call, costed (an unpriced model is logged and costed at 0)."""
+    try:
+        cost_usd = cost(call.model, call.usage, batch=call.batch)
+    except UnpricedModel:
+        log.error("no price for model %r; ledger row costed at 0", call.model)
+        cost_usd = Decimal(0)
+    latency_ms = call.latency_ms if call.latency_ms is not None else (time.monotonic() - call.started) * 1000
+    return ModelUsage(
+        purpose=call.purpose,
+        model=call.model,
+        conversation_id=call.conversation_id,
+        ticket_id=call.ticket_id,
+        policy_version=call.policy_version,
+        input_tokens=call.usage.input,
+        cache_write_5m_tokens=call.usage.cache_write_5m,
+        cache_write_1h_tokens=call.usage.cache_write_1h,
+        cache_read_tokens=call.usage.cache_read,
+        output_tokens=call.usage.output,
+        cost_usd=cost_usd,
+        latency_ms=latency_ms,
+        ttft_ms=call.ttft_ms,
+        request_id=call.request_id,
+        outcome=call.outcome,
+        attempts=call.attempts,
+        batch=call.batch,
+        redactions=call.redactions,
+    )
 
 
 class _Prepend:

@@ -725,6 +725,7 @@ class FakeAnthropic:
         default_ttft_s: float = 0.0,
         default_tps: float = 0.0,
         batch_delay_s: float = 0.0,
+        batch_result_interval_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host = host
@@ -734,8 +735,11 @@ class FakeAnthropic:
         # Exceptions raised while handling requests (e.g. by a rule callable); reset() clears them.
         self.internal_errors: list[Exception] = []
         self.batch_delay_s = batch_delay_s
+        # Seconds between two lines of a batch's results (0: the whole file at once). Tests use it to stop
+        # a worker while it is part way through applying them.
+        self.batch_result_interval_s = batch_result_interval_s
         self.cache = PromptCache(clock)
-        self._initial = (default_ttft_s, default_tps, batch_delay_s)
+        self._initial = (default_ttft_s, default_tps, batch_delay_s, batch_result_interval_s)
         self._latency: dict[str | None, _Latency] = {None: _Latency(default_ttft_s, default_tps)}
         self._rules: list[_Rule] = []
         self._faults: list[_Fault] = []
@@ -919,9 +923,10 @@ class FakeAnthropic:
             self.internal_errors.clear()
             self._request_times.clear()
             self._batches.clear()
-            ttft_s, tps, batch_delay_s = self._initial
+            ttft_s, tps, batch_delay_s, batch_result_interval_s = self._initial
             self._latency = {None: _Latency(ttft_s, tps)}
             self.batch_delay_s = batch_delay_s
+            self.batch_result_interval_s = batch_result_interval_s
             self._ids.reset()
         self.cache.clear()
 
@@ -1079,6 +1084,24 @@ class FakeAnthropic:
         self._send(writer, conn.send(h11.EndOfMessage()))
         await writer.drain()
 
+    async def _respond_paced(
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        payload: bytes,
+        headers: dict[str, str],
+        interval_s: float,
+    ) -> None:
+        """A JSONL body sent chunked, one line every ``interval_s`` seconds."""
+        all_headers = [*headers.items(), ("content-type", "application/binary")]
+        self._send(writer, conn.send(h11.Response(status_code=200, headers=all_headers)))
+        for line in payload.splitlines(keepends=True):
+            self._send(writer, conn.send(h11.Data(data=line)))
+            await writer.drain()
+            await asyncio.sleep(interval_s)
+        self._send(writer, conn.send(h11.EndOfMessage()))
+        await writer.drain()
+
     def _error_body(self, error: ApiError, request_id: str) -> bytes:
         return json.dumps(
             {
@@ -1188,7 +1211,10 @@ class FakeAnthropic:
             if action == "/results" and method == "GET":
                 lines = self._batch_results(batch_id)
                 record.response_status = 200
-                await self._respond(conn, writer, 200, lines, headers, content_type="application/binary")
+                if self.batch_result_interval_s > 0:
+                    await self._respond_paced(conn, writer, lines, headers, self.batch_result_interval_s)
+                else:
+                    await self._respond(conn, writer, 200, lines, headers, content_type="application/binary")
                 return
             if action == "/cancel" and method == "POST":
                 payload = self._cancel_batch(batch_id)
