@@ -63,6 +63,9 @@ RESUME_EVERY_S = 30.0
 STRANDED_AFTER_S = 60.0  # a ticket's next step is this late: its job was lost
 RESUME_BATCH = 500
 SETTLE_LOCK_TTL_MS = 30_000
+# Triage plus a real-time draft, with the gateway's own deadlines, retries and budget waits, under load: a job
+# cut short by this bound is run again (and its ticket drafted again), so it is generous.
+TRIAGE_JOB_TIMEOUT_S = 180
 SETTLE_JOB = "ticket.settle"
 BATCH_SUBMIT_JOB = "tickets.batch_submit"  # registered by support.tickets.batches
 
@@ -302,7 +305,7 @@ class TicketService:
     async def _enqueue_triage(self, ticket_id: str) -> None:
         await self.jobs.enqueue(
             TRIAGE_JOB, key=f"ticket-triage:{ticket_id}", ticket_id=ticket_id,
-            timeout_s=int(self.llm.triage_timeout_s * 3 + self.llm.answer_timeout_s + 10),
+            timeout_s=TRIAGE_JOB_TIMEOUT_S,
             retries=3, retry_delay_s=1.0, retry_backoff=30.0,
         )  # fmt: skip
 
