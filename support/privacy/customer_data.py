@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
-from sqlalchemy import delete
+from sqlalchemy import delete, or_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import SQLModel, col, select
 
@@ -48,6 +48,8 @@ from support.db.models import (
     Rating,
     Ticket,
     TicketReply,
+    WebhookAttempt,
+    WebhookDelivery,
 )
 from support.errors import ValidationFailed
 
@@ -58,7 +60,9 @@ MAX_EMAIL_CHARS = 320  # RFC 5321's local part (64) + @ + domain (255)
 RETENTION_MAX_PAGES = 5  # archive pages a sweep reads past revived conversations: bounded work per sweep
 SQL_IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound-parameter limit
 # Every kind an export lists, in order; kinds without a source yet (attachments) stay empty.
-KINDS = ("conversations", "ratings", "handoffs", "examples", "tickets", "attachments")
+KINDS = (
+    "conversations", "ratings", "handoffs", "examples", "tickets", "attachments", "webhook_deliveries",
+)  # fmt: skip
 
 
 class QueuedItem(Protocol):
@@ -109,6 +113,9 @@ class ExampleStore(Protocol):
     async def erase_conversations(self, conversation_ids: Sequence[str], *, unlink: bool = False) -> int:
         """Delete them (``unlink``: keep them without the link to the conversation); how many."""
         ...
+
+
+WEBHOOK_NEEDLES_PER_QUERY = 50  # LIKE clauses per query over the delivery log
 
 
 def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
@@ -261,6 +268,51 @@ class TicketRows:
             for chunk in _chunks(ids):
                 await session.execute(delete(TicketReply).where(col(TicketReply.ticket_id).in_(chunk)))
                 await session.execute(delete(Ticket).where(col(Ticket.id).in_(chunk)))
+        return len(ids)
+
+
+class WebhookDeliveryRows:
+    """Copies of events about the customer in the webhook delivery log (their e-mail, or one of their
+    conversations, in the signed body): exported as sent; erasure deletes them with their attempts, so an
+    erased customer's e-mail or ticket subject does not live on in the log."""
+
+    kind = "webhook_deliveries"
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    def _needles(self, scope: CustomerScope) -> list[str]:
+        # As the bodies are serialised (json.dumps): a value's JSON string form, quotes included.
+        needles = [json.dumps(cid) for cid in scope.conversation_ids]
+        if scope.customer is not None and scope.customer.kind == "email":
+            needles.append(json.dumps(scope.customer.value, ensure_ascii=False))
+        return needles
+
+    async def _deliveries(self, session: AsyncSession, scope: CustomerScope) -> list[WebhookDelivery]:
+        found: dict[str, WebhookDelivery] = {}
+        needles = self._needles(scope)
+        for start in range(0, len(needles), WEBHOOK_NEEDLES_PER_QUERY):
+            chunk = needles[start : start + WEBHOOK_NEEDLES_PER_QUERY]
+            condition = or_(*(col(WebhookDelivery.payload).contains(n, autoescape=True) for n in chunk))
+            rows = await session.execute(select(WebhookDelivery).where(condition))
+            found.update((d.id, d) for d in rows.scalars())
+        return sorted(found.values(), key=lambda d: (d.created_at, d.id))
+
+    async def export(self, scope: CustomerScope) -> list[dict[str, Any]]:
+        async with self._sessions() as session:
+            return [
+                {**_row_json(d), "payload": json.loads(d.payload)}
+                for d in await self._deliveries(session, scope)
+            ]
+
+    async def erase(self, scope: CustomerScope, *, retention: bool) -> int:
+        async with self._sessions() as session, session.begin():
+            ids = [d.id for d in await self._deliveries(session, scope)]
+            for chunk in _chunks(ids):
+                await session.execute(
+                    delete(WebhookAttempt).where(col(WebhookAttempt.delivery_id).in_(chunk))
+                )
+                await session.execute(delete(WebhookDelivery).where(col(WebhookDelivery.id).in_(chunk)))
         return len(ids)
 
 
@@ -510,6 +562,7 @@ def default_sources(
         ConversationRows("handoffs", HandoffRecord, sessions),
         ExampleRows(examples, retention_deletes=retention_deletes_examples),
         TicketRows(sessions),
+        WebhookDeliveryRows(sessions),
     ]
 
 
@@ -522,5 +575,6 @@ __all__ = [
     "CustomerScope",
     "ExampleRows",
     "TicketRows",
+    "WebhookDeliveryRows",
     "default_sources",
 ]

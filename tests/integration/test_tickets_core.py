@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
-from support.db.models import ModelUsage, Ticket
+from support.db.models import ModelUsage, Ticket, WebhookDelivery
 from support.errors import NotFound
+from support.privacy.customer_data import CustomerRef
 from support.runtime import Runtime, open_runtime
 from support.settings import AppSettings, DatabaseSettings, RedisSettings, Settings
 from support.testing.fake_anthropic import FakeAnthropic, Reply, last_user_text
@@ -220,3 +222,33 @@ async def test_when_triage_fails_the_ticket_still_ends_with_people_within_the_jo
     assert row.triage is not None
     assert row.triage["outcome"]["reason"] in ("low_confidence", "draft_failed")
     await until(lambda: runtime.queue.item(ticket.conversation_id))
+
+
+async def test_erasing_a_customer_takes_their_tickets_out_of_the_webhook_log_and_leaves_others(
+    tmp_path: Path, fake_api: FakeAnthropic, redis_url: str, redis_client: Any
+) -> None:
+    settings = Settings(
+        app=AppSettings(data_dir=tmp_path),
+        redis=RedisSettings(url=redis_url),
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"),
+        llm=settings_for(fake_api),
+    )
+    async with open_runtime(settings, run_jobs=False) as rt:
+        assert rt.webhooks is not None
+        await rt.webhooks.create_endpoint("http://127.0.0.1:9/hook", ["ticket.created"], created_by=None)
+        await rt.tickets.create(ticket_in("Refund question"), key_id=None, idempotency_key=None)
+        other = TicketIn(subject="Shipping", body="When?", customer_email="bo@example.com")
+        await rt.tickets.create(other, key_id=None, idempotency_key=None)
+        ana = CustomerRef.parse(None, "ana@example.com")
+        exported = await rt.customers.export(ana)
+        assert [d["payload"]["data"]["customer"]["email"] for d in exported["webhook_deliveries"]] == [
+            "ana@example.com"
+        ]
+        counts = await rt.customers.erase(ana)
+        assert (counts["tickets"], counts["webhook_deliveries"]) == (1, 1)
+        async with rt.sessions() as session:
+            payloads = [d.payload for d in (await session.execute(select(WebhookDelivery))).scalars().all()]
+        assert len(payloads) == 1
+        assert "ana@example.com" not in payloads[0]
+        assert "bo@example.com" in payloads[0]
+        assert (await rt.customers.export(ana))["webhook_deliveries"] == []
