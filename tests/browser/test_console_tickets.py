@@ -19,20 +19,16 @@ from support.runtime import Runtime
 from support.testing.fake_anthropic import FakeAnthropic, Reply, last_user_text
 from support.tickets.service import TicketIn
 from tests.browser.test_console import PASSWORD, UI_TIMEOUT_MS, Customer, create_agent, status
-from tests.integration.test_widget_ws import ORIGIN, is_triage, start_server, triage_reply
+from tests.integration.test_widget_ws import ORIGIN, start_server
 from tests.redis_cluster import sync_redis_client_for
 from tests.servers import ServerProcess
-from tests.ticket_filing import file_ticket_sync, with_tickets_sync
+from tests.ticket_filing import file_ticket_sync, is_answer, is_triage, triage_reply, with_tickets_sync
 
 SUBJECT = "URGENT: charged twice for one order"
 BODY = "My card was charged twice for the same tent.\nPlease refund the second charge."
 DRAFT = "I'm sorry about the double charge. The second one is a hold and drops off within 3 business days."
 ADDED = " I have asked our payments team to release it today."
 pytestmark = pytest.mark.timeout(120)
-
-
-def is_answer(body: dict[str, Any]) -> bool:
-    return any(t.get("name") == "escalate_to_human" for t in body.get("tools") or [])
 
 
 @pytest.fixture
@@ -43,7 +39,7 @@ def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
     def rule(body: dict[str, Any]) -> Reply | None:
         if is_triage(body):
             urgent = "URGENT" in last_user_text(body)
-            return triage_reply(confidence=0.2, urgency="urgent" if urgent else "normal")
+            return triage_reply("urgent" if urgent else "normal", confidence=0.2)
         if is_answer(body):
             return Reply(text=DRAFT)
         return None

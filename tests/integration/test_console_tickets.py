@@ -4,7 +4,6 @@ agent HTTP API who claims the ticket, sends an edit of the bot's draft and resol
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,9 @@ from support.runtime import Runtime
 from support.testing.fake_anthropic import FakeAnthropic, Reply, last_user_text
 from support.tickets.service import TicketIn, conversation_id_of
 from tests import servers
-from tests.integration.test_widget_ws import connect, is_triage, open_session, start_server, triage_reply
+from tests.integration.test_widget_ws import connect, open_session, start_server
 from tests.servers import ServerProcess, agent_auth
-from tests.ticket_filing import ticket_runtime
+from tests.ticket_filing import is_answer, is_triage, ticket_runtime, triage_reply, until
 
 PASSWORD = "s3cret-pass"
 DRAFT = "We see two charges; the second one is a hold and drops off within 3 business days."
@@ -26,11 +25,6 @@ EDIT = DRAFT + " I have asked our payments team to release it today."
 SUBJECT = "URGENT: charged twice for one order"
 BODY = "My card was charged twice for the same tent. Please fix this."
 CHAT_TEXT = "Can you engrave our names on a wedding tent?"
-
-
-def is_answer(body: dict[str, Any]) -> bool:
-    """A draft request (chat streams it, a ticket asks for it whole): it offers the escalation tool."""
-    return any(t.get("name") == "escalate_to_human" for t in body.get("tools") or [])
 
 
 @pytest.fixture
@@ -41,7 +35,7 @@ def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
     def rule(body: dict[str, Any]) -> Reply | None:
         if is_triage(body):
             urgent = "URGENT" in last_user_text(body)
-            return triage_reply(confidence=0.2, urgency="urgent" if urgent else "normal")
+            return triage_reply("urgent" if urgent else "normal", confidence=0.2)
         if is_answer(body):
             return Reply(text=DRAFT)
         return None
@@ -70,15 +64,6 @@ async def desk(
         tmp_path / "filer", fake_api, redis_url, server.env["SWITCHBOARD_DATABASE_URL"]
     ) as runtime:
         yield runtime
-
-
-async def until(check: Any, timeout_s: float = 15.0) -> Any:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            value = await check()
-            if value:
-                return value
-            await asyncio.sleep(0.05)
 
 
 async def test_a_ticket_sits_beside_a_chat_and_is_answered_learned_from_and_resolved(

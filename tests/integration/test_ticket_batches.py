@@ -10,7 +10,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -22,34 +22,15 @@ from sqlmodel import col, func, select
 from support.db.models import ModelUsage, Ticket, TicketBatch, TicketBatchItem, TicketReply
 from support.llm.pricing import TokenCounts, cost
 from support.runtime import Runtime, open_runtime
-from support.settings import AppSettings, DatabaseSettings, RedisSettings, Settings, TicketSettings
+from support.settings import Settings, TicketSettings
 from support.testing.fake_anthropic import ApiError, FakeAnthropic, RecordedRequest, Reply, last_user_text
 from support.tickets.service import TicketIn
-from tests.integration.llm_fixtures import settings_for
 from tests.servers import STRIPPED_ENV, ForkedProcess
+from tests.ticket_filing import is_answer, is_triage, ticket_settings, triage_reply, until
 
 ANSWER = "Refunds take 5 business days."
 POLL_S = 1.0  # the shortest poll interval the job engine runs
-
-
-def is_triage(body: dict[str, Any]) -> bool:
-    return any(t.get("name") == "record_triage" for t in body.get("tools") or [])
-
-
-def is_answer(body: dict[str, Any]) -> bool:
-    return any(t.get("name") == "escalate_to_human" for t in body.get("tools") or [])
-
-
-def triage_reply(urgency: str) -> Reply:
-    return Reply(
-        tool_use={
-            "name": "record_triage",
-            "input": {
-                "intent": "returns_refunds", "urgency": urgency, "sentiment": "neutral", "language": "en",
-                "wants_human": False, "confidence": 0.95, "reason": "test",
-            },
-        }
-    )  # fmt: skip
+WAIT_S = 30.0  # how long a test waits for a batch to be submitted, answered and applied
 
 
 @pytest.fixture
@@ -70,30 +51,16 @@ def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
 def make_settings(
     tmp_path: Path, fake: FakeAnthropic, redis_url: str, *, max_requests: int = 50, window_s: float = 60.0
 ) -> Settings:
-    return Settings(
-        app=AppSettings(data_dir=tmp_path),
-        redis=RedisSettings(url=redis_url),
-        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"),
-        llm=settings_for(fake),
-        tickets=TicketSettings(
-            batch_max_requests=max_requests, batch_window_s=window_s, batch_poll_interval_s=POLL_S
-        ),
+    tickets = TicketSettings(
+        batch_max_requests=max_requests, batch_window_s=window_s, batch_poll_interval_s=POLL_S
     )
+    return ticket_settings(tmp_path, fake, redis_url, tickets=tickets)
 
 
 @asynccontextmanager
 async def running(settings: Settings, *, run_jobs: bool = True) -> AsyncIterator[Runtime]:
     async with open_runtime(settings, run_jobs=run_jobs) as rt:
         yield rt
-
-
-async def until(check: Callable[[], Any], timeout_s: float = 30.0) -> Any:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            value = await check()
-            if value:
-                return value
-            await asyncio.sleep(0.05)
 
 
 def ticket_in(n: int, subject: str = "Refund question") -> TicketIn:
@@ -158,8 +125,10 @@ async def test_fifty_non_urgent_tickets_become_one_batch_and_each_is_answered_on
 ) -> None:
     async with running(make_settings(tmp_path, fake_api, redis_url, max_requests=50)) as rt:
         ids = await file(rt, 50)
-        await until(lambda: all_answered(rt, ids))
-        [batch] = await until(lambda: rows(rt, TicketBatch, col(TicketBatch.status) == "applied"))
+        await until(lambda: all_answered(rt, ids), timeout_s=WAIT_S)
+        [batch] = await until(
+            lambda: rows(rt, TicketBatch, col(TicketBatch.status) == "applied"), timeout_s=WAIT_S
+        )
         assert batch.request_count == 50
         [post] = batch_posts(fake_api)
         sent = post.body["requests"]
@@ -217,7 +186,7 @@ async def test_a_worker_killed_while_applying_results_leaves_each_ticket_answere
             assert 5 <= applied <= after_kill < 50, (applied, after_kill)
             second = ForkedProcess(["worker"], env, tmp_path, tmp_path / "worker-2.log")
             await until(lambda: all_answered(rt, ids), timeout_s=60)
-            await until(lambda: rows(rt, TicketBatch, col(TicketBatch.status) == "applied"))
+            await until(lambda: rows(rt, TicketBatch, col(TicketBatch.status) == "applied"), timeout_s=WAIT_S)
         finally:
             kill(first)
             if second is not None:
@@ -249,7 +218,7 @@ async def test_an_errored_batch_request_falls_back_to_real_time_and_is_answered(
     async with running(make_settings(tmp_path, fake_api, redis_url, max_requests=3)) as rt:
         ok = await file(rt, 2)
         [broken] = await file(rt, 1, subject="Broken")
-        await until(lambda: all_answered(rt, [*ok, broken]))
+        await until(lambda: all_answered(rt, [*ok, broken]), timeout_s=WAIT_S)
         [item] = await rows(rt, TicketBatchItem, TicketBatchItem.ticket_id == broken)
         assert item.outcome == "errored"
         [reply] = await rows(rt, TicketReply, TicketReply.ticket_id == broken)
@@ -259,7 +228,7 @@ async def test_an_errored_batch_request_falls_back_to_real_time_and_is_answered(
         assert [u.cost_usd for u in ledger if u.batch] == [Decimal(0)]  # a failed request is not billed
         assert len(batch_posts(fake_api)) == 1
         assert len(answer_posts(fake_api)) == 1  # only the broken one, drafted again in real time
-        await until(lambda: rows(rt, TicketBatch, col(TicketBatch.status) == "applied"))
+        await until(lambda: rows(rt, TicketBatch, col(TicketBatch.status) == "applied"), timeout_s=WAIT_S)
 
 
 async def test_an_urgent_ticket_is_answered_without_a_batch(

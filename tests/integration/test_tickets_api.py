@@ -16,27 +16,12 @@ import pytest
 from support.testing.fake_anthropic import FakeAnthropic, Reply, last_user_text
 from tests import servers
 from tests.servers import ServerProcess, agent_auth
+from tests.ticket_filing import is_triage, triage_reply
 
 PASSWORD = "correct horse battery staple"
 MAX_BODY_CHARS = 2000
 TICKETS_PER_KEY = 20
 pytestmark = pytest.mark.timeout(120)
-
-
-def is_triage(body: dict[str, Any]) -> bool:
-    return any(t.get("name") == "record_triage" for t in body.get("tools") or [])
-
-
-def triage_reply(urgency: str) -> Reply:
-    return Reply(
-        tool_use={
-            "name": "record_triage",
-            "input": {
-                "intent": "returns_refunds", "urgency": urgency, "sentiment": "neutral", "language": "en",
-                "wants_human": False, "confidence": 0.95, "reason": "test",
-            },
-        }
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

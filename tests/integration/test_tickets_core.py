@@ -4,7 +4,7 @@ urgent tickets answered or queued at once, the rest left for a batch, idempotenc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,30 +16,9 @@ from support.db.models import ModelUsage, Ticket, WebhookDelivery
 from support.errors import NotFound
 from support.privacy.customer_data import CustomerRef
 from support.runtime import Runtime, open_runtime
-from support.settings import AppSettings, DatabaseSettings, RedisSettings, Settings
 from support.testing.fake_anthropic import FakeAnthropic, Reply, last_user_text
 from support.tickets.service import IdempotencyConflict, TicketIn
-from tests.integration.llm_fixtures import settings_for
-
-
-def is_triage(body: dict[str, Any]) -> bool:
-    return any(t.get("name") == "record_triage" for t in body.get("tools") or [])
-
-
-def is_answer(body: dict[str, Any]) -> bool:
-    return any(t.get("name") == "escalate_to_human" for t in body.get("tools") or [])
-
-
-def triage_reply(urgency: str, confidence: float) -> Reply:
-    return Reply(
-        tool_use={
-            "name": "record_triage",
-            "input": {
-                "intent": "returns_refunds", "urgency": urgency, "sentiment": "neutral", "language": "en",
-                "wants_human": False, "confidence": confidence, "reason": "test",
-            },
-        }
-    )  # fmt: skip
+from tests.ticket_filing import is_answer, is_triage, ticket_settings, triage_reply, until
 
 
 @pytest.fixture
@@ -64,23 +43,8 @@ def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
 async def runtime(
     tmp_path: Path, fake_api: FakeAnthropic, redis_url: str, redis_client: Any
 ) -> AsyncIterator[Runtime]:
-    settings = Settings(
-        app=AppSettings(data_dir=tmp_path),
-        redis=RedisSettings(url=redis_url),
-        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"),
-        llm=settings_for(fake_api),
-    )
-    async with open_runtime(settings, run_jobs=True) as rt:
+    async with open_runtime(ticket_settings(tmp_path, fake_api, redis_url), run_jobs=True) as rt:
         yield rt
-
-
-async def until(check: Callable[[], Any], timeout_s: float = 15.0) -> Any:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            value = await check()
-            if value:
-                return value
-            await asyncio.sleep(0.05)
 
 
 def ticket_in(subject: str, body: str = "Where is my refund? My card is 4111 1111 1111 1111.") -> TicketIn:
@@ -182,13 +146,7 @@ async def test_idempotency_key_same_body_same_ticket_other_body_conflict(runtime
 async def test_a_ticket_whose_triage_job_was_lost_is_resumed_and_answered(
     tmp_path: Path, fake_api: FakeAnthropic, redis_url: str, redis_client: Any
 ) -> None:
-    settings = Settings(
-        app=AppSettings(data_dir=tmp_path),
-        redis=RedisSettings(url=redis_url),
-        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"),
-        llm=settings_for(fake_api),
-    )
-    async with open_runtime(settings, run_jobs=False) as rt:
+    async with open_runtime(ticket_settings(tmp_path, fake_api, redis_url), run_jobs=False) as rt:
         ticket, _ = await rt.tickets.create(
             ticket_in("Refund needed SOON"), key_id=None, idempotency_key=None
         )
@@ -227,13 +185,7 @@ async def test_when_triage_fails_the_ticket_still_ends_with_people_within_the_jo
 async def test_erasing_a_customer_takes_their_tickets_out_of_the_webhook_log_and_leaves_others(
     tmp_path: Path, fake_api: FakeAnthropic, redis_url: str, redis_client: Any
 ) -> None:
-    settings = Settings(
-        app=AppSettings(data_dir=tmp_path),
-        redis=RedisSettings(url=redis_url),
-        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"),
-        llm=settings_for(fake_api),
-    )
-    async with open_runtime(settings, run_jobs=False) as rt:
+    async with open_runtime(ticket_settings(tmp_path, fake_api, redis_url), run_jobs=False) as rt:
         assert rt.webhooks is not None
         await rt.webhooks.create_endpoint("http://127.0.0.1:9/hook", ["ticket.created"], created_by=None)
         await rt.tickets.create(ticket_in("Refund question"), key_id=None, idempotency_key=None)
