@@ -89,7 +89,9 @@ def internal_error_response(request: Request[object, object, State], exc: Except
 # The SDK's HTTP layer logs every request at INFO ("HTTP Request: POST ..."): noise at the volume of a
 # support desk (two lines per customer message), and a cost per call. Its warnings still show.
 # aiosqlite logs every statement with its parameters at DEBUG: customers' words and password hashes.
-QUIET_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore", "aiosqlite")
+# saq logs every job it queues and runs at INFO: a line per job drowns the service's own (its job failures
+# are ERROR and stay).
+QUIET_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore", "aiosqlite", "saq")
 
 
 def logging_config(level: str) -> LoggingConfig:

@@ -27,6 +27,8 @@ def _configure_logging(level: str) -> None:
     # Alembic (1.17+) logs the set-up of each of its plugins at INFO on every migration run: seven lines
     # above the start-up message that tell an operator nothing.
     logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # The job engine logs each job it queues and runs at INFO; its failures are ERROR and stay.
+    logging.getLogger("saq").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _cannot_start(reason: str) -> int:
