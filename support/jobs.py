@@ -30,6 +30,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+from saq.job import Job
 from saq.queue.redis import RedisQueue
 from saq.types import PartialTimersDict
 from saq.worker import Worker
@@ -50,6 +52,50 @@ SCHEDULE_S = 1
 SWEEP_S = 5
 
 JobFunction = Callable[..., Awaitable[Any]]
+
+
+# While Redis is unreachable a worker waits this long between attempts to take a job. saq's own loop would
+# try again at once: ten spinning tasks and a traceback each per attempt, for as long as the outage lasts.
+OUTAGE_RETRY_S = 1.0
+REDIS_OUTAGES = (RedisError, OSError)
+
+
+class _Queue(RedisQueue):
+    """saq's Redis queue, calm through a Redis outage: a failed dequeue waits, says so once, and finds no
+    job (the worker asks again); the outage's end is logged too."""
+
+    _away = False
+
+    async def dequeue(
+        self,
+        timeout: float = 0.0,  # noqa: ASYNC109 - saq's signature
+        poll_interval: float = 0.0,
+    ) -> Job | None:
+        try:
+            job = await super().dequeue(timeout=timeout, poll_interval=poll_interval)
+        except REDIS_OUTAGES as exc:
+            if not self._away:
+                log.warning(
+                    "jobs: Redis unreachable (%s); taking no jobs until it is back", type(exc).__name__
+                )
+            self._away = True
+            await asyncio.sleep(OUTAGE_RETRY_S)
+            return None
+        if self._away:
+            log.info("jobs: Redis is back; taking jobs again")
+            self._away = False
+        return job
+
+
+class _OutageTracebacks(logging.Filter):
+    """Drops saq's tracebacks of Redis being unreachable (its upkeep loops log one per tick, and retry
+    on their own): the queue above says it once per outage."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], REDIS_OUTAGES))
+
+
+_SAQ_FILTER = _OutageTracebacks()
 
 
 class _Worker(Worker[Any]):
@@ -88,7 +134,10 @@ class JobEngine:
             if self._cluster
             else single_client(redis_url, decode_responses=False)
         )
-        self.queue = RedisQueue(client, name=QUEUE_NAME)  # type: ignore[arg-type]
+        self.queue = _Queue(client, name=QUEUE_NAME)  # type: ignore[arg-type]
+        saq_log = logging.getLogger("saq")  # every saq module logs here
+        if _SAQ_FILTER not in saq_log.filters:
+            saq_log.addFilter(_SAQ_FILTER)
         self._client = client
         self.concurrency = concurrency
         self._functions: dict[str, JobFunction] = {}
