@@ -68,7 +68,12 @@ def _postgres_or_skip() -> str:
     pytest.skip("PostgreSQL not configured (SWITCHBOARD_TEST_POSTGRES_URL)")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A migrated, empty database: SQLite in a temp dir, and PostgreSQL in a fresh schema-less database."""
     if request.param == "sqlite":
