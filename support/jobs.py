@@ -142,7 +142,6 @@ class JobEngine:
         self.concurrency = concurrency
         self._functions: dict[str, JobFunction] = {}
         self._periodic: dict[str, Periodic] = {}
-        self._worker: Worker[Any] | None = None
 
     # -- definition ------------------------------------------------------------------------------------
 
@@ -242,7 +241,6 @@ class JobEngine:
             # period. A job cut short is run again (jobs are idempotent: a SIGKILL cuts them short too).
             shutdown_grace_period_s=0,
         )
-        self._worker = worker
         for periodic in self._periodic.values():
             await self._schedule_next(periodic)
         try:
@@ -250,7 +248,6 @@ class JobEngine:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(worker.stop())
-            self._worker = None
 
     async def aclose(self) -> None:
         """Close the queue and its client (saq closes the client it was given)."""

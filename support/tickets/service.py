@@ -53,8 +53,6 @@ log = logging.getLogger(__name__)
 CONVERSATION_PREFIX = "ticket-"
 TICKETS_WIDGET_KEY = "tickets"  # the "widget key" of ticket conversations (reports tell them apart by it)
 PREVIEW_CHARS = 200
-STATUSES = ("received", "triaged", "answered", "queued", "resolved")
-CHANNELS = ("email", "form", "api")
 Source = Literal["realtime", "batch", "offline"]
 
 TRIAGE_JOB = "ticket.triage"

@@ -178,7 +178,8 @@ async def test_when_triage_fails_the_ticket_still_ends_with_people_within_the_jo
     row = await runtime.tickets.get(ticket.id)
     assert row.route == "realtime"  # not left waiting for a batch
     assert row.triage is not None
-    assert row.triage["outcome"]["reason"] in ("low_confidence", "draft_failed")
+    # Nothing in the policy matches it offline: zero confidence routes it to people before any draft.
+    assert row.triage["outcome"]["reason"] == "low_confidence"
     await until(lambda: runtime.queue.item(ticket.conversation_id))
 
 
