@@ -340,3 +340,57 @@ class WebhookAttempt(SQLModel, table=True):
     status_code: int | None = None
     error: str | None = Field(default=None, max_length=500)
     duration_ms: float = 0.0
+
+
+# -- reports (issue: numbers a support lead can trust) -----------------------------------------------------
+
+
+class ConversationFact(SQLModel, table=True):
+    """One row per conversation: what reports aggregate (docs/metrics.md defines every column).
+
+    Derived, never authoritative: a refresh job recomputes a row from the conversation's events, triages,
+    handoff trail, ratings and ledger rows whenever any of them changed, so the row can always be rebuilt.
+    Durations are stored in seconds, so reports aggregate one table with no joins. ``predicted_*`` columns
+    are written by the predicted-satisfaction job only; a refresh leaves them alone.
+    """
+
+    __tablename__ = "conversation_fact"
+
+    conversation_id: str = Field(primary_key=True, max_length=64)
+    channel: str = Field(default="chat", index=True, max_length=16, description="chat | ticket")
+    started_at: datetime = Field(index=True, description="the first customer message (a ticket: filed)")
+    intent: str | None = Field(default=None, index=True, max_length=64, description="first triaged intent")
+    policy_version: str | None = Field(
+        default=None, index=True, max_length=64, description="knowledge version of the first answer call"
+    )
+    agent_id: str | None = Field(default=None, index=True, max_length=32, description="last person to reply")
+    resolution_type: str = Field(
+        default="bot", index=True, max_length=16, description="bot | handed_off | unanswered | human"
+    )
+    customer_messages: int = 0
+    bot_messages: int = 0
+    agent_messages: int = 0
+    last_customer_at: datetime | None = None
+    first_bot_reply_at: datetime | None = None
+    last_bot_reply_at: datetime | None = None
+    bot_first_response_s: float | None = Field(default=None, description="first customer msg -> bot reply")
+    handoff_count: int = 0
+    handed_off_at: datetime | None = None
+    handoff_reason: str | None = Field(default=None, index=True, max_length=32, description="first handoff")
+    queue_wait_s: float | None = Field(default=None, description="first handoff -> first claim")
+    human_first_response_s: float | None = Field(default=None, description="first handoff -> person's reply")
+    resolved_at: datetime | None = Field(default=None, description="the latest resolved status")
+    resolved_by: str | None = Field(default=None, max_length=16, description="agent | customer")
+    resolution_s: float | None = Field(
+        default=None, description="first customer message -> resolved status (bot: its last reply)"
+    )
+    confirmed: bool = Field(default=False, description="the customer said it was solved, or rated it 4-5")
+    reopened: bool = Field(default=False, description="a customer message within 7 days of a resolution")
+    rating: int | None = Field(default=None, description="the latest rating, 1-5")
+    rated_at: datetime | None = None
+    predicted_score: int | None = Field(default=None, description="predicted CSAT 1-5 (never mixed in)")
+    predicted_reason: str | None = Field(default=None, max_length=300)
+    predicted_at: datetime | None = None
+    cost_usd: Decimal = Field(default=Decimal(0), sa_column=Column(Numeric(18, 10), nullable=False))
+    model_calls: int = 0
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
