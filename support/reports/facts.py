@@ -1,0 +1,295 @@
+"""Conversation facts: the one row per conversation (``conversation_fact``) that every report aggregates.
+
+:func:`compute_fact` is pure: it derives a conversation's row from its event log, triage verdicts, handoff
+trail, ratings and a summary of its ledger rows. :class:`FactRefresher` reads those sources (the Redis
+store first; the archived ``conversation_event`` rows once Redis has forgotten the conversation; SQL for
+the rest) and upserts rows, in one transaction per batch, leaving the ``predicted_*`` columns alone (the
+predicted-satisfaction job owns them). docs/metrics.md defines every metric built on these columns;
+docs/metrics-facts.md says how the rows are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table
+
+from support.conversation.store import Event
+from support.db.models import (
+    ConversationFact,
+    HandoffRecord,
+    Rating,
+)
+
+log = logging.getLogger(__name__)
+
+FACTS: Table = ConversationFact.__table__  # type: ignore[attr-defined]
+TICKET_PREFIX = "ticket:"  # support.tickets.service.CONVERSATION_PREFIX (reports do not import tickets)
+REOPEN_WINDOW = timedelta(days=7)
+BATCH = 200  # conversations per refresh transaction
+# How far back each refresh_changed pass looks before its watermark. The store re-indexes a busy
+# conversation in the active set at most once a minute (support.runtime ARCHIVE_INDEX_FRACTION), so the
+# score of a conversation's last events can be up to a minute older than they are; a triage verdict is
+# recorded a few seconds after its message. Two minutes of overlap covers both.
+OVERLAP_S = 120.0
+# Columns a refresh writes: all but the key and the predicted-satisfaction job's own.
+PREDICTED = ("predicted_score", "predicted_reason", "predicted_at")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSummary:
+    """A conversation's ledger rows, summed: what they cost, how many calls, the first answer's policy."""
+
+    cost_usd: Decimal = Decimal(0)
+    calls: int = 0
+    policy_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One ``conversation_fact`` row as :func:`compute_fact` derives it (``predicted_*`` not included)."""
+
+    conversation_id: str
+    channel: str
+    started_at: datetime
+    intent: str | None
+    policy_version: str | None
+    agent_id: str | None
+    resolution_type: str
+    customer_messages: int
+    bot_messages: int
+    agent_messages: int
+    last_customer_at: datetime | None
+    first_bot_reply_at: datetime | None
+    last_bot_reply_at: datetime | None
+    bot_first_response_s: float | None
+    handoff_count: int
+    handed_off_at: datetime | None
+    handoff_reason: str | None
+    queue_wait_s: float | None
+    human_first_response_s: float | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    resolution_s: float | None
+    confirmed: bool
+    reopened: bool
+    rating: int | None
+    rated_at: datetime | None
+    cost_usd: Decimal
+    model_calls: int
+
+    def row(self) -> dict[str, Any]:
+        """The column values, as the upsert writes them."""
+        return asdict(self)
+
+
+def _utc(moment: datetime | str) -> datetime:
+    """Aware UTC from an ISO string (the store's ``created_at``) or a datetime (SQL returns naive UTC)."""
+    value = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def _person_of(event: Event) -> str | None:
+    """The agent id of a person's message (the desk writes it into ``extra``; ``author`` may carry it)."""
+    agent_id = event.extra.get("agent_id") or (event.author or {}).get("id")
+    return str(agent_id) if agent_id else None
+
+
+def compute_fact(
+    conversation_id: str,
+    events: Sequence[Event],
+    triages: Mapping[int, Mapping[str, Any]],
+    handoffs: Sequence[HandoffRecord],
+    ratings: Sequence[Rating],
+    ledger: LedgerSummary,
+    *,
+    ticket_filed_at: datetime | None = None,
+) -> Fact | None:
+    """The fact row of one conversation; None when it has no customer message and is no ticket (nothing
+    happened that a report could count). Pure: no I/O, no clock.
+
+    Inputs: every persisted event in seq order; triage verdicts by customer-message seq; the conversation's
+    ``handoff_record`` rows; its ``rating`` rows; its ledger summary; for a ticket (its conversation id
+    begins ``ticket:``, or ``ticket_filed_at`` is given) the time it was filed.
+
+    Messages: ``customer`` messages are the customer's; ``assistant`` messages are bot replies (offline
+    answers and a ticket's bot reply included) counted from the first customer message on; ``agent``
+    messages are a person's; ``system`` messages count for nothing.
+
+    Columns:
+
+    - ``channel``: ``ticket`` for a ticket, else ``chat``.
+    - ``started_at``: the first customer message (a ticket: when it was filed).
+    - ``intent``: the intent of the first customer message that has a triage verdict.
+    - ``policy_version``: the ledger's policy version of the conversation's first ``answer`` call.
+    - ``agent_id``: the last person who sent a message (None if no person did).
+    - ``customer_messages`` / ``bot_messages`` / ``agent_messages``: message counts;
+      ``last_customer_at``, ``first_bot_reply_at``, ``last_bot_reply_at``: their times.
+    - ``bot_first_response_s``: started_at -> the first bot reply.
+    - ``handoff_count``: how often the conversation went from the bot (or from resolved) to people: a
+      ``queued`` or ``agent`` status following a ``bot``/``resolved`` one (the first status counts from
+      ``bot``). With no such status in the log, the number of ``handoff_record`` rows.
+    - ``handed_off_at`` / ``handoff_reason``: the first handoff's time and reason code (the status event's
+      ``reason``, else the first handoff record's).
+    - ``queue_wait_s``: the first handoff -> the first ``agent`` status at or after it (a claim; 0 when
+      the handoff went straight to an agent); from the first handoff record when the log has no handoff.
+    - ``human_first_response_s``: the first handoff -> the first person's message after it (the first
+      handoff record's ``first_response_at`` when the log has no handoff).
+    - ``resolution_type``: a person sent a message -> ``handed_off`` if the bot also replied, else
+      ``human``; no person's message: any handoff -> ``unanswered``; else ``bot``.
+    - ``resolved_at``: the latest ``resolved`` status. ``resolved_by``: ``agent`` when the conversation was
+      with an agent just before it and the latest ended handoff record does not say the customer closed
+      it, else ``customer``.
+    - ``resolution_s``: a ``bot`` conversation: started_at -> its last bot reply; any other: started_at ->
+      resolved_at (None while unresolved). Reports count it over resolved conversations only.
+    - ``confirmed``: a triage verdict with ``solved: true`` on a customer message, or the latest rating
+      is 4-5.
+    - ``reopened``: a customer message within 7 days after a ``resolved`` status.
+    - ``rating`` / ``rated_at``: the latest rating (by time) and when it was given.
+    - ``cost_usd`` / ``model_calls``: the sum of the ledger rows' cost, and their number.
+
+    Whether a ``bot`` conversation counts as *assumed* resolved depends on the time of the report (its
+    last message was the bot's and is older than 24 h): reports derive it from ``last_customer_at`` and
+    ``last_bot_reply_at``, so the row does not go stale while nobody writes.
+    """
+    is_ticket = ticket_filed_at is not None or conversation_id.startswith(TICKET_PREFIX)
+    messages = [e for e in events if e.type == "message"]
+    customer = [e for e in messages if e.role == "customer"]
+    if ticket_filed_at is not None:
+        started_at: datetime = _utc(ticket_filed_at)
+    elif customer:
+        started_at = _utc(customer[0].created_at)
+    else:
+        return None
+    first_customer_seq = customer[0].seq if customer else 0
+    bot = [e for e in messages if e.role == "assistant" and e.seq > first_customer_seq]
+    people = [e for e in messages if e.role == "agent"]
+    customer_seqs = {e.seq for e in customer}
+
+    # Handoffs, from the status events: the conversation leaving the bot (or a resolution) for people.
+    handoff_events: list[Event] = []
+    claims: list[datetime] = []
+    resolutions: list[tuple[Event, str]] = []  # (resolved status, the state before it)
+    state = "bot"
+    for event in events:
+        if event.type != "status":
+            continue
+        new_state = str(event.extra.get("state", ""))
+        if new_state in ("queued", "agent") and state in ("bot", "resolved"):
+            handoff_events.append(event)
+        if new_state == "agent":
+            claims.append(_utc(event.created_at))
+        if new_state == "resolved":
+            resolutions.append((event, state))
+        state = new_state or state
+    records = sorted(handoffs, key=lambda r: _utc(r.queued_at))
+    first_record = records[0] if records else None
+
+    handed_off_at: datetime | None = None
+    handoff_reason: str | None = None
+    queue_wait_s: float | None = None
+    human_first_response_s: float | None = None
+    if handoff_events:
+        first = handoff_events[0]
+        handoff_count = len(handoff_events)
+        handed_off_at = _utc(first.created_at)
+        reason = first.extra.get("reason") or (first_record.reason if first_record else None)
+        handoff_reason = str(reason) if reason else None
+        claimed = next((at for at in claims if at >= handed_off_at), None)
+        queue_wait_s = _seconds(handed_off_at, claimed)
+        replied = next((_utc(e.created_at) for e in people if e.seq > first.seq), None)
+        human_first_response_s = _seconds(handed_off_at, replied)
+    elif first_record is not None:
+        handoff_count = len(records)
+        handed_off_at = _utc(first_record.queued_at)
+        handoff_reason = first_record.reason
+        claimed_at = _utc(first_record.claimed_at) if first_record.claimed_at else None
+        responded_at = _utc(first_record.first_response_at) if first_record.first_response_at else None
+        queue_wait_s = _seconds(handed_off_at, claimed_at)
+        human_first_response_s = _seconds(handed_off_at, responded_at)
+    else:
+        handoff_count = 0
+
+    if people:
+        resolution_type = "handed_off" if bot else "human"
+    elif handoff_count:
+        resolution_type = "unanswered"
+    else:
+        resolution_type = "bot"
+
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    if resolutions:
+        last_resolved, state_before = resolutions[-1]
+        resolved_at = _utc(last_resolved.created_at)
+        ended = [r for r in records if r.ended_at is not None]
+        closed_by_customer = bool(ended) and ended[-1].outcome == "closed_by_customer"
+        resolved_by = "agent" if state_before == "agent" and not closed_by_customer else "customer"
+
+    first_bot_reply_at = _utc(bot[0].created_at) if bot else None
+    last_bot_reply_at = _utc(bot[-1].created_at) if bot else None
+    if resolution_type == "bot":
+        resolution_s = _seconds(started_at, last_bot_reply_at)
+    else:
+        resolution_s = _seconds(started_at, resolved_at)
+
+    latest = max(ratings, key=lambda r: _utc(r.created_at)) if ratings else None
+    solved = any(bool(v.get("solved")) for seq, v in triages.items() if seq in customer_seqs)
+    confirmed = solved or (latest is not None and latest.score >= 4)
+
+    reopened = False
+    for resolved, _ in resolutions:
+        at = _utc(resolved.created_at)
+        if any(e.seq > resolved.seq and _utc(e.created_at) - at <= REOPEN_WINDOW for e in customer):
+            reopened = True
+            break
+
+    intent = next(
+        (
+            str(triages[e.seq]["intent"])
+            for e in customer
+            if e.seq in triages and triages[e.seq].get("intent")
+        ),
+        None,
+    )
+    return Fact(
+        conversation_id=conversation_id,
+        channel="ticket" if is_ticket else "chat",
+        started_at=started_at,
+        intent=intent,
+        policy_version=ledger.policy_version,
+        agent_id=_person_of(people[-1]) if people else None,
+        resolution_type=resolution_type,
+        customer_messages=len(customer),
+        bot_messages=len(bot),
+        agent_messages=len(people),
+        last_customer_at=_utc(customer[-1].created_at) if customer else None,
+        first_bot_reply_at=first_bot_reply_at,
+        last_bot_reply_at=last_bot_reply_at,
+        bot_first_response_s=_seconds(started_at, first_bot_reply_at),
+        handoff_count=handoff_count,
+        handed_off_at=handed_off_at,
+        handoff_reason=handoff_reason,
+        queue_wait_s=queue_wait_s,
+        human_first_response_s=human_first_response_s,
+        resolved_at=resolved_at,
+        resolved_by=resolved_by,
+        resolution_s=resolution_s,
+        confirmed=confirmed,
+        reopened=reopened,
+        rating=latest.score if latest is not None else None,
+        rated_at=_utc(latest.created_at) if latest is not None else None,
+        cost_usd=ledger.cost_usd,
+        model_calls=ledger.calls,
+    )
