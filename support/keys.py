@@ -114,6 +114,13 @@ def active_conversations() -> str:
     return f"{PREFIX}:{{archive}}:active"
 
 
+def report_facts_watermark() -> str:
+    """Hash: how far the conversation-fact refresh has read its sources: ``active``, the time (epoch s) its
+    last pass began (it reads active-set scores, ratings and handoff records from then); ``ledger_id``, the
+    last ledger row it saw."""
+    return f"{PREFIX}:{{reports}}:facts_watermark"
+
+
 def turns_owed() -> str:
     """Sorted set: conversation id -> when a customer message last made it owe a turn (ms since epoch).
 

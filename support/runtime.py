@@ -55,6 +55,7 @@ from support.privacy.retention import sweep_once
 from support.ratelimit import RateLimits
 from support.redaction import Redactor
 from support.redis_client import RedisClient, cluster_client, is_cluster, ping, single_client
+from support.reports.facts import FactRefresher
 from support.reports.ratings import RatingService
 from support.settings import REDACTION_KINDS, Settings
 from support.signing_key import resolve_signing_key
@@ -109,6 +110,7 @@ class Runtime:
     fanout: Fanout = field(init=False)
     desk: AgentDesk = field(init=False)
     customers: CustomerDataService = field(init=False)
+    facts: FactRefresher = field(init=False)  # keeps conversation_fact, what reports aggregate
     accounts: AgentAccounts = field(init=False)
     integration_keys: IntegrationKeys = field(init=False)  # the keys other systems file tickets with
     tickets: TicketService = field(init=False)
@@ -423,6 +425,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         default_sources(sessions, runtime.examples, retention_deletes_examples=rs.examples == "delete"),
     )  # fmt: skip
     runtime.integration_keys = IntegrationKeys(sessions)
+    runtime.facts = FactRefresher(store, sessions, client)
     runtime.drain_hooks.append(runtime.close_widget_sockets)
     _register_periodic_jobs(runtime)
     webhooks.register_jobs(runtime.jobs)
@@ -470,18 +473,27 @@ def webhook_http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 def _register_periodic_jobs(runtime: Runtime) -> None:
-    """Archiving and retention, as periodic jobs (one worker runs each slot)."""
+    """Archiving, report facts and retention, as periodic jobs (one worker runs each slot)."""
     settings = runtime.settings
 
     async def archive() -> None:
         count = await archive_idle(
             runtime.store, runtime.sessions,
             idle_s=settings.app.archive_idle_s, ttl_s=settings.app.archive_ttl_s,
+            before_archive=runtime.facts.refresh,
         )  # fmt: skip
         if count:
             log.info("archived %d idle conversations", count)
 
     runtime.jobs.every("archive", settings.app.archive_interval_s, archive)
+
+    async def report_facts() -> None:
+        count = await runtime.facts.refresh_changed()
+        if count:
+            log.info("report facts: %d conversations refreshed", count)
+
+    # A first pass after an upgrade catches up on every conversation the ledger and the active set know.
+    runtime.jobs.every("report-facts", settings.reports.refresh_s, report_facts, timeout_s=1800)
     rs = settings.retention
     if rs.days > 0:
 

@@ -580,6 +580,19 @@ class WebhookSettings(BaseSettings):
     )
 
 
+class ReportSettings(BaseSettings):
+    """Reports: how the per-conversation facts they aggregate are kept up to date."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_REPORTS_", extra="ignore")
+
+    refresh_s: float = Field(
+        60.0,
+        gt=0,
+        description="How often the conversation facts of changed conversations are recomputed (one "
+        "process at a time): reports lag the conversations by at most about this long.",
+    )
+
+
 class JobSettings(BaseSettings):
     """The job engine (saq over Redis) that runs batches, webhook deliveries, archiving and retention."""
 
@@ -609,6 +622,7 @@ class Settings(BaseModel):
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 

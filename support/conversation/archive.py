@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 CONVERSATIONS: Table = ArchivedConversation.__table__  # type: ignore[attr-defined]
 EVENTS: Table = ArchivedMessage.__table__  # type: ignore[attr-defined]
 ARCHIVE_BATCH = 100  # conversations per sweep step: bounded work between event-loop yields
+# Called with a batch of conversation ids before they are archived (the report facts' refresh: their
+# final state is counted while Redis still holds their triage verdicts).
+BeforeArchive = Callable[[list[str]], Awaitable[object]]
 
 
 def _dt(value: str) -> datetime:
@@ -108,14 +112,24 @@ async def archive_idle(
     idle_s: float,
     ttl_s: int,
     now: datetime | None = None,
+    before_archive: BeforeArchive | None = None,
 ) -> int:
-    """Archive every conversation idle for ``idle_s``; its Redis keys then expire after ``ttl_s``."""
+    """Archive every conversation idle for ``idle_s``; its Redis keys then expire after ``ttl_s``.
+
+    ``before_archive`` sees each batch first; its failure is logged and archiving goes on (Redis memory
+    matters more than one pass of a derived table, which can be rebuilt from the archive).
+    """
     cutoff = (now or datetime.now(UTC)) - timedelta(seconds=idle_s)
     archived = 0
     while True:
         batch = await store.idle_conversations(cutoff, ARCHIVE_BATCH)
         if not batch:
             return archived
+        if before_archive is not None:
+            try:
+                await before_archive([conversation_id for conversation_id, _ in batch])
+            except Exception:
+                log.exception("before archiving %d conversations", len(batch))
         for conversation_id, score in batch:
             await archive_conversation(store, sessions, conversation_id)
             await store.touch_expiry(conversation_id, ttl_s)

@@ -10,21 +10,32 @@ docs/metrics-facts.md says how the rows are kept.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
-from support.conversation.store import Event
+from support import keys
+from support.conversation.store import ConversationStore, Event
 from support.db.models import (
+    ArchivedConversation,
+    ArchivedMessage,
     ConversationFact,
     HandoffRecord,
+    ModelUsage,
     Rating,
+    Ticket,
+    utcnow,
 )
+from support.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -293,3 +304,249 @@ def compute_fact(
         cost_usd=ledger.cost_usd,
         model_calls=ledger.calls,
     )
+
+
+# -- the refresh: sources in, rows upserted ---------------------------------------------------------------
+
+Progress = Callable[[int, int], None]  # (conversations done, of how many)
+CENT_FRACTIONS = Decimal("1e-10")  # the scale of the cost columns
+
+
+def _event_of(row: ArchivedMessage) -> Event:
+    return Event(
+        seq=row.seq, id=row.event_id, type=row.type, role=row.role, text=row.text,
+        created_at=_utc(row.created_at).isoformat(), client_id=row.client_id, reply_id=row.reply_id,
+        author=json.loads(row.author) if row.author else None, extra=json.loads(row.extra or "{}"),
+    )  # fmt: skip
+
+
+def _upsert(dialect: str, rows: list[dict[str, Any]]) -> Any:
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(FACTS).values(rows)
+    written = [c for c in rows[0] if c != "conversation_id" and c not in PREDICTED]
+    return insert.on_conflict_do_update(
+        index_elements=["conversation_id"], set_={c: insert.excluded[c] for c in written}
+    )
+
+
+@dataclass(slots=True)
+class _Sources:
+    """What SQL holds for one batch of conversations."""
+
+    archived: dict[str, list[Event]]
+    previous: dict[str, ConversationFact]
+    handoffs: dict[str, list[HandoffRecord]]
+    ratings: dict[str, list[Rating]]
+    ledger: dict[str, LedgerSummary]
+    filed: dict[str, datetime]
+
+
+class FactRefresher:
+    """Recomputes ``conversation_fact`` rows. The store, session factory and Redis client are passed in.
+
+    Sources: a conversation's events and triage verdicts from the Redis store; once Redis has forgotten it
+    (archived and expired), its events from ``conversation_event``. Triage verdicts live in Redis only: for
+    a conversation read from the archive, the intent and a ``solved`` confirmation are carried over from
+    its row as last written (the archive job refreshes every conversation just before archiving it, so
+    that row holds its final state). Ratings, handoff records, ledger rows and a ticket's filing time come
+    from SQL.
+    """
+
+    def __init__(
+        self,
+        store: ConversationStore,
+        sessions: async_sessionmaker[AsyncSession],
+        redis: RedisClient,
+        *,
+        batch: int = BATCH,
+    ) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._redis = redis
+        self._batch = max(1, batch)
+
+    async def refresh(self, conversation_ids: Iterable[str], progress: Progress | None = None) -> int:
+        """Recompute the rows of ``conversation_ids`` in batches (one transaction each); returns how many
+        rows were written (a conversation with no customer message, or unknown, gets none)."""
+        ids = list(dict.fromkeys(conversation_ids))
+        written = 0
+        for start in range(0, len(ids), self._batch):
+            chunk = ids[start : start + self._batch]
+            written += await self._refresh_batch(chunk)
+            if progress is not None:
+                progress(start + len(chunk), len(ids))
+        return written
+
+    async def _refresh_batch(self, ids: list[str]) -> int:
+        live: dict[str, tuple[list[Event], dict[int, dict[str, Any]]]] = {}
+        for cid in ids:
+            events = await self._store.events_after(cid, 0)
+            if events:
+                live[cid] = (events, await self._store.triages(cid))
+        async with self._sessions() as session:
+            sources = await self._read_sql(session, ids, [cid for cid in ids if cid not in live])
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        for cid in ids:
+            if cid in live:
+                events, triages = live[cid]
+            elif cid in sources.archived:
+                events = sources.archived[cid]
+                triages = _carried_triage(events, sources.previous.get(cid))
+            else:
+                continue
+            fact = compute_fact(
+                cid, events, triages, sources.handoffs.get(cid, []), sources.ratings.get(cid, []),
+                sources.ledger.get(cid, LedgerSummary()), ticket_filed_at=sources.filed.get(cid),
+            )  # fmt: skip
+            if fact is not None:
+                rows.append({**fact.row(), "updated_at": now})
+        if rows:
+            async with self._sessions() as session, session.begin():
+                await session.execute(_upsert(session.get_bind().dialect.name, rows))
+            # Erased while we read it (erasure deletes its facts): do not leave a row behind.
+            erased = [r["conversation_id"] for r in rows if await self._store.is_erased(r["conversation_id"])]
+            if erased:
+                async with self._sessions() as session, session.begin():
+                    await delete_facts(session, erased)
+        return len(rows)
+
+    async def _read_sql(self, session: AsyncSession, ids: list[str], missing: list[str]) -> _Sources:
+        sources = _Sources(archived={}, previous={}, handoffs={}, ratings={}, ledger={}, filed={})
+        if missing:
+            archived = await session.execute(
+                select(ArchivedMessage)
+                .where(col(ArchivedMessage.conversation_id).in_(missing))
+                .order_by(col(ArchivedMessage.conversation_id), col(ArchivedMessage.seq))
+            )
+            for row in archived.scalars():
+                sources.archived.setdefault(row.conversation_id, []).append(_event_of(row))
+            previous = await session.execute(
+                select(ConversationFact).where(col(ConversationFact.conversation_id).in_(missing))
+            )
+            sources.previous = {row.conversation_id: row for row in previous.scalars()}
+        handoffs = await session.execute(
+            select(HandoffRecord).where(col(HandoffRecord.conversation_id).in_(ids))
+        )
+        for handoff in handoffs.scalars():
+            sources.handoffs.setdefault(handoff.conversation_id, []).append(handoff)
+        ratings = await session.execute(select(Rating).where(col(Rating.conversation_id).in_(ids)))
+        for rating in ratings.scalars():
+            sources.ratings.setdefault(rating.conversation_id, []).append(rating)
+        usage = col(ModelUsage.conversation_id)
+        totals = await session.execute(
+            select(usage, func.sum(col(ModelUsage.cost_usd)), func.count())
+            .where(usage.in_(ids))
+            .group_by(usage)
+        )
+        first_answer = (
+            select(func.min(col(ModelUsage.id)))
+            .where(usage.in_(ids), col(ModelUsage.purpose) == "answer")
+            .group_by(usage)
+        )
+        policies = await session.execute(
+            select(usage, col(ModelUsage.policy_version)).where(col(ModelUsage.id).in_(first_answer))
+        )
+        policy_of: dict[str, str | None] = dict(policies.all())  # type: ignore[arg-type]
+        for cid, cost, calls in totals.all():
+            if cid is None:
+                continue
+            sources.ledger[cid] = LedgerSummary(
+                cost_usd=Decimal(str(cost or 0)).quantize(CENT_FRACTIONS), calls=int(calls),
+                policy_version=policy_of.get(cid),
+            )  # fmt: skip
+        tickets = {cid[len(TICKET_PREFIX) :]: cid for cid in ids if cid.startswith(TICKET_PREFIX)}
+        if tickets:
+            filed = await session.execute(
+                select(col(Ticket.id), col(Ticket.created_at)).where(col(Ticket.id).in_(list(tickets)))
+            )
+            sources.filed = {tickets[tid]: _utc(at) for tid, at in filed.all()}
+        return sources
+
+    # -- what changed since the last pass ----------------------------------------------------------------
+
+    async def refresh_changed(self, now: datetime | None = None, progress: Progress | None = None) -> int:
+        """Refresh every conversation changed since the watermark, then move the watermark to the time
+        this pass began; returns the rows written.
+
+        Changed: an event (the store's active set scores a conversation by its last event's time), a
+        rating created, a handoff record queued, claimed, answered or ended, or a ledger row with an id
+        above the last one seen. Each pass looks :data:`OVERLAP_S` further back than the watermark (see
+        there), so a conversation may be refreshed twice; refreshing is idempotent.
+        """
+        began = now or utcnow()
+        key = keys.report_facts_watermark()
+        raw = await self._redis.hgetall(key)
+        mark = {_text(k): _text(v) for k, v in raw.items()}
+        since_ts = float(mark.get("active", "0")) - OVERLAP_S
+        since = datetime.fromtimestamp(max(0.0, since_ts), UTC)
+        last_ledger_id = int(mark.get("ledger_id", "0"))
+        changed: dict[str, None] = {}
+        active = await self._redis.zrangebyscore(keys.active_conversations(), since_ts, "+inf")
+        changed.update((_text(member), None) for member in active)
+        async with self._sessions() as session:
+            ratings = await session.execute(
+                select(col(Rating.conversation_id)).where(col(Rating.created_at) >= since).distinct()
+            )
+            changed.update((cid, None) for cid in ratings.scalars())
+            handoffs = await session.execute(
+                select(col(HandoffRecord.conversation_id))
+                .where(
+                    or_(
+                        col(HandoffRecord.queued_at) >= since, col(HandoffRecord.claimed_at) >= since,
+                        col(HandoffRecord.first_response_at) >= since, col(HandoffRecord.ended_at) >= since,
+                    )
+                )
+                .distinct()
+            )  # fmt: skip
+            changed.update((cid, None) for cid in handoffs.scalars())
+            top = (await session.execute(select(func.max(col(ModelUsage.id))))).scalar()
+            top_id = int(top or 0)
+            if top_id > last_ledger_id:
+                ledger = await session.execute(
+                    select(col(ModelUsage.conversation_id))
+                    .where(col(ModelUsage.id) > last_ledger_id, col(ModelUsage.id) <= top_id)
+                    .where(col(ModelUsage.conversation_id).is_not(None))
+                    .distinct()
+                )
+                changed.update((cid, None) for cid in ledger.scalars() if cid)
+        if changed:
+            log.info("report facts: refreshing %d changed conversations", len(changed))
+        written = await self.refresh(list(changed), progress)
+        await self._redis.hset(
+            key, mapping={"active": repr(began.timestamp()), "ledger_id": str(max(top_id, last_ledger_id))}
+        )
+        return written
+
+    async def refresh_all(self, progress: Progress | None = None) -> int:
+        """Backfill: every archived conversation, every ticket and every conversation live in Redis."""
+        ids: dict[str, None] = {}
+        async with self._sessions() as session:
+            archived = await session.execute(select(col(ArchivedConversation.id)))
+            ids.update((cid, None) for cid in archived.scalars())
+            tickets = await session.execute(select(col(Ticket.conversation_id)))
+            ids.update((cid, None) for cid in tickets.scalars() if cid)
+        active = await self._redis.zrange(keys.active_conversations(), 0, -1)
+        ids.update((_text(member), None) for member in active)
+        return await self.refresh(list(ids), progress)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _carried_triage(events: Sequence[Event], previous: ConversationFact | None) -> dict[int, dict[str, Any]]:
+    """Stand-in triage for a conversation Redis has forgotten: its row's intent, and ``solved`` when the
+    row was confirmed though not by a rating of 4-5, on its first customer message."""
+    first = next((e.seq for e in events if e.type == "message" and e.role == "customer"), None)
+    if previous is None or first is None:
+        return {}
+    solved = previous.confirmed and not (previous.rating is not None and previous.rating >= 4)
+    return {first: {"intent": previous.intent, "solved": solved}}
+
+
+async def delete_facts(session: AsyncSession, conversation_ids: Sequence[str]) -> int:
+    """Delete the fact rows of ``conversation_ids`` in the caller's transaction; returns how many went."""
+    if not conversation_ids:
+        return 0
+    result = await session.execute(delete(FACTS).where(FACTS.c.conversation_id.in_(list(conversation_ids))))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
