@@ -1,4 +1,5 @@
-"""Triage: classify one customer message (intent, urgency, sentiment, language, wants_human, confidence).
+"""Triage: classify one customer message (intent, urgency, sentiment, language, wants_human, confidence,
+solved).
 
 Triage runs on the small model before any answer is drafted, so it must be cheap and its output must be
 machine-checked. The model is *forced* to call one tool, ``record_triage``, whose input schema is the
@@ -53,6 +54,7 @@ SYSTEM_PROMPT = (
     "- wants_human: true only if the customer asks for a person, agent or human.\n"
     "- confidence: from 0 to 1, how likely a written support policy alone can fully answer the message "
     "(low when it needs account data, a judgement call or a person).\n"
+    "- solved: true only when the customer says the problem is solved or the answer worked.\n"
     f"- reason: one short sentence (at most {REASON_MAX_CHARS} characters) explaining the routing."
 )
 
@@ -76,6 +78,12 @@ class Triage(BaseModel):
         ge=0.0, le=1.0, description="0..1: how likely the support policy alone answers the message."
     )
     reason: str = Field(max_length=REASON_MAX_CHARS, description="One short sentence explaining the verdict.")
+    # Optional with a default: a reply without it (from before it existed) still validates. Reports count a
+    # conversation as confirmed resolved by it (docs/metrics.md).
+    solved: bool = Field(
+        default=False,
+        description="True only when the customer says the problem is solved or the answer worked.",
+    )
 
     @field_validator("language", mode="before")
     @classmethod
@@ -126,6 +134,8 @@ def _triage_tool(taxonomy: tuple[str, ...]) -> dict[str, Any]:
     intent = dict(schema["properties"]["intent"])
     intent["enum"] = list(taxonomy)
     schema["properties"]["intent"] = intent
+    # The model is asked for every field, ``solved`` included; only validation lets an old reply omit it.
+    schema["required"] = list(Triage.model_fields)
     return {
         "name": TOOL_NAME,
         "description": "Record the triage verdict for the new customer message.",

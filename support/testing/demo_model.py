@@ -6,9 +6,10 @@ cache fields, a forced ``record_triage`` tool call) while what the model *says* 
 
 * **triage**: intent from the taxonomy the request's tool schema offers (keywords per intent plus the
   heading of the best policy passage), sentiment and urgency from small word lists, language from
-  function-word counts, ``wants_human`` on phrases such as "talk to a person", and a confidence that is
-  high when one of the policy's passages covers the message (the same BM25 share the offline responder
-  uses) and low otherwise, or when the message needs the customer's own order or account;
+  function-word counts, ``wants_human`` on phrases such as "talk to a person", ``solved`` on phrases such
+  as "thanks, that worked", and a confidence that is high when one of the policy's passages covers the
+  message (the same BM25 share the offline responder uses) and low otherwise, or when the message needs
+  the customer's own order or account;
 * **answers**: the one or two sentences of the best policy passage that match the question best, or a
   call to the ``escalate_to_human`` tool when no passage covers it.
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from support.llm.offline import Bm25Index, Passage, split_passages, tokenize
-from support.testing.fake_anthropic import Reply, last_user_text
+from support.testing.fake_anthropic import SOLVED_PATTERN, Reply, last_user_text, new_message_of
 
 __all__ = ["ANSWER_THRESHOLD", "DemoModel", "DemoTriage", "detect_language"]
 
@@ -149,6 +150,7 @@ class DemoTriage:
     reason: str
     passage: Passage | None
     score: float
+    solved: bool = False
 
     def tool_input(self) -> dict[str, Any]:
         """The ``record_triage`` tool input, as the schema in support.llm.triage asks for it."""
@@ -160,6 +162,7 @@ class DemoTriage:
             "wants_human": self.wants_human,
             "confidence": self.confidence,
             "reason": self.reason,
+            "solved": self.solved,
         }
 
 
@@ -221,6 +224,7 @@ class DemoModel:
             reason=reason,
             passage=passage,
             score=score,
+            solved=bool(SOLVED_PATTERN.search(message)),
         )
 
     # -- answers -----------------------------------------------------------------------------------
@@ -366,10 +370,7 @@ def _taxonomy(tool: dict[str, Any]) -> tuple[str, ...]:
 
 def _new_message(triage_prompt: str) -> str:
     """The customer's message inside a triage prompt (``<new_message>`` ... ``</new_message>``)."""
-    start, end = triage_prompt.rfind("<new_message>\n"), triage_prompt.rfind("\n</new_message>")
-    if start < 0 or end < start:
-        return triage_prompt
-    return triage_prompt[start + len("<new_message>\n") : end]
+    return new_message_of(triage_prompt)
 
 
 def _policy_of(body: dict[str, Any]) -> str | None:

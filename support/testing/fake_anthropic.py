@@ -535,6 +535,23 @@ class _Ids:
             self._counters.clear()
 
 
+# A customer saying the problem is solved: the fake's triage verdict then says ``solved`` (a real model
+# would). Shared with the demo model.
+SOLVED_PATTERN = re.compile(
+    r"\b(that|it|this)\s+(worked|works|helped|did it|fixed it)\b|\b(solved|fixed|sorted)\s+(it|now)\b"
+    r"|\b(problem|issue)\s+(is\s+)?(solved|fixed|sorted|resolved)\b|\ball (good|sorted) now\b",
+    re.IGNORECASE,
+)
+
+
+def new_message_of(prompt: str) -> str:
+    """The customer's message inside a triage prompt (``<new_message>`` ... ``</new_message>``)."""
+    start, end = prompt.rfind("<new_message>\n"), prompt.rfind("\n</new_message>")
+    if start < 0 or end < start:
+        return prompt
+    return prompt[start + len("<new_message>\n") : end]
+
+
 def _tool_schema(body: dict[str, Any], name: str) -> dict[str, Any]:
     for tool in body.get("tools") or []:
         if isinstance(tool, dict) and tool.get("name") == name and isinstance(tool.get("input_schema"), dict):
@@ -568,6 +585,13 @@ def build_content(body: dict[str, Any], reply: Reply | None, ids: _Ids) -> tuple
         if tool_input is None:
             schema = _tool_schema(body, name)
             tool_input = generate_instance(schema)
+            # A verdict with a ``solved`` field says so when the customer's new message does.
+            if (
+                isinstance(tool_input, dict)
+                and "solved" in (schema.get("properties") or {})
+                and SOLVED_PATTERN.search(new_message_of(last_user_text(body, last_block=True)))
+            ):
+                tool_input["solved"] = True
         content.append({"type": "tool_use", "id": ids.next("toolu"), "name": name, "input": tool_input})
         if stop_reason == "end_turn":
             stop_reason = "tool_use"

@@ -22,8 +22,9 @@ from support.llm.answer import (
 )
 from support.llm.policy import Policy, load_policy
 from support.llm.tokens import TokenEstimator, estimate_tokens
-from support.llm.triage import DEFAULT_TAXONOMY, Triage, fallback_triage, triage_tool
+from support.llm.triage import DEFAULT_TAXONOMY, Triage, build_triage_prompt, fallback_triage, triage_tool
 from support.testing._schema_instance import generate_instance
+from support.testing.fake_anthropic import _Ids, build_content
 
 POLICY = Policy.from_text("# Policy\nReturns within 30 days.")
 RETRIEVED = [Example("RETRIEVED-Q", "RETRIEVED-A")]
@@ -223,6 +224,25 @@ def test_triage_tool_schema_enumerates_the_taxonomy_and_a_generated_instance_val
     assert set(schema["required"]) == set(Triage.model_fields)
     instance = generate_instance(schema)
     assert Triage.model_validate(instance, context={"taxonomy": ("a", "b")}).intent == "a"
+
+
+def test_solved_is_asked_for_but_an_old_reply_without_it_validates_and_the_fake_says_it_when_told() -> None:
+    old = generate_instance(triage_tool(("a",))["input_schema"])
+    old.pop("solved")
+    assert Triage.model_validate(old, context={"taxonomy": ("a",)}).solved is False
+
+    def verdict(message: str, recent: list[tuple[str, str]]) -> Any:
+        prompt = build_triage_prompt(message=message, summary="", recent=recent)
+        body = {
+            "tools": [triage_tool(("a",))], "tool_choice": {"type": "tool", "name": "record_triage"},
+            "messages": [{"role": "user", "content": prompt}], "max_tokens": 100,
+        }  # fmt: skip
+        content, _ = build_content(body, None, _Ids())
+        return Triage.model_validate(content[-1]["input"], context={"taxonomy": ("a",)})
+
+    assert verdict("Thanks, that worked!", []).solved is True
+    # only the new message counts, not an earlier turn
+    assert verdict("Where is my parcel?", [("customer", "that worked")]).solved is False
 
 
 def test_intent_outside_the_taxonomy_is_invalid_and_the_fallback_claims_nothing() -> None:

@@ -58,7 +58,10 @@ def test_a_bot_conversation_with_times_intent_and_ledger() -> None:
     second = log.customer(60)
     log.bot(66)
     ledger = LedgerSummary(cost_usd=Decimal("0.0123400000"), calls=4, policy_version="pv1")
-    triages = {second: {"intent": "returns_refunds"}, first: {"intent": "shipping", "solved": False}}
+    triages: dict[int, dict[str, Any]] = {
+        second: {"intent": "returns_refunds"},
+        first: {"intent": "shipping"},
+    }
     fact = compute_fact("c", log.events, triages, [], [], ledger)
     assert fact is not None
     assert (fact.channel, fact.resolution_type, fact.intent, fact.policy_version) == (
