@@ -18,7 +18,8 @@ the index entries. The archiver checks the tombstone after writing, so it cannot
 Erasure is idempotent: running it again finds nothing and counts zeros.
 
 The model usage ledger holds no customer text (ids, token counts, cost, outcome), so it is kept as it is:
-cost reports stay right after an erasure.
+cost reports stay right after an erasure. The report facts (``conversation_fact``) hold none either, but
+they are one row per conversation with its rating and agent: erasure deletes them, retention keeps them.
 
 The handoff queue and the examples belong to the human side (``handoff``), which ``support`` never imports
 (docs/architecture.md, "Layers"): this service names what it calls on them as the ports
@@ -32,6 +33,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import delete, or_
@@ -43,6 +45,7 @@ from support.conversation.store import ConversationStore, Event, visitor_identit
 from support.db.models import (
     ArchivedConversation,
     ArchivedMessage,
+    ConversationFact,
     Example,
     HandoffRecord,
     Rating,
@@ -62,6 +65,7 @@ SQL_IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound-par
 # Every kind an export lists, in order; kinds without a source yet (attachments) stay empty.
 KINDS = (
     "conversations", "ratings", "handoffs", "examples", "tickets", "attachments", "webhook_deliveries",
+    "facts",
 )  # fmt: skip
 
 
@@ -208,6 +212,24 @@ class ConversationRows:
                 result = await session.execute(delete(self._model).where(column.in_(chunk)))
                 count += int(result.rowcount or 0)  # type: ignore[attr-defined]
         return count
+
+
+class FactRows(ConversationRows):
+    """The report facts of the customer's conversations (``conversation_fact``: times, counts, intent,
+    rating, cost; no customer text). Erasure deletes them; a retention sweep keeps them, so reports over
+    past periods stay right after the conversations themselves are gone."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        super().__init__("facts", ConversationFact, sessions)
+
+    async def export(self, scope: CustomerScope) -> list[dict[str, Any]]:
+        rows = await super().export(scope)
+        return [{k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()} for row in rows]
+
+    async def erase(self, scope: CustomerScope, *, retention: bool) -> int:
+        if retention:
+            return 0
+        return await super().erase(scope, retention=retention)
 
 
 class ExampleRows:
@@ -563,6 +585,7 @@ def default_sources(
         ExampleRows(examples, retention_deletes=retention_deletes_examples),
         TicketRows(sessions),
         WebhookDeliveryRows(sessions),
+        FactRows(sessions),
     ]
 
 
@@ -574,6 +597,7 @@ __all__ = [
     "CustomerRef",
     "CustomerScope",
     "ExampleRows",
+    "FactRows",
     "TicketRows",
     "WebhookDeliveryRows",
     "default_sources",

@@ -25,9 +25,17 @@ from support import keys
 from support.conversation.archive import archive_idle
 from support.conversation.store import ConversationStore
 from support.db.engine import make_engine, session_factory
-from support.db.models import ArchivedConversation, ArchivedMessage, Example, HandoffRecord, Rating
+from support.db.models import (
+    ArchivedConversation,
+    ArchivedMessage,
+    ConversationFact,
+    Example,
+    HandoffRecord,
+    Rating,
+)
 from support.privacy.customer_data import CustomerDataService, CustomerRef, default_sources
 from support.privacy.retention import sweep_once
+from support.reports.facts import FactRefresher
 from support.settings import RetentionSettings
 from support.testing.fake_anthropic import FakeAnthropic, Reply
 from tests import servers
@@ -165,6 +173,7 @@ NOTHING = {
     kind: []
     for kind in (
         "conversations", "ratings", "handoffs", "examples", "tickets", "attachments", "webhook_deliveries",
+        "facts",
     )
 }  # fmt: skip
 
@@ -219,7 +228,9 @@ async def test_a_customer_is_exported_whole_then_erased_everywhere_and_the_other
             f"{server.url}/api/v1/admin/customers/erase", json={"visitor_id": "v-ada"}, headers=admin
         )
         assert erased.status_code == 200, erased.text
-        assert erased.json() == {
+        counts = erased.json()
+        assert counts.pop("facts") <= 2, "the report facts the server's refresh job has written by now"
+        assert counts == {
             "conversations": 2, "messages": 4, "ratings": 1, "handoffs": 1, "examples": 1, "tickets": 0,
             "attachments": 0, "webhook_deliveries": 0, "redis_keys": len(hot_keys),
         }  # fmt: skip
@@ -386,7 +397,7 @@ async def test_the_command_line_exports_and_erases_one_customer(
     assert erased.returncode == 0, erased.stdout
     assert json.loads(erased.stdout.strip().splitlines()[-1]) == {
         "conversations": 2, "messages": 3, "ratings": 0, "handoffs": 0, "examples": 1, "tickets": 0,
-        "attachments": 0, "webhook_deliveries": 0,
+        "attachments": 0, "webhook_deliveries": 0, "facts": 0,
         "redis_keys": len(keys.conversation_keys("c-new")) - 2,  # no triage, no notes
     }  # fmt: skip
     again = servers.run_cli(
@@ -404,6 +415,27 @@ async def test_the_command_line_exports_and_erases_one_customer(
     neither = servers.run_cli(["erase-customer"], env, tmp_path)
     assert (both.returncode, neither.returncode) == (2, 2)
     assert await conversation_keys(redis_client, "c-bob") != [], "a refused command erased nothing"
+
+
+async def test_erasing_a_customer_deletes_their_report_facts_and_a_racing_refresh_leaves_none(
+    redis_client: aioredis.Redis, db_engine: Any
+) -> None:
+    sessions = session_factory(db_engine)
+    service = customer_data(redis_client, sessions)
+    store = ConversationStore(redis_client)
+    refresher = FactRefresher(store, sessions, redis_client)
+    await seed_conversation(store, "c-ada", ADA, T0, "my tent leaks")
+    await seed_conversation(store, "c-bob", BOB, T0, "my stove leaks")
+    assert await refresher.refresh(["c-ada", "c-bob"]) == 2
+    counts = await service.erase(CustomerRef.parse("v-ada", None))
+    assert counts["facts"] == 1
+    # A refresh that read the conversation before the erasure writes after it: the tombstone undoes it.
+    await seed_conversation(store, "c-ada2", ADA, T0, "hello")
+    await store.mark_erased(["c-ada2"])
+    await refresher.refresh(["c-ada2"])
+    async with sessions() as session:
+        left = (await session.execute(select(ConversationFact.conversation_id))).scalars().all()
+    assert left == ["c-bob"]
 
 
 async def test_retention_erases_conversations_past_their_days_a_bounded_batch_at_a_time(
@@ -431,9 +463,14 @@ async def test_retention_erases_conversations_past_their_days_a_bounded_batch_at
         policy_version=None,
     )  # fmt: skip
 
+    assert await FactRefresher(store, sessions, redis_client).refresh(["c-archived", "c-idle"]) == 2
+
     settings = RetentionSettings(days=1, batch=1)
     swept = [(await sweep_once(service, settings, now=now))["conversations"] for _ in range(3)]
     assert swept == [1, 1, 0]
+    async with sessions() as session:
+        facts = (await session.execute(select(ConversationFact.conversation_id))).scalars().all()
+    assert sorted(facts) == ["c-archived", "c-idle"], "retention keeps the report facts (no customer text)"
     for cid in ("c-archived", "c-idle"):
         assert await conversation_keys(redis_client, cid) == []
     assert await sql_rows_of(sessions, ["c-archived", "c-idle"]) == {
