@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -386,6 +387,29 @@ def cmd_erase_customer(args: argparse.Namespace) -> int:
     return _customer_data(args, erase=True)
 
 
+def cmd_refresh_report_facts(args: argparse.Namespace) -> int:
+    """Recompute the report facts: of conversations changed since the last pass, or with ``--all`` of every
+    conversation (archived, ticket or live in Redis: a backfill)."""
+    from support.runtime import open_runtime
+
+    settings = load_settings()
+    _configure_logging("WARNING")  # standard output carries the progress
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        print(f"{done}/{total} conversations", flush=True)
+
+    async def run() -> int:
+        async with open_runtime(settings, run_jobs=False) as runtime:
+            if args.all:
+                return await runtime.facts.refresh_all(progress)
+            return await runtime.facts.refresh_changed(progress=progress)
+
+    written = asyncio.run(run())
+    print(f"refreshed {written} conversation facts in {time.monotonic() - started:.1f} s")
+    return 0
+
+
 def cmd_generate_secret_key(args: argparse.Namespace) -> int:
     """Create the signing key file once (mode 0600); an existing key is kept. Never prints the key."""
     from pathlib import Path
@@ -541,6 +565,15 @@ def build_parser() -> argparse.ArgumentParser:
         who.add_argument("--email", help="the customer's e-mail address")
         command.set_defaults(func=func)
     export.add_argument("--out", help="write to this file (mode 0600) instead of standard output")
+    facts = sub.add_parser(
+        "refresh-report-facts",
+        help="recompute the per-conversation report facts (those changed since the last pass, or --all)",
+    )
+    facts.add_argument(
+        "--all", action="store_true", help="every conversation: archived, tickets and live (a backfill)"
+    )
+    facts.set_defaults(func=cmd_refresh_report_facts)
+
     keygen = sub.add_parser(
         "generate-secret-key", help="write a random token signing key to a file once (for SECRET_KEY_FILE)"
     )

@@ -19,7 +19,8 @@ from sqlmodel import select
 from support import keys
 from support.conversation.archive import archive_idle
 from support.conversation.store import ConversationStore
-from support.db.engine import session_factory
+from support.db.engine import make_engine, session_factory
+from support.db.migrate import upgrade_to_head
 from support.db.models import ConversationFact, HandoffRecord, ModelUsage, Rating
 from support.reports.facts import FactRefresher
 from support.testing.fake_anthropic import SOLVED_PATTERN, FakeAnthropic, Reply, new_message_of
@@ -191,3 +192,34 @@ async def test_archived_and_expired_conversations_refresh_from_sql_and_late_rati
     assert [getattr(after, c) for c in unchanged] == [getattr(before, c) for c in unchanged]
     assert (after.bot_first_response_s, after.resolution_s, after.customer_messages) == (3.0, 62.0, 2)
     assert (after.resolution_type, after.bot_messages) == ("bot", 2)
+
+
+async def test_the_backfill_command_refreshes_archived_and_live_conversations(
+    tmp_path: Path, redis_url: str, redis_client: Any
+) -> None:
+    # SQLite only: the command's SQL is the refresh's, which the tests above run on both databases.
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'cli.sqlite3'}"
+    await upgrade_to_head(db_url)
+    db_engine = make_engine(db_url)
+    store = ConversationStore(redis_client)
+    t0 = datetime.now(UTC) - timedelta(days=3)
+    for cid in ("old", "live"):
+        await store.create_conversation(cid, widget_key="pk_test", visitor={}, now=t0)
+        await store.append_customer_message(cid, "m1", "hello", now=t0)
+    sessions = session_factory(db_engine)
+    await archive_idle(store, sessions, idle_s=60, ttl_s=60, now=t0 + timedelta(hours=1))
+    await redis_client.delete(*keys.conversation_keys("old"))
+    await store.append_customer_message("live", "m2", "still there?", now=datetime.now(UTC))
+    env = {
+        "SWITCHBOARD_REDIS_URL": redis_url, "SWITCHBOARD_DATABASE_URL": db_url,
+        "SWITCHBOARD_DATA_DIR": str(tmp_path / "data"), "PATH": "",
+    }  # fmt: skip
+    done = servers.run_cli(["refresh-report-facts", "--all"], env, tmp_path)
+    assert done.returncode == 0, done.stdout
+    assert "2/2 conversations" in done.stdout
+    assert "refreshed 2 conversation facts" in done.stdout
+    try:
+        facts = await facts_of(db_engine)
+    finally:
+        await db_engine.dispose()
+    assert (facts["old"].customer_messages, facts["live"].customer_messages) == (1, 2)
