@@ -21,6 +21,7 @@ from support.settings import (
     PolicySettings,
     RedactionSettings,
     RedisSettings,
+    ReportSettings,
     RetentionSettings,
     TicketSettings,
     WebhookSettings,
@@ -40,6 +41,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Tickets and Message Batches", TicketSettings),
     ("Webhooks", WebhookSettings),
     ("Background jobs", JobSettings),
+    ("Reports", ReportSettings),
 ]
 
 
