@@ -492,7 +492,7 @@ def _register_periodic_jobs(runtime: Runtime) -> None:
         if count:
             log.info("report facts: %d conversations refreshed", count)
 
-    # A first pass after an upgrade catches up on every conversation the ledger and the active set know.
+    # The first pass after an upgrade looks back a day; `switchboard refresh-report-facts --all` backfills.
     runtime.jobs.every("report-facts", settings.reports.refresh_s, report_facts, timeout_s=1800)
     rs = settings.retention
     if rs.days > 0:

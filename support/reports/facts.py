@@ -48,6 +48,8 @@ BATCH = 200  # conversations per refresh transaction
 # score of a conversation's last events can be up to a minute older than they are; a triage verdict is
 # recorded a few seconds after its message. Two minutes of overlap covers both.
 OVERLAP_S = 120.0
+# How far back the first changed-since pass (no watermark yet) looks: everything still hot in Redis.
+FIRST_PASS_LOOKBACK = timedelta(days=1)
 # Columns a refresh writes: all but the key and the predicted-satisfaction job's own.
 PREDICTED = ("predicted_score", "predicted_reason", "predicted_at")
 
@@ -469,19 +471,25 @@ class FactRefresher:
         this pass began; returns the rows written.
 
         Changed: an event (the store's active set scores a conversation by its last event's time), a
-        rating created, a handoff record queued, claimed, answered or ended, or a ledger row with an id
-        above the last one seen. Each pass looks :data:`OVERLAP_S` further back than the watermark (see
-        there), so a conversation may be refreshed twice; refreshing is idempotent.
+        rating given (or changed: its time moves), a handoff record queued, claimed, answered or ended,
+        or a ledger row with an id above the last one seen (or written since: a transaction may commit a
+        lower id after a higher one). Each pass looks :data:`OVERLAP_S` further back than the watermark
+        (see there), so a conversation may be refreshed twice; refreshing is idempotent. With no watermark
+        yet (the first pass after an upgrade) it looks back :data:`FIRST_PASS_LOOKBACK`: a bounded pass;
+        ``switchboard refresh-report-facts --all`` backfills the rest.
         """
         began = now or utcnow()
         key = keys.report_facts_watermark()
         raw = await self._redis.hgetall(key)
         mark = {_text(k): _text(v) for k, v in raw.items()}
-        since_ts = float(mark.get("active", "0")) - OVERLAP_S
-        since = datetime.fromtimestamp(max(0.0, since_ts), UTC)
+        if "active" in mark:
+            since = datetime.fromtimestamp(float(mark["active"]) - OVERLAP_S, UTC)
+        else:
+            since = began - FIRST_PASS_LOOKBACK
+            log.info("report facts: first pass, looking back to %s", since.isoformat())
         last_ledger_id = int(mark.get("ledger_id", "0"))
         changed: dict[str, None] = {}
-        active = await self._redis.zrangebyscore(keys.active_conversations(), since_ts, "+inf")
+        active = await self._redis.zrangebyscore(keys.active_conversations(), since.timestamp(), "+inf")
         changed.update((_text(member), None) for member in active)
         async with self._sessions() as session:
             ratings = await session.execute(
@@ -501,14 +509,15 @@ class FactRefresher:
             changed.update((cid, None) for cid in handoffs.scalars())
             top = (await session.execute(select(func.max(col(ModelUsage.id))))).scalar()
             top_id = int(top or 0)
-            if top_id > last_ledger_id:
-                ledger = await session.execute(
-                    select(col(ModelUsage.conversation_id))
-                    .where(col(ModelUsage.id) > last_ledger_id, col(ModelUsage.id) <= top_id)
-                    .where(col(ModelUsage.conversation_id).is_not(None))
-                    .distinct()
-                )
-                changed.update((cid, None) for cid in ledger.scalars() if cid)
+            newer = col(ModelUsage.created_at) >= since
+            if "active" in mark and top_id > last_ledger_id:
+                newer = or_(newer, col(ModelUsage.id) > last_ledger_id)
+            ledger = await session.execute(
+                select(col(ModelUsage.conversation_id))
+                .where(newer, col(ModelUsage.conversation_id).is_not(None))
+                .distinct()
+            )
+            changed.update((cid, None) for cid in ledger.scalars() if cid)
         if changed:
             log.info("report facts: refreshing %d changed conversations", len(changed))
         written = await self.refresh(list(changed), progress)
