@@ -551,6 +551,16 @@ class ConversationStore:
             pipe.zremrangebyscore(keys.erased_conversations(), "-inf", at - ERASED_MEMORY_S)
             await pipe.execute()
 
+    async def erased_among(self, conversation_ids: list[str]) -> list[str]:
+        """Those of ``conversation_ids`` erased in the last :data:`ERASED_MEMORY_S` seconds (one trip)."""
+        if not conversation_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for cid in conversation_ids:
+                pipe.zscore(keys.erased_conversations(), cid)
+            scores = await pipe.execute()
+        return [cid for cid, score in zip(conversation_ids, scores, strict=True) if score is not None]
+
     async def is_erased(self, conversation_id: str) -> bool:
         """True if the conversation was erased in the last :data:`ERASED_MEMORY_S` seconds."""
         return await self._redis.zscore(keys.erased_conversations(), conversation_id) is not None
@@ -967,6 +977,25 @@ class ConversationStore:
         """Every stored triage verdict of the conversation, by customer message seq."""
         raw = await self._redis.hgetall(keys.conv_triage(conversation_id))
         return {int(_s(k)): json.loads(v) for k, v in raw.items()}
+
+    async def logs(
+        self, conversation_ids: list[str]
+    ) -> dict[str, tuple[list[Event], dict[int, dict[str, Any]]]]:
+        """Every event and triage verdict of many conversations, in one round trip (reports read them in
+        batches); a conversation with no events (unknown, or gone from Redis) is left out."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for cid in conversation_ids:
+                pipe.xrange(keys.conv_events(cid), min="-", max="+")
+                pipe.hgetall(keys.conv_triage(cid))
+            replies = await pipe.execute()
+        found: dict[str, tuple[list[Event], dict[int, dict[str, Any]]]] = {}
+        for i, cid in enumerate(conversation_ids):
+            entries, triage = replies[2 * i], replies[2 * i + 1]
+            if not entries:
+                continue
+            events = [Event._from_entry(int(_s(entry_id).split("-")[0]), raw) for entry_id, raw in entries]
+            found[cid] = (events, {int(_s(k)): json.loads(v) for k, v in triage.items()})
+        return found
 
     async def add_note(self, conversation_id: str, note: dict[str, Any]) -> None:
         """Append an internal agent note (never part of the customer's event log)."""

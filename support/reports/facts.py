@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -50,8 +50,6 @@ BATCH = 200  # conversations per refresh transaction
 OVERLAP_S = 120.0
 # How far back the first changed-since pass (no watermark yet) looks: everything still hot in Redis.
 FIRST_PASS_LOOKBACK = timedelta(days=1)
-# Columns a refresh writes: all but the key and the predicted-satisfaction job's own.
-PREDICTED = ("predicted_score", "predicted_reason", "predicted_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +96,11 @@ class Fact:
 
     def row(self) -> dict[str, Any]:
         """The column values, as the upsert writes them."""
-        return asdict(self)
+        return {name: getattr(self, name) for name in FACT_FIELDS}
+
+
+# The columns a refresh writes (with ``updated_at``): every one but the predicted-satisfaction job's own.
+FACT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Fact))
 
 
 def _utc(moment: datetime | str) -> datetime:
@@ -322,9 +324,11 @@ def _event_of(row: ArchivedMessage) -> Event:
     )  # fmt: skip
 
 
-def _upsert(dialect: str, rows: list[dict[str, Any]]) -> Any:
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(FACTS).values(rows)
-    written = [c for c in rows[0] if c != "conversation_id" and c not in PREDICTED]
+def _upsert(dialect: str) -> Any:
+    """The upsert of fact rows, executed with a list of rows (one statement, compiled once and cached)."""
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(FACTS)
+    written = [*FACT_FIELDS, "updated_at"]
+    written.remove("conversation_id")
     return insert.on_conflict_do_update(
         index_elements=["conversation_id"], set_={c: insert.excluded[c] for c in written}
     )
@@ -379,11 +383,7 @@ class FactRefresher:
         return written
 
     async def _refresh_batch(self, ids: list[str]) -> int:
-        live: dict[str, tuple[list[Event], dict[int, dict[str, Any]]]] = {}
-        for cid in ids:
-            events = await self._store.events_after(cid, 0)
-            if events:
-                live[cid] = (events, await self._store.triages(cid))
+        live = await self._store.logs(ids)
         async with self._sessions() as session:
             sources = await self._read_sql(session, ids, [cid for cid in ids if cid not in live])
         now = utcnow()
@@ -404,9 +404,9 @@ class FactRefresher:
                 rows.append({**fact.row(), "updated_at": now})
         if rows:
             async with self._sessions() as session, session.begin():
-                await session.execute(_upsert(session.get_bind().dialect.name, rows))
+                await session.execute(_upsert(session.get_bind().dialect.name), rows)
             # Erased while we read it (erasure deletes its facts): do not leave a row behind.
-            erased = [r["conversation_id"] for r in rows if await self._store.is_erased(r["conversation_id"])]
+            erased = await self._store.erased_among([r["conversation_id"] for r in rows])
             if erased:
                 async with self._sessions() as session, session.begin():
                     await delete_facts(session, erased)
