@@ -36,11 +36,11 @@ from support.db.models import (
     utcnow,
 )
 from support.redis_client import RedisClient
+from support.tickets.service import CONVERSATION_PREFIX as TICKET_PREFIX
 
 log = logging.getLogger(__name__)
 
 FACTS: Table = ConversationFact.__table__  # type: ignore[attr-defined]
-TICKET_PREFIX = "ticket:"  # support.tickets.service.CONVERSATION_PREFIX (reports do not import tickets)
 REOPEN_WINDOW = timedelta(days=7)
 BATCH = 200  # conversations per refresh transaction
 # How far back each refresh_changed pass looks before its watermark. The store re-indexes a busy
@@ -136,7 +136,7 @@ def compute_fact(
 
     Inputs: every persisted event in seq order; triage verdicts by customer-message seq; the conversation's
     ``handoff_record`` rows; its ``rating`` rows; its ledger summary; for a ticket (its conversation id
-    begins ``ticket:``, or ``ticket_filed_at`` is given) the time it was filed.
+    begins ``ticket-``, or ``ticket_filed_at`` is given) the time it was filed.
 
     Messages: ``customer`` messages are the customer's; ``assistant`` messages are bot replies (offline
     answers and a ticket's bot reply included) counted from the first customer message on; ``agent``
@@ -313,7 +313,7 @@ def compute_fact(
 # -- the refresh: sources in, rows upserted ---------------------------------------------------------------
 
 Progress = Callable[[int, int], None]  # (conversations done, of how many)
-CENT_FRACTIONS = Decimal("1e-10")  # the scale of the cost columns
+COST_SCALE = Decimal("1e-10")  # the scale of the cost columns
 
 
 def _event_of(row: ArchivedMessage) -> Event:
@@ -453,7 +453,7 @@ class FactRefresher:
             if cid is None:
                 continue
             sources.ledger[cid] = LedgerSummary(
-                cost_usd=Decimal(str(cost or 0)).quantize(CENT_FRACTIONS), calls=int(calls),
+                cost_usd=Decimal(str(cost or 0)).quantize(COST_SCALE), calls=int(calls),
                 policy_version=policy_of.get(cid),
             )  # fmt: skip
         tickets = {cid[len(TICKET_PREFIX) :]: cid for cid in ids if cid.startswith(TICKET_PREFIX)}

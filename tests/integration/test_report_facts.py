@@ -21,12 +21,14 @@ from support.conversation.archive import archive_idle
 from support.conversation.store import ConversationStore
 from support.db.engine import make_engine, session_factory
 from support.db.migrate import upgrade_to_head
-from support.db.models import ConversationFact, HandoffRecord, ModelUsage, Rating
+from support.db.models import ConversationFact, HandoffRecord, ModelUsage, Rating, Ticket
 from support.reports.facts import FactRefresher
 from support.testing.fake_anthropic import SOLVED_PATTERN, FakeAnthropic, Reply, new_message_of
+from support.tickets.service import TicketIn
 from tests import servers
 from tests.integration.test_widget_ws import connect, is_answer, is_triage, open_session, start_server
 from tests.servers import ServerProcess, agent_auth
+from tests.ticket_filing import ticket_runtime, until
 
 
 def triage_reply(body: dict[str, Any]) -> Reply | None:
@@ -50,7 +52,11 @@ def served(
     fake.add_rule(lambda body: Reply(text="Returns are free for 30 days.") if is_answer(body) else None)
     env = {"SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_DATA_DIR": str(tmp_path), "PATH": ""}
     servers.create_agent(env, tmp_path, "ada@example.com", "s3cret-pass", "Ada")
-    server = start_server(tmp_path / "a", fake, redis_url, SWITCHBOARD_DATABASE_URL=db_url)
+    # Every ticket drafted at once (not through a Message Batch): the ticket test waits for its answer.
+    server = start_server(
+        tmp_path / "a", fake, redis_url, SWITCHBOARD_DATABASE_URL=db_url,
+        SWITCHBOARD_TICKETS_URGENT_URGENCIES='["normal", "high", "urgent"]',
+    )  # fmt: skip
     try:
         yield server
     finally:
@@ -63,8 +69,14 @@ async def facts_of(engine: AsyncEngine) -> dict[str, ConversationFact]:
         return {row.conversation_id: row for row in rows}
 
 
-async def test_a_served_chat_and_a_handoff_become_rows_that_match(
-    served: ServerProcess, redis_client: Any, db_engine: AsyncEngine
+async def test_a_served_chat_a_handoff_and_a_ticket_become_rows_that_match(
+    tmp_path: Path,
+    served: ServerProcess,
+    fake: FakeAnthropic,
+    redis_url: str,
+    redis_client: Any,
+    db_url: str,
+    db_engine: AsyncEngine,
 ) -> None:
     # A chat the bot answers; the customer says it worked, closes and rates it 5.
     bot_session = open_session(served)
@@ -144,6 +156,23 @@ async def test_a_served_chat_and_a_handoff_become_rows_that_match(
     assert human.queue_wait_s <= human.human_first_response_s
     assert human.resolution_s is not None
     assert human.resolution_s >= human.human_first_response_s
+
+    # A ticket the bot answers: a ticket row, from its filing time.
+    ticket = TicketIn(subject="Refund", body="How long does a refund take?", customer_email="ana@example.com")
+    async with ticket_runtime(tmp_path / "t", fake, redis_url, db_url) as runtime:
+        filed, _ = await runtime.tickets.create(ticket, key_id=None, idempotency_key=None)
+
+        async def answered() -> Ticket | None:
+            row = await runtime.tickets.get(filed.id)
+            return row if row.status == "answered" and row.settled_at is not None else None
+
+        settled = await until(answered)
+    assert await refresher.refresh([filed.conversation_id]) == 1
+    fact = (await facts_of(db_engine))[filed.conversation_id]
+    assert (fact.channel, fact.resolution_type, fact.intent) == ("ticket", "bot", "returns_refunds")
+    assert (fact.customer_messages, fact.bot_messages) == (1, 1)
+    assert fact.started_at.replace(tzinfo=None) == settled.created_at.replace(tzinfo=None)
+    assert fact.model_calls == 2  # its triage and its draft
 
 
 async def test_archived_and_expired_conversations_refresh_from_sql_and_late_ratings_are_picked_up(

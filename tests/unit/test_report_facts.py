@@ -236,7 +236,7 @@ def test_a_ticket_starts_when_filed_and_its_bot_reply_counts() -> None:
     log.customer(0)
     log.bot(40)
     fact = compute_fact(
-        "ticket:t1", log.events, {1: {"intent": "orders"}}, [], [], NO_LEDGER, ticket_filed_at=filed
+        "ticket-t1", log.events, {1: {"intent": "orders"}}, [], [], NO_LEDGER, ticket_filed_at=filed
     )
     assert fact is not None
     assert (fact.channel, fact.started_at, fact.bot_first_response_s, fact.intent) == (
@@ -245,3 +245,6 @@ def test_a_ticket_starts_when_filed_and_its_bot_reply_counts() -> None:
         45.0,
         "orders",
     )
+    by_id = compute_fact("ticket-t1", log.events, {}, [], [], NO_LEDGER)
+    assert by_id is not None
+    assert (by_id.channel, by_id.started_at) == ("ticket", T0), "a ticket's conversation id says it is one"
