@@ -372,7 +372,8 @@ class FactRefresher:
 
     async def refresh(self, conversation_ids: Iterable[str], progress: Progress | None = None) -> int:
         """Recompute the rows of ``conversation_ids`` in batches (one transaction each); returns how many
-        rows were written (a conversation with no customer message, or unknown, gets none)."""
+        rows were written (a conversation with no customer message, or unknown, gets none). Progress goes
+        to ``progress`` after each batch, else to the log when there is more than one batch."""
         ids = list(dict.fromkeys(conversation_ids))
         written = 0
         for start in range(0, len(ids), self._batch):
@@ -380,6 +381,8 @@ class FactRefresher:
             written += await self._refresh_batch(chunk)
             if progress is not None:
                 progress(start + len(chunk), len(ids))
+            elif len(ids) > self._batch:
+                log.info("report facts: %d of %d conversations refreshed", start + len(chunk), len(ids))
         return written
 
     async def _refresh_batch(self, ids: list[str]) -> int:
