@@ -18,6 +18,7 @@ from support.settings import (
     JobSettings,
     LimitSettings,
     LLMSettings,
+    MetricsSettings,
     PolicySettings,
     RedactionSettings,
     RedisSettings,
@@ -40,6 +41,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Tickets and Message Batches", TicketSettings),
     ("Webhooks", WebhookSettings),
     ("Background jobs", JobSettings),
+    ("Metrics", MetricsSettings),
 ]
 
 

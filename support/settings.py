@@ -580,6 +580,18 @@ class WebhookSettings(BaseSettings):
     )
 
 
+class MetricsSettings(BaseSettings):
+    """The Prometheus scrape endpoint ``GET /metrics``."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_METRICS_", extra="ignore")
+
+    token: SecretStr | None = Field(
+        None,
+        description="Bearer token a scrape must send (`Authorization: Bearer …`). Unset: `/metrics` is open "
+        "to anyone who can reach it (keep it off the public network).",
+    )
+
+
 class JobSettings(BaseSettings):
     """The job engine (saq over Redis) that runs batches, webhook deliveries, archiving and retention."""
 
@@ -609,6 +621,7 @@ class Settings(BaseModel):
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 
