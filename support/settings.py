@@ -587,9 +587,16 @@ class MetricsSettings(BaseSettings):
 
     token: SecretStr | None = Field(
         None,
-        description="Bearer token a scrape must send (`Authorization: Bearer …`). Unset: `/metrics` is open "
-        "to anyone who can reach it (keep it off the public network).",
+        description="Bearer token a scrape must send (`Authorization: Bearer …`). Unset or empty: "
+        "`/metrics` is open to anyone who can reach it (keep it off the public network).",
     )
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker-compose passes `${SWITCHBOARD_METRICS_TOKEN:-}`: an empty value must not become a token
+        # that an empty `Bearer ` matches.
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class JobSettings(BaseSettings):
