@@ -31,7 +31,7 @@ TURNS = Counter(
     "switchboard_turns_total",
     "Customer turns by how they ended: answered (model), offline (offline responder), handed_off, "
     "to_person (a person owned the conversation), disowned (a person took it mid-turn), superseded, "
-    "failed (left owed for recovery).",
+    "cancelled (process stopping), failed (left owed for recovery), ended (none of these).",
     ["outcome"],
 )
 HANDOFFS = Counter(

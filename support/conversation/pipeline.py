@@ -119,7 +119,8 @@ class Turn:
         # Set once the customer-facing part of the turn is over (reply published, or handed off): the
         # model calls' bookkeeping waits for it, so it never competes with the reply for the event loop.
         self.reply_out = asyncio.Event()
-        # How the turn ended, for the turns counter: answered, offline, handed_off, to_person, disowned.
+        # How the turn ended, for the turns counter (support/metrics.py): answered, offline, handed_off,
+        # to_person, disowned; the runner adds superseded, cancelled and failed.
         self.outcome: str | None = None
         self.offline_answer = False  # the reply came from the offline responder (a model call failed)
         self.reply_span: Any = None  # the trace's ``reply`` span, from the first delta to the stored reply
