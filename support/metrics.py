@@ -19,13 +19,25 @@ import os
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# No ``*_created`` series beside every counter and histogram: a timestamp per label set that nothing here
+# queries, doubling the series count (multiprocess mode never exports them either).
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 TURNS = Counter(
     "switchboard_turns_total",
