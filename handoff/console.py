@@ -21,7 +21,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from handoff.agents import AgentIdentity, account_json, identity
 from handoff.auth import admin_guard, agent_guard, agent_of, issue_agent_token
 from handoff.examples import example_json
-from support import keys
+from support import keys, metrics
 from support.channels.socket_failures import end_socket
 from support.errors import (
     InternalError,
@@ -350,6 +350,8 @@ class AgentSocket:
         frame, close 1011)."""
         await self.socket.accept()
         tasks: list[asyncio.Task[None]] = []
+        open_sockets = metrics.WEBSOCKETS_OPEN.labels(kind="agent")
+        open_sockets.inc()
         try:
             if not await self._start():
                 return
@@ -367,6 +369,7 @@ class AgentSocket:
         except Exception as exc:
             await end_socket(self.socket, exc, name=f"agent socket {self.agent.id}", send=self.send)
         finally:
+            open_sockets.dec()
             self.runtime.widget_sockets.discard(self.socket)
             for task in tasks:
                 task.cancel()

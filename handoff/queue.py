@@ -324,6 +324,11 @@ class HandoffQueue:
         )
         return {_s(m) for m in members}
 
+    async def depth(self) -> int:
+        """How many conversations wait for a person (claimed ones are not waiting)."""
+        count: int = await self._redis.zcard(keys.handoff_queue())  # type: ignore[assignment,unused-ignore]
+        return count
+
     async def position(self, conversation_id: str) -> int | None:
         """1-based place in the queue, or None if not waiting."""
         rank: int | None = await self._redis.zrank(keys.handoff_queue(), conversation_id)  # type: ignore[assignment]

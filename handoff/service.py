@@ -11,7 +11,8 @@ from typing import Any
 from handoff.queue import HandoffQueue
 from handoff.records import HandoffRecords
 from handoff.routing import priority_of
-from support import keys
+from support import keys, metrics
+from support.conversation.reasons import REASON_TEXT
 from support.conversation.store import ConversationStore
 from support.events import EventSink, NoEvents
 from support.redis_client import RedisClient
@@ -68,6 +69,7 @@ class HandoffService:
             },
         )  # fmt: skip
         if created == 2:
+            metrics.HANDOFFS.labels(reason=reason if reason in REASON_TEXT else "other").inc()
             await self.records.opened(conversation_id, reason=reason, priority=priority, intent=intent)
             queued_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             await self.events.emit(

@@ -21,6 +21,7 @@ from support import __version__, log_redaction
 from support.channels.admin_customers import CustomerDataController
 from support.channels.asyncapi import ASYNCAPI_PATH, asyncapi_document
 from support.channels.integration_keys import IntegrationKeyController, OwnIntegrationKeyController
+from support.channels.metrics import prometheus_metrics
 from support.channels.staff import STAFF_AUTH_STATE_KEY
 from support.channels.tickets import AgentTicketController, TicketController
 from support.channels.web_assets import WebAssetsController
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None, *, own_runtime: bool = True) ->
         route_handlers=[
             healthz,
             readyz,
+            prometheus_metrics,
             WidgetController,
             AgentLoginController,
             AgentController,

@@ -18,6 +18,7 @@ from support.settings import (
     JobSettings,
     LimitSettings,
     LLMSettings,
+    MetricsSettings,
     PolicySettings,
     RedactionSettings,
     RedisSettings,
@@ -42,6 +43,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Webhooks", WebhookSettings),
     ("Background jobs", JobSettings),
     ("Reports", ReportSettings),
+    ("Metrics", MetricsSettings),
 ]
 
 

@@ -36,6 +36,7 @@ from saq.queue.redis import RedisQueue
 from saq.types import PartialTimersDict
 from saq.worker import Worker
 
+from support import metrics
 from support.redis_client import RedisClient, cluster_client, is_cluster, single_client
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,16 @@ class JobEngine:
 
     def _wrap(self, name: str, function: JobFunction) -> Callable[..., Awaitable[Any]]:
         async def run(_ctx: dict[str, Any], **kwargs: Any) -> Any:
-            return await function(**kwargs)
+            try:
+                result = await function(**kwargs)
+            except asyncio.CancelledError:
+                metrics.JOBS.labels(function=name, outcome="aborted").inc()
+                raise
+            except Exception:
+                metrics.JOBS.labels(function=name, outcome="failed").inc()
+                raise
+            metrics.JOBS.labels(function=name, outcome="complete").inc()
+            return result
 
         run.__qualname__ = name
         return run

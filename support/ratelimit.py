@@ -46,7 +46,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from litestar.connection import ASGIConnection
 from redis.asyncio.cluster import RedisCluster
 
-from support import keys
+from support import keys, metrics
 from support.conversation.store import ConversationState, ConversationStore
 from support.errors import ConfigurationError, RateLimited, Unauthorized
 from support.redis_client import RedisClient
@@ -298,6 +298,7 @@ class RateLimits:
         stats = await asyncio.gather(*(self._limiter.get_window_stats(w, i) for _, (w, i) in refused))
         waits = [max(1, math.ceil(s.reset_time - time.time())) for s in stats]
         longest = max(range(len(waits)), key=waits.__getitem__)
+        metrics.RATE_LIMITED.labels(limit=refused[longest][0].name).inc()
         raise RateLimited(
             f"{message}; retry in {waits[longest]} s",
             retry_after_s=waits[longest],

@@ -34,7 +34,7 @@ from handoff.routing import RoutingPolicy
 from handoff.scrub import DEFAULT_REFERENCE_PATTERNS, ExampleScrubber, ReviewLimits
 from handoff.service import HandoffService
 from handoff.tokens import AgentTokens
-from support import log_redaction
+from support import log_redaction, metrics, tracing
 from support.channels.widget_sessions import WidgetSessionService
 from support.conversation.archive import archive_idle
 from support.conversation.fanout import Fanout
@@ -435,9 +435,12 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         runtime.spawn(runtime.jobs.run_worker(), "jobs-worker")
     if embedded is not None and embedded.owned:
         runtime.spawn(embedded.supervise(), "embedded-redis-supervisor")
+    tracing.setup()  # only when an OpenTelemetry exporter is configured
     try:
         yield runtime
     finally:
+        tracing.flush()
+        metrics.process_exited()
         for task in list(runtime.tasks):
             task.cancel()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)

@@ -593,6 +593,25 @@ class ReportSettings(BaseSettings):
     )
 
 
+class MetricsSettings(BaseSettings):
+    """The Prometheus scrape endpoint ``GET /metrics``."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_METRICS_", extra="ignore")
+
+    token: SecretStr | None = Field(
+        None,
+        description="Bearer token a scrape must send (`Authorization: Bearer …`). Unset or empty: "
+        "`/metrics` is open to anyone who can reach it (keep it off the public network).",
+    )
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker-compose passes `${SWITCHBOARD_METRICS_TOKEN:-}`: an empty value must not become a token
+        # that an empty `Bearer ` matches.
+        return None if isinstance(value, str) and not value.strip() else value
+
+
 class JobSettings(BaseSettings):
     """The job engine (saq over Redis) that runs batches, webhook deliveries, archiving and retention."""
 
@@ -623,6 +642,7 @@ class Settings(BaseModel):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 

@@ -31,6 +31,7 @@ from litestar.types import (
     Send,
 )
 
+from support import metrics
 from support.channels.socket_failures import end_socket
 from support.channels.widget_frames import (
     ClientFrame,
@@ -251,6 +252,8 @@ class WidgetConnection:
             return
         forwarder = asyncio.create_task(self._forward(subscription))
         self.runtime.widget_sockets.add(self.socket)
+        open_sockets = metrics.WEBSOCKETS_OPEN.labels(kind="widget")
+        open_sockets.inc()
         try:
             if self.runtime.draining.is_set():  # checked after registering: a drain cannot miss this socket
                 await self.socket.close(code=CLOSE_GOING_AWAY, reason="server restarting")
@@ -266,6 +269,7 @@ class WidgetConnection:
             # nothing.
             await end_socket(self.socket, exc, name=self._name, send=self.send)
         finally:
+            open_sockets.dec()
             self.runtime.widget_sockets.discard(self.socket)
             forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -326,7 +330,8 @@ class WidgetConnection:
         if isinstance(frame, MessageFrame):
             client_id, text = frame.client_id, frame.text
             if not self.bucket.take():
-                raise RateLimited("too many messages; slow down")
+                metrics.RATE_LIMITED.labels(limit="socket").inc()
+                raise RateLimited("too many messages; slow down", limit="socket")
             await self.runtime.limits.customer_message(cid, self.runtime.limits.client(self.socket))
             # One script stores it, publishes it and begins its turn (the turn lock and the window); the
             # examples' version check runs alongside. Nothing is awaited between the append and start().

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from support import metrics, tracing
 from support.conversation import engine as e
 from support.conversation.ports import ExamplesPort, HandoffPort, RoutingPort
 from support.conversation.store import ConversationStore, Event, LockToken, TurnContext
@@ -118,6 +119,11 @@ class Turn:
         # Set once the customer-facing part of the turn is over (reply published, or handed off): the
         # model calls' bookkeeping waits for it, so it never competes with the reply for the event loop.
         self.reply_out = asyncio.Event()
+        # How the turn ended, for the turns counter (support/metrics.py): answered, offline, handed_off,
+        # to_person, disowned; the runner adds superseded, cancelled and failed.
+        self.outcome: str | None = None
+        self.offline_answer = False  # the reply came from the offline responder (a model call failed)
+        self.reply_span: Any = None  # the trace's ``reply`` span, from the first delta to the stored reply
 
     async def run(self, message: Event, context: TurnContext, reply_id: str | None = None) -> None:
         """Run the turn started by ``message`` until the engine has no turn in flight; ``reply_id`` for a
@@ -155,6 +161,8 @@ class Turn:
                 raise  # the outcome was being written when the deadline hit: the turn is still owed
         finally:
             self.reply_out.set()
+            tracing.end(self.reply_span, outcome="unfinished")  # None unless a started reply was cut off
+            self.reply_span = None
             if not finished:  # deadline, error or cancellation: the model calls are not wanted any more
                 for task in self.tasks:
                     task.cancel()
@@ -184,6 +192,7 @@ class Turn:
             # People own the conversation now: what remains of these actions is not the bot's to do. The
             # engine says what is left (withdraw the started reply, stop the model); none of it is a bot
             # word, so none of it can be refused.
+            self.outcome = "disowned"
             log.info("turn %s/%s: the bot lost the conversation; ending", self.conversation_id, self.seq)
             await self._apply(self.engine.handle(e.OwnershipLost(seq=self.seq)))
 
@@ -229,7 +238,10 @@ class Turn:
 
     async def _persist_reply(self, action: e.PersistReply, last_delta: e.StreamDelta | None = None) -> None:
         store = self.deps.store
+        if self.reply_span is None:
+            self.reply_span = tracing.start("reply")
         if self.redis_away and await store.has_reply(self.conversation_id, action.reply_id):
+            self._replied()
             return  # an earlier attempt was stored but its answer lost with the connection
         first = None
         if last_delta is not None:
@@ -240,6 +252,12 @@ class Turn:
             bot_epoch=self.bot_epoch, ends_turn=action.seq if self.bot_epoch is not None else None,
             lease=self.lease,
         )  # fmt: skip
+        self._replied()
+
+    def _replied(self) -> None:
+        self.outcome = "offline" if self.deps.gateway is None or self.offline_answer else "answered"
+        tracing.end(self.reply_span, outcome=self.outcome)
+        self.reply_span = None
 
     async def _publish(self, frame: dict[str, Any]) -> None:
         await self.deps.store.publish(self.conversation_id, frame)
@@ -270,6 +288,8 @@ class Turn:
                 )
                 self.inbox.put_nowait(e.Decision(seq=seq, answer=verdict.answer, reason=verdict.reason))
             case e.StreamDelta(reply_id=reply_id, text=text):
+                if self.reply_span is None:
+                    self.reply_span = tracing.start("reply")
                 frame = {"type": "delta", "reply_id": reply_id, "text": text}
                 try:
                     if self.bot_epoch is None:
@@ -301,6 +321,9 @@ class Turn:
                         cid, reason=reason, preview=self.message_text, intent=t.intent if t else None,
                         urgency=t.urgency if t else None, sentiment=t.sentiment if t else None,
                     )  # fmt: skip
+                self.outcome = "handed_off"
+                tracing.end(self.reply_span, outcome="withdrawn")
+                self.reply_span = None
             case e.DraftForAgent(seq=seq, text=text):
                 draft_id = f"d{seq}"
                 await store.set_state(cid, draft_text=text, draft_id=draft_id)
@@ -333,6 +356,7 @@ class Turn:
                     await handoff.queue_changed(announced=cid)
             case e.PublishToAgent(seq=seq, text=text):
                 # A human owns (or is about to own) the conversation: the message goes to the agent side.
+                self.outcome = self.outcome or "to_person"
                 await store.publish_agent(
                     cid, {"type": "customer_message", "conversation_id": cid, "seq": seq, "text": text}
                 )
@@ -353,16 +377,18 @@ class Turn:
             )
             return
         try:
-            result = await triage(
-                gateway,
-                model=self.deps.settings.triage_model,
-                message=text,
-                summary=self.summary,
-                recent=self.history[-6:],
-                taxonomy=self.deps.settings.taxonomy,
-                conversation_id=self.conversation_id,
-                policy_version=self.deps.policy.version,
-            )
+            with tracing.span("triage", model=self.deps.settings.triage_model) as triage_span:
+                result = await triage(
+                    gateway,
+                    model=self.deps.settings.triage_model,
+                    message=text,
+                    summary=self.summary,
+                    recent=self.history[-6:],
+                    taxonomy=self.deps.settings.taxonomy,
+                    conversation_id=self.conversation_id,
+                    policy_version=self.deps.policy.version,
+                )
+                tracing.annotate(triage_span, intent=result.triage.intent, fallback=result.fallback)
             t = result.triage
             # The verdict is kept for agents and reports; Redis away must not cost the turn its verdict.
             with contextlib.suppress(*REDIS_OUTAGES):
@@ -386,6 +412,7 @@ class Turn:
             match = self.deps.offline.answer(text, exclude_conversation=self.conversation_id)
             if match is not None:
                 log.warning("triage failed (%s): answering from the offline responder", exc.code)
+                self.offline_answer = True
                 self.inbox.put_nowait(e.FallbackAnswer(seq=seq, text=match.text))
                 return
             log.warning("triage failed (%s): routing on zero confidence", exc.code)
@@ -424,6 +451,7 @@ class Turn:
         )
         parts: list[str] = []
         finished = False
+        answer_span = tracing.start("answer", model=self.deps.settings.answer_model)
         try:
             async with gateway.stream(
                 purpose="answer",
@@ -440,6 +468,8 @@ class Turn:
                 declined = draft_from_message(final).declined
                 self.inbox.put_nowait(e.DraftDone(seq=seq, text="".join(parts), declined=declined))
                 finished = True
+                tracing.end(answer_span, declined=declined, output_tokens=final.usage.output_tokens)
+                answer_span = None
                 await self.reply_out.wait()
             usage = final.usage
             actual = usage.input_tokens + (usage.cache_read_input_tokens or 0)
@@ -447,6 +477,8 @@ class Turn:
             # observe() takes the UNcalibrated estimate (the calibrated one would correct its own correction)
             self.deps.estimator.observe(estimate_tokens(_prompt_text(request)) or 1, actual)
         except ModelError as exc:
+            tracing.end(answer_span, error=exc.code)
+            answer_span = None
             if finished:
                 return  # the draft was complete; only bookkeeping after it failed (logged by the gateway)
             # Breaker open, budget exhausted, stalled or failed stream: the offline responder may still
@@ -457,11 +489,14 @@ class Turn:
                 else None
             )
             if match is not None:
+                self.offline_answer = True
                 self.inbox.put_nowait(e.DraftDelta(seq=seq, text=match.text))
                 self.inbox.put_nowait(e.DraftDone(seq=seq, text=match.text))
             else:
                 self.inbox.put_nowait(e.DraftFailed(seq=seq, reason=exc.code))
             return
+        finally:
+            tracing.end(answer_span, abandoned=True)  # stopped (a handoff, the deadline): None otherwise
 
 
 def coalesce(actions: list[e.Action]) -> list[e.Action]:
@@ -549,6 +584,7 @@ class TurnRunner:
                 actions: list[e.Action] = [e.AbortReply(streamed)] if streamed else []
                 actions += [e.Handoff(message.seq, e.Reason.DRAFT_FAILED), e.EmitStatus(e.State.QUEUED)]
                 await turn.apply(actions)
+                metrics.TURNS.labels(outcome=turn.outcome or "ended").inc()
             await self.deps.store.end_turn(conversation_id, context.lock, context.owed_seq or 0)
         finally:
             self._leave(conversation_id)
@@ -623,6 +659,20 @@ class TurnRunner:
     ) -> None:
         """Run one turn under the conversation's turn lease; waits for a turn already in flight.
         ``recovered``: ``context`` was begun for the owed ``message`` by recovery or a resend."""
+        with tracing.span(
+            "turn", conversation_id=conversation_id, seq=message.seq, recovered=recovered
+        ) as turn_span:
+            await self._run(conversation_id, message, context, examples_refreshed, recovered, turn_span)
+
+    async def _run(
+        self,
+        conversation_id: str,
+        message: Event,
+        context: TurnContext | None,
+        examples_refreshed: Awaitable[None] | None,
+        recovered: bool,
+        turn_span: Any,
+    ) -> None:
         store = self.deps.store
         if context is not None:  # begun by the append, which overlapped the examples' check
             if examples_refreshed is not None:
@@ -671,16 +721,21 @@ class TurnRunner:
         superseded = asyncio.Event()
         beat = asyncio.ensure_future(self._keep_lease(conversation_id, context.lock, running, superseded))
         ended = False
+        outcome = "failed"
         try:
             await running
             ended = True
+            outcome = turn.outcome or "ended"
         except asyncio.CancelledError:
             if not superseded.is_set():
+                outcome = "cancelled"
                 raise
+            outcome = "superseded"
             log.warning(
                 "turn %s/%s: another turn took its lease; this one ends", conversation_id, message.seq
             )
         except TurnSuperseded:
+            outcome = "superseded"
             log.warning(
                 "turn %s/%s: another turn took its lease; this one ends", conversation_id, message.seq
             )
@@ -688,6 +743,8 @@ class TurnRunner:
             # Left owed (the marker stays): recovery re-runs it once Redis answers again.
             log.exception("turn %s/%s failed; it stays owed", conversation_id, message.seq)
         finally:
+            metrics.TURNS.labels(outcome=outcome).inc()
+            tracing.annotate(turn_span, outcome=outcome, intent=turn.triage.intent if turn.triage else None)
             beat.cancel()
             # Released as soon as the reply is out: the customer's next message may start its turn while
             # this one's model calls still write their ledger rows. A turn that ended clears its marker.

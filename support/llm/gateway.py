@@ -43,6 +43,7 @@ from anthropic.types import Message, MessageParam
 from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from support import metrics
 from support.db.models import ModelUsage
 from support.errors import (
     REDIS_OUTAGES,
@@ -688,6 +689,7 @@ class ModelGateway:
         await self._write(_usage_row(call), call.purpose, call.model, call.outcome)
 
     async def _write(self, row: ModelUsage, purpose: str, model: str, outcome: str) -> None:
+        metrics.model_call(row.model, purpose, row.outcome, row.cost_usd, row.ttft_ms)
         try:
             async with asyncio.timeout(LEDGER_WRITE_TIMEOUT_S):
                 await self._ledger.write(row)

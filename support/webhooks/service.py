@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 from standardwebhooks.webhooks import Webhook
 
-from support import __version__, keys
+from support import __version__, keys, metrics
 from support.db.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from support.errors import Conflict, NotFound, ValidationFailed, one_line
 from support.events import EVENT_TYPES
@@ -446,6 +446,7 @@ class WebhookService:
 
         status_code, error, duration_ms = await self._send(url, secret, message_id, body)
         ok = status_code is not None and 200 <= status_code < 300
+        metrics.WEBHOOK_DELIVERIES.labels(outcome="delivered" if ok else "failed").inc()
         final = not ok and attempt >= settings.max_attempts
         delay = 0.0 if ok or final else backoff_s(attempt, settings.backoff_base_s, settings.backoff_max_s)
         now = datetime.now(UTC)
