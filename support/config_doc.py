@@ -19,6 +19,7 @@ from support.settings import (
     LimitSettings,
     LLMSettings,
     PolicySettings,
+    PredictedCsatSettings,
     RedactionSettings,
     RedisSettings,
     RetentionSettings,
@@ -40,6 +41,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Tickets and Message Batches", TicketSettings),
     ("Webhooks", WebhookSettings),
     ("Background jobs", JobSettings),
+    ("Predicted satisfaction", PredictedCsatSettings),
 ]
 
 

@@ -580,6 +580,36 @@ class WebhookSettings(BaseSettings):
     )
 
 
+class PredictedCsatSettings(BaseSettings):
+    """Predicted satisfaction: conversations nobody rated, scored by the small model through Message Batches
+    (shown beside real CSAT, never mixed into it)."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_PREDICTED_CSAT_", extra="ignore")
+
+    enabled: bool = Field(
+        True, description="Score finished, unrated conversations (only when a model API key is set)."
+    )
+    interval_s: float = Field(
+        3600.0, gt=0, description="How often finished, unrated conversations are collected into a batch."
+    )
+    poll_interval_s: float = Field(
+        60.0, gt=0, description="How often a submitted prediction batch's status is checked."
+    )
+    max_per_run: int = Field(
+        2000,
+        ge=1,
+        le=100_000,
+        description="Conversations one run puts in its batch at most (the rest wait for the next run): "
+        "with the interval, the ceiling on what predictions cost.",
+    )
+    lookback_days: int = Field(
+        30,
+        ge=1,
+        description="Only conversations started this recently are scored (turning the job on does not pay "
+        "for the whole history).",
+    )
+
+
 class JobSettings(BaseSettings):
     """The job engine (saq over Redis) that runs batches, webhook deliveries, archiving and retention."""
 
@@ -609,6 +639,7 @@ class Settings(BaseModel):
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    predicted_csat: PredictedCsatSettings = Field(default_factory=PredictedCsatSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 
