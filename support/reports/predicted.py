@@ -10,20 +10,22 @@ exactly once however often a worker dies:
    :data:`RESOLVED_QUIET_S` ago, or whose last bot reply is more than :data:`BOT_QUIET_S` old. A
    conversation already in a batch that has not been applied, or one whose earlier request succeeded (or
    had no transcript), is not a candidate; one whose requests failed is, until it has had
-   :data:`MAX_ATTEMPTS`. ONE transaction creates the ``PredictionBatch`` (``submitting``) and an item per
-   conversation, up to ``max_per_run``; ``(conversation_id, attempt)`` is unique, so two runs racing cannot
-   both take a conversation (the loser's insert fails and rolls back). Then each transcript is read (the
-   store, or the archived ``conversation_event`` rows once Redis has forgotten it), redacted, and the
-   batch is sent; the Anthropic batch id and ``in_progress`` are stored. A batch left ``submitting`` is
-   sent again by the next run after :data:`RESUBMIT_GRACE_S`.
+   :data:`MAX_ATTEMPTS`. A run takes up to ``max_per_run``, in batches of :data:`REQUESTS_PER_BATCH`.
+   For each, ONE transaction creates the ``PredictionBatch`` (``submitting``) and an item per
+   conversation; ``(conversation_id, attempt)`` is unique, so two runs racing cannot both take a
+   conversation (the loser's insert fails and rolls back). Then each transcript is read (the store, or the
+   archived ``conversation_event`` rows once Redis has forgotten it), redacted, and the batch is sent; the
+   Anthropic batch id and ``in_progress`` are stored. A batch left ``submitting`` (the worker died around
+   the call, or the API failed) is sent again by a later run after :data:`RESUBMIT_GRACE_S`.
 2. **Poll and apply** (periodic job ``predicted_csat.poll``). An ended batch's results are applied under a
-   Redis lease, each in ONE transaction that claims its item (``applied_at IS NULL`` -> now), writes its
-   ledger row at batch prices (purpose ``predict_csat``) and sets ``predicted_score``,
-   ``predicted_reason`` and ``predicted_at`` -- only while the row's ``rating`` is still NULL. A
-   conversation rated meanwhile gets no prediction; one rated after its prediction was written keeps it,
-   and reports count predictions over unrated conversations only (docs/metrics.md), so the two never mix.
-   Errored, expired and canceled requests, and replies that do not validate, are recorded with that
-   outcome and their conversations taken up again by a later run (bounded by :data:`MAX_ATTEMPTS`).
+   Redis lease, :data:`APPLY_CHUNK` at a time, each chunk in ONE transaction that claims its items
+   (``applied_at IS NULL`` -> now, a conditional UPDATE), writes their ledger rows at batch prices
+   (purpose ``predict_csat``) and sets ``predicted_score``, ``predicted_reason`` and ``predicted_at`` --
+   only while the row's ``rating`` is still NULL. A conversation rated meanwhile gets no prediction; one
+   rated after its prediction was written keeps it, and reports count predictions over unrated
+   conversations only (docs/metrics.md), so the two never mix. Errored, expired and canceled requests,
+   and replies that do not validate, are recorded with that outcome and their conversations taken up
+   again by a later run (bounded by :data:`MAX_ATTEMPTS`).
 
 Cost: the shared per-minute budget of the gateway guards real-time calls and does not apply to batches
 (they have their own limits at the API and take no real-time capacity); what bounds spending is
@@ -32,17 +34,17 @@ Cost: the shared per-minute budget of the gateway guards real-time calls and doe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from anthropic.types.messages import MessageBatchIndividualResponse
 from redis.exceptions import LockError
-from sqlalchemy import CursorResult, and_, exists, func, or_, update
+from sqlalchemy import CursorResult, Table, and_, bindparam, exists, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
@@ -72,12 +74,34 @@ MESSAGE_ROLES = ("customer", "assistant", "agent")
 # As for ticket batches: a batch still `submitting` this long lost its worker around the API call.
 RESUBMIT_GRACE_S = 180.0
 APPLY_LEASE_S = 5.0  # a dead applier's results wait this long for the next poll
+# Requests per batch: a run of thousands is sent as several batches, so encoding one request body (~2.7 kB
+# a conversation) holds the event loop tens of milliseconds, not a second, in a process that also serves
+# chats; and smaller batches end sooner.
+REQUESTS_PER_BATCH = 500
+APPLY_CHUNK = 100  # results applied per transaction (one claim, one ledger insert, one executemany)
 RUN_TIMEOUT_S = 600
 APPLY_TIMEOUT_S = 3600
 SUCCEEDED = "succeeded"
 NO_TRANSCRIPT = "no_transcript"
 # Outcomes after which a conversation is never asked about again.
 FINAL_OUTCOMES = (SUCCEEDED, NO_TRANSCRIPT)
+
+ITEMS: Table = PredictionBatchItem.__table__  # type: ignore[attr-defined]
+FACTS: Table = ConversationFact.__table__  # type: ignore[attr-defined]
+# Executed with one parameter set per row (executemany): the item's redaction counts, and the prediction
+# written only into a row still unrated (a real rating that arrived meanwhile wins).
+REDACTIONS = (
+    update(ITEMS).where(ITEMS.c.custom_id == bindparam("b_id")).values(redactions=bindparam("b_counts"))
+)
+PREDICT = (
+    update(FACTS)
+    .where(FACTS.c.conversation_id == bindparam("b_id"), FACTS.c.rating.is_(None))
+    .values(
+        predicted_score=bindparam("b_score"),
+        predicted_reason=bindparam("b_reason"),
+        predicted_at=bindparam("b_at"),
+    )
+)
 
 
 def _now() -> datetime:
@@ -112,20 +136,28 @@ class PredictedSatisfaction:
         jobs.every(RUN_JOB, self.settings.interval_s, self.run, timeout_s=RUN_TIMEOUT_S)
         jobs.every(POLL_JOB, self.settings.poll_interval_s, self.poll, timeout_s=APPLY_TIMEOUT_S)
 
-    async def run(self) -> str | None:
+    async def run(self) -> list[str]:
         """Job ``predicted_csat.run``: send again a batch whose submission was lost, then collect and send
-        one new batch. Returns the new batch's id (None when nothing was due)."""
+        new batches of up to :data:`REQUESTS_PER_BATCH`, ``max_per_run`` conversations in all. Returns the
+        new batches' ids (none when nothing was due)."""
         if self.gateway is None:
-            return None
+            return []
         await self.resubmit_stale()
-        batch_id = await self._collect()
-        if batch_id is not None:
+        sent: list[str] = []
+        left = self.settings.max_per_run
+        while left > 0:
+            collected = await self._collect(min(left, REQUESTS_PER_BATCH))
+            if collected is None:
+                break
+            batch_id, count = collected
+            sent.append(batch_id)
             await self._send(batch_id)
-        return batch_id
+            left -= count
+        return sent
 
     # -- collecting and submitting -----------------------------------------------------------------
 
-    def _candidates(self, now: datetime) -> Any:
+    def _candidates(self, now: datetime, limit: int) -> Any:
         """Finished conversations with no rating and no prediction that may be asked about (again), with
         the attempt their next request would be."""
         fact, item = ConversationFact, PredictionBatchItem
@@ -149,15 +181,15 @@ class PredictedSatisfaction:
                 attempts < MAX_ATTEMPTS,
             )
             .order_by(col(fact.started_at), col(fact.conversation_id))
-            .limit(self.settings.max_per_run)
+            .limit(limit)
         )
 
-    async def _collect(self) -> str | None:
-        """In ONE transaction: a ``submitting`` batch with an item per candidate. None if there were none,
-        or a concurrent run claimed one of them first."""
+    async def _collect(self, limit: int) -> tuple[str, int] | None:
+        """In ONE transaction: a ``submitting`` batch with an item per candidate (up to ``limit``); its id
+        and size. None if there were none, or a concurrent run claimed one of them first."""
         try:
             async with self.sessions() as session, session.begin():
-                found = (await session.execute(self._candidates(_now()))).all()
+                found = (await session.execute(self._candidates(_now(), limit))).all()
                 if not found:
                     return None
                 batch = PredictionBatch(status="submitting", request_count=len(found), submitted_at=_now())
@@ -176,7 +208,7 @@ class PredictedSatisfaction:
             log.info("conversations were put in a prediction batch by another worker meanwhile")
             return None
         log.info("prediction batch %s: %d conversations collected", batch.id, len(found))
-        return batch.id
+        return batch.id, len(found)
 
     async def transcripts(self, conversation_ids: Sequence[str]) -> dict[str, list[Line]]:
         """The messages of each conversation, from the store while Redis has it, else from the archive.
@@ -217,7 +249,8 @@ class PredictedSatisfaction:
             items = list((await session.execute(statement)).scalars().all())
         lines = await self.transcripts([i.conversation_id for i in items])
         requests: list[dict[str, Any]] = []
-        counts: dict[str, dict[str, int]] = {}
+        counts: list[dict[str, Any]] = []
+        no_transcript: list[str] = []
         for item in items:
             built = prediction_request(
                 lines.get(item.conversation_id, []),
@@ -225,21 +258,21 @@ class PredictedSatisfaction:
                 redactor=self.gateway.redactor,
             )
             if built is None:
-                await self._claim_alone(batch_id, item.custom_id, NO_TRANSCRIPT)
+                no_transcript.append(item.custom_id)
                 continue
-            params, counts[item.custom_id] = built
+            params, found = built
+            counts.append({"b_id": item.custom_id, "b_counts": found})
             requests.append({"custom_id": item.custom_id, "params": params})
+            # Redacting a transcript is a few milliseconds of CPU: a run of thousands yields between them,
+            # so the chat turns served by the same process are not held up.
+            await asyncio.sleep(0)
+        await self._claim_alone(batch_id, no_transcript, NO_TRANSCRIPT)
         if not requests:
             await self._finish_if_applied(batch_id)
             return
         # Stored before the call: the ledger row of each result carries its request's redaction counts.
         async with self.sessions() as session, session.begin():
-            for custom_id, found in counts.items():
-                await session.execute(
-                    update(PredictionBatchItem)
-                    .where(col(PredictionBatchItem.custom_id) == custom_id)
-                    .values(redactions=found)
-                )
+            await session.execute(REDACTIONS, counts)
         try:
             sent = await self.gateway.create_batch(requests)
         except ModelRejected as exc:
@@ -265,8 +298,7 @@ class PredictedSatisfaction:
             await session.execute(
                 update(PredictionBatch).where(col(PredictionBatch.id) == batch_id).values(status="failed")
             )
-        for custom_id in custom_ids:
-            await self._claim_alone(batch_id, custom_id, "errored")
+        await self._claim_alone(batch_id, custom_ids, "errored")
 
     async def resubmit_stale(self, grace_s: float = RESUBMIT_GRACE_S) -> list[str]:
         """Send again every batch left ``submitting`` for longer than ``grace_s``; each is claimed by moving
@@ -342,79 +374,91 @@ class PredictedSatisfaction:
         if not await lock.acquire():
             return  # another worker is applying it (or died doing so: its lease runs out soon)
         try:
-            renewed = time.monotonic()
             seen: set[str] = set()
+            chunk: list[MessageBatchIndividualResponse] = []
             async for result in self.gateway.batch_results(anthropic_batch_id):
                 seen.add(result.custom_id)
-                await self._apply_one(batch_id, result)
-                if time.monotonic() - renewed > APPLY_LEASE_S / 3:
-                    renewed = time.monotonic()
+                chunk.append(result)
+                if len(chunk) >= APPLY_CHUNK:
+                    await self._apply_chunk(batch_id, chunk)
+                    chunk = []
                     with contextlib.suppress(LockError):
                         await lock.reacquire()
+            await self._apply_chunk(batch_id, chunk)
             # A request the results did not mention (the API promises every one) is handled as expired.
-            for custom_id in await self._unapplied(batch_id):
-                if custom_id not in seen:
-                    await self._claim_alone(batch_id, custom_id, "expired")
+            missing = [custom_id for custom_id in await self._unapplied(batch_id) if custom_id not in seen]
+            await self._claim_alone(batch_id, missing, "expired")
             await self._finish_if_applied(batch_id)
         finally:
             with contextlib.suppress(LockError):
                 await lock.release()
 
-    async def _apply_one(self, batch_id: str, result: MessageBatchIndividualResponse) -> None:
-        """ONE transaction: claim the item, write its ledger row, write the prediction (while unrated)."""
-        outcome: str = result.result.type
-        prediction: Prediction | None = None
-        if result.result.type == "succeeded":
-            try:
-                prediction = parse_prediction(result.result.message)
-            except ValueError as exc:
-                log.warning("prediction %s: invalid reply (%s); asked again later", result.custom_id, exc)
-                outcome = "invalid"
+    async def _apply_chunk(self, batch_id: str, results: Sequence[MessageBatchIndividualResponse]) -> None:
+        """ONE transaction for a chunk of results: claim their items, write a ledger row for each claimed
+        one, and write the predictions (only into rows still unrated). An item applied before is skipped
+        whole: exactly once per item, however often a chunk is retried."""
+        if not results:
+            return
+        outcomes: dict[str, list[str]] = {}
+        predictions: dict[str, Prediction] = {}
+        for result in results:
+            outcome: str = result.result.type
+            if result.result.type == "succeeded":
+                try:
+                    predictions[result.custom_id] = parse_prediction(result.result.message)
+                except ValueError as exc:
+                    log.warning("prediction %s: invalid reply (%s); asked again later", result.custom_id, exc)
+                    outcome = "invalid"
+            outcomes.setdefault(outcome, []).append(result.custom_id)
+        now = _now()
         async with self.sessions() as session, session.begin():
-            # The claim first: it is the statement that takes the write lock (SQLite) or the row's lock.
-            if not await self._claim(session, batch_id, result.custom_id, outcome):
-                return  # applied before, or not this batch's
-            item = await session.get(PredictionBatchItem, result.custom_id)
-            assert item is not None  # just claimed
-            session.add(
+            # The claims first: they take the write lock (SQLite) or the rows' locks.
+            claimed = await self._claim(session, batch_id, outcomes)
+            session.add_all(
                 batch_usage_row(
-                    result, model=self.llm.triage_model, purpose=PURPOSE,
-                    conversation_id=item.conversation_id, redactions=item.redactions,
+                    result,
+                    model=self.llm.triage_model,
+                    purpose=PURPOSE,
+                    conversation_id=claimed[result.custom_id][0],
+                    redactions=claimed[result.custom_id][1],
                 )
-            )  # fmt: skip
-            if prediction is not None:
-                await session.execute(
-                    update(ConversationFact)
-                    .where(
-                        col(ConversationFact.conversation_id) == item.conversation_id,
-                        col(ConversationFact.rating).is_(None),
-                    )
-                    .values(
-                        predicted_score=prediction.score,
-                        predicted_reason=prediction.reason,
-                        predicted_at=_now(),
-                    )
-                    .execution_options(synchronize_session=False)
-                )
+                for result in results
+                if result.custom_id in claimed
+            )
+            written = [
+                {"b_id": claimed[cid][0], "b_score": p.score, "b_reason": p.reason, "b_at": now}
+                for cid, p in predictions.items()
+                if cid in claimed
+            ]
+            if written:
+                await session.execute(PREDICT, written)
 
     @staticmethod
-    async def _claim(session: AsyncSession, batch_id: str, custom_id: str, outcome: str) -> bool:
-        """Mark an item applied unless it is already: True for the one caller that did."""
-        claimed: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
-            update(PredictionBatchItem)
-            .where(
-                col(PredictionBatchItem.custom_id) == custom_id,
-                col(PredictionBatchItem.batch_id) == batch_id,
-                col(PredictionBatchItem.applied_at).is_(None),
+    async def _claim(
+        session: AsyncSession, batch_id: str, outcomes: Mapping[str, Sequence[str]]
+    ) -> dict[str, tuple[str, dict[str, int] | None]]:
+        """Mark the items applied (with their outcome: outcome -> custom ids) unless they are already; the
+        ones this caller claimed, as custom id -> (conversation id, redaction counts)."""
+        claimed: dict[str, tuple[str, dict[str, int] | None]] = {}
+        for outcome, custom_ids in outcomes.items():
+            rows = await session.execute(
+                update(ITEMS)
+                .where(
+                    ITEMS.c.custom_id.in_(custom_ids),
+                    ITEMS.c.batch_id == batch_id,
+                    ITEMS.c.applied_at.is_(None),
+                )
+                .values(applied_at=_now(), outcome=outcome)
+                .returning(ITEMS.c.custom_id, ITEMS.c.conversation_id, ITEMS.c.redactions)
             )
-            .values(applied_at=_now(), outcome=outcome)
-            .execution_options(synchronize_session=False)
-        )
-        return claimed.rowcount == 1
+            claimed.update({custom_id: (cid, counts) for custom_id, cid, counts in rows.all()})
+        return claimed
 
-    async def _claim_alone(self, batch_id: str, custom_id: str, outcome: str) -> bool:
-        async with self.sessions() as session, session.begin():
-            return await self._claim(session, batch_id, custom_id, outcome)
+    async def _claim_alone(self, batch_id: str, custom_ids: Sequence[str], outcome: str) -> None:
+        """Claim items that have no result to apply (no transcript, rejected, missing from the results)."""
+        if custom_ids:
+            async with self.sessions() as session, session.begin():
+                await self._claim(session, batch_id, {outcome: custom_ids})
 
     async def _unapplied(self, batch_id: str) -> list[str]:
         async with self.sessions() as session:

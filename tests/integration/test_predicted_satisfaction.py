@@ -129,7 +129,7 @@ async def test_only_finished_unrated_conversations_are_scored_once_from_redacted
         old={**resolved_long_ago, "started_at": NOW - timedelta(days=90)},  # before the lookback
     )
 
-    assert await rt.predicted.run() is not None
+    assert len(await rt.predicted.run()) == 1
     [post] = batch_posts(fake)
     sent = post.body["requests"]
     async with rt.sessions() as session:
@@ -170,7 +170,7 @@ async def test_only_finished_unrated_conversations_are_scored_once_from_redacted
     assert scored["happy"].predicted_at is not None
     assert scored["rated"].rating == 4
 
-    assert await rt.predicted.run() is None  # nothing left to ask about: no second batch
+    assert await rt.predicted.run() == []  # nothing left to ask about: no second batch
     await rt.predicted.poll()
     assert len(batch_posts(fake)) == 1
 
@@ -197,9 +197,9 @@ async def test_a_failed_prediction_is_asked_again_a_bounded_number_of_times(
     await chat(rt, "flaky", ("customer", "Thanks"), ("assistant", "You're welcome."))
     await facts(rt, flaky={"resolved_at": NOW - timedelta(hours=2)})
     for _ in range(MAX_ATTEMPTS):
-        assert await rt.predicted.run() is not None
+        assert len(await rt.predicted.run()) == 1
         await until(lambda: applied(rt))
-    assert await rt.predicted.run() is None
+    assert await rt.predicted.run() == []
     assert len(batch_posts(fake)) == MAX_ATTEMPTS
     async with rt.sessions() as session:
         items = list((await session.execute(select(PredictionBatchItem))).scalars())
