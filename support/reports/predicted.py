@@ -7,7 +7,8 @@ exactly once however often a worker dies:
 1. **Collect and submit** (periodic job ``predicted_csat.run``, every
    ``SWITCHBOARD_PREDICTED_CSAT_INTERVAL_S``). The candidates are ``conversation_fact`` rows with no
    rating and no prediction, started within ``lookback_days``, and *finished*: resolved more than
-   :data:`RESOLVED_QUIET_S` ago, or whose last bot reply is more than :data:`BOT_QUIET_S` old. A
+   :data:`RESOLVED_QUIET_S` ago, or whose last bot reply and last customer message are both more than
+   :data:`BOT_QUIET_S` old (a customer still writing is not finished). A
    conversation already in a batch that has not been applied, or one whose earlier request succeeded (or
    had no transcript), is not a candidate; one whose requests failed is, until it has had
    :data:`MAX_ATTEMPTS`. A run takes up to ``max_per_run``, in batches of :data:`REQUESTS_PER_BATCH`.
@@ -66,7 +67,7 @@ POLL_JOB = "predicted_csat.poll"
 PURPOSE: Final = "predict_csat"  # the ledger's purpose for these calls (reports show their cost under it)
 CUSTOM_ID_PREFIX = "p_"
 # "Finished": resolved an hour ago (time for the customer to rate it, or to come back), or the bot's last
-# reply unanswered for a day (the bot-resolution rule's "assumed" wait, docs/metrics.md).
+# reply a day old with the customer silent as long (the bot-resolution rule's "assumed" wait).
 RESOLVED_QUIET_S = 3600.0
 BOT_QUIET_S = 24 * 3600.0
 MAX_ATTEMPTS = 3  # requests per conversation, ever: a conversation the model cannot score is given up
@@ -151,7 +152,8 @@ class PredictedSatisfaction:
                 break
             batch_id, count = collected
             sent.append(batch_id)
-            await self._send(batch_id)
+            if not await self._send(batch_id):
+                break  # the API is away: what is collected waits for the next run, nothing more piles up
             left -= count
         return sent
 
@@ -166,9 +168,13 @@ class PredictedSatisfaction:
             mine, or_(col(item.applied_at).is_(None), col(item.outcome).in_(FINAL_OUTCOMES))
         )
         attempts = select(func.count()).where(mine).scalar_subquery()
+        bot_quiet = now - timedelta(seconds=BOT_QUIET_S)
         finished = or_(
             col(fact.resolved_at) <= now - timedelta(seconds=RESOLVED_QUIET_S),
-            col(fact.last_bot_reply_at) <= now - timedelta(seconds=BOT_QUIET_S),
+            and_(
+                col(fact.last_bot_reply_at) <= bot_quiet,
+                or_(col(fact.last_customer_at).is_(None), col(fact.last_customer_at) <= bot_quiet),
+            ),
         )
         return (
             select(fact.conversation_id, attempts)
@@ -239,8 +245,9 @@ class PredictedSatisfaction:
                     found.setdefault(cid, []).append(Line(role, text))
         return found
 
-    async def _send(self, batch_id: str) -> None:
-        """Build each item's request, send the ``submitting`` batch and store its id."""
+    async def _send(self, batch_id: str) -> bool:
+        """Build each item's request, send the ``submitting`` batch and store its id. False when the API
+        could not be reached (the batch stays ``submitting``, for :meth:`resubmit_stale`)."""
         assert self.gateway is not None
         async with self.sessions() as session:
             statement = select(PredictionBatchItem).where(
@@ -269,7 +276,7 @@ class PredictedSatisfaction:
         await self._claim_alone(batch_id, no_transcript, NO_TRANSCRIPT)
         if not requests:
             await self._finish_if_applied(batch_id)
-            return
+            return True
         # Stored before the call: the ledger row of each result carries its request's redaction counts.
         async with self.sessions() as session, session.begin():
             await session.execute(REDACTIONS, counts)
@@ -279,12 +286,12 @@ class PredictedSatisfaction:
             # Refused as it is: sending it again would fail again. Each conversation counts an attempt.
             log.error("prediction batch %s rejected by the API (%s)", batch_id, exc)
             await self._fail(batch_id, [r["custom_id"] for r in requests])
-            return
+            return True
         except ModelError as exc:
             log.warning(
                 "prediction batch %s not submitted (%s); the next run sends it again", batch_id, exc.code
             )
-            return
+            return False
         async with self.sessions() as session, session.begin():
             await session.execute(
                 update(PredictionBatch)
@@ -292,6 +299,7 @@ class PredictedSatisfaction:
                 .values(anthropic_batch_id=sent.id, status="in_progress", submitted_at=_now())
             )
         log.info("prediction batch %s submitted as %s (%d requests)", batch_id, sent.id, len(requests))
+        return True
 
     async def _fail(self, batch_id: str, custom_ids: Sequence[str]) -> None:
         async with self.sessions() as session, session.begin():

@@ -116,6 +116,7 @@ async def test_only_finished_unrated_conversations_are_scored_once_from_redacted
                ("customer", "This is useless, nobody came."))  # fmt: skip
     await chat(rt, "rated", ("customer", "Thanks a lot"), ("assistant", "You're welcome."))
     await chat(rt, "fresh", ("customer", "Thanks"), ("assistant", "Anytime."))
+    await chat(rt, "writing", ("customer", "Hello?"), ("assistant", "Hi!"), ("customer", "Still there?"))
     await chat(rt, "rated_meanwhile", ("customer", "Great, thanks"), ("assistant", "Glad to help."))
     await archived(rt, "cold", ("customer", "Do you ship to Norway?"), ("assistant", "Yes, in 5 days."))
     await facts(
@@ -124,6 +125,7 @@ async def test_only_finished_unrated_conversations_are_scored_once_from_redacted
         unhappy={"last_bot_reply_at": NOW - timedelta(days=2)},  # no resolution; the bot's reply a day old
         rated={**resolved_long_ago, "rating": 4, "rated_at": NOW},
         fresh={"resolved_at": NOW - timedelta(minutes=10), "last_bot_reply_at": NOW - timedelta(minutes=11)},
+        writing={"last_bot_reply_at": NOW - timedelta(days=2), "last_customer_at": NOW - timedelta(hours=1)},
         rated_meanwhile=resolved_long_ago,
         cold=resolved_long_ago,
         old={**resolved_long_ago, "started_at": NOW - timedelta(days=90)},  # before the lookback
@@ -160,11 +162,11 @@ async def test_only_finished_unrated_conversations_are_scored_once_from_redacted
 
     scored = {
         cid: await fact(rt, cid)
-        for cid in ("happy", "unhappy", "cold", "rated", "fresh", "rated_meanwhile", "old")
+        for cid in ("happy", "unhappy", "cold", "rated", "fresh", "writing", "rated_meanwhile", "old")
     }
     assert {cid: f.predicted_score for cid, f in scored.items()} == {
         "happy": 5, "unhappy": 1, "cold": 3,
-        "rated": None, "fresh": None, "rated_meanwhile": None, "old": None,
+        "rated": None, "fresh": None, "writing": None, "rated_meanwhile": None, "old": None,
     }  # fmt: skip
     assert scored["unhappy"].predicted_reason == "The customer says the help was useless or that nobody came."
     assert scored["happy"].predicted_at is not None
@@ -209,3 +211,19 @@ async def test_a_failed_prediction_is_asked_again_a_bounded_number_of_times(
     ]
     assert {(u.outcome, u.cost_usd) for u in ledger} == {("error:batch_errored", Decimal(0))}
     assert (await fact(rt, "flaky")).predicted_score is None
+
+
+async def test_a_batch_whose_submission_failed_is_sent_again_and_applied_once(
+    rt: Runtime, fake: FakeAnthropic
+) -> None:
+    await chat(rt, "lost", ("customer", "Great, thanks"), ("assistant", "Glad to help."))
+    await facts(rt, lost={"resolved_at": NOW - timedelta(hours=2)})
+    fake.fail_next(529, match=lambda body: "requests" in body)  # the batch create call fails
+    [batch_id] = await rt.predicted.run()
+    assert await rt.predicted.run() == []  # its conversation is taken: not collected twice
+    assert await rt.predicted.resubmit_stale(grace_s=0) == [batch_id]
+    await until(lambda: applied(rt))
+    assert [r.response_status for r in batch_posts(fake)] == [529, 200]
+    assert (await fact(rt, "lost")).predicted_score == 5
+    async with rt.sessions() as session:
+        assert len(list((await session.execute(select(ModelUsage))).scalars())) == 1
