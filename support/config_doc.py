@@ -20,6 +20,7 @@ from support.settings import (
     LLMSettings,
     MetricsSettings,
     PolicySettings,
+    PredictedCsatSettings,
     RedactionSettings,
     RedisSettings,
     ReportSettings,
@@ -44,6 +45,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Background jobs", JobSettings),
     ("Reports", ReportSettings),
     ("Metrics", MetricsSettings),
+    ("Predicted satisfaction", PredictedCsatSettings),
 ]
 
 

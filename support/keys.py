@@ -213,6 +213,14 @@ def ticket_batch_apply(batch_id: str) -> str:
     return f"{PREFIX}:{{tickets}}:batch_apply:{batch_id}"
 
 
+# --- predicted satisfaction ----------------------------------------------------------------------
+
+
+def prediction_batch_apply(batch_id: str) -> str:
+    """Lease of the worker applying one prediction batch's results (so two pollers do not both walk it)."""
+    return f"{PREFIX}:{{predictions}}:batch_apply:{batch_id}"
+
+
 # --- abuse limits (counted by the ``limits`` package) --------------------------------------------
 
 # The ``limits`` package names its own keys: ``<prefix>:{<namespace>/<identifiers>/<amount>/<multiples>/

@@ -56,6 +56,7 @@ from support.ratelimit import RateLimits
 from support.redaction import Redactor
 from support.redis_client import RedisClient, cluster_client, is_cluster, ping, single_client
 from support.reports.facts import FactRefresher
+from support.reports.predicted import PredictedSatisfaction
 from support.reports.ratings import RatingService
 from support.settings import REDACTION_KINDS, Settings
 from support.signing_key import resolve_signing_key
@@ -115,6 +116,8 @@ class Runtime:
     integration_keys: IntegrationKeys = field(init=False)  # the keys other systems file tickets with
     tickets: TicketService = field(init=False)
     batches: TicketBatches = field(init=False)
+    # Predicted satisfaction of unrated conversations, through Message Batches (beside CSAT, never in it).
+    predicted: PredictedSatisfaction = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     # Where services report events (webhooks listen here); nothing listens until one is set.
     events: EventSink = field(default_factory=NoEvents)
@@ -409,6 +412,10 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         llm=settings.llm, settings=settings.tickets, policy_version=policy.version,
     )  # fmt: skip
     runtime.batches.register_jobs()
+    runtime.predicted = PredictedSatisfaction(
+        sessions=sessions, redis=client, store=store, gateway=runtime.gateway, llm=settings.llm,
+        settings=settings.predicted_csat,
+    )  # fmt: skip
     runtime.desk = AgentDesk(
         store=store, handoff=runtime.handoff, queue=queue, turns=runtime.turns, examples=runtime.examples,
         agents=runtime.agents, policy_version=policy.version, tickets=runtime.tickets,
@@ -476,7 +483,8 @@ def webhook_http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 def _register_periodic_jobs(runtime: Runtime) -> None:
-    """Archiving, report facts and retention, as periodic jobs (one worker runs each slot)."""
+    """Archiving, report facts, retention and predicted satisfaction, as periodic jobs (one worker runs each
+    slot)."""
     settings = runtime.settings
 
     async def archive() -> None:
@@ -506,3 +514,5 @@ def _register_periodic_jobs(runtime: Runtime) -> None:
                 log.info("retention: erased %s", counts)
 
         runtime.jobs.every("retention", rs.interval_s, retention)
+    if runtime.gateway is not None:  # offline: nothing may call the model API
+        runtime.predicted.register_jobs(runtime.jobs)

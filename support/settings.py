@@ -612,6 +612,36 @@ class MetricsSettings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
 
+class PredictedCsatSettings(BaseSettings):
+    """Predicted satisfaction: conversations nobody rated, scored by the small model through Message Batches
+    (shown beside real CSAT, never mixed into it)."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_PREDICTED_CSAT_", extra="ignore")
+
+    enabled: bool = Field(
+        True, description="Score finished, unrated conversations (only when a model API key is set)."
+    )
+    interval_s: float = Field(
+        3600.0, gt=0, description="How often finished, unrated conversations are collected into a batch."
+    )
+    poll_interval_s: float = Field(
+        60.0, gt=0, description="How often a submitted prediction batch's status is checked."
+    )
+    max_per_run: int = Field(
+        2000,
+        ge=1,
+        le=100_000,
+        description="Conversations one run puts in its batch at most (the rest wait for the next run): "
+        "with the interval, the ceiling on what predictions cost.",
+    )
+    lookback_days: int = Field(
+        30,
+        ge=1,
+        description="Only conversations started this recently are scored (turning the job on does not pay "
+        "for the whole history).",
+    )
+
+
 class JobSettings(BaseSettings):
     """The job engine (saq over Redis) that runs batches, webhook deliveries, archiving and retention."""
 
@@ -643,6 +673,7 @@ class Settings(BaseModel):
     jobs: JobSettings = Field(default_factory=JobSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    predicted_csat: PredictedCsatSettings = Field(default_factory=PredictedCsatSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 

@@ -24,7 +24,9 @@ def new_id() -> str:
 class ModelUsageBase(SQLModel):
     """One call to the model API, as the ledger records it."""
 
-    purpose: str = Field(index=True, max_length=32, description="triage | answer | summary | batch | other")
+    purpose: str = Field(
+        index=True, max_length=32, description="triage | answer | summary | batch | predict_csat | other"
+    )
     model: str = Field(index=True, max_length=64)
     conversation_id: str | None = Field(default=None, index=True, max_length=64)
     ticket_id: str | None = Field(default=None, index=True, max_length=64)
@@ -394,3 +396,45 @@ class ConversationFact(SQLModel, table=True):
     cost_usd: Decimal = Field(default=Decimal(0), sa_column=Column(Numeric(18, 10), nullable=False))
     model_calls: int = 0
     updated_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class PredictionBatch(SQLModel, table=True):
+    """One Message Batch of satisfaction predictions, from collection to its results applied."""
+
+    __tablename__ = "prediction_batch"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    anthropic_batch_id: str | None = Field(default=None, unique=True, index=True, max_length=128)
+    status: str = Field(
+        default="submitting", index=True, max_length=16,
+        description="submitting | in_progress | ended | applied | failed",
+    )  # fmt: skip
+    request_count: int = 0
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    submitted_at: datetime | None = None
+    ended_at: datetime | None = None
+    applied_at: datetime | None = None
+
+
+class PredictionBatchItem(SQLModel, table=True):
+    """One conversation's prediction request in a batch (its ``attempt``-th); ``applied_at`` is set in the
+    same transaction as the result's effects (ledger row, predicted score), so a result is applied exactly
+    once. ``(conversation_id, attempt)`` is unique: two runs racing cannot both put a conversation in a
+    batch."""
+
+    __tablename__ = "prediction_batch_item"
+    __table_args__ = (UniqueConstraint("conversation_id", "attempt", name="uq_prediction_item_attempt"),)
+
+    custom_id: str = Field(primary_key=True, max_length=64)
+    batch_id: str = Field(index=True, max_length=32, foreign_key="prediction_batch.id")
+    conversation_id: str = Field(index=True, max_length=64)
+    attempt: int = Field(default=1, description="1 for the first request of the conversation, then 2, 3")
+    outcome: str | None = Field(
+        default=None, max_length=16,
+        description="succeeded | invalid | errored | expired | canceled | no_transcript",
+    )  # fmt: skip
+    redactions: dict[str, int] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True),
+        description="per kind, values redacted out of the request (for its ledger row)",
+    )  # fmt: skip
+    applied_at: datetime | None = None

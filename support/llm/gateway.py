@@ -65,7 +65,7 @@ from support.settings import LLMSettings
 
 log = logging.getLogger(__name__)
 
-CallPurpose = Literal["triage", "answer", "summary", "batch", "other"]
+CallPurpose = Literal["triage", "answer", "summary", "batch", "predict_csat", "other"]
 
 CHARS_PER_TOKEN = 4  # rough prompt-size estimate for budget reservations; settle() corrects it
 LEDGER_WRITE_TIMEOUT_S = 2.0  # a stuck database must not hold a customer's turn for long

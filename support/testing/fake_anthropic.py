@@ -49,6 +49,7 @@ from support.testing._schema_instance import generate_instance
 __all__ = [
     "DEFAULT_MIN_CACHEABLE_TOKENS",
     "MIN_CACHEABLE_TOKENS",
+    "PREDICTION_TOOL",
     "SUPPORTED_API_VERSIONS",
     "ApiError",
     "CacheUsage",
@@ -59,6 +60,7 @@ __all__ = [
     "canonical_json",
     "count_prompt_tokens",
     "estimate_tokens",
+    "predicted_satisfaction",
 ]
 
 SUPPORTED_API_VERSIONS = frozenset({"2023-06-01", "2026-10-21"})
@@ -552,6 +554,25 @@ def new_message_of(prompt: str) -> str:
     return prompt[start + len("<new_message>\n") : end]
 
 
+# Predicted satisfaction (support.llm.prediction; the fake does not import the app's layers): a forced
+# ``record_prediction`` call is answered from words in the transcript, so tests know the score to expect.
+PREDICTION_TOOL = "record_prediction"
+_UNHAPPY = re.compile(r"\b(useless|nobody|terrible|still waiting|waste)\b", re.IGNORECASE)
+_HAPPY = re.compile(r"\b(thanks|thank you|great|perfect|solved)\b", re.IGNORECASE)
+
+
+def predicted_satisfaction(transcript: str) -> dict[str, Any]:
+    """The ``record_prediction`` input for a transcript, judged by the customer's lines (``customer: ...``)
+    only: 1 when they complain ("useless", "nobody"...), else 5 when they thank ("thanks", "solved"...),
+    else 3."""
+    said = "\n".join(line for line in transcript.splitlines() if line.startswith("customer:"))
+    if _UNHAPPY.search(said):
+        return {"score": 1, "reason": "The customer says the help was useless or that nobody came."}
+    if _HAPPY.search(said):
+        return {"score": 5, "reason": "The customer thanks the support and the problem is solved."}
+    return {"score": 3, "reason": "No clear sign of satisfaction either way."}
+
+
 def _tool_schema(body: dict[str, Any], name: str) -> dict[str, Any]:
     for tool in body.get("tools") or []:
         if isinstance(tool, dict) and tool.get("name") == name and isinstance(tool.get("input_schema"), dict):
@@ -575,6 +596,8 @@ def build_content(body: dict[str, Any], reply: Reply | None, ids: _Ids) -> tuple
     content: list[dict[str, Any]] = []
     stop_reason = reply.stop_reason
     tool_use = reply.tool_use
+    if tool_use is None and forced_tool == PREDICTION_TOOL:
+        tool_use = {"name": PREDICTION_TOOL, "input": predicted_satisfaction(last_user_text(body))}
     if tool_use is None and forced_tool is not None:
         tool_use = {"name": forced_tool}
     if tool_use is not None:
