@@ -128,6 +128,7 @@ class KnowledgeService:
         self._listeners: list[Listener] = []
         self._lock = asyncio.Lock()
         self._redis_failing = False
+        self._unknown: str | None = None  # a version id Redis named that this database does not know
 
     # --- the active version, in this process -------------------------------------------------------
 
@@ -175,14 +176,23 @@ class KnowledgeService:
                 return False
             raw = None
         wanted = raw.decode() if isinstance(raw, bytes) else raw
-        if wanted is not None and self._active is not None and wanted == self._active.version:
+        settled = self._active is not None and wanted in (self._active.version, self._unknown)
+        if wanted is not None and settled:
             return False
         async with self._lock:
+            if wanted is not None and not await self._exists(wanted):
+                # Activation commits to SQL before it writes Redis, so an id SQL does not know was written
+                # by processes on another database: this one keeps to what its own database says.
+                if self._unknown != wanted:
+                    log.warning("knowledge: Redis names version %s, unknown to this database; using the "
+                                "version activated last in it", wanted)  # fmt: skip
+                self._unknown = wanted
+                wanted = None
             if wanted is None:  # a flushed or new Redis: SQL knows which version was activated last
                 wanted = await self._latest_activated()
                 if wanted is None:
                     raise NotFound("no knowledge version is active")
-                if not self._redis_failing:
+                if not self._redis_failing and self._unknown is None:
                     with contextlib.suppress(RedisError, OSError):
                         await self._redis.set(keys.knowledge_active(), wanted, nx=True)
             if self._active is not None and wanted == self._active.version:
@@ -300,6 +310,7 @@ class KnowledgeService:
                 raise NotFound(f"no knowledge version {version!r}")
         await self._mark_activated(version)
         await self._redis.set(keys.knowledge_active(), version)
+        self._unknown = None
         log.info("knowledge: version %s activated by %s", version, by)
         await self.refresh()
         return (await self.version(version, with_text=False)).version
@@ -347,6 +358,10 @@ class KnowledgeService:
             activated_at=row.activated_at, active=self._active is not None and row.id == self._active.version,
             head=row.id == head_id,
         )  # fmt: skip
+
+    async def _exists(self, version: str) -> bool:
+        async with self._sessions() as session:
+            return await session.get(KnowledgeVersion, version) is not None
 
     async def _head(self) -> KnowledgeVersion | None:
         query = select(KnowledgeVersion).order_by(col(KnowledgeVersion.saved_at).desc()).limit(1)

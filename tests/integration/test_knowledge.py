@@ -109,6 +109,9 @@ async def test_the_policy_file_seeds_the_first_version_once_and_saves_make_versi
     await redis_client.flushdb()
     fresh = service(db_engine, redis_client)
     assert (await fresh.start(seed)).version == second.version.id
+    # An id this database does not know (processes on another database wrote it) does not stop a start.
+    await redis_client.set(keys.knowledge_active(), "ffffffffffff")
+    assert (await service(db_engine, redis_client).start(seed)).version == second.version.id
 
 
 async def test_the_runtime_hands_the_active_version_to_answers_tickets_examples_and_offline(
