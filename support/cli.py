@@ -410,6 +410,78 @@ def cmd_refresh_report_facts(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_knowledge_dir(directory: Path, policy_name: str) -> list[tuple[str, str, str]]:
+    """``(name, kind, text)`` of every ``*.md`` file in ``directory`` (sorted by name; the file named
+    ``policy_name``, without ``.md``, is the policy, every other one an article named by its file name)."""
+    files = sorted(p for p in directory.glob("*.md") if p.is_file())
+    return [
+        (p.stem, "policy" if p.stem == policy_name else "article", p.read_text(encoding="utf-8"))
+        for p in files
+    ]
+
+
+def cmd_knowledge(args: argparse.Namespace) -> int:
+    """Knowledge versions: import a folder of Markdown files as one version, list, activate."""
+    from support.errors import SwitchboardError
+    from support.knowledge.service import DocumentIn
+    from support.runtime import open_runtime
+
+    settings = load_settings()
+    _configure_logging("WARNING")  # standard output carries the progress and the result
+
+    found: list[tuple[str, str, str]] = []
+    directory = Path(getattr(args, "dir", "") or ".")
+    if args.knowledge_command == "import":
+        if not directory.is_dir():
+            print(f"error: {directory} is not a directory", file=sys.stderr)
+            return 2
+        try:
+            found = read_knowledge_dir(directory, args.policy)
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if not found:
+            print(f"error: no *.md files in {directory}", file=sys.stderr)
+            return 2
+        print(f"read {len(found)} documents from {directory}", flush=True)
+
+    async def run() -> int:
+        async with open_runtime(settings, run_jobs=False) as runtime:
+            knowledge = runtime.knowledge
+            if args.knowledge_command == "list":
+                for v in await knowledge.versions(args.limit):
+                    marks = ("active " if v.active else "") + ("head " if v.head else "")
+                    print(f"{v.id}  {v.saved_at:%Y-%m-%d %H:%M}  {v.documents:4d} docs {v.chars:8d} chars  "
+                          f"{marks}{v.change}")  # fmt: skip
+                return 0
+            if args.knowledge_command == "activate":
+                view = await knowledge.activate(args.version, by="cli")
+                print(f"activated knowledge version {view.id}")
+                return 0
+
+            def progress(done: int, total: int, name: str) -> None:
+                print(f"[{done}/{total}] {name}", flush=True)
+
+            saved = await knowledge.import_documents(
+                [DocumentIn(name=name, kind=kind, text=text) for name, kind, text in found],
+                created_by="cli", replace=args.replace, progress=progress,
+                change=f"imported {len(found)} documents from {directory.name}",
+            )  # fmt: skip
+            state = "created" if saved.created else "already existed as"
+            print(f"{state} knowledge version {saved.version.id} ({saved.version.documents} documents, "
+                  f"{saved.version.chars} chars)", flush=True)  # fmt: skip
+            if args.activate:
+                await knowledge.activate(saved.version.id, by="cli")
+                print(f"activated knowledge version {saved.version.id}", flush=True)
+            return 0
+
+    try:
+        return asyncio.run(run())
+    except SwitchboardError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+
+
 def cmd_generate_secret_key(args: argparse.Namespace) -> int:
     """Create the signing key file once (mode 0600); an existing key is kept. Never prints the key."""
     from pathlib import Path
@@ -574,6 +646,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     facts.set_defaults(func=cmd_refresh_report_facts)
 
+    knowledge = sub.add_parser("knowledge", help="knowledge versions: import a folder, list, activate")
+    ksub = knowledge.add_subparsers(dest="knowledge_command", required=True)
+    kimport = ksub.add_parser("import", help="import a folder of Markdown files as one new version")
+    kimport.add_argument("dir", help="a folder of *.md files: one document each, named by its file name")
+    kimport.add_argument("--policy", default="policy", help="the file name (without .md) of the policy")
+    kimport.add_argument("--replace", action="store_true", help="the version holds exactly these files")
+    kimport.add_argument("--activate", action="store_true", help="activate the new version at once")
+    klist = ksub.add_parser("list", help="knowledge versions, the last saved first")
+    klist.add_argument("--limit", type=int, default=20)
+    kactivate = ksub.add_parser("activate", help="activate a version (an older one: a rollback)")
+    kactivate.add_argument("version")
+    knowledge.set_defaults(func=cmd_knowledge)
     keygen = sub.add_parser(
         "generate-secret-key", help="write a random token signing key to a file once (for SECRET_KEY_FILE)"
     )

@@ -110,6 +110,21 @@ class TurnSuperseded(Conflict):
     code = "turn_superseded"
 
 
+class TooLarge(SwitchboardError):
+    """The content is larger than the server accepts."""
+
+    code = "too_large"
+    http_status = 413
+    ws_close_code = 1009
+
+
+class KnowledgeConflict(Conflict):
+    """The change conflicts with the knowledge as it is now (a stale base version, a name of the other kind,
+    removing the policy)."""
+
+    code = "knowledge_conflict"
+
+
 class RateLimited(SwitchboardError):
     """Too many requests."""
 

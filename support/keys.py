@@ -247,3 +247,12 @@ def webhook_endpoints_version() -> str:
     """Counter bumped whenever a webhook endpoint is created or deactivated: every process reloads its
     cached list of active endpoints when it sees a new value (support/webhooks/service.py)."""
     return f"{PREFIX}:{{webhooks}}:endpoints_version"
+
+
+# --- knowledge -----------------------------------------------------------------------------------
+
+
+def knowledge_active() -> str:
+    """The id of the active knowledge version: every process polls it and switches when it moves
+    (support/knowledge/service.py). SQL keeps the same fact (the version activated last)."""
+    return f"{PREFIX}:{{knowledge}}:active"

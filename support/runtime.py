@@ -47,6 +47,7 @@ from support.embedded_redis import EmbeddedRedis
 from support.errors import StartupFailed, one_line
 from support.events import EventSink, NoEvents
 from support.jobs import JobEngine
+from support.knowledge.service import KnowledgeService
 from support.llm.gateway import ModelGateway, make_client
 from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy, load_policy
@@ -96,7 +97,10 @@ class Runtime:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     store: ConversationStore
+    # The active knowledge version (policy + articles) as the prompt carries it; replaced when another
+    # version is activated (``knowledge`` tells every holder, see _follow_knowledge).
     policy: Policy
+    knowledge: KnowledgeService
     widget_sessions: WidgetSessionService
     ratings: RatingService
     agents: AgentService
@@ -247,10 +251,13 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         except Exception as exc:
             raise StartupFailed(f"database migration failed: {one_line(exc)}") from exc
 
-    policy = load_policy(settings.policy.path)
-    log.info(
-        "support policy %s (version %s, %d chars)", settings.policy.path, policy.version, len(policy.text)
-    )
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    # The policy file seeds the first knowledge version; read it now so a bad file fails the start early.
+    if await KnowledgeService.needs_seed_in(sessions):
+        load_policy(settings.policy.path)
+    else:
+        log.info("knowledge versions exist: SWITCHBOARD_POLICY_PATH is not read (it only seeds the first)")
     embedded: EmbeddedRedis | None = None
     if settings.redis.url:
         redis_url = settings.redis.url
@@ -293,8 +300,9 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         if isinstance(client, RedisCluster)
         else client
     )
-    engine = make_engine(settings.database_url)
-    sessions = session_factory(engine)
+    knowledge = KnowledgeService(sessions, client, settings.knowledge)
+    policy = await knowledge.start(settings.policy.path)
+    log.info("knowledge version %s active (%d chars)", policy.version, len(policy.text))
     # Re-index a busy conversation for the archiver at most every ARCHIVE_INDEX_FRACTION of its idle time.
     store = ConversationStore(
         client, active_mark_interval_s=min(60.0, settings.app.archive_idle_s * ARCHIVE_INDEX_FRACTION)
@@ -331,6 +339,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         sessions=sessions,
         store=store,
         policy=policy,
+        knowledge=knowledge,
         agents=agents,
         agent_tokens=AgentTokens(client, agents),
         examples=ExampleService(
@@ -394,10 +403,12 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         runtime.spawn,
     )
     deps = runtime.turns.deps
+    approved_examples: list[Example] = []
 
     def reindex_offline(approved: list[Example]) -> None:
         # Offline answers (no key, or the model down) may come from what agents wrote, too.
-        deps.offline = OfflineResponder(policy.text, examples=approved)
+        approved_examples[:] = approved
+        deps.offline = OfflineResponder(runtime.policy.text, examples=approved)
 
     runtime.examples.on_reload(reindex_offline)
     runtime.tickets = TicketService(
@@ -422,6 +433,16 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         events=webhooks,
     )  # fmt: skip
     runtime.accounts = AgentAccounts(agents, runtime.agent_tokens, runtime.desk)
+
+    def follow_knowledge(active: Policy) -> None:
+        # Everything that answers or records from the knowledge uses the newly active version from its
+        # next answer on; the conversations themselves are untouched.
+        runtime.policy = deps.policy = runtime.tickets.policy = active
+        runtime.batches.policy_version = runtime.desk.policy_version = active.version
+        deps.offline = OfflineResponder(active.text, examples=approved_examples)
+
+    knowledge.on_change(follow_knowledge)
+    runtime.spawn(knowledge.poll_forever(), "knowledge-poll")
     runtime.spawn(runtime.desk.expire_forever(min(1.0, hs.lease_s / 4)), "lease-sweeper")
     runtime.spawn(
         recover_forever(store, runtime.turns, settings.llm.turn_recovery_interval_s), "turn-recovery"

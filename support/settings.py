@@ -434,7 +434,35 @@ class PolicySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_POLICY_", extra="ignore")
 
-    path: Path = Field(DEFAULT_POLICY_PATH, description="UTF-8 text or Markdown support policy.")
+    path: Path = Field(
+        DEFAULT_POLICY_PATH,
+        description="UTF-8 text or Markdown support policy: seeds the first knowledge version when the "
+        "database has none (docs/knowledge.md); afterwards the admin API manages the knowledge.",
+    )
+
+
+class KnowledgeSettings(BaseSettings):
+    """Knowledge versions (the policy and articles the answer prompt carries): limits and change polling."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_KNOWLEDGE_", extra="ignore")
+
+    max_document_chars: int = Field(
+        200_000, gt=0, description="Longest accepted knowledge document (policy or article); longer: 413."
+    )
+    max_total_chars: int = Field(
+        1_000_000,
+        gt=0,
+        description="Longest accepted knowledge (every document of a version together); longer: 413. "
+        "All of it is in every answer prompt.",
+    )
+    max_documents: int = Field(500, gt=0, description="Most documents one version may hold; more: 413.")
+    poll_interval_s: float = Field(
+        0.5,
+        gt=0,
+        le=1.5,
+        description="How often each process checks which version is active (one Redis GET); a newly "
+        "activated version is in use everywhere within this interval plus one SQL read.",
+    )
 
 
 class RetentionSettings(BaseSettings):
@@ -663,6 +691,7 @@ class Settings(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     handoff: HandoffSettings = Field(default_factory=HandoffSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)

@@ -438,3 +438,51 @@ class PredictionBatchItem(SQLModel, table=True):
         description="per kind, values redacted out of the request (for its ledger row)",
     )  # fmt: skip
     applied_at: datetime | None = None
+
+
+# -- knowledge (issue 20: knowledge as versions) -------------------------------------------------------------
+
+
+class KnowledgeText(SQLModel, table=True):
+    """One document text, stored once however many versions hold it (keyed by its sha256)."""
+
+    __tablename__ = "knowledge_text"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    text: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class KnowledgeVersion(SQLModel, table=True):
+    """An immutable snapshot of the whole knowledge: the policy and every article (docs/knowledge.md).
+
+    ``id`` is a hash of the rendered knowledge text, the very text the answer prompt carries: one id names
+    one prompt prefix. ``activated_at`` is set each time the version is made the active one; the active
+    version is the one activated last (Redis holds it for every process, SQL keeps it through a flush).
+    """
+
+    __tablename__ = "knowledge_version"
+
+    id: str = Field(primary_key=True, max_length=64)
+    parent_id: str | None = Field(default=None, max_length=64, description="the version it was edited from")
+    change: str = Field(default="", max_length=300, description="what made it: a save, an import, the seed")
+    created_by: str | None = Field(default=None, max_length=64)
+    documents: int = 0
+    chars: int = Field(default=0, description="length of the rendered knowledge text")
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    saved_at: datetime = Field(
+        default_factory=utcnow, index=True, description="the last save that produced it (newest: the head)"
+    )
+    activated_at: datetime | None = Field(default=None, index=True)
+
+
+class KnowledgeDocument(SQLModel, table=True):
+    """One document of one version: its name, kind and text, at its place in the rendered knowledge."""
+
+    __tablename__ = "knowledge_document"
+
+    version_id: str = Field(primary_key=True, max_length=64, foreign_key="knowledge_version.id")
+    position: int = Field(primary_key=True)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=16, description="policy | article")
+    text_sha256: str = Field(max_length=64, foreign_key="knowledge_text.sha256")

@@ -1,4 +1,7 @@
-"""The support policy document the answer model works from, and its version.
+"""A policy text and its version: what the answer prompt carries (the active knowledge version, rendered by
+support.knowledge.render) and what the ledger records.
+
+``load_policy`` reads the ``SWITCHBOARD_POLICY_PATH`` file, which seeds the first knowledge version.
 
 The version is a content hash, not a file date or a counter: two processes that load the same bytes agree
 on it without coordination, and the ledger row of every model call records it (``policy_version=``) so an

@@ -1,0 +1,64 @@
+"""The knowledge as the answer prompt carries it: documents rendered to one text, and its version id.
+
+Pure and deterministic: the same documents in the same order always give the same bytes, so one version
+id names exactly one prompt prefix, and re-activating a version rebuilds its prefix byte for byte (a cache
+entry still alive for it is read, not written again).
+
+Layout: the policy's text as it was saved, then each article under a ``# Article: <name>`` title, in the
+order the articles were first added (an edit keeps an article's place; a new article goes last). A
+knowledge of the policy alone renders as the policy's text unchanged, so its version id is the one the
+single policy file had (the sha256 prefix of its bytes) and ledger rows from before versions still match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from support.llm.policy import policy_version
+
+Kind = Literal["policy", "article"]
+KINDS: tuple[Kind, ...] = ("policy", "article")
+ARTICLE_TITLE = "# Article: "
+
+
+@dataclass(frozen=True)
+class Document:
+    """One knowledge document: the policy (at most one) or an article (any number)."""
+
+    name: str
+    kind: Kind
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        """Full sha256 of the text's UTF-8 bytes: how the text is stored once for every version."""
+        return text_sha256(self.text)
+
+
+def text_sha256(text: str) -> str:
+    """Hex sha256 of a text's UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def ordered(documents: Sequence[Document]) -> list[Document]:
+    """The policy first, then the articles in the order given."""
+    return [d for d in documents if d.kind == "policy"] + [d for d in documents if d.kind == "article"]
+
+
+def render(documents: Sequence[Document]) -> str:
+    """The knowledge text of ``documents`` (policy first, articles in their order)."""
+    docs = ordered(documents)
+    if len(docs) == 1 and docs[0].kind == "policy":
+        return docs[0].text
+    parts = [
+        d.text.strip() if d.kind == "policy" else f"{ARTICLE_TITLE}{d.name}\n\n{d.text.strip()}" for d in docs
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def version_id(text: str) -> str:
+    """The id of a knowledge text: 12 hex characters of its sha256 (as a policy file's version)."""
+    return policy_version(text.encode("utf-8"))
