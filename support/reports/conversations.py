@@ -21,8 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Float, and_, case, false, func, literal_column, or_, select, true, tuple_
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import and_, case, false, func, literal_column, or_, select, text, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -54,6 +53,7 @@ RESOLUTION_WORDS = {
 }
 CHANNEL_WORDS = {"chat": "Chat", "ticket": "Ticket"}
 GROUP_NONE_WORDS = {**NO_VALUE_WORDS, "agent": "No agent", "policy_version": "No policy version"}
+REPORT_WORK_MEM = "64MB"  # per report transaction on PostgreSQL: percentile sorts of a million rows in memory
 CENT_FRACTION = Decimal("0.000001")  # per-conversation money is rounded to a millionth of a dollar
 
 
@@ -277,29 +277,10 @@ def _row(
 async def _durations(
     session: AsyncSession, dialect: str, key: Any, where: list[Any], cond: dict[str, ColumnElement[bool]]
 ) -> dict[str | None, dict[str, dict[str, float | None]]]:
-    """p50/p90 of each duration per group key (``None`` key for the total when ``key`` is None)."""
+    """p50/p90 of each duration per group key (``None`` key for the total when ``key`` is None), computed
+    here: SQLite has no percentile function (PostgreSQL: :func:`_overview_postgres`)."""
     columns = _duration_columns(cond)
     keyed = [key.label("k")] if key is not None else []
-    if dialect == "postgresql":
-        wanted: Any = literal_column("ARRAY[0.5, 0.9]")
-        aggs = [
-            func.percentile_cont(wanted).within_group(expr).cast(postgresql.ARRAY(Float)).label(name)
-            for name, expr in columns.items()
-        ]
-        query = select(*keyed, *aggs).select_from(FACT).where(*where)
-        if key is not None:
-            query = query.group_by(key)
-        out: dict[str | None, dict[str, dict[str, float | None]]] = {}
-        for row in (await session.execute(query)).all():
-            k = row.k if key is not None else None
-            out[k] = {}
-            for name in columns:
-                pair = getattr(row, name)
-                out[k][name] = {
-                    "p50": round(float(pair[0]), 3) if pair and pair[0] is not None else None,
-                    "p90": round(float(pair[1]), 3) if pair and pair[1] is not None else None,
-                }
-        return out
     exprs = [expr.label(name) for name, expr in columns.items()]
     any_value = or_(*(expr.is_not(None) for expr in columns.values()))
     query = select(*keyed, *exprs).select_from(FACT).where(*where, any_value)
@@ -312,6 +293,52 @@ async def _durations(
             if value is not None:
                 bucket[name].append(float(value))
     return {k: {name: percentiles(v[name]) for name in columns} for k, v in values.items()}
+
+
+Durations = dict[str, dict[str, float | None]]
+
+
+def _pair(value: Any) -> dict[str, float | None]:
+    if not value:
+        return {"p50": None, "p90": None}
+    return {q: None if v is None else round(float(v), 3) for q, v in zip(("p50", "p90"), value, strict=True)}
+
+
+async def _overview_postgres(
+    session: AsyncSession, key: Any, where: list[Any], cond: dict[str, ColumnElement[bool]]
+) -> tuple[Any, Durations, list[Any], dict[Any, Durations]]:
+    """One scan for the total and every group: counts and percentiles in one ``GROUPING SETS`` query.
+
+    ``work_mem`` is raised for this transaction only, so the percentiles' sorts stay in memory.
+    """
+    await session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
+    wanted: Any = literal_column("ARRAY[0.5, 0.9]")
+    percentile_columns = [
+        func.percentile_cont(wanted).within_group(expr).label(f"p_{name}")
+        for name, expr in _duration_columns(cond).items()
+    ]
+    aggregates = [*_aggregates(cond), *percentile_columns]
+
+    def durations_of(row: Any) -> Durations:
+        return {name: _pair(getattr(row, f"p_{name}")) for name in DURATIONS}
+
+    if key is None:
+        total = (await session.execute(select(*aggregates).select_from(FACT).where(*where))).one()
+        return total, durations_of(total), [], {}
+    query = (
+        select(key.label("k"), func.grouping(key).label("is_total"), *aggregates)
+        .select_from(FACT)
+        .where(*where)
+        .group_by(func.grouping_sets(key, literal_column("()")))
+    )
+    rows = (await session.execute(query)).all()
+    totals = [r for r in rows if r.is_total]
+    groups = [r for r in rows if not r.is_total]
+    if totals:
+        total = totals[0]
+    else:  # no rows in the range: PostgreSQL still returns the () set, but be safe
+        total = (await session.execute(select(*aggregates).select_from(FACT).where(*where))).one()
+    return total, durations_of(total), groups, {r.k: durations_of(r) for r in groups}
 
 
 async def overview_report(
@@ -328,20 +355,26 @@ async def overview_report(
     check_range(start, end)
     cond = conditions(now)
     where = range_conditions(start, end)
+    groups: list[dict[str, Any]] = []
     async with sessions() as session:
         dialect = session.get_bind().dialect.name
-        total = (await session.execute(select(*_aggregates(cond)).select_from(FACT).where(*where))).one()
-        total_durations = (await _durations(session, dialect, None, where, cond)).get(None, {})
-        groups: list[dict[str, Any]] = []
-        if group_by != "none":
-            key = group_key(group_by, dialect)
-            query = select(key.label("k"), *_aggregates(cond)).select_from(FACT).where(*where).group_by(key)
-            rows = (await session.execute(query)).all()
-            durations = await _durations(session, dialect, key, where, cond)
-            names = await agent_names(session, {r.k for r in rows if r.k}) if group_by == "agent" else {}
-            for r in sorted(rows, key=lambda r: _sort_key(group_by, r.k)):
-                k = None if r.k is None else str(r.k)
-                groups.append(_row(k, group_label(group_by, k, names), r, durations.get(r.k, {})))
+        key = group_key(group_by, dialect)
+        if dialect == "postgresql":
+            total, total_durations, rows, durations = await _overview_postgres(session, key, where, cond)
+        else:
+            total = (await session.execute(select(*_aggregates(cond)).select_from(FACT).where(*where))).one()
+            total_durations = (await _durations(session, dialect, None, where, cond)).get(None, {})
+            rows, durations = [], {}
+            if key is not None:
+                query = (
+                    select(key.label("k"), *_aggregates(cond)).select_from(FACT).where(*where).group_by(key)
+                )
+                rows = list((await session.execute(query)).all())
+                durations = await _durations(session, dialect, key, where, cond)
+        names = await agent_names(session, {r.k for r in rows if r.k}) if group_by == "agent" else {}
+    for r in sorted(rows, key=lambda r: _sort_key(group_by, r.k)):
+        k = None if r.k is None else str(r.k)
+        groups.append(_row(k, group_label(group_by, k, names), r, durations.get(r.k, {})))
     return {
         "from": iso(start),
         "to": iso(end),
@@ -549,6 +582,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValidationFailed("`cursor` is not a cursor this API returned") from exc
 
 
+def after_cursor(started_at: datetime, conversation_id: str) -> list[ColumnElement[bool]]:
+    """Rows after a keyset position in newest-first order; the plain ``started_at`` bound lets the index
+    on ``started_at`` start there (a row comparison alone would not)."""
+    return [
+        C.started_at <= started_at,
+        tuple_(C.started_at, C.conversation_id) < tuple_(started_at, conversation_id),
+    ]
+
+
 async def conversations_page(
     sessions: async_sessionmaker[AsyncSession],
     spec: DrillDown,
@@ -563,7 +605,7 @@ async def conversations_page(
     where = drill_conditions(spec, now)
     if cursor:
         at, cid = decode_cursor(cursor)
-        where.append(tuple_(C.started_at, C.conversation_id) < tuple_(at, cid))
+        where += after_cursor(at, cid)
     query = (
         _row_query(now).where(*where).order_by(C.started_at.desc(), C.conversation_id.desc()).limit(limit + 1)
     )
@@ -587,7 +629,7 @@ async def all_conversations(
     while True:
         page_where = list(where)
         if after is not None:
-            page_where.append(tuple_(C.started_at, C.conversation_id) < tuple_(*after))
+            page_where += after_cursor(*after)
         query = (
             _row_query(now)
             .where(*page_where)
