@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, func, literal_column, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from support.db.models import Example, ModelUsage
@@ -54,14 +54,14 @@ def _usage_aggregates() -> list[Any]:
     answer = U.purpose == "answer"
     return [
         func.count().label("calls"),
-        func.sum(case((U.outcome != "ok", 1), else_=0)).label("errors"),
+        func.count().filter(U.outcome != "ok").label("errors"),
         func.sum(U.input_tokens).label("input_tokens"),
         func.sum(writes).label("cache_write_tokens"),
         func.sum(U.cache_read_tokens).label("cache_read_tokens"),
         func.sum(U.output_tokens).label("output_tokens"),
         func.sum(U.cost_usd).label("cost"),
-        func.sum(case((answer, U.input_tokens + writes + U.cache_read_tokens), else_=0)).label("answer_in"),
-        func.sum(case((answer, U.cache_read_tokens), else_=0)).label("answer_read"),
+        func.sum(U.input_tokens + writes + U.cache_read_tokens).filter(answer).label("answer_in"),
+        func.sum(U.cache_read_tokens).filter(answer).label("answer_read"),
     ]
 
 
@@ -153,10 +153,10 @@ async def edits_report(
     measured = drafted & E.edit_ratio.is_not(None)
     aggregates = [
         func.count().label("replies"),
-        func.sum(case((drafted, 1), else_=0)).label("from_draft"),
-        func.sum(case((drafted & (func.coalesce(E.edit_ratio, 0) > 0), 1), else_=0)).label("edited"),
-        func.sum(case((measured, E.edit_ratio), else_=None)).label("ratio_sum"),
-        func.sum(case((measured, 1), else_=0)).label("ratio_n"),
+        func.count().filter(drafted).label("from_draft"),
+        func.count().filter(drafted & (E.edit_ratio > 0)).label("edited"),
+        func.sum(E.edit_ratio).filter(measured).label("ratio_sum"),
+        func.count().filter(measured).label("ratio_n"),
     ]
     key = E.intent if group_by == "intent" else E.agent_id
     async with sessions() as session:
