@@ -138,13 +138,26 @@ async def operations_report(
                 select(seen.c.day, func.count(func.distinct(seen.c.cid))).group_by(seen.c.day)
             )
         ).all()
-        ttfts = (
-            await session.execute(
-                select(col(ModelUsage.ttft_ms)).where(
-                    *usage_range, col(ModelUsage.purpose) == "answer", col(ModelUsage.ttft_ms).is_not(None)
+        answered = [*usage_range, col(ModelUsage.purpose) == "answer", col(ModelUsage.ttft_ms).is_not(None)]
+        ttfts: list[Any] = []
+        if session.get_bind().dialect.name == "postgresql":
+            # The same inclusive percentiles, sorted in the database: no need to fetch every answer's TTFT.
+            ttft = col(ModelUsage.ttft_ms)
+            p50, p95 = (
+                await session.execute(
+                    select(
+                        func.percentile_cont(0.5).within_group(ttft),
+                        func.percentile_cont(0.95).within_group(ttft),
+                    ).where(*answered)
                 )
+            ).one()
+            ttft_sql = (
+                None if p50 is None else round(float(p50), 3),
+                None if p95 is None else round(float(p95), 3),
             )
-        ).scalars().all()  # fmt: skip
+        else:
+            ttfts = list((await session.execute(select(col(ModelUsage.ttft_ms)).where(*answered))).scalars())
+            ttft_sql = None
         records = (await session.execute(select(HandoffRecord).where(*handoff_range))).scalars().all()
         day = func.date(col(ModelUsage.created_at))
         fact_range = in_range(col(ConversationFact.started_at))
@@ -190,9 +203,12 @@ async def operations_report(
         )
     if input_total:
         report.cache_hit_ratio = round(read_total / input_total, 4)
-    values = [float(v) for v in ttfts if v is not None]
-    report.answer_ttft_ms_p50 = percentile(values, 0.5)
-    report.answer_ttft_ms_p95 = percentile(values, 0.95)
+    if ttft_sql is not None:
+        report.answer_ttft_ms_p50, report.answer_ttft_ms_p95 = ttft_sql
+    else:
+        values = [float(v) for v in ttfts if v is not None]
+        report.answer_ttft_ms_p50 = percentile(values, 0.5)
+        report.answer_ttft_ms_p95 = percentile(values, 0.95)
 
     report.handoffs = len(records)
     # The rate counts conversations of one population: those started in the range (conversation_fact),
