@@ -2,9 +2,10 @@
 
 docs/metrics.md defines every number; this module implements exactly those definitions, once, as SQL
 conditions (:func:`conditions`) that both the overview's counts and the drill-down's ``only`` filters use,
-so a number and the conversations behind it cannot disagree. Each report is one aggregate query grouped by
-the cut (plus one for the total). Percentiles are ``percentile_cont`` on PostgreSQL and the same inclusive
-(linear interpolation) method in Python on SQLite, which has no percentile function.
+so a number and the conversations behind it cannot disagree. Counts are aggregate queries grouped by the
+cut (plus one for the total). Percentiles are ``percentile_cont`` on PostgreSQL (its overview runs the
+counts and the four percentiles as concurrent queries) and the same inclusive (linear interpolation)
+method in Python on SQLite, which has no percentile function.
 
 Times are compared and returned in UTC; every time leaves as ISO 8601 with ``+00:00``.
 """
