@@ -346,9 +346,14 @@ async def _overview_postgres(
         q = select(*keyed, *columns).select_from(FACT).where(*where, *([] if extra is None else [extra]))
         return q.group_by(func.grouping_sets(key, literal_column("()"))) if grouped else q
 
-    async def run(q: Any) -> list[Any]:
+    async def run(q: Any, *, sorted_input: bool = False) -> list[Any]:
         async with sessions() as session:
             await tune(session)
+            if sorted_input:
+                # A percentile reads most rows of the range; fed in key order by a plain index scan (of a
+                # few-valued column such as agent_id) it reads the heap at random: 40 % slower at a million
+                # rows than a scan and a sort. Bitmap scans (a short range on started_at) stay allowed.
+                await session.execute(text("SET LOCAL enable_indexscan = off"))
             return list((await session.execute(q)).all())
 
     wanted: Any = literal_column("ARRAY[0.5, 0.9]")
@@ -366,7 +371,10 @@ async def _overview_postgres(
         run(counts),
         run(counts.add_columns(key.label("k")).group_by(key)) if grouped else _nothing(),
         *(
-            run(query(func.percentile_cont(wanted).within_group(expr).label("p"), extra=only))
+            run(
+                query(func.percentile_cont(wanted).within_group(expr).label("p"), extra=only),
+                sorted_input=True,
+            )
             for expr, only in columns.values()
         ),
     )
