@@ -179,10 +179,12 @@ def key_text(key: Any) -> str | None:
 
 
 async def tune(session: AsyncSession) -> None:
-    """Raise ``work_mem`` for this report's transaction on PostgreSQL, so its sorts and hashes stay in
-    memory (a no-op on SQLite)."""
+    """For this report's transaction on PostgreSQL: raise ``work_mem`` so its sorts and hashes stay in
+    memory, and turn JIT off (compiling a report's expressions took 1.8 of 2.8 s at a million rows, more
+    than it saved). A no-op on SQLite."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
+        await session.execute(text("SET LOCAL jit = off"))
 
 
 def group_label(group_by: str, key: str | None, agent_names: dict[str, str]) -> str:
