@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from support.db.models import ConversationFact, HandoffRecord, ModelUsage
+from support.reports.conversations import tune
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -103,6 +104,7 @@ async def operations_report(
 
     usage_range = in_range(col(ModelUsage.created_at))
     async with sessions() as session:
+        await tune(session)
         rows = (
             await session.execute(
                 select(
