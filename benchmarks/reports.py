@@ -41,6 +41,7 @@ from support.db.engine import make_engine, session_factory
 from support.db.migrate import upgrade_to_head
 from support.reports.conversations import (
     GROUP_BYS,
+    REPORT_WORK_MEM,
     DrillDown,
     conversations_page,
     encode_cursor,
@@ -297,8 +298,13 @@ async def time_queries(
 
 
 async def explain(engine: AsyncEngine, statement: str, parameters: Any) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of one statement as it was sent."""
-    async with engine.connect() as conn:
+    """EXPLAIN (ANALYZE, BUFFERS) of one statement as it was sent, with the transaction settings the report
+    services use (``support.reports.conversations.tune``; percentile queries: no plain index scans)."""
+    async with engine.begin() as conn:
+        await conn.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
+        await conn.execute(text("SET LOCAL jit = off"))
+        if "percentile_cont" in statement:
+            await conn.execute(text("SET LOCAL enable_indexscan = off"))
         rows = (await conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)).all()
     return "\n".join(str(r[0]) for r in rows)
 
