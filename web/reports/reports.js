@@ -589,7 +589,8 @@
   // ---------------------------------------------------------------------------------------------------
   // Drill-down: the conversations behind a number, newest first, a page at a time.
   const PAGE = 50;
-  let drill = { params: null, cursor: null, rows: 0 };
+  // `generation` counts the lists opened: a page that answers after another list was opened is dropped.
+  let drill = { params: null, cursor: null, rows: 0, generation: 0 };
 
   function filterWords(params) {
     const items = [rangeWords(params.get("from"), params.get("to"))];
@@ -616,7 +617,7 @@
 
   async function openDrill(hashQuery) {
     const params = new URLSearchParams(hashQuery);
-    drill = { params: apiParams(params), cursor: null, rows: 0 };
+    drill = { params: apiParams(params), cursor: null, rows: 0, generation: drill.generation + 1 };
     $("drill-filters").replaceChildren(...filterWords(params).map((w) => {
       const li = document.createElement("li");
       li.textContent = w;
@@ -654,7 +655,9 @@
     if (!p.has("limit")) p.set("limit", String(PAGE));
     if (drill.cursor) p.set("cursor", drill.cursor);
     try {
+      const generation = drill.generation;
       const body = await api("/api/v1/reports/conversations?" + p);
+      if (generation !== drill.generation) return;
       const list = body.conversations;
       const tableNode = $("drill-table");
       if (first) table(tableNode, DRILL_HEAD, list.map(drillRow));
@@ -695,6 +698,7 @@
     $("conv-back").textContent = lastList.startsWith("#conversations") ? "← Back to the list" : "← All reports";
     try {
       const body = await api(`/api/v1/reports/conversations/${encodeURIComponent(id)}`);
+      if ($("conv-id").textContent !== id) return; // another conversation was opened meanwhile
       renderTranscript(body.transcript || []);
       renderFacts(body.facts || {});
       if (body.ticket) {
