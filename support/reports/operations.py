@@ -7,6 +7,8 @@ times) are computed here over the range's values, because SQLite has no percenti
 
 from __future__ import annotations
 
+import csv
+import io
 import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,7 +19,7 @@ from sqlalchemy import case, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from support.db.models import HandoffRecord, ModelUsage
+from support.db.models import ConversationFact, HandoffRecord, ModelUsage
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -59,6 +61,10 @@ class OperationsReport:
     answer_ttft_ms_p95: float | None = None
     by_model: list[dict[str, Any]] = field(default_factory=list)
     handoffs: int = 0
+    # Conversations started in the range (conversation_fact), and those of them that were handed off: the
+    # handoff rate's denominator and numerator, one population (docs/metrics.md).
+    started_conversations: int = 0
+    handed_off_conversations: int = 0
     handoff_rate: float | None = None
     handoff_reasons: dict[str, int] = field(default_factory=dict)
     handoff_outcomes: dict[str, int] = field(default_factory=dict)
@@ -141,6 +147,14 @@ async def operations_report(
         ).scalars().all()  # fmt: skip
         records = (await session.execute(select(HandoffRecord).where(*handoff_range))).scalars().all()
         day = func.date(col(ModelUsage.created_at))
+        fact_range = in_range(col(ConversationFact.started_at))
+        started, handed_off = (
+            await session.execute(
+                select(func.count(), func.sum(case((col(ConversationFact.handoff_count) > 0, 1), else_=0)))
+                .select_from(ConversationFact)
+                .where(*fact_range)
+            )
+        ).one()
         daily = (
             await session.execute(
                 select(day, func.sum(col(ModelUsage.cost_usd)))
@@ -181,8 +195,14 @@ async def operations_report(
     report.answer_ttft_ms_p95 = percentile(values, 0.95)
 
     report.handoffs = len(records)
-    if report.conversations:
-        report.handoff_rate = round(len({r.conversation_id for r in records}) / report.conversations, 4)
+    # The rate counts conversations, from one population: those started in the range, and which of them
+    # were handed off. (It used to divide conversations handed off in the range by conversations with a
+    # model call in it; a conversation handed off in the range but answered before it was in the first set
+    # only, and the rate passed 100 %.)
+    report.started_conversations = int(started or 0)
+    report.handed_off_conversations = int(handed_off or 0)
+    if report.started_conversations:
+        report.handoff_rate = round(report.handed_off_conversations / report.started_conversations, 4)
     waits, firsts = [], []
     for r in records:
         report.handoff_reasons[r.reason] = report.handoff_reasons.get(r.reason, 0) + 1
@@ -215,3 +235,37 @@ async def operations_report(
         day_row(key)["handoffs"] = count
     report.days = [series[k] for k in sorted(series)]
     return report
+
+
+def operations_csv(data: dict[str, Any]) -> str:
+    """The operations report (as the API returns it) as CSV, one number a row: ``section,key,field,value``.
+
+    Sections: ``total`` (the scalar figures), ``model`` (key ``purpose/model``), ``day`` (key the day),
+    ``handoff_reason`` and ``handoff_outcome`` (key the code).
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["section", "key", "field", "value"])
+
+    def value(v: Any) -> Any:
+        return "" if v is None else v
+
+    for name, v in data.items():
+        if not isinstance(v, dict | list):
+            writer.writerow(["total", "", name, value(v)])
+    for row in data.get("by_model", []):
+        key = f"{row['purpose']}/{row['model']}"
+        for name, v in row.items():
+            if name not in ("purpose", "model"):
+                writer.writerow(["model", key, name, value(v)])
+    for row in data.get("days", []):
+        for name, v in row.items():
+            if name != "day":
+                writer.writerow(["day", row["day"], name, value(v)])
+    labels = data.get("handoff_reason_labels", {})
+    for code, count in data.get("handoff_reasons", {}).items():
+        writer.writerow(["handoff_reason", code, "count", count])
+        writer.writerow(["handoff_reason", code, "label", labels.get(code, code)])
+    for code, count in data.get("handoff_outcomes", {}).items():
+        writer.writerow(["handoff_outcome", code, "count", count])
+    return out.getvalue()

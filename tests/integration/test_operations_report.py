@@ -6,15 +6,26 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handoff.records import HandoffRecords
 from support.db.engine import session_factory
-from support.db.models import HandoffRecord, ModelUsage
+from support.db.models import ConversationFact, HandoffRecord, ModelUsage
 from support.reports.operations import operations_report
+from tests.reports.seed import fact
 
 DAY1 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 DAY2 = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)
+
+
+async def facts(engine: AsyncEngine, *rows: tuple[str, datetime, int]) -> None:
+    """Conversation facts (id, started, handoff count): the handoff rate's population."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(ConversationFact.__table__),  # type: ignore[attr-defined]
+            [fact(cid, started, handoff_count=handoffs) for cid, started, handoffs in rows],
+        )
 
 
 def usage(cid: str, purpose: str, at: datetime, **kw: object) -> ModelUsage:
@@ -57,6 +68,7 @@ async def test_operations_report(db_engine: AsyncEngine) -> None:
                 rec.first_response_at = DAY2 + waited + timedelta(seconds=15)
         await session.commit()
 
+    await facts(db_engine, ("c1", DAY1, 0), ("c2", DAY2, 1), ("c3", DAY2, 1))
     report = await operations_report(sessions, start=DAY1 - timedelta(hours=1), end=DAY2 + timedelta(days=1))
     assert report.conversations == 3
     assert report.customer_turns == 2
@@ -107,10 +119,18 @@ async def test_handoff_rate_counts_conversations_handed_off_without_a_model_call
             rec.queued_at = DAY1
         await session.commit()
 
+    await facts(
+        db_engine, ("answered", DAY1, 0), ("online-handoff", DAY1, 1), ("offline-1", DAY1, 2),
+        ("offline-2", DAY1, 1), ("offline-3", DAY1, 1),
+        # Started (and answered) the day before, handed off within the range: not in the range's population,
+        # neither handed off in it nor a conversation of it.
+        ("yesterday", DAY1 - timedelta(days=1), 1),
+    )  # fmt: skip
     report = await operations_report(sessions, start=DAY1 - timedelta(hours=1), end=DAY1 + timedelta(days=1))
     assert report.conversations == 5  # two with model calls, three handed off while offline
     assert report.handoffs == 5
     assert report.handoff_rate == round(4 / 5, 4)
+    assert (report.started_conversations, report.handed_off_conversations) == (5, 4)
     assert report.handoff_rate is not None
     assert 0 <= report.handoff_rate <= 1
     assert [(d["day"], d["conversations"], d["handoffs"]) for d in report.days] == [("2026-11-02", 5, 5)]

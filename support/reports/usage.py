@@ -1,0 +1,174 @@
+"""Model usage and agent edits, from the ledger (``model_usage``) and the examples (``example``).
+
+Usage: calls, errors, tokens and cost by model and purpose (or by day), and the cache hit ratio as the
+operations report defines it: cache reads / all input tokens (uncached + cache writes + cache reads) of
+*answer* calls. Edits: how agents change the bot's drafts, per intent or agent. One query per report.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import case, func, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from support.db.models import Example, ModelUsage
+from support.reports.conversations import (
+    agent_names,
+    check_group_by,
+    check_range,
+    group_label,
+    iso,
+    money,
+    ratio,
+    utc,
+)
+
+USAGE: Any = ModelUsage.__table__  # type: ignore[attr-defined]
+U: Any = USAGE.c
+EXAMPLE: Any = Example.__table__  # type: ignore[attr-defined]
+E: Any = EXAMPLE.c
+USAGE_GROUP_BYS = ("model_purpose", "day")
+EDIT_GROUP_BYS = ("intent", "agent")
+
+
+def _in_range(column: Any, start: datetime | None, end: datetime | None) -> list[Any]:
+    out = []
+    if start is not None:
+        out.append(column >= utc(start))
+    if end is not None:
+        out.append(column < utc(end))
+    return out
+
+
+def _day(column: Any, dialect: str) -> Any:
+    if dialect == "postgresql":
+        return func.to_char(column, literal_column("'YYYY-MM-DD'"))
+    return func.strftime(literal_column("'%Y-%m-%d'"), column)
+
+
+def _usage_aggregates() -> list[Any]:
+    writes = U.cache_write_5m_tokens + U.cache_write_1h_tokens
+    answer = U.purpose == "answer"
+    return [
+        func.count().label("calls"),
+        func.sum(case((U.outcome != "ok", 1), else_=0)).label("errors"),
+        func.sum(U.input_tokens).label("input_tokens"),
+        func.sum(writes).label("cache_write_tokens"),
+        func.sum(U.cache_read_tokens).label("cache_read_tokens"),
+        func.sum(U.output_tokens).label("output_tokens"),
+        func.sum(U.cost_usd).label("cost"),
+        func.sum(case((answer, U.input_tokens + writes + U.cache_read_tokens), else_=0)).label("answer_in"),
+        func.sum(case((answer, U.cache_read_tokens), else_=0)).label("answer_read"),
+    ]
+
+
+def _usage_row(key: str | None, label: str, r: Any, **extra: Any) -> dict[str, Any]:
+    answer_in = int(r.answer_in or 0)
+    return {
+        "key": key,
+        "label": label,
+        **extra,
+        "calls": int(r.calls or 0),
+        "errors": int(r.errors or 0),
+        "input_tokens": int(r.input_tokens or 0),
+        "cache_write_tokens": int(r.cache_write_tokens or 0),
+        "cache_read_tokens": int(r.cache_read_tokens or 0),
+        "output_tokens": int(r.output_tokens or 0),
+        "cost_usd": money(Decimal(r.cost or 0)),
+        "cache_hit_ratio": ratio(int(r.answer_read or 0), answer_in),
+    }
+
+
+async def usage_report(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    group_by: str = "model_purpose",
+) -> dict[str, Any]:
+    """``{"from", "to", "group_by", "total": Row, "groups": [Row]}`` over ledger rows created in
+    ``[start, end)``; a ``model_purpose`` row also carries ``purpose`` and ``model``."""
+    check_group_by(group_by, USAGE_GROUP_BYS)
+    check_range(start, end)
+    where = _in_range(U.created_at, start, end)
+    async with sessions() as session:
+        dialect = session.get_bind().dialect.name
+        total = (await session.execute(select(*_usage_aggregates()).select_from(USAGE).where(*where))).one()
+        if group_by == "model_purpose":
+            keys = [U.purpose.label("purpose"), U.model.label("model")]
+            query = select(*keys, *_usage_aggregates()).select_from(USAGE).where(*where)
+            rows = (
+                await session.execute(query.group_by(U.purpose, U.model).order_by(U.purpose, U.model))
+            ).all()
+            groups = [
+                _usage_row(f"{r.purpose}/{r.model}", f"{r.purpose} · {r.model}", r, purpose=r.purpose,
+                           model=r.model)
+                for r in rows
+            ]  # fmt: skip
+        else:
+            day = _day(U.created_at, dialect)
+            query = select(day.label("k"), *_usage_aggregates()).select_from(USAGE).where(*where)
+            rows = (await session.execute(query.group_by(day).order_by(day))).all()
+            groups = [_usage_row(str(r.k), str(r.k), r) for r in rows]
+    return {
+        "from": iso(start),
+        "to": iso(end),
+        "group_by": group_by,
+        "total": _usage_row(None, "All model calls", total),
+        "groups": groups,
+    }
+
+
+def _edit_row(key: str | None, label: str, r: Any) -> dict[str, Any]:
+    drafted = int(r.from_draft or 0)
+    edited = int(r.edited or 0)
+    mean = r.ratio_sum / r.ratio_n if r.ratio_n else None
+    return {
+        "key": key,
+        "label": label,
+        "agent_replies": int(r.replies or 0),
+        "from_draft": drafted,
+        "edited": edited,
+        "edited_share": ratio(edited, drafted),
+        "mean_edit_ratio": round(float(mean), 4) if mean is not None else None,
+    }
+
+
+async def edits_report(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    group_by: str = "intent",
+) -> dict[str, Any]:
+    """Agent replies (``example`` rows created in ``[start, end)``), those sent from a bot draft, the share
+    of those the agent changed, and the mean edit ratio of replies from a draft, in total and per group."""
+    check_group_by(group_by, EDIT_GROUP_BYS)
+    check_range(start, end)
+    where = _in_range(E.created_at, start, end)
+    drafted = E.bot_draft.is_not(None)
+    measured = drafted & E.edit_ratio.is_not(None)
+    aggregates = [
+        func.count().label("replies"),
+        func.sum(case((drafted, 1), else_=0)).label("from_draft"),
+        func.sum(case((drafted & (func.coalesce(E.edit_ratio, 0) > 0), 1), else_=0)).label("edited"),
+        func.sum(case((measured, E.edit_ratio), else_=None)).label("ratio_sum"),
+        func.sum(case((measured, 1), else_=0)).label("ratio_n"),
+    ]
+    key = E.intent if group_by == "intent" else E.agent_id
+    async with sessions() as session:
+        total = (await session.execute(select(*aggregates).select_from(EXAMPLE).where(*where))).one()
+        query = select(key.label("k"), *aggregates).select_from(EXAMPLE).where(*where).group_by(key)
+        rows = (await session.execute(query)).all()
+        names = await agent_names(session, {r.k for r in rows if r.k}) if group_by == "agent" else {}
+    ordered = sorted(rows, key=lambda r: (r.k is None, r.k or ""))
+    return {
+        "from": iso(start),
+        "to": iso(end),
+        "group_by": group_by,
+        "total": _edit_row(None, "All agent replies", total),
+        "groups": [_edit_row(r.k, group_label(group_by, r.k, names), r) for r in ordered],
+    }
