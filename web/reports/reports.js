@@ -440,6 +440,21 @@
     return start === end ? `Started on ${start}` : `Started ${start} – ${end}`;
   }
 
+  // A chart's key in HTML under it: the entries wrap on a narrow screen instead of running into each other.
+  function legend(series) {
+    const list = document.createElement("ul");
+    list.className = "legend";
+    for (const s of series) {
+      const item = document.createElement("li");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = s.color;
+      item.append(swatch, s.label);
+      list.append(item);
+    }
+    return list;
+  }
+
   // The groups of a day or week cut with the empty days (weeks) of the range as zeros: the axis is time.
   function everyBucket(groups, fromIso, toIso, unit) {
     if (!fromIso || !toIso) return groups;
@@ -496,13 +511,8 @@
         svg.append(el("text", { x: left + i * slot + slot / 2, y: height + 14, "text-anchor": "middle" }, dayWords(g.key).replace(/ \d{4}$/, "")));
     });
     shown = saved;
-    let x = 6; // legend entries one after another, each as wide as its words
-    for (const m of MIX) {
-      svg.append(el("rect", { x, y: height + 22, width: 10, height: 10, fill: m.color }));
-      svg.append(el("text", { x: x + 14, y: height + 31 }, m.label));
-      x += 24 + m.label.length * 6.4;
-    }
-    box.append(svg);
+    svg.setAttribute("viewBox", `0 0 ${width} ${height + 20}`);
+    box.append(svg, legend(MIX));
   }
 
   // CSAT per week: the customers' ratings and the model's prediction (of conversations nobody rated) as
@@ -538,11 +548,8 @@
       if (i % every === 0)
         svg.append(el("text", { x: left + i * slot + slot / 2, y: height + 14, "text-anchor": "middle" }, dayWords(g.key).replace(/ \d{4}$/, "")));
     });
-    series.forEach((s, j) => {
-      svg.append(el("rect", { x: pad + j * 150, y: height + 22, width: 10, height: 10, fill: s.color }));
-      svg.append(el("text", { x: pad + j * 150 + 14, y: height + 31 }, s.label));
-    });
-    box.append(svg);
+    svg.setAttribute("viewBox", `0 0 ${width} ${height + 20}`);
+    box.append(svg, legend(series));
   }
 
   // Handoff reasons per group: each group's handed-off conversations (a link to them), then one row per
