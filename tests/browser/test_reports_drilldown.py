@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+import websockets
 
 from support.db.models import ConversationFact
 from support.testing.fake_anthropic import FakeAnthropic, Reply
@@ -56,7 +57,8 @@ def fact(cid: str, started: datetime, **values: Any) -> dict[str, Any]:
         "conversation_id": cid, "channel": "chat", "started_at": started, "intent": "returns_refunds",
         "policy_version": "v1", "agent_id": None, "resolution_type": "bot", "customer_messages": 1,
         "bot_messages": 1, "agent_messages": 0, "last_customer_at": started,
-        "first_bot_reply_at": started + timedelta(seconds=2), "last_bot_reply_at": started + timedelta(seconds=2),
+        "first_bot_reply_at": started + timedelta(seconds=2),
+        "last_bot_reply_at": started + timedelta(seconds=2),
         "bot_first_response_s": 2.0, "handoff_count": 0, "handed_off_at": None, "handoff_reason": None,
         "queue_wait_s": None, "human_first_response_s": None, "resolved_at": None, "resolved_by": None,
         "resolution_s": 2.0, "confirmed": False, "reopened": False, "rating": None, "rated_at": None,
@@ -98,8 +100,6 @@ async def real_conversation(site: Site) -> str:
     """A conversation the bot answers over the widget's WebSocket; its id."""
     opened = session(site)
     ws_url = f"ws://127.0.0.1:{site.port}/api/v1/widget/ws?token={opened['token']}"
-    import websockets
-
     async with websockets.connect(ws_url) as ws:
         await ws.send(json.dumps({"type": "message", "client_id": "a", "text": "How long do returns take?"}))
         await until(ws, lambda f: f["type"] == "message" and f["role"] == "assistant")
@@ -107,7 +107,9 @@ async def real_conversation(site: Site) -> str:
 
 
 def drill_ids(page: Any) -> list[str]:
-    ids: list[str] = page.eval_on_selector_all("#drill-table tr[data-id]", "rows => rows.map(r => r.dataset.id)")
+    ids: list[str] = page.eval_on_selector_all(
+        "#drill-table tr[data-id]", "rows => rows.map(r => r.dataset.id)"
+    )
     return ids
 
 
@@ -118,7 +120,9 @@ def test_a_number_opens_its_conversations_one_reads_read_only_and_the_csv_matche
     fake.add_rule(lambda body: Reply(text="Returns take 5 days.") if is_answer(body) else None)
     create_account(site, "root@example.com", "Root", role="admin")
     create_account(site, "ada@example.com", "Ada")
-    ada = httpx.post(f"{site.url}/api/v1/agent/login", json={"email": "ada@example.com", "password": PASSWORD})
+    ada = httpx.post(
+        f"{site.url}/api/v1/agent/login", json={"email": "ada@example.com", "password": PASSWORD}
+    )
     with ThreadPoolExecutor(1) as pool:  # sync Playwright owns this thread's event loop
         real_id = pool.submit(asyncio.run, real_conversation(site)).result()
     seed(site, real_id, ada.json()["agent"]["id"])
@@ -168,7 +172,8 @@ def test_a_number_opens_its_conversations_one_reads_read_only_and_the_csv_matche
         transcript = page.locator("#conv-transcript .msg .text").all_inner_texts()
         assert transcript == ["How long do returns take?", "Returns take 5 days."]
         facts = page.locator("#conv-facts").inner_text()
-        assert "assumed" in facts and "Returns and refunds" in facts and "$0.0042" in facts
+        for shown in ("assumed", "Returns and refunds", "$0.0042"):
+            assert shown in facts, (shown, facts)
         for hidden in ("textarea", "input", "button:has-text('Claim')", "button:has-text('Send')"):
             assert page.locator(f"#conversation {hidden}").count() == 0, hidden
         page.screenshot(path=str(screenshot_dir / "reports-conversation-1280.png"), full_page=True)
