@@ -1,6 +1,7 @@
 """Reports at scale: every report query timed over a million conversations in PostgreSQL.
 
-Seeds ``conversation_fact`` with N conversations spread over the last 365 days (a fixed mix of channels,
+Seeds ``conversation_fact`` with N conversations spread evenly over the last 365 days, in the order they
+started (as the fact writer adds them) (a fixed mix of channels,
 intents, agents, policy versions and resolution types; ratings on about a quarter, predictions on a
 third of the rest), their ``rating`` rows, about three ``model_usage`` ledger rows each and ``example``
 rows for a fifth of the conversations agents answered, all with ``INSERT ... SELECT generate_series`` (a
@@ -108,7 +109,9 @@ FROM (
            CASE WHEN r_kind < 0.60 THEN 'bot' WHEN r_kind < 0.85 THEN 'handed_off'
                 WHEN r_kind < 0.90 THEN 'unanswered' ELSE 'human' END AS kind
     FROM (
-        SELECT i, CAST(:now AS timestamp) - make_interval(secs => random() * 365 * 86400) AS started,
+        SELECT i, CAST(:now AS timestamp)
+                  - make_interval(secs => (CAST(:n AS integer) - i) * 365.0 * 86400 / CAST(:n AS integer)
+                                          + random() * 600) AS started,
                random() AS r_channel, random() AS r_intent, random() AS r_policy, random() AS r_len,
                random() AS r_fast, random() AS r_last, random() AS r_reason, random() AS r_wait,
                random() AS r_resolved, random() AS r_rating, random() AS r_score, random() AS r_reopen,
@@ -281,7 +284,11 @@ async def time_queries(
                 samples.append(elapsed)
             p50, p95 = percentile(samples, 50), percentile(samples, 95)
             mark = "" if p95 < TARGET_P95_MS else "  OVER TARGET"
-            say(f"[{index:>2}/{len(named)}] {name:<40} p50 {p50:8.1f} ms   p95 {p95:8.1f} ms{mark}")
+            load = os.getloadavg()[0]
+            say(
+                f"[{index:>2}/{len(named)}] {name:<40} p50 {p50:8.1f} ms   p95 {p95:8.1f} ms"
+                f"   load {load:4.1f}{mark}"
+            )
             results.append((name, p50, p95, slowest))
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", before)
@@ -311,7 +318,7 @@ async def main(url: str, n: int, repeats: int, reuse: bool) -> int:
         async with engine.connect() as conn:
             have = (await conn.execute(text("SELECT count(*) FROM conversation_fact"))).scalar_one()
             version = (await conn.execute(text("SHOW server_version"))).scalar_one()
-        say(f"PostgreSQL {version}")
+        say(f"PostgreSQL {version}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
         if reuse and have == n:
             say(f"reusing the {have:,} seeded conversations")
         else:

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, func, literal_column, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from support.db.models import Example, ModelUsage
@@ -19,10 +19,13 @@ from support.reports.conversations import (
     agent_names,
     check_group_by,
     check_range,
+    day_key,
     group_label,
     iso,
+    key_text,
     money,
     ratio,
+    tune,
     utc,
 )
 
@@ -43,25 +46,19 @@ def _in_range(column: Any, start: datetime | None, end: datetime | None) -> list
     return out
 
 
-def _day(column: Any, dialect: str) -> Any:
-    if dialect == "postgresql":
-        return func.to_char(column, literal_column("'YYYY-MM-DD'"))
-    return func.strftime(literal_column("'%Y-%m-%d'"), column)
-
-
 def _usage_aggregates() -> list[Any]:
     writes = U.cache_write_5m_tokens + U.cache_write_1h_tokens
     answer = U.purpose == "answer"
     return [
         func.count().label("calls"),
-        func.sum(case((U.outcome != "ok", 1), else_=0)).label("errors"),
+        func.count().filter(U.outcome != "ok").label("errors"),
         func.sum(U.input_tokens).label("input_tokens"),
         func.sum(writes).label("cache_write_tokens"),
         func.sum(U.cache_read_tokens).label("cache_read_tokens"),
         func.sum(U.output_tokens).label("output_tokens"),
         func.sum(U.cost_usd).label("cost"),
-        func.sum(case((answer, U.input_tokens + writes + U.cache_read_tokens), else_=0)).label("answer_in"),
-        func.sum(case((answer, U.cache_read_tokens), else_=0)).label("answer_read"),
+        func.sum(U.input_tokens + writes + U.cache_read_tokens).filter(answer).label("answer_in"),
+        func.sum(U.cache_read_tokens).filter(answer).label("answer_read"),
     ]
 
 
@@ -96,6 +93,7 @@ async def usage_report(
     where = _in_range(U.created_at, start, end)
     async with sessions() as session:
         dialect = session.get_bind().dialect.name
+        await tune(session)
         total = (await session.execute(select(*_usage_aggregates()).select_from(USAGE).where(*where))).one()
         if group_by == "model_purpose":
             keys = [U.purpose.label("purpose"), U.model.label("model")]
@@ -109,10 +107,10 @@ async def usage_report(
                 for r in rows
             ]  # fmt: skip
         else:
-            day = _day(U.created_at, dialect)
+            day = day_key(U.created_at, dialect)
             query = select(day.label("k"), *_usage_aggregates()).select_from(USAGE).where(*where)
             rows = (await session.execute(query.group_by(day).order_by(day))).all()
-            groups = [_usage_row(str(r.k), str(r.k), r) for r in rows]
+            groups = [_usage_row(key_text(r.k), str(key_text(r.k)), r) for r in rows]
     return {
         "from": iso(start),
         "to": iso(end),
@@ -153,13 +151,14 @@ async def edits_report(
     measured = drafted & E.edit_ratio.is_not(None)
     aggregates = [
         func.count().label("replies"),
-        func.sum(case((drafted, 1), else_=0)).label("from_draft"),
-        func.sum(case((drafted & (func.coalesce(E.edit_ratio, 0) > 0), 1), else_=0)).label("edited"),
-        func.sum(case((measured, E.edit_ratio), else_=None)).label("ratio_sum"),
-        func.sum(case((measured, 1), else_=0)).label("ratio_n"),
+        func.count().filter(drafted).label("from_draft"),
+        func.count().filter(drafted & (E.edit_ratio > 0)).label("edited"),
+        func.sum(E.edit_ratio).filter(measured).label("ratio_sum"),
+        func.count().filter(measured).label("ratio_n"),
     ]
     key = E.intent if group_by == "intent" else E.agent_id
     async with sessions() as session:
+        await tune(session)
         total = (await session.execute(select(*aggregates).select_from(EXAMPLE).where(*where))).one()
         query = select(key.label("k"), *aggregates).select_from(EXAMPLE).where(*where).group_by(key)
         rows = (await session.execute(query)).all()
