@@ -30,6 +30,8 @@ from tests.browser.test_widget import Site, create_account
 from tests.integration.test_widget_ws import is_answer, is_triage, triage_reply
 from tests.redis_cluster import sync_redis_client_for
 
+pytestmark = pytest.mark.timeout(120)  # a server's start-up, a real conversation, then every view twice
+
 WAIT_MS = 20_000
 PASSWORD = "correct horse battery staple"
 TODAY = datetime.now(UTC).date()
