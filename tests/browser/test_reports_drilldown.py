@@ -79,7 +79,7 @@ def seed(site: Site, real_id: str, ada_id: str) -> None:
     """Returns and refunds: two assumed bot resolutions (one the real conversation), one confirmed, one
     handed off to Ada; a warranty conversation nobody answered; one not triaged; one outside the range."""
     rows = [
-        fact("c-assumed", D1),
+        fact("c-assumed", D1, predicted_score=4, predicted_reason="The answer covered the question."),
         fact(real_id, D2, cost_usd=Decimal("0.0042")),
         fact("c-confirmed", D1 + timedelta(hours=1), confirmed=True, rating=5, rated_at=D1, resolved_at=D1),
         fact("c-handoff", D2 + timedelta(hours=1), resolution_type="handed_off", agent_id=ada_id,
@@ -87,7 +87,8 @@ def seed(site: Site, real_id: str, ada_id: str) -> None:
              human_first_response_s=60.0, agent_messages=1, resolved_at=D2 + timedelta(hours=2),
              resolved_by="agent", resolution_s=3600.0, rating=2, rated_at=D2 + timedelta(hours=2)),
         fact("c-unanswered", D2 + timedelta(hours=2), intent="warranty_repairs", resolution_type="unanswered",
-             handoff_count=1, handoff_reason="wants_human", handed_off_at=D2 + timedelta(hours=2)),
+             handoff_count=1, handoff_reason="wants_human", handed_off_at=D2 + timedelta(hours=2),
+             predicted_score=1, predicted_reason="Asked for a person; nobody replied."),
         fact("c-untriaged", D2 + timedelta(hours=3), intent=None, rating=1, rated_at=D2, resolved_at=D2,
              resolved_by="customer"),
         fact("c-old", D1 - timedelta(days=20)),
@@ -153,6 +154,9 @@ def test_a_number_opens_its_conversations_one_reads_read_only_and_the_csv_matche
         cells = returns.locator("td").all_inner_texts()
         # intent, conversations, bot only, handed off, unanswered, person only, confirmed, assumed, ...
         assert cells[:8] == ["Returns and refunds", "4", "3", "1", "0", "0", "1", "2"], cells
+        tiles = page.locator("#ov-tiles").inner_text()
+        assert "33.3%\nCSAT" in tiles  # 1 of the 3 rated; the two predictions are not mixed in
+        assert "50.0%\npredicted CSAT" in tiles  # 1 of the 2 predicted, beside it
         page.screenshot(path=str(screenshot_dir / "reports-overview-1280.png"), full_page=True)
 
         # the 2 assumed bot resolutions of Returns and refunds: exactly those two, newest first
