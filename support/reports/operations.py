@@ -195,14 +195,16 @@ async def operations_report(
     report.answer_ttft_ms_p95 = percentile(values, 0.95)
 
     report.handoffs = len(records)
-    # The rate counts conversations, from one population: those started in the range, and which of them
-    # were handed off. (It used to divide conversations handed off in the range by conversations with a
-    # model call in it; a conversation handed off in the range but answered before it was in the first set
-    # only, and the rate passed 100 %.)
+    # The rate counts conversations of one population: those started in the range (conversation_fact),
+    # and which of them were handed off (docs/metrics.md). Before the facts of the range exist (a fresh
+    # install, before their first refresh) it falls back to the handoff trail: conversations handed off in
+    # the range / conversations with a model call or a handoff in it.
     report.started_conversations = int(started or 0)
     report.handed_off_conversations = int(handed_off or 0)
     if report.started_conversations:
         report.handoff_rate = round(report.handed_off_conversations / report.started_conversations, 4)
+    elif report.conversations:
+        report.handoff_rate = round(len({r.conversation_id for r in records}) / report.conversations, 4)
     waits, firsts = [], []
     for r in records:
         report.handoff_reasons[r.reason] = report.handoff_reasons.get(r.reason, 0) + 1
