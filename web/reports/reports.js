@@ -339,6 +339,8 @@
   }
 
   function groupName(row) {
+    if (row.key && shown.group_by === "day") return dayWords(row.key);
+    if (row.key && shown.group_by === "week") return "week of " + dayWords(row.key);
     return row.label || row.key || NONE_WORDS[shown.group_by] || "–";
   }
   // Rows of a cut with the total last (emphasised); with no cut, the total only.
