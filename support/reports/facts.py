@@ -5,7 +5,7 @@ trail, ratings and a summary of its ledger rows. :class:`FactRefresher` reads th
 store first; the archived ``conversation_event`` rows once Redis has forgotten the conversation; SQL for
 the rest) and upserts rows, in one transaction per batch, leaving the ``predicted_*`` columns alone (the
 predicted-satisfaction job owns them). docs/metrics.md defines every metric built on these columns;
-docs/metrics-facts.md says how the rows are kept.
+docs/metrics.md ("How the rows are kept") says how the rows are kept.
 """
 
 from __future__ import annotations
