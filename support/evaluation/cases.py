@@ -24,7 +24,9 @@ class CasesInvalid(SwitchboardError):
     code = "cases_invalid"
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems[:20]) + (f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""))
+        super().__init__(
+            "; ".join(problems[:20]) + (f" (and {len(problems) - 20} more)" if len(problems) > 20 else "")
+        )
         self.problems = problems
 
 

@@ -77,7 +77,9 @@ def judge_prompt(case: Case, knowledge: str, transcript: list[tuple[str, str]]) 
     )
 
 
-def judge_request(case: Case, knowledge: str, transcript: list[tuple[str, str]], *, model: str) -> dict[str, Any]:
+def judge_request(
+    case: Case, knowledge: str, transcript: list[tuple[str, str]], *, model: str
+) -> dict[str, Any]:
     """The Messages parameters of one judge call (the same for a direct call and a batch request)."""
     return {
         "model": model,

@@ -128,21 +128,23 @@ def _fmt(value: Any) -> str:
 def to_markdown(data: dict[str, Any]) -> str:
     """The readable report (Markdown) of a report.json object."""
     s = data["summary"]
+    how = "Message Batches" if data["batch"] else "streaming turn pipeline"
     lines = [
         "# Evaluation report",
         "",
-        f"Knowledge version `{data['knowledge_version']}`, {'Message Batches' if data['batch'] else 'streaming turn pipeline'}.",
+        f"Knowledge version `{data['knowledge_version']}`, {how}.",
         "",
         "| metric | value |",
         "|---|---|",
     ]
-    for key in ("cases", "answered", "handed_off", "handoff_precision", "handoff_recall", "judge_pass_rate"):
-        lines.append(f"| {key} | {_fmt(s[key])} |")
+    keys = ("cases", "answered", "handed_off", "handoff_precision", "handoff_recall", "judge_pass_rate")
+    lines += [f"| {key} | {_fmt(s[key])} |" for key in keys]
     lines.append(f"| cost_usd | {s['cost_usd']:.6f} |")
     lines += [
         "",
         f"Handoffs: {s['correct_handoffs']} correct of {s['handed_off']} handed off "
-        f"({s['with_handoff_expectation']} cases state an expectation, {s['expected_handoffs']} expect a handoff). "
+        f"({s['with_handoff_expectation']} cases state an expectation, "
+        f"{s['expected_handoffs']} expect a handoff). "
         f"Judge: {s['judge_passed']} of {s['judged']} answered cases pass.",
         "",
     ]
@@ -181,7 +183,9 @@ def write(report: Report, out_dir: Path) -> dict[str, Any]:
     """Write DIR/report.json and DIR/report.md; the JSON object written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data = report.to_json()
-    (out_dir / "report.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out_dir / "report.json").write_text(
+        json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     (out_dir / "report.md").write_text(to_markdown(data), encoding="utf-8")
     return data
 
@@ -190,7 +194,9 @@ def parse_threshold(text: str) -> tuple[str, float]:
     """``METRIC=VALUE`` of ``--fail-under``; ``ValueError`` naming what is wrong."""
     name, sep, value = text.partition("=")
     if not sep or name not in METRICS:
-        raise ValueError(f"--fail-under {text!r}: expected METRIC=VALUE with METRIC one of {', '.join(METRICS)}")
+        raise ValueError(
+            f"--fail-under {text!r}: expected METRIC=VALUE with METRIC one of {', '.join(METRICS)}"
+        )
     try:
         number = float(value)
     except ValueError as exc:

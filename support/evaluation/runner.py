@@ -18,6 +18,7 @@ one Message Batch per round of turns, and routes them with the same routing poli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import sys
 import time
@@ -228,12 +229,10 @@ class Evaluator:
                 prompt, _ = redacted_triage_prompt(
                     env.gateway.redactor, message=text, summary="", recent=history[i][-6:]
                 )
-                requests.append({"custom_id": f"t-{i}", "params": {"model": env.settings.triage_model,
-                                                                    **triage_params(prompt, taxonomy)}})  # fmt: skip
+                triage_call = {"model": env.settings.triage_model, **triage_params(prompt, taxonomy)}
+                requests.append({"custom_id": f"t-{i}", "params": triage_call})
                 requests.append({"custom_id": f"a-{i}", "params": self._answer_params(text, history[i])})
-            answers = await self._batch(
-                requests, f"{label}round {round_no + 1}", self._purposes(results)
-            )
+            answers = await self._batch(requests, f"{label}round {round_no + 1}", self._purposes(results))
             for i in live:
                 case, result = cases[i], results[i]
                 text = case.turns[round_no]
@@ -242,10 +241,10 @@ class Evaluator:
                 t_msg, a_msg = answers.get(f"t-{i}"), answers.get(f"a-{i}")
                 t = fallback_triage(taxonomy)
                 if t_msg is not None:
-                    try:
+                    # An invalid verdict falls back (the streaming triage retries once first; a batch
+                    # round would have to wait for a second batch).
+                    with contextlib.suppress(ValueError):
                         t = parse_triage(t_msg, taxonomy)
-                    except ValueError:
-                        pass
                 result.intent = t.intent
                 reason = self._route(t, text, route_history, a_msg)
                 if reason is not None:
@@ -285,8 +284,11 @@ class Evaluator:
         request.pop("redactions", None)  # a ledger field of the gateway, not an API parameter
         return request
 
-    def _route(self, t: Any, text: str, route_history: list[tuple[str, str]], answer: Message | None) -> str | None:
-        """The engine's decision for a turn whose triage and draft are both known: a handoff reason or None."""
+    def _route(
+        self, t: Any, text: str, route_history: list[tuple[str, str]], answer: Message | None
+    ) -> str | None:
+        """The engine's decision for a turn whose triage and draft are both known: a handoff reason, or None
+        to answer."""
         if t.wants_human:
             return str(e.Reason.WANTS_HUMAN)
         verdict = self.env.routing.decide(

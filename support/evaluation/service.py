@@ -33,6 +33,12 @@ from support.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The evaluation keeps to the account's rate limits (SWITCHBOARD_LLM_*_PER_MINUTE, counted in its own Redis)
+# but waits for budget instead of failing over: a case answered by the offline responder because the
+# suite ran faster than the limit would grade the limit, not the knowledge.
+EVAL_BUDGET_WAIT_S = 120.0
+EVAL_TURN_DEADLINE_S = 180.0  # above the budget wait, so a waiting turn is not cut off as a stalled model
+
 
 class EvalArgumentError(SwitchboardError):
     """An ``eval`` argument cannot be used (unknown version, unreadable policy, no model API)."""
@@ -81,7 +87,9 @@ async def resolve_policy(settings: Settings, version: str | None, policy_file: P
     except Exception as exc:
         if version is not None:
             raise EvalArgumentError(f"cannot read knowledge version {version!r}: {exc}") from exc
-        log.warning("the configured database holds no knowledge (%s); using the policy file", type(exc).__name__)
+        log.warning(
+            "the configured database holds no knowledge (%s); using the policy file", type(exc).__name__
+        )
         found = None
     finally:
         await engine.dispose()
@@ -98,10 +106,14 @@ async def open_env(settings: Settings, *, redis_url: str | None = None) -> Async
     """An isolated environment: a Redis of its own (an embedded one unless ``redis_url`` is given, which
     tests use), a scratch SQLite database for the ledger, a gateway on both, and the configured database's
     approved examples (read only; none when it has none). Everything is closed and removed at the end."""
-    llm = settings.llm
+    llm = settings.llm.model_copy(update={
+        "budget_wait_s": max(settings.llm.budget_wait_s, EVAL_BUDGET_WAIT_S),
+        "turn_deadline_s": max(settings.llm.turn_deadline_s, EVAL_TURN_DEADLINE_S),
+    })  # fmt: skip
     if llm.offline:
         raise EvalArgumentError(
-            "ANTHROPIC_API_KEY is not set: an evaluation needs the model API (or a fake one at ANTHROPIC_BASE_URL)"
+            "ANTHROPIC_API_KEY is not set: an evaluation needs the model API "
+            "(or a fake one at ANTHROPIC_BASE_URL)"
         )
     with tempfile.TemporaryDirectory(prefix="switchboard-eval-") as tmp:
         embedded: EmbeddedRedis | None = None
@@ -121,7 +133,9 @@ async def open_env(settings: Settings, *, redis_url: str | None = None) -> Async
             try:
                 await examples.refresh()  # type: ignore[union-attr]
             except Exception as exc:
-                log.warning("no examples from the configured database (%s); evaluating without", type(exc).__name__)
+                log.warning(
+                    "no examples from the configured database (%s); evaluating without", type(exc).__name__
+                )
                 examples = None
             yield EvalEnv(
                 store=ConversationStore(client),
@@ -159,14 +173,21 @@ async def run_cases(
 
 
 async def evaluate(
-    settings: Settings, options: EvalOptions, *, redis_url: str | None = None, progress: Progress = stderr_progress,
+    settings: Settings,
+    options: EvalOptions,
+    *,
+    redis_url: str | None = None,
+    progress: Progress = stderr_progress,
     batch_poll_s: float | None = None,
 ) -> EvalOutcome:
     """Run ``switchboard eval``; :class:`CasesInvalid` or :class:`EvalArgumentError` for bad input."""
     cases = load_cases(options.cases)
     policy = await resolve_policy(settings, options.knowledge_version, options.policy)
     other = await resolve_policy(settings, options.compare, None) if options.compare else None
-    progress(f"{len(cases)} cases, knowledge version {policy.version}" + (f", compared with {other.version}" if other else ""))
+    progress(
+        f"{len(cases)} cases, knowledge version {policy.version}"
+        + (f", compared with {other.version}" if other else "")
+    )
     async with open_env(settings, redis_url=redis_url) as env:
         if batch_poll_s is not None:
             env.batch_poll_s = batch_poll_s

@@ -149,7 +149,9 @@ class KnowledgeService:
         return await _latest_activated(sessions) is None
 
     @staticmethod
-    async def policy_in(sessions: async_sessionmaker[AsyncSession], version: str | None = None) -> Policy | None:
+    async def policy_in(
+        sessions: async_sessionmaker[AsyncSession], version: str | None = None
+    ) -> Policy | None:
         """A version as the prompt would carry it (default: the one activated last), read from SQL alone
         (``switchboard eval`` reads the knowledge without joining the service's processes); None when no
         version was ever activated, :class:`NotFound` for an unknown ``version``."""

@@ -237,7 +237,9 @@ async def triage(
     if not taxonomy:
         raise ValueError("the triage taxonomy is empty")
     tool = triage_tool(taxonomy)
-    prompt, redactions = redacted_triage_prompt(gateway.redactor, message=message, summary=summary, recent=recent)
+    prompt, redactions = redacted_triage_prompt(
+        gateway.redactor, message=message, summary=summary, recent=recent
+    )
     problems: list[str] = []
     for attempt in range(1, MAX_ATTEMPTS + 1):
         content = prompt

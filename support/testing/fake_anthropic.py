@@ -48,13 +48,13 @@ from support.testing._schema_instance import generate_instance
 
 __all__ = [
     "DEFAULT_MIN_CACHEABLE_TOKENS",
+    "JUDGE_TOOL",
     "MIN_CACHEABLE_TOKENS",
     "PREDICTION_TOOL",
     "SUPPORTED_API_VERSIONS",
     "ApiError",
     "CacheUsage",
     "FakeAnthropic",
-    "JUDGE_TOOL",
     "PromptCache",
     "RecordedRequest",
     "Reply",
