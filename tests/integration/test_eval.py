@@ -111,7 +111,10 @@ async def test_known_outcomes_give_exact_precision_recall_verdicts_and_a_judge_s
     ]
     assert len(judged) == 3
     for body in judged:
-        assert body["system"] == RUBRIC
+        assert body["system"][0]["text"] == RUBRIC
+        assert body["system"][1]["text"].startswith(
+            "<knowledge>\n# Northwind Outfitters customer support policy"
+        )
         said = json.dumps(body["messages"])
         assert SHIPPING in said or CUTOFF in said  # the customer's words are data in the user turn
         for text in (SHIPPING, CUTOFF, PERSON, LAWYER):
