@@ -120,6 +120,8 @@ def _cell(text: str, limit: int = 160) -> str:
 def _fmt(value: Any) -> str:
     if value is None:
         return "n/a"
+    if isinstance(value, bool):
+        return "pass" if value else "fail"
     if isinstance(value, float):
         return f"{value:.4f}".rstrip("0").rstrip(".") if value < 1 or value != int(value) else str(int(value))
     return str(value)
@@ -155,7 +157,7 @@ def to_markdown(data: dict[str, Any]) -> str:
         lines.append("|---|---|---|")
         for key in ("answered", "handed_off", *METRICS, "cost_usd"):
             lines.append(f"| {key} | {_fmt(s[key])} | {_fmt(cmp_['summary'][key])} |")
-        lines += ["", f"{len(cmp_['changed'])} cases changed.", ""]
+        lines += ["", f"Cases changed: {len(cmp_['changed'])}.", ""]
         if cmp_["changed"]:
             lines += ["| case | outcome | other outcome | judge | other judge |", "|---|---|---|---|---|"]
             for c in cmp_["changed"]:
