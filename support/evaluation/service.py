@@ -5,6 +5,7 @@ a scratch ledger database), run the cases (and the ``--compare`` version), write
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import tempfile
@@ -119,7 +120,7 @@ async def open_env(settings: Settings, *, redis_url: str | None = None) -> Async
         embedded: EmbeddedRedis | None = None
         if redis_url is None:
             embedded = EmbeddedRedis(Path(tmp) / "redis", persistent=False)
-            embedded.start(settings.redis.embedded_start_timeout_s)
+            await asyncio.to_thread(embedded.start, settings.redis.embedded_start_timeout_s)
             redis_url = embedded.url
         scratch_url = f"sqlite+aiosqlite:///{Path(tmp) / 'eval-ledger.sqlite3'}"
         await upgrade_to_head(scratch_url)
