@@ -531,6 +531,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run an evaluation case file; 0 when every --fail-under threshold holds, 1 when one does not, 2 for
+    bad arguments or an unreadable case file."""
+    from support.errors import SwitchboardError
+    from support.evaluation.report import parse_threshold
+    from support.evaluation.service import EvalOptions, evaluate
+
+    settings = load_settings()
+    _configure_logging("WARNING")  # standard error carries the progress
+    try:
+        thresholds = [parse_threshold(t) for t in args.fail_under or []]
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    options = EvalOptions(
+        cases=args.cases, out=args.out, knowledge_version=args.knowledge_version, policy=args.policy,
+        batch=args.batch, compare=args.compare, fail_under=thresholds,
+    )  # fmt: skip
+    try:
+        outcome = asyncio.run(evaluate(settings, options))
+    except SwitchboardError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        for problem in getattr(exc, "problems", [])[1:]:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    summary = outcome.report["summary"]
+    print(json.dumps(summary))
+    print(f"report written to {args.out / 'report.json'} and {args.out / 'report.md'}", file=sys.stderr)
+    for miss in outcome.misses:
+        print(f"below threshold: {miss}", file=sys.stderr)
+    return outcome.exit_code
+
+
 def cmd_fake_anthropic(args: argparse.Namespace) -> int:
     """Run the fake model API in the foreground (demos, benchmarks, manual testing)."""
     from support.testing.fake_anthropic import FakeAnthropic
@@ -658,6 +691,22 @@ def build_parser() -> argparse.ArgumentParser:
     kactivate = ksub.add_parser("activate", help="activate a version (an older one: a rollback)")
     kactivate.add_argument("version")
     knowledge.set_defaults(func=cmd_knowledge)
+    ev = sub.add_parser(
+        "eval", help="run evaluation cases through the turn pipeline, judge them, write a report"
+    )
+    ev.add_argument("--cases", type=Path, required=True, help="the case file (JSONL, docs/evaluation.md)")
+    which = ev.add_mutually_exclusive_group()
+    which.add_argument("--knowledge-version", default=None, metavar="ID", help="a stored knowledge version")
+    which.add_argument("--policy", type=Path, default=None, metavar="FILE", help="a policy file instead")
+    ev.add_argument("--out", type=Path, required=True, help="where report.json and report.md go")
+    ev.add_argument("--batch", action="store_true", help="answer and judge calls through Message Batches")
+    ev.add_argument("--compare", default=None, metavar="ID", help="a second knowledge version to run too")
+    ev.add_argument(
+        "--fail-under", nargs="+", default=None, metavar="METRIC=VALUE",
+        help="exit 1 when a metric is below its value (handoff_precision, handoff_recall, judge_pass_rate)",
+    )  # fmt: skip
+    ev.set_defaults(func=cmd_eval)
+
     keygen = sub.add_parser(
         "generate-secret-key", help="write a random token signing key to a file once (for SECRET_KEY_FILE)"
     )

@@ -148,6 +148,18 @@ class KnowledgeService:
         """True while no version was ever activated in this database (a fresh install)."""
         return await _latest_activated(sessions) is None
 
+    @staticmethod
+    async def policy_in(
+        sessions: async_sessionmaker[AsyncSession], version: str | None = None
+    ) -> Policy | None:
+        """A version as the prompt would carry it (default: the one activated last), read from SQL alone
+        (``switchboard eval`` reads the knowledge without joining the service's processes); None when no
+        version was ever activated, :class:`NotFound` for an unknown ``version``."""
+        wanted = version if version is not None else await _latest_activated(sessions)
+        if wanted is None:
+            return None
+        return Policy(text=render(await _documents_in(sessions, wanted)), version=wanted)
+
     async def start(self, seed_path: Path | str) -> Policy:
         """Seed the first version from the policy file if there is none, then load the active one."""
         if await self._latest_activated() is None:
@@ -382,18 +394,7 @@ class KnowledgeService:
             await session.commit()
 
     async def _documents(self, version: str) -> list[Document]:
-        query = (
-            select(KnowledgeDocument, KnowledgeText.text)
-            .join(KnowledgeText, col(KnowledgeText.sha256) == col(KnowledgeDocument.text_sha256))
-            .where(col(KnowledgeDocument.version_id) == version)
-            .order_by(col(KnowledgeDocument.position))
-        )
-        async with self._sessions() as session:
-            rows = (await session.execute(query)).all()
-        docs = [Document(d.name, _kind(d.kind), text) for d, text in rows]
-        if not docs:
-            raise NotFound(f"no knowledge version {version!r}")
-        return docs
+        return await _documents_in(self._sessions, version)
 
     async def _create(
         self, documents: Sequence[Document], *, parent_id: str | None, change: str, created_by: str | None
@@ -433,6 +434,21 @@ class KnowledgeService:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+
+async def _documents_in(sessions: async_sessionmaker[AsyncSession], version: str) -> list[Document]:
+    query = (
+        select(KnowledgeDocument, KnowledgeText.text)
+        .join(KnowledgeText, col(KnowledgeText.sha256) == col(KnowledgeDocument.text_sha256))
+        .where(col(KnowledgeDocument.version_id) == version)
+        .order_by(col(KnowledgeDocument.position))
+    )
+    async with sessions() as session:
+        rows = (await session.execute(query)).all()
+    docs = [Document(d.name, _kind(d.kind), text) for d, text in rows]
+    if not docs:
+        raise NotFound(f"no knowledge version {version!r}")
+    return docs
 
 
 async def _latest_activated(sessions: async_sessionmaker[AsyncSession]) -> str | None:

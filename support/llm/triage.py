@@ -24,7 +24,7 @@ from anthropic.types import Message
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from support.llm.gateway import ModelGateway
-from support.redaction import merge_counts
+from support.redaction import Redactor, merge_counts
 from support.settings import DEFAULT_INTENTS
 
 TOOL_NAME = "record_triage"
@@ -192,6 +192,30 @@ def _describe(exc: ValueError) -> str:
     return str(exc)
 
 
+def redacted_triage_prompt(
+    redactor: Redactor, *, message: str, summary: str, recent: Sequence[tuple[str, str]]
+) -> tuple[str, dict[str, int]]:
+    """The triage prompt with personal data redacted, and the redaction counts (for the ledger)."""
+    redacted = redactor.redact_many([summary, *(text for _, text in recent), message])
+    prompt = build_triage_prompt(
+        message=redacted[-1].text,
+        summary=redacted[0].text,
+        recent=[(role, r.text) for (role, _), r in zip(recent, redacted[1:-1], strict=True)],
+    )
+    return prompt, merge_counts(*(r.counts for r in redacted))
+
+
+def triage_params(prompt: str, taxonomy: Sequence[str]) -> dict[str, Any]:
+    """The Messages parameters of a triage call on ``prompt`` (less the model): a forced tool."""
+    return {
+        "max_tokens": TRIAGE_MAX_TOKENS,
+        "system": SYSTEM_PROMPT,
+        "tools": [triage_tool(taxonomy)],
+        "tool_choice": {"type": "tool", "name": TOOL_NAME},
+        "messages": [{"role": "user", "content": prompt}],
+    }
+
+
 async def triage(
     gateway: ModelGateway,
     *,
@@ -213,13 +237,9 @@ async def triage(
     if not taxonomy:
         raise ValueError("the triage taxonomy is empty")
     tool = triage_tool(taxonomy)
-    redacted = gateway.redactor.redact_many([summary, *(text for _, text in recent), message])
-    prompt = build_triage_prompt(
-        message=redacted[-1].text,
-        summary=redacted[0].text,
-        recent=[(role, r.text) for (role, _), r in zip(recent, redacted[1:-1], strict=True)],
+    prompt, redactions = redacted_triage_prompt(
+        gateway.redactor, message=message, summary=summary, recent=recent
     )
-    redactions = merge_counts(*(r.counts for r in redacted))
     problems: list[str] = []
     for attempt in range(1, MAX_ATTEMPTS + 1):
         content = prompt

@@ -48,6 +48,7 @@ from support.testing._schema_instance import generate_instance
 
 __all__ = [
     "DEFAULT_MIN_CACHEABLE_TOKENS",
+    "JUDGE_TOOL",
     "MIN_CACHEABLE_TOKENS",
     "PREDICTION_TOOL",
     "SUPPORTED_API_VERSIONS",
@@ -573,6 +574,29 @@ def predicted_satisfaction(transcript: str) -> dict[str, Any]:
     return {"score": 3, "reason": "No clear sign of satisfaction either way."}
 
 
+# The evaluation judge (support.evaluation.judge; not imported, like the prediction above): a forced
+# ``record_verdict`` call is answered from the judge prompt, so tests know every verdict beforehand.
+JUDGE_TOOL = "record_verdict"
+JUDGE_FAIL_MARKER = "judge-fail"
+
+
+def _tagged(prompt: str, tag: str) -> str:
+    start, end = prompt.find(f"<{tag}>"), prompt.find(f"</{tag}>")
+    return prompt[start + len(tag) + 2 : end] if 0 <= start < end else ""
+
+
+def judge_verdict(prompt: str) -> dict[str, Any]:
+    """The ``record_verdict`` input for a judge prompt: fail when the conversation carries the
+    ``judge-fail`` marker (any case; the fake's default answer echoes the customer's words, so a case
+    controls its verdict through its turns), fail when the expectations say the case should have been
+    handed off (it was answered), else pass."""
+    if JUDGE_FAIL_MARKER in _tagged(prompt, "conversation").casefold():
+        return {"pass": False, "reason": "The reply carries the judge-fail marker."}
+    if '"handoff_expected": true' in _tagged(prompt, "expectations"):
+        return {"pass": False, "reason": "The knowledge says this question must go to a person."}
+    return {"pass": True, "reason": "The reply answers the question from the knowledge."}
+
+
 def _tool_schema(body: dict[str, Any], name: str) -> dict[str, Any]:
     for tool in body.get("tools") or []:
         if isinstance(tool, dict) and tool.get("name") == name and isinstance(tool.get("input_schema"), dict):
@@ -598,6 +622,8 @@ def build_content(body: dict[str, Any], reply: Reply | None, ids: _Ids) -> tuple
     tool_use = reply.tool_use
     if tool_use is None and forced_tool == PREDICTION_TOOL:
         tool_use = {"name": PREDICTION_TOOL, "input": predicted_satisfaction(last_user_text(body))}
+    if tool_use is None and forced_tool == JUDGE_TOOL:
+        tool_use = {"name": JUDGE_TOOL, "input": judge_verdict(last_user_text(body))}
     if tool_use is None and forced_tool is not None:
         tool_use = {"name": forced_tool}
     if tool_use is not None:

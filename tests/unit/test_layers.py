@@ -11,8 +11,9 @@ from __future__ import annotations
 import grimp
 import pytest
 
-# The composition root: the app factory, the runtime that builds every service, and the CLI's commands.
-COMPOSITION_ROOT = frozenset({"support.app", "support.runtime", "support.cli"})
+# The composition root: the app factory, the runtime that builds every service, and the CLI's commands;
+# ``switchboard eval`` builds its own isolated runtime (the routing policy, the examples) the same way.
+COMPOSITION_ROOT = frozenset({"support.app", "support.runtime", "support.cli", "support.evaluation.service"})
 # The services and everything under them: no chain of imports from these may reach handoff at all.
 BELOW_THE_CHANNELS = ("support.conversation", "support.llm", "support.privacy", "support.db", "support.keys")
 

@@ -1,0 +1,1 @@
+"""``switchboard eval``: cases run through the real turn pipeline, judged, and reported."""
