@@ -355,13 +355,15 @@ class ReportsController(Controller):
         intent: str | None = _filter("intent key"),
         agent: str | None = _filter("agent id"),
         channel: str | None = _filter("chat | ticket"),
+        handoff_reason: str | None = _filter("the first handoff's reason code"),
         day: str | None = Parameter(default=None, description="YYYY-MM-DD (UTC)"),
         week: str | None = Parameter(default=None, description="the ISO week's Monday, YYYY-MM-DD"),
         policy_version: str | None = _filter("knowledge version"),
         only: str | None = Parameter(
             default=None,
             description="comma-separated: bot_resolved | bot_confirmed | bot_assumed | reopened | resolved | "
-            "handed_off | unanswered | rated | satisfied | dissatisfied | predicted",
+            "handed_off | unanswered | rated | satisfied | dissatisfied | asked | predicted | "
+            "predicted_satisfied",
         ),
         limit: str | None = Parameter(default=None, description="page size, 1..200 (default 50)"),
         cursor: str | None = Parameter(default=None, description="`next_cursor` of the previous page"),
@@ -371,8 +373,8 @@ class ReportsController(Controller):
         every matching conversation (the one-row-per-conversation export)."""
         check_format(fmt)
         lower, upper = bounds(start, end)
-        given = {"resolution": resolution, "intent": intent, "agent": agent, "channel": channel,
-                 "policy_version": policy_version}  # fmt: skip
+        given = {"resolution": resolution, "handoff_reason": handoff_reason, "intent": intent, "agent": agent,
+                 "channel": channel, "policy_version": policy_version}  # fmt: skip
         spec = DrillDown(
             start=lower,
             end=upper,

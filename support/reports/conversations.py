@@ -40,7 +40,7 @@ GROUP_BYS: tuple[str, ...] = get_args(GroupBy)
 RESOLUTION_TYPES = ("bot", "handed_off", "unanswered", "human")
 Only = Literal[
     "bot_resolved", "bot_confirmed", "bot_assumed", "reopened", "resolved", "handed_off", "unanswered",
-    "rated", "satisfied", "dissatisfied", "predicted",
+    "rated", "satisfied", "dissatisfied", "asked", "predicted", "predicted_satisfied",
 ]  # fmt: skip
 ONLY: tuple[str, ...] = get_args(Only)
 NONE_VALUE = "__none__"  # a drill-down filter value selecting rows where the column is null
@@ -127,6 +127,8 @@ def conditions(now: datetime) -> dict[str, ColumnElement[bool]]:
         "satisfied": C.rating >= 4,
         "dissatisfied": C.rating <= 3,
         "asked": C.resolved_at.is_not(None),
+        # the response rate's numerator: rated among the asked, so the rate cannot exceed 100 %
+        "asked_rated": and_(C.resolved_at.is_not(None), C.rating.is_not(None)),
         # Predicted satisfaction counts only where nobody rated: it is shown beside CSAT, never mixed in.
         "predicted": and_(C.predicted_score.is_not(None), C.rating.is_(None)),
         "predicted_satisfied": and_(C.predicted_score >= 4, C.rating.is_(None)),
@@ -245,7 +247,7 @@ def _duration_columns(cond: dict[str, ColumnElement[bool]]) -> dict[str, Any]:
 
 def _aggregates(cond: dict[str, ColumnElement[bool]]) -> list[Any]:
     counted = ("bot_confirmed", "bot_assumed", "resolved", "reopened", "handed_off", "rated", "satisfied",
-               "asked", "predicted", "predicted_satisfied")  # fmt: skip
+               "asked", "asked_rated", "predicted", "predicted_satisfied")  # fmt: skip
     return [
         func.count().label("conversations"),
         *(_count(C.resolution_type == r).label(f"r_{r}") for r in RESOLUTION_TYPES),
@@ -282,7 +284,7 @@ def _row(
         "rated": rated,
         "csat": ratio(int(r.satisfied or 0), rated),
         "mean_rating": round(int(r.rating_sum or 0) / rated, 3) if rated else None,
-        "response_rate": ratio(rated, int(r.asked or 0)),
+        "response_rate": ratio(int(r.asked_rated or 0), int(r.asked or 0)),
         "predicted": {
             "count": predicted,
             "mean": round(int(r.predicted_sum or 0) / predicted, 3) if predicted else None,
@@ -512,6 +514,7 @@ async def handoff_reasons_report(
 
 FILTER_COLUMNS = {
     "resolution": "resolution_type",
+    "handoff_reason": "handoff_reason",
     "intent": "intent",
     "agent": "agent_id",
     "channel": "channel",
@@ -525,7 +528,7 @@ class DrillDown:
 
     start: datetime | None = None
     end: datetime | None = None
-    filters: tuple[tuple[str, str], ...] = ()  # (resolution|intent|agent|channel|policy_version, value)
+    filters: tuple[tuple[str, str], ...] = ()  # (resolution|handoff_reason|intent|agent|..., value)
     day: str | None = None
     week: str | None = None
     only: tuple[str, ...] = ()

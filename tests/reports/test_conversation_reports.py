@@ -156,6 +156,8 @@ async def test_the_overview_matches_hand_computed_values_for_every_cut(db_engine
     # No bounds: the old conversation too.
     everything = await overview_report(sessions, start=None, end=None, now=NOW)
     assert (everything["total"]["conversations"], everything["total"]["cost_usd"]) == (9, "7.072")
+    # "old" was rated but never asked (no resolved_at): not in the response rate, which stays <= 100 %.
+    assert everything["total"]["response_rate"] == 0.8333
     with pytest.raises(ValidationFailed):
         await overview_report(sessions, start=FROM, end=TO, group_by="colour", now=NOW)
     with pytest.raises(ValidationFailed):
@@ -246,6 +248,15 @@ async def test_the_drill_down_returns_exactly_the_conversations_behind_each_numb
     assert await page(sessions, only=["predicted"]) == ["c3", "c2"]
     assert await page(sessions, only=["dissatisfied"]) == ["c8", "c5", "c4"]
     assert await page(sessions, filters=[("agent", "ag1")], only=["reopened"]) == ["c4"]
+    assert await page(sessions, only=["asked"]) == ["c6", "c8", "c5", "c4", "c2", "c1"]
+    assert await page(sessions, only=["predicted_satisfied"]) == ["c2"]  # c1: predicted 1, then rated
+    # Each handoff reason's count is the conversations a drill-down by that reason returns.
+    reasons = await handoff_reasons_report(sessions, start=FROM, end=TO, group_by="channel")
+    for group in reasons["groups"]:
+        for r in group["reasons"]:
+            filters = [("channel", group["key"]), ("handoff_reason", r["reason"] or "__none__")]
+            assert len(await page(sessions, filters=filters, only=["handed_off"])) == r["count"]
+    assert await page(sessions, filters=[("handoff_reason", "wants_human")]) == ["c5"]
     # Every count of every group equals the number of conversations its filters return.
     counts = {"conversations": [], "bot_confirmed": ["bot_confirmed"], "bot_assumed": ["bot_assumed"],
               "resolved": ["resolved"], "reopened": ["reopened"], "handed_off": ["handed_off"],

@@ -189,7 +189,7 @@
   const NONE = "__none__"; // the drill-down's filter value for "no value" (e.g. not triaged)
   const NONE_WORDS = {
     intent: "Not triaged", agent: "No agent (the bot)", policy_version: "No policy version",
-    resolution: "None", channel: "None", day: "None", week: "None",
+    resolution: "None", channel: "None", day: "None", week: "None", handoff_reason: "No reason recorded",
   };
   // What each `only` keeps, as a sentence's end: "Conversations <words>".
   const ONLY_WORDS = {
@@ -203,7 +203,9 @@
     rated: "rated by the customer",
     satisfied: "rated 4–5 by the customer",
     dissatisfied: "rated 1–3 by the customer",
-    predicted: "with a predicted satisfaction score",
+    asked: "asked for a rating (resolved: the response rate's denominator)",
+    predicted: "with a predicted satisfaction score (not rated)",
+    predicted_satisfied: "predicted 4–5 (not rated)",
   };
   // group_by -> the drill-down's filter of the same name.
   const FILTER_OF = {
@@ -567,7 +569,7 @@
         if (r && r.reason) reasonWords[r.reason] = r.label;
         rows.push({
           cells: [i ? "" : g.total ? "All" : groupName(g), i ? "" : countLink(row, g.handed_off, { only: "handed_off" }, "handed off"),
-            r ? r.label || reasonText(r.reason) : "–", r ? String(r.count) : "–"],
+            r ? r.label || reasonText(r.reason) : "–", r ? countLink(row, r.count, { only: "handed_off", handoff_reason: r.reason ?? NONE }) : "–"],
           className: (g.total ? "total" : "") + (i ? " cont" : ""),
         });
       });
@@ -651,7 +653,7 @@
       cells: [open, CHANNEL_WORDS[c.channel] || c.channel, RESOLUTION_TYPE_WORDS[c.resolution_type] || c.resolution_type,
         c.bot_resolution || "–", c.intent_label || intentLabel(c.intent), c.agent_name || c.agent_id || "–",
         c.handoff_reason ? reasonText(c.handoff_reason) : "–", c.rating ?? "–",
-        c.predicted_score === null || c.predicted_score === undefined ? "–" : `${c.predicted_score} (predicted)`,
+        c.rating != null || c.predicted_score == null ? "–" : `${c.predicted_score} (predicted)`,
         c.reopened ? "yes" : "no", secs(c.bot_first_response_s), secs(c.resolution_s), usd(c.cost_usd)],
       id: c.conversation_id,
     };
