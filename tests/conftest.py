@@ -6,6 +6,8 @@ Environment:
   A ``redis+cluster://host:port`` URL runs the tests against that Redis Cluster (``python -m
   tests.redis_cluster`` starts a local one and prints its URL): every client the tests and the served
   processes make is then a cluster client, and "flush" is FLUSHDB on every master.
+- ``SWITCHBOARD_TEST_REDIS_CLUSTER=1`` (instead of a URL): each test process starts a local three-master
+  Redis Cluster of its own for the session and runs against it as above (parallel workers: one each).
 - ``SWITCHBOARD_TEST_POSTGRES_URL``: a PostgreSQL database; unset, PostgreSQL variants are skipped.
 - ``SWITCHBOARD_TEST_REQUIRE_SERVICES=1``: skipping a PostgreSQL variant is an error instead (CI).
 - ``SWITCHBOARD_TEST_LOCK``: the lock file by which ``serial`` tests run alone, shared by every test run
@@ -40,11 +42,12 @@ from support.db.migrate import upgrade_to_head
 from support.embedded_redis import EmbeddedRedis
 from support.redis_client import is_cluster
 from support.testing.fake_anthropic import FakeAnthropic
-from tests.redis_cluster import redis_client_for
+from tests.redis_cluster import RedisClusterServers, redis_client_for
 
 POSTGRES_URL = os.environ.get("SWITCHBOARD_TEST_POSTGRES_URL")
 REQUIRE_SERVICES = os.environ.get("SWITCHBOARD_TEST_REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("SWITCHBOARD_TEST_REDIS_URL")
+OWN_CLUSTER = os.environ.get("SWITCHBOARD_TEST_REDIS_CLUSTER") == "1"
 
 
 def _worker_index() -> int:
@@ -76,10 +79,15 @@ def pytest_configure(config: pytest.Config) -> None:
     workers = getattr(config.option, "numprocesses", None) or 0
     if not isinstance(workers, int) or hasattr(config, "workerinput"):
         workers = 0  # a worker itself, or xdist not loaded
+    if REDIS_URL and OWN_CLUSTER:
+        raise pytest.UsageError(
+            "set SWITCHBOARD_TEST_REDIS_URL or SWITCHBOARD_TEST_REDIS_CLUSTER=1, not both"
+        )
     if REDIS_URL and is_cluster(REDIS_URL) and workers > 1:
         raise pytest.UsageError(
             f"SWITCHBOARD_TEST_REDIS_URL is a Redis Cluster ({REDIS_URL}): a cluster has a single database "
-            f"that every test flushes, so {workers} parallel workers cannot share it; run with -n 0"
+            f"that every test flushes, so {workers} parallel workers cannot share it; run with -n 0, "
+            "or with SWITCHBOARD_TEST_REDIS_CLUSTER=1 instead (a cluster of its own per worker)"
         )
     if REDIS_URL and workers > 1:
         worker_redis_url(REDIS_URL, workers - 1)  # a clear error now rather than one per test
@@ -129,6 +137,10 @@ def redis_url() -> Iterator[str]:
     """URL of a real Redis server for this test session (per xdist worker: see the module docstring)."""
     if REDIS_URL:
         yield worker_redis_url(REDIS_URL, _worker_index())
+        return
+    if OWN_CLUSTER:
+        with RedisClusterServers() as cluster:
+            yield cluster.url
         return
     with tempfile.TemporaryDirectory(prefix="sb-test-redis-") as tmp:
         server = EmbeddedRedis(Path(tmp), persistent=False)
