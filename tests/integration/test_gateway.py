@@ -138,6 +138,7 @@ async def test_retry_after_from_429_is_honoured(
     assert (row.outcome, row.attempts) == ("ok", 2)
 
 
+@pytest.mark.serial
 async def test_529_without_retry_after_backs_off_with_jitter_and_succeeds(
     fake: FakeAnthropic, make_gateway: GatewayFactory, db_engine: AsyncEngine
 ) -> None:
