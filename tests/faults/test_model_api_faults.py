@@ -123,6 +123,7 @@ def kind(frame: dict[str, Any]) -> str:
     return f"{frame['type']}:{frame.get('role')}"
 
 
+@pytest.mark.serial
 async def test_a_storm_of_529_and_429_gets_every_customer_an_offline_answer_or_a_person_then_recovers(
     serve: Callable[..., ServerProcess], model: FakeAnthropic
 ) -> None:

@@ -42,6 +42,7 @@ async def second_redis(redis_url: str, redis_client: aioredis.Redis) -> AsyncIte
         await client.aclose()
 
 
+@pytest.mark.serial
 async def test_grants_up_to_the_limit_then_refuses_fast_when_waiting_cannot_help(
     redis_client: aioredis.Redis,
 ) -> None:
@@ -64,6 +65,7 @@ async def test_token_limits_apply_independently_of_request_count(redis_client: a
         await budget.acquire(input_tokens=0, output_tokens=1)
 
 
+@pytest.mark.serial
 async def test_request_larger_than_the_limit_is_refused_at_once(redis_client: aioredis.Redis) -> None:
     budget = SharedBudget(redis_client, Limits(10, 1000, 1000), max_wait_s=5)
     started = time.monotonic()
@@ -135,6 +137,7 @@ async def test_two_clients_share_one_budget(
     assert all(isinstance(o, OverBudget) for o in outcomes if isinstance(o, BaseException))
 
 
+@pytest.mark.serial
 async def test_two_gateways_never_exceed_the_requests_per_minute_budget_together(
     fake: FakeAnthropic, redis_client: aioredis.Redis, second_redis: aioredis.Redis, db_engine: AsyncEngine
 ) -> None:

@@ -125,6 +125,7 @@ async def test_create_returns_message_and_writes_one_ledger_row(
     assert row.latency_ms > 0
 
 
+@pytest.mark.serial
 async def test_retry_after_from_429_is_honoured(
     fake: FakeAnthropic, make_gateway: GatewayFactory, db_engine: AsyncEngine
 ) -> None:
@@ -137,6 +138,7 @@ async def test_retry_after_from_429_is_honoured(
     assert (row.outcome, row.attempts) == ("ok", 2)
 
 
+@pytest.mark.serial
 async def test_529_without_retry_after_backs_off_with_jitter_and_succeeds(
     fake: FakeAnthropic, make_gateway: GatewayFactory, db_engine: AsyncEngine
 ) -> None:
@@ -272,6 +274,7 @@ async def test_stream_delivers_deltas_and_records_ttft(
     assert row.request_id
 
 
+@pytest.mark.serial
 async def test_stalled_stream_times_out_within_idle_timeout_and_is_recorded(
     fake: FakeAnthropic, make_gateway: GatewayFactory, db_engine: AsyncEngine
 ) -> None:
@@ -303,6 +306,7 @@ async def test_stream_that_stalls_before_its_first_event_is_retried(
     assert (row.outcome, row.attempts) == ("ok", 2)
 
 
+@pytest.mark.serial
 async def test_stream_that_stalls_on_every_start_gives_up_at_the_start_timeout(
     fake: FakeAnthropic, make_gateway: GatewayFactory, db_engine: AsyncEngine
 ) -> None:

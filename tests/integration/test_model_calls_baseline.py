@@ -25,6 +25,7 @@ def fake() -> Iterator[FakeAnthropic]:
         fake.stop()
 
 
+@pytest.mark.serial
 async def test_paced_turns_make_both_calls_per_tag_and_leave_a_small_positive_overhead(
     fake: FakeAnthropic,
 ) -> None:

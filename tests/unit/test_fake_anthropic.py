@@ -586,6 +586,7 @@ async def test_stalled_stream_trips_the_client_timeout(fake: FakeAnthropic) -> N
     assert 0.5 < time.monotonic() - started < 5
 
 
+@pytest.mark.serial
 async def test_ttft_latency_delays_the_first_text(
     fake: FakeAnthropic, client: anthropic.AsyncAnthropic
 ) -> None:

@@ -67,6 +67,7 @@ def test_64_bit_integers_floats_and_digits_in_strings_pass(body: bytes) -> None:
     check_json_body(body, 32)
 
 
+@pytest.mark.serial
 def test_a_hostile_mebibyte_is_checked_in_well_under_a_second() -> None:
     """Escaped quotes after enough brackets to force the depth scan: the slowest input for its string
     pass (about 0.1 s here), which stays linear."""
