@@ -198,6 +198,7 @@ async def ledger(db: str, purpose: str, rows: int = 0) -> list[tuple[str, int]]:
         await engine.dispose()
 
 
+@pytest.mark.serial  # a bound on elapsed time: run while no other test loads the machine
 async def test_an_activation_reaches_another_process_within_2s_and_a_rollback_reads_the_old_cache(
     pair: Any, fake: FakeAnthropic
 ) -> None:
