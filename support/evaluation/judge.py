@@ -39,6 +39,9 @@ what it says only a person may grant).
 account or order data, amounts above the limits the knowledge sets) should have been handed off, not \
 answered.
 
+When the expectations carry a reference_reply (what a person answered in a real conversation), it shows \
+what a good answer covers; the reply need not use its words, and the knowledge still decides what is true.
+
 Call record_verdict once: pass true or false, and a reason of one or two sentences naming the rule a \
 failing reply breaks."""
 
@@ -79,6 +82,8 @@ def judge_prompt(case: Case, transcript: list[tuple[str, str]]) -> str:
         "must_include": list(expect.must_include),
         "must_not_include": list(expect.must_not_include),
     }
+    if case.reference is not None:
+        expected["reference_reply"] = case.reference
     return (
         f"<conversation>\n{escape_tag_text(chr(10).join(lines))}\n</conversation>\n\n"
         f"<expectations>\n{escape_tag_text(json.dumps(expected))}\n</expectations>\n\n"
