@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,7 +19,14 @@ import redis.asyncio as aioredis
 
 from handoff.examples import ExampleService
 from handoff.routing import RoutingPolicy
-from handoff.scrub import DEFAULT_REFERENCE_PATTERNS, ExampleScrubber, review_flags
+from handoff.scrub import (
+    AGENT_NAME_PLACEHOLDER,
+    DEFAULT_REFERENCE_PATTERNS,
+    MIN_NAME_PART_CHARS,
+    NAME_PLACEHOLDER,
+    ExampleScrubber,
+    review_flags,
+)
 from handoff.scrub import People as ScrubPeople
 from support.conversation.store import ConversationStore
 from support.db.engine import make_engine, session_factory
@@ -221,7 +229,16 @@ class ExportScrubber:
 
     def scrub(self, text: str, people: People) -> str:
         who = ScrubPeople(people.customer_name, people.customer_email, people.agent_name)
-        return self._scrubber.scrub(text, who).text
+        out = self._scrubber.scrub(text, who).text
+        # Stricter than examples, which match the parts of a name only as written ("Will" the name,
+        # not "will" the verb): an exported file leaves the product, so a name part is replaced in any
+        # case, at the price of the odd common word.
+        for name, placeholder in ((people.customer_name, NAME_PLACEHOLDER),
+                                  (people.agent_name, AGENT_NAME_PLACEHOLDER)):  # fmt: skip
+            for part in sorted(set(re.split(r"[\s,.]+", name or "")), key=len, reverse=True):
+                if len(part) >= MIN_NAME_PART_CHARS:
+                    out = re.sub(rf"(?<!\w){re.escape(part)}(?!\w)", placeholder, out, flags=re.IGNORECASE)
+        return out
 
     def leaks(self, text: str) -> bool:
         return "pii_shaped" in review_flags(self._scrubber, question=text, reply=text)

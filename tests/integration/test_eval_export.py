@@ -23,6 +23,7 @@ SCRUBBER = ExportScrubber(Settings())  # what the command builds
 SECRETS = [
     "margarethe.voss@example.org", "Margarethe", "Voss", "+49 151 2345 6789", "4111 1111 1111 1111",
     "4111111111111111", "DE89370400440532013000", "48213", "Benedikt", "RMA-2291-XK", "770012345",
+    "margarethe", "benedikt",
 ]  # fmt: skip
 
 
@@ -67,13 +68,13 @@ async def archive(
 async def seed(engine: AsyncEngine) -> None:
     await archive(engine, "legal", [
         ("customer", "Hi, I am Margarethe Voss, margarethe.voss@example.org, phone +49 151 2345 6789."),
-        ("customer", "My order 48213 never came. I will sue you, my lawyer has card 4111 1111 1111 1111."),
+        ("customer", "margarethe again: order 48213 never came. I will sue! Card 4111 1111 1111 1111."),
         ("agent", "Hello Margarethe, I am Benedikt; I have passed order 48213 to our legal team."),
     ], handoff=(2, "wants_human"))  # fmt: skip
     await archive(engine, "unsure", [
         ("customer", "Can I return a tent I set up once? Return RMA-2291-XK, IBAN DE89370400440532013000."),
         ("assistant", "Let me get a colleague."),
-        ("agent", "Hi Margarethe, yes: within 30 days if clean and dry. Mail margarethe.voss@example.org."),
+        ("agent", "benedikt here, margarethe: yes, within 30 days. Mail margarethe.voss@example.org."),
         ("customer", "Thanks"),
     ], handoff=(1, "low_confidence"))  # fmt: skip
     await archive(engine, "confirmed", [
