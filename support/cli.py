@@ -413,12 +413,14 @@ def cmd_refresh_report_facts(args: argparse.Namespace) -> int:
 
 def read_knowledge_dir(directory: Path, policy_name: str) -> list[tuple[str, str, str]]:
     """``(name, kind, text)`` of every ``*.md`` file in ``directory`` (sorted by name; the file named
-    ``policy_name``, without ``.md``, is the policy, every other one an article named by its file name)."""
+    ``policy_name``, without ``.md``, is the policy, every other one an article named by its file name),
+    then of every ``*.md`` file in its ``guidance/`` folder: guidance rules named by their file names."""
     files = sorted(p for p in directory.glob("*.md") if p.is_file())
+    rules = sorted(p for p in (directory / "guidance").glob("*.md") if p.is_file())
     return [
         (p.stem, "policy" if p.stem == policy_name else "article", p.read_text(encoding="utf-8"))
         for p in files
-    ]
+    ] + [(p.stem, "guidance", p.read_text(encoding="utf-8")) for p in rules]
 
 
 def cmd_knowledge(args: argparse.Namespace) -> int:
@@ -734,7 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
     knowledge = sub.add_parser("knowledge", help="knowledge versions: import a folder, list, activate")
     ksub = knowledge.add_subparsers(dest="knowledge_command", required=True)
     kimport = ksub.add_parser("import", help="import a folder of Markdown files as one new version")
-    kimport.add_argument("dir", help="a folder of *.md files: one document each, named by its file name")
+    kimport.add_argument(
+        "dir", help="a folder of *.md files: one document each, named by its file name (guidance/*.md: rules)"
+    )
     kimport.add_argument("--policy", default="policy", help="the file name (without .md) of the policy")
     kimport.add_argument("--replace", action="store_true", help="the version holds exactly these files")
     kimport.add_argument("--activate", action="store_true", help="activate the new version at once")
