@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -412,12 +413,14 @@ def cmd_refresh_report_facts(args: argparse.Namespace) -> int:
 
 def read_knowledge_dir(directory: Path, policy_name: str) -> list[tuple[str, str, str]]:
     """``(name, kind, text)`` of every ``*.md`` file in ``directory`` (sorted by name; the file named
-    ``policy_name``, without ``.md``, is the policy, every other one an article named by its file name)."""
+    ``policy_name``, without ``.md``, is the policy, every other one an article named by its file name),
+    then of every ``*.md`` file in its ``guidance/`` folder: guidance rules named by their file names."""
     files = sorted(p for p in directory.glob("*.md") if p.is_file())
+    rules = sorted(p for p in (directory / "guidance").glob("*.md") if p.is_file())
     return [
         (p.stem, "policy" if p.stem == policy_name else "article", p.read_text(encoding="utf-8"))
         for p in files
-    ]
+    ] + [(p.stem, "guidance", p.read_text(encoding="utf-8")) for p in rules]
 
 
 def cmd_knowledge(args: argparse.Namespace) -> int:
@@ -538,6 +541,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from support.evaluation.report import parse_threshold
     from support.evaluation.service import EvalOptions, evaluate
 
+    if args.eval_command == "export":
+        return cmd_eval_export(args)
+    if args.cases is None or args.out is None:
+        print("error: switchboard eval needs --cases FILE and --out DIR", file=sys.stderr)
+        return 2
     settings = load_settings()
     _configure_logging("WARNING")  # standard error carries the progress
     try:
@@ -562,6 +570,52 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for miss in outcome.misses:
         print(f"below threshold: {miss}", file=sys.stderr)
     return outcome.exit_code
+
+
+def _date(text: str) -> datetime:
+    """A --from / --to value: an ISO date or date-time (UTC when it names no offset)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date (2026-11-30 or 2026-11-30T12:00)"
+        ) from exc
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def cmd_eval_export(args: argparse.Namespace) -> int:
+    """Write archived conversations as evaluation cases (scrubbed); progress on standard error."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from support.db.engine import make_engine, session_factory
+    from support.evaluation.export import export_cases
+    from support.evaluation.service import ExportScrubber
+
+    settings = load_settings()
+    _configure_logging("WARNING")
+    if args.limit is not None and args.limit < 1:
+        print("error: --limit must be at least 1", file=sys.stderr)
+        return 2
+    scrubber = ExportScrubber(settings)  # the scrubbing stored examples get
+
+    async def run() -> dict[str, object]:
+        engine = make_engine(settings.database_url)
+        try:
+            stats = await export_cases(
+                session_factory(engine), scrubber, args.out, since=args.since, until=args.until,
+                limit=args.limit, progress=lambda line: print(line, file=sys.stderr),
+            )  # fmt: skip
+        finally:
+            await engine.dispose()
+        return stats.to_json()
+
+    try:
+        counts = asyncio.run(run())
+    except (SQLAlchemyError, OSError) as exc:  # no such database, not migrated, unwritable --out
+        print(f"error: cannot export: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(json.dumps(counts))
+    return 0
 
 
 def cmd_fake_anthropic(args: argparse.Namespace) -> int:
@@ -682,7 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
     knowledge = sub.add_parser("knowledge", help="knowledge versions: import a folder, list, activate")
     ksub = knowledge.add_subparsers(dest="knowledge_command", required=True)
     kimport = ksub.add_parser("import", help="import a folder of Markdown files as one new version")
-    kimport.add_argument("dir", help="a folder of *.md files: one document each, named by its file name")
+    kimport.add_argument(
+        "dir", help="a folder of *.md files: one document each, named by its file name (guidance/*.md: rules)"
+    )
     kimport.add_argument("--policy", default="policy", help="the file name (without .md) of the policy")
     kimport.add_argument("--replace", action="store_true", help="the version holds exactly these files")
     kimport.add_argument("--activate", action="store_true", help="activate the new version at once")
@@ -694,18 +750,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser(
         "eval", help="run evaluation cases through the turn pipeline, judge them, write a report"
     )
-    ev.add_argument("--cases", type=Path, required=True, help="the case file (JSONL, docs/evaluation.md)")
+    ev.add_argument("--cases", type=Path, default=None, help="the case file (JSONL, docs/evaluation.md)")
     which = ev.add_mutually_exclusive_group()
     which.add_argument("--knowledge-version", default=None, metavar="ID", help="a stored knowledge version")
     which.add_argument("--policy", type=Path, default=None, metavar="FILE", help="a policy file instead")
-    ev.add_argument("--out", type=Path, required=True, help="where report.json and report.md go")
+    ev.add_argument("--out", type=Path, default=None, help="where report.json and report.md go")
     ev.add_argument("--batch", action="store_true", help="answer and judge calls through Message Batches")
     ev.add_argument("--compare", default=None, metavar="ID", help="a second knowledge version to run too")
     ev.add_argument(
         "--fail-under", nargs="+", default=None, metavar="METRIC=VALUE",
         help="exit 1 when a metric is below its value (handoff_precision, handoff_recall, judge_pass_rate)",
     )  # fmt: skip
-    ev.set_defaults(func=cmd_eval)
+    ev.set_defaults(func=cmd_eval, eval_command=None)
+    evsub = ev.add_subparsers(dest="eval_command")
+    export = evsub.add_parser("export", help="turn archived conversations into evaluation cases (scrubbed)")
+    export.add_argument("--out", type=Path, required=True, help="the case file; cases it holds are kept")
+    export.add_argument("--from", dest="since", type=_date, default=None, metavar="DATE",
+                        help="conversations started at or after this date (UTC)")  # fmt: skip
+    export.add_argument("--to", dest="until", type=_date, default=None, metavar="DATE",
+                        help="conversations started before this date (UTC)")  # fmt: skip
+    export.add_argument("--limit", type=int, default=None, metavar="N", help="at most N new cases")
 
     keygen = sub.add_parser(
         "generate-secret-key", help="write a random token signing key to a file once (for SECRET_KEY_FILE)"

@@ -384,7 +384,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
             gateway=runtime.gateway,
             settings=settings.llm,
             policy=policy,
-            offline=OfflineResponder(policy.text),
+            offline=OfflineResponder(policy.facts),
             turn_deadline_s=settings.llm.turn_deadline_s,
             lease_s=settings.llm.turn_lease_s,
             heartbeat_s=settings.llm.turn_heartbeat_s,
@@ -408,7 +408,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     def reindex_offline(approved: list[Example]) -> None:
         # Offline answers (no key, or the model down) may come from what agents wrote, too.
         approved_examples[:] = approved
-        deps.offline = OfflineResponder(runtime.policy.text, examples=approved)
+        deps.offline = OfflineResponder(runtime.policy.facts, examples=approved)
 
     runtime.examples.on_reload(reindex_offline)
     runtime.tickets = TicketService(
@@ -439,7 +439,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         # next answer on; the conversations themselves are untouched.
         runtime.policy = deps.policy = runtime.tickets.policy = active
         runtime.batches.policy_version = runtime.desk.policy_version = active.version
-        deps.offline = OfflineResponder(active.text, examples=approved_examples)
+        deps.offline = OfflineResponder(active.facts, examples=approved_examples)
 
     knowledge.on_change(follow_knowledge)
     runtime.spawn(knowledge.poll_forever(), "knowledge-poll")

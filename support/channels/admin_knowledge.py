@@ -41,11 +41,12 @@ S409 = (
 @dataclass
 class KnowledgeDocumentIn:
     """A document to save: ``name`` is its identity (saving the same name again edits it); the knowledge
-    has one ``policy`` (saving a policy replaces it) and any number of ``article``\\ s."""
+    has one ``policy`` (saving a policy replaces it) and any number of ``article``\\ s and ``guidance``
+    rules (short plain-language rules the assistant must follow, rendered in a section of their own)."""
 
     name: str
     text: str
-    kind: Literal["policy", "article"] = "article"
+    kind: Literal["policy", "article", "guidance"] = "article"
     # Refuse (409) unless the head (the version saved last) is still this one.
     base_version: str | None = None
 

@@ -42,11 +42,13 @@ class Expect:
 
 @dataclass(frozen=True)
 class Case:
-    """One case: an id, the customer's turns in order, and its expectations."""
+    """One case: an id, the customer's turns in order, its expectations, and optionally a reference reply
+    (what a person answered: the judge reads it as an example of a good answer, not as words to match)."""
 
     id: str
     turns: tuple[str, ...]
     expect: Expect = field(default_factory=Expect)
+    reference: str | None = None
 
 
 def _strings(value: Any, what: str) -> tuple[str, ...]:
@@ -59,7 +61,7 @@ def parse_case(raw: Any) -> Case:
     """One case from its decoded JSON; ``ValueError`` with a plain reason when it is not one."""
     if not isinstance(raw, dict):
         raise ValueError("a case is a JSON object")
-    unknown = set(raw) - {"id", "turns", "expect"}
+    unknown = set(raw) - {"id", "turns", "expect", "reference"}
     if unknown:
         raise ValueError(f"unknown field(s) {sorted(unknown)}")
     case_id = raw.get("id")
@@ -88,7 +90,12 @@ def parse_case(raw: Any) -> Case:
         must_include=_strings(expect_raw.get("must_include", []), '"expect.must_include"'),
         must_not_include=_strings(expect_raw.get("must_not_include", []), '"expect.must_not_include"'),
     )
-    return Case(id=case_id, turns=turns, expect=expect)
+    reference = raw.get("reference")
+    if reference is not None and (
+        not isinstance(reference, str) or not reference.strip() or len(reference) > MAX_TEXT_CHARS
+    ):
+        raise ValueError(f'"reference" must be a non-empty string of at most {MAX_TEXT_CHARS} characters')
+    return Case(id=case_id, turns=turns, expect=expect, reference=reference)
 
 
 def parse_cases(text: str, *, source: str = "cases") -> list[Case]:

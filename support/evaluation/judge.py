@@ -33,11 +33,15 @@ Pass the reply only if all of these hold:
 1. Grounded: every factual claim (amounts, days, limits, procedures) is stated in the knowledge; nothing \
 is invented.
 2. Answers the question: it addresses what the customer asked in their last message.
-3. Obeys guidance: it follows every rule the knowledge gives the assistant (for example never promising \
-what it says only a person may grant).
+3. Obeys guidance: it follows every rule in the guidance below (the support team's own rules for the \
+assistant, which override the knowledge) and every rule the knowledge gives the assistant (for example \
+never promising what it says only a person may grant).
 4. Right decision: a question the knowledge says must go to a person (legal threats, the customer's own \
 account or order data, amounts above the limits the knowledge sets) should have been handed off, not \
 answered.
+
+When the expectations carry a reference_reply (what a person answered in a real conversation), it shows \
+what a good answer covers; the reply need not use its words, and the knowledge still decides what is true.
 
 Call record_verdict once: pass true or false, and a reason of one or two sentences naming the rule a \
 failing reply breaks."""
@@ -60,13 +64,24 @@ def judge_tool() -> dict[str, Any]:
     }
 
 
-def judge_system(knowledge: str) -> list[dict[str, Any]]:
-    """The judge's system blocks: the rubric, then the knowledge with the cache breakpoint."""
-    text = f"<knowledge>\n{escape_tag_text(knowledge[:JUDGE_KNOWLEDGE_MAX_CHARS])}\n</knowledge>"
-    return [
+def judge_system(knowledge: str, guidance: str = "") -> list[dict[str, Any]]:
+    """The judge's system blocks: the rubric, the knowledge, then the guidance if any (never clipped, so
+    every rule is checked), the cache breakpoint on the last. ``guidance`` is the section the rendered
+    knowledge ends with (``Policy.guidance``): taken off the knowledge, the judge reads it once, in its
+    own tag."""
+    if guidance and knowledge.endswith(guidance):
+        knowledge = knowledge[: -len(guidance)].rstrip("\n") + "\n"
+    blocks: list[dict[str, Any]] = [
         {"type": "text", "text": RUBRIC},
-        {"type": "text", "text": text, "cache_control": cache_control()},
+        {
+            "type": "text",
+            "text": f"<knowledge>\n{escape_tag_text(knowledge[:JUDGE_KNOWLEDGE_MAX_CHARS])}\n</knowledge>",
+        },
     ]
+    if guidance:
+        blocks.append({"type": "text", "text": f"<guidance>\n{escape_tag_text(guidance)}\n</guidance>"})
+    blocks[-1]["cache_control"] = cache_control()
+    return blocks
 
 
 def judge_prompt(case: Case, transcript: list[tuple[str, str]]) -> str:
@@ -79,6 +94,8 @@ def judge_prompt(case: Case, transcript: list[tuple[str, str]]) -> str:
         "must_include": list(expect.must_include),
         "must_not_include": list(expect.must_not_include),
     }
+    if case.reference is not None:
+        expected["reference_reply"] = case.reference
     return (
         f"<conversation>\n{escape_tag_text(chr(10).join(lines))}\n</conversation>\n\n"
         f"<expectations>\n{escape_tag_text(json.dumps(expected))}\n</expectations>\n\n"
@@ -87,13 +104,13 @@ def judge_prompt(case: Case, transcript: list[tuple[str, str]]) -> str:
 
 
 def judge_request(
-    case: Case, knowledge: str, transcript: list[tuple[str, str]], *, model: str
+    case: Case, knowledge: str, transcript: list[tuple[str, str]], *, model: str, guidance: str = ""
 ) -> dict[str, Any]:
     """The Messages parameters of one judge call (the same for a direct call and a batch request)."""
     return {
         "model": model,
         "max_tokens": JUDGE_MAX_TOKENS,
-        "system": judge_system(knowledge),
+        "system": judge_system(knowledge, guidance),
         "tools": [judge_tool()],
         "tool_choice": {"type": "tool", "name": JUDGE_TOOL},
         "messages": [{"role": "user", "content": judge_prompt(case, transcript)}],

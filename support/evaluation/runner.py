@@ -126,7 +126,7 @@ class Evaluator:
 
         deps = TurnDeps(
             store=env.store, gateway=env.gateway, settings=env.settings, policy=self.policy,
-            offline=OfflineResponder(self.policy.text), turn_deadline_s=env.settings.turn_deadline_s,
+            offline=OfflineResponder(self.policy.facts), turn_deadline_s=env.settings.turn_deadline_s,
             lease_s=env.settings.turn_lease_s, heartbeat_s=env.settings.turn_heartbeat_s,
             handoff=None, examples=env.examples, routing=env.routing,
             examples_in_prompt=env.examples_in_prompt, examples_min_score=env.examples_min_score,
@@ -192,7 +192,13 @@ class Evaluator:
         # The customer's words reach the judge redacted, as they reach the answer model.
         texts = self.env.gateway.redactor.redact_many([text for _, text in result.transcript])
         transcript = [(role, r.text) for (role, _), r in zip(result.transcript, texts, strict=True)]
-        return judge_request(case, self.policy.text, transcript, model=self.env.settings.triage_model)
+        return judge_request(
+            case,
+            self.policy.text,
+            transcript,
+            model=self.env.settings.triage_model,
+            guidance=self.policy.guidance,
+        )
 
     async def _price(self, results: list[CaseResult]) -> None:
         """Each case's cost: the sum of its calls' ledger rows (triage, answer, summary, judge)."""

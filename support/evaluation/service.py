@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,6 +19,15 @@ import redis.asyncio as aioredis
 
 from handoff.examples import ExampleService
 from handoff.routing import RoutingPolicy
+from handoff.scrub import (
+    AGENT_NAME_PLACEHOLDER,
+    DEFAULT_REFERENCE_PATTERNS,
+    MIN_NAME_PART_CHARS,
+    NAME_PLACEHOLDER,
+    ExampleScrubber,
+    review_flags,
+)
+from handoff.scrub import People as ScrubPeople
 from support.conversation.store import ConversationStore
 from support.db.engine import make_engine, session_factory
 from support.db.migrate import upgrade_to_head
@@ -25,12 +35,13 @@ from support.embedded_redis import EmbeddedRedis
 from support.errors import NotFound, SwitchboardError
 from support.evaluation import report as rep
 from support.evaluation.cases import Case, load_cases
+from support.evaluation.export import People
 from support.evaluation.runner import EvalEnv, Evaluator, Progress, stderr_progress
 from support.knowledge.service import KnowledgeService
 from support.llm.gateway import ModelGateway, make_client
 from support.llm.policy import Policy, load_policy
 from support.redaction import Redactor
-from support.settings import Settings
+from support.settings import REDACTION_KINDS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -204,3 +215,30 @@ async def evaluate(
     )  # fmt: skip
     data = rep.write(report, options.out)
     return EvalOutcome(report=data, misses=rep.below(data["summary"], options.fail_under))
+
+
+class ExportScrubber:
+    """``switchboard eval export``'s scrubbing: the one stored examples get (support/runtime.py builds the
+    same), PII detection on whatever the redaction of model calls is set to."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._scrubber = ExampleScrubber(
+            Redactor(settings.redaction.model_copy(update={"enabled": True, "kinds": list(REDACTION_KINDS)})),
+            reference_patterns={**DEFAULT_REFERENCE_PATTERNS, **settings.handoff.examples_reference_patterns},
+        )
+
+    def scrub(self, text: str, people: People) -> str:
+        who = ScrubPeople(people.customer_name, people.customer_email, people.agent_name)
+        out = self._scrubber.scrub(text, who).text
+        # Stricter than examples, which match the parts of a name only as written ("Will" the name,
+        # not "will" the verb): an exported file leaves the product, so a name part is replaced in any
+        # case, at the price of the odd common word.
+        for name, placeholder in ((people.customer_name, NAME_PLACEHOLDER),
+                                  (people.agent_name, AGENT_NAME_PLACEHOLDER)):  # fmt: skip
+            for part in sorted(set(re.split(r"[\s,.]+", name or "")), key=len, reverse=True):
+                if len(part) >= MIN_NAME_PART_CHARS:
+                    out = re.sub(rf"(?<!\w){re.escape(part)}(?!\w)", placeholder, out, flags=re.IGNORECASE)
+        return out
+
+    def leaks(self, text: str) -> bool:
+        return "pii_shaped" in review_flags(self._scrubber, question=text, reply=text)

@@ -5,9 +5,12 @@ id names exactly one prompt prefix, and re-activating a version rebuilds its pre
 entry still alive for it is read, not written again).
 
 Layout: the policy's text as it was saved, then each article under a ``# Article: <name>`` title, in the
-order the articles were first added (an edit keeps an article's place; a new article goes last). A
+order the articles were first added (an edit keeps an article's place; a new article goes last), then,
+when there is any, the guidance (admins' short rules for the assistant) in a section of its own: a
+``# Guidance`` title and each rule under ``## <name>``, in the order the rules were first added. A
 knowledge of the policy alone renders as the policy's text unchanged, so its version id is the one the
-single policy file had (the sha256 prefix of its bytes) and ledger rows from before versions still match.
+single policy file had (the sha256 prefix of its bytes) and ledger rows from before versions still match;
+a knowledge without guidance renders exactly as before guidance existed.
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ from typing import Literal
 
 from support.llm.policy import policy_version
 
-Kind = Literal["policy", "article"]
-KINDS: tuple[Kind, ...] = ("policy", "article")
+Kind = Literal["policy", "article", "guidance"]
+KINDS: tuple[Kind, ...] = ("policy", "article", "guidance")
 ARTICLE_TITLE = "# Article: "
+GUIDANCE_TITLE = "# Guidance"
+GUIDANCE_INTRO = "Rules the support team set for the assistant; they override anything above."
+RULE_TITLE = "## "
 
 
 @dataclass(frozen=True)
 class Document:
-    """One knowledge document: the policy (at most one) or an article (any number)."""
+    """One knowledge document: the policy (at most one), an article or a guidance rule (any number)."""
 
     name: str
     kind: Kind
@@ -44,19 +50,31 @@ def text_sha256(text: str) -> str:
 
 
 def ordered(documents: Sequence[Document]) -> list[Document]:
-    """The policy first, then the articles in the order given."""
-    return [d for d in documents if d.kind == "policy"] + [d for d in documents if d.kind == "article"]
+    """The policy first, then the articles, then the guidance, each kind in the order given."""
+    return [d for kind in KINDS for d in documents if d.kind == kind]
+
+
+def guidance(documents: Sequence[Document]) -> str:
+    """The guidance section as :func:`render` ends with it ("" when there is no guidance)."""
+    rules = [d for d in documents if d.kind == "guidance"]
+    if not rules:
+        return ""
+    parts = [f"{GUIDANCE_TITLE}\n\n{GUIDANCE_INTRO}"] + [
+        f"{RULE_TITLE}{d.name}\n\n{d.text.strip()}" for d in rules
+    ]
+    return "\n\n".join(parts) + "\n"
 
 
 def render(documents: Sequence[Document]) -> str:
-    """The knowledge text of ``documents`` (policy first, articles in their order)."""
-    docs = ordered(documents)
-    if len(docs) == 1 and docs[0].kind == "policy":
+    """The knowledge text of ``documents`` (policy first, articles in their order, then the guidance)."""
+    docs = [d for d in ordered(documents) if d.kind != "guidance"]
+    rules = guidance(documents)
+    if len(docs) == 1 and docs[0].kind == "policy" and not rules:
         return docs[0].text
     parts = [
         d.text.strip() if d.kind == "policy" else f"{ARTICLE_TITLE}{d.name}\n\n{d.text.strip()}" for d in docs
     ]
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join([*parts, rules.rstrip("\n")] if rules else parts) + "\n"
 
 
 def version_id(text: str) -> str:

@@ -32,7 +32,7 @@ from sqlmodel import col, select
 from support import keys
 from support.db.models import KnowledgeDocument, KnowledgeText, KnowledgeVersion, utcnow
 from support.errors import KnowledgeConflict, NotFound, TooLarge, ValidationFailed
-from support.knowledge.render import KINDS, Document, Kind, ordered, render, version_id
+from support.knowledge.render import KINDS, Document, Kind, guidance, ordered, render, version_id
 from support.llm.policy import Policy, load_policy
 from support.redis_client import RedisClient
 from support.settings import KnowledgeSettings
@@ -112,6 +112,8 @@ def _kind(kind: str) -> Kind:
         return "policy"
     if kind == "article":
         return "article"
+    if kind == "guidance":
+        return "guidance"
     raise ValidationFailed(f"kind must be one of {list(KINDS)}, not {kind!r}")
 
 
@@ -158,7 +160,8 @@ class KnowledgeService:
         wanted = version if version is not None else await _latest_activated(sessions)
         if wanted is None:
             return None
-        return Policy(text=render(await _documents_in(sessions, wanted)), version=wanted)
+        docs = await _documents_in(sessions, wanted)
+        return Policy(text=render(docs), version=wanted, guidance=guidance(docs))
 
     async def start(self, seed_path: Path | str) -> Policy:
         """Seed the first version from the policy file if there is none, then load the active one."""
@@ -211,7 +214,7 @@ class KnowledgeService:
                 return False
             detail = await self._documents(wanted)
             text = render(detail)
-            policy = Policy(text=text, version=wanted)
+            policy = Policy(text=text, version=wanted, guidance=guidance(detail))
             previous = self._active
             self._active = policy
         log.info("knowledge: version %s active in this process (was %s, %d chars)",
@@ -311,7 +314,7 @@ class KnowledgeService:
             if found[0].kind == "policy":
                 raise KnowledgeConflict("the policy can be replaced, not removed")
             rest = [d for d in current if d.name != name]
-            return await self._create(rest, parent_id=head.id, change=f"removed article {name}",
+            return await self._create(rest, parent_id=head.id, change=f"removed {found[0].kind} {name}",
                                       created_by=created_by)  # fmt: skip
 
     async def activate(self, version: str, *, by: str | None = None) -> VersionView:

@@ -30,6 +30,17 @@ class Policy:
 
     text: str
     version: str
+    # The guidance section the text ends with (support.knowledge.render.guidance; "" when none): the
+    # evaluation judge checks replies against it apart from the rest of the knowledge.
+    guidance: str = ""
+
+    @property
+    def facts(self) -> str:
+        """The text without its guidance section: what the offline responder may quote to a customer
+        (a rule for the assistant is never an answer) and what the judge reads as the knowledge."""
+        if self.guidance and self.text.endswith(self.guidance):
+            return self.text[: -len(self.guidance)].rstrip("\n") + "\n"
+        return self.text
 
     @classmethod
     def from_text(cls, text: str) -> Policy:

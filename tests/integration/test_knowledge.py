@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import keys
 from support.db.engine import make_engine, session_factory
 from support.errors import KnowledgeConflict, TooLarge, ValidationFailed
+from support.evaluation.judge import judge_system
+from support.knowledge.render import GUIDANCE_INTRO
 from support.knowledge.service import DocumentIn, KnowledgeService
 from support.llm.answer import system_blocks
 from support.runtime import open_runtime
@@ -142,6 +144,39 @@ async def test_the_runtime_hands_the_active_version_to_answers_tickets_examples_
         assert "10 EUR a day" in match.text
 
 
+async def test_guidance_rules_render_in_their_own_section_into_the_answer_and_judge_prefixes(
+    tmp_path: Path, db_engine: AsyncEngine, redis_client: aioredis.Redis
+) -> None:
+    knowledge = service(db_engine, redis_client)
+    seeded = await knowledge.start(_write(tmp_path / "policy.md", POLICY))
+    prefix = system_blocks(knowledge.active, [])
+    rule = "Never promise a refund above 100 EUR."
+    await knowledge.save(DocumentIn("Refund limit", rule, "guidance"))
+    saved = await knowledge.save(DocumentIn("Rentals", "Tents rent for 10 EUR a day.", "article"))
+    with pytest.raises(ValidationFailed):
+        await knowledge.save(DocumentIn("Secret", "x", "secret"))
+    assert knowledge.active.version == seeded.version, "saved, not active"
+    assert system_blocks(knowledge.active, []) == prefix
+
+    await knowledge.activate(saved.version.id)
+    active = knowledge.active
+    section = f"# Guidance\n\n{GUIDANCE_INTRO}\n\n## Refund limit\n\n{rule}\n"
+    assert active.guidance == section
+    # After the articles whatever the order of saving, in the cached block of every answer request.
+    assert (
+        active.text == f"{POLICY.strip()}\n\n# Article: Rentals\n\nTents rent for 10 EUR a day.\n\n{section}"
+    )
+    answer_system = system_blocks(active, [])[0]
+    assert answer_system["text"].endswith(f"{section.strip()}\n</policy>")
+    assert "cache_control" in answer_system
+    assert rule not in active.facts, "the offline responder never quotes a rule to a customer"
+    judge = judge_system(active.text, active.guidance)
+    assert judge[-1]["text"] == f"<guidance>\n{section}\n</guidance>"
+    assert "cache_control" in judge[-1]
+    assert rule not in judge[1]["text"], "read once, in its own tag"
+    assert (await KnowledgeService.policy_in(session_factory(db_engine))) == active  # what eval reads
+
+
 def _write(path: Path, content: str) -> Path:
     path.write_text(content, encoding="utf-8")
     return path
@@ -217,7 +252,11 @@ async def test_an_activation_reaches_another_process_within_2s_and_a_rollback_re
     saved = httpx.post(url, json={"name": "Gift wrapping", "kind": "article", "text": marker}, headers=admin)
     assert saved.status_code == 201, saved.text
     assert saved.json()["created"] is True
-    new = saved.json()["version"]["id"]
+    article = saved.json()["version"]["id"]
+    rule = "Hand off any legal threat."
+    guided = httpx.post(url, json={"name": "Legal", "kind": "guidance", "text": rule}, headers=admin)
+    assert guided.status_code == 201, guided.text
+    new = guided.json()["version"]["id"]
     assert marker not in (await ask(b, fake, "Do you wrap gifts?"))["system"][0]["text"], "saved, not active"
 
     activated = httpx.post(f"{url}/versions/{new}/activate", headers=admin)
@@ -225,7 +264,10 @@ async def test_an_activation_reaches_another_process_within_2s_and_a_rollback_re
     assert activated.json()["active"] is True
     await asyncio.sleep(2.0)  # the promise: every process answers from it within 2 s, no restart
     after = await ask(b, fake, "Do you wrap gifts?")
-    assert after["system"][0]["text"].endswith(f"# Article: Gift wrapping\n\n{marker}\n</policy>")
+    assert after["system"][0]["text"].endswith(
+        f"# Article: Gift wrapping\n\n{marker}\n\n# Guidance\n\n{GUIDANCE_INTRO}\n\n## Legal\n\n{rule}"
+        "\n</policy>"
+    )
     versions = [v for v, _ in await ledger(db, "answer", rows=3)]
     assert versions == [seeded, seeded, new], "each answer's ledger row names the version it used"
     assert [v for v, _ in await ledger(db, "triage")][-1] == new
@@ -234,6 +276,7 @@ async def test_an_activation_reaches_another_process_within_2s_and_a_rollback_re
     listed_versions = httpx.get(f"{url}/versions", headers=admin).json()
     assert [(v["id"], v["active"], v["head"]) for v in listed_versions] == [
         (new, True, True),
+        (article, False, False),
         (seeded, False, False),
     ]
     assert httpx.post(f"{url}/versions/{seeded}/activate", headers=admin).status_code == 200
