@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from handoff.examples import ExampleService
 from handoff.routing import RoutingPolicy
 from handoff.scrub import (
@@ -41,6 +39,7 @@ from support.knowledge.service import KnowledgeService
 from support.llm.gateway import ModelGateway, make_client
 from support.llm.policy import Policy, load_policy
 from support.redaction import Redactor
+from support.redis_client import RedisClient, cluster_client, is_cluster, single_client
 from support.settings import REDACTION_KINDS, Settings
 
 log = logging.getLogger(__name__)
@@ -137,7 +136,11 @@ async def open_env(settings: Settings, *, redis_url: str | None = None) -> Async
         await upgrade_to_head(scratch_url)
         scratch_engine = make_engine(scratch_url)
         production_engine = make_engine(settings.database_url)
-        client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+        client: RedisClient = (
+            cluster_client(redis_url, decode_responses=False)
+            if is_cluster(redis_url)
+            else single_client(redis_url, decode_responses=False)
+        )
         anthropic_client = make_client(llm)
         try:
             hs = settings.handoff
