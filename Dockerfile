@@ -4,6 +4,7 @@ COPY pyproject.toml README.md ./
 COPY support ./support
 COPY handoff ./handoff
 COPY web ./web
+COPY evals ./evals
 RUN pip install --no-cache-dir .
 ENV SWITCHBOARD_DATA_DIR=/data SWITCHBOARD_WEB_DIR=/app/web
 EXPOSE 8000

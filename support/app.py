@@ -19,6 +19,7 @@ from handoff.console import AdminController, AgentController, AgentLoginControll
 from handoff.console_pages import console_router
 from support import __version__, log_redaction
 from support.channels.admin_customers import CustomerDataController
+from support.channels.admin_evaluations import EvaluationController
 from support.channels.admin_knowledge import KnowledgeController
 from support.channels.asyncapi import ASYNCAPI_PATH, asyncapi_document
 from support.channels.integration_keys import IntegrationKeyController, OwnIntegrationKeyController
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None, *, own_runtime: bool = True) ->
             AdminController,
             CustomerDataController,
             KnowledgeController,
+            EvaluationController,
             IntegrationKeyController,
             OwnIntegrationKeyController,
             TicketController,

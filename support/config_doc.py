@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings
 from support.settings import (
     AppSettings,
     DatabaseSettings,
+    EvaluationSettings,
     HandoffSettings,
     HttpSettings,
     JobSettings,
@@ -37,6 +38,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Model API", LLMSettings),
     ("Support policy", PolicySettings),
     ("Knowledge versions", KnowledgeSettings),
+    ("Evaluation runs", EvaluationSettings),
     ("Human handoff", HandoffSettings),
     ("PII redaction", RedactionSettings),
     ("Customer data retention", RetentionSettings),

@@ -125,6 +125,12 @@ class KnowledgeConflict(Conflict):
     code = "knowledge_conflict"
 
 
+class EvaluationRunning(Conflict):
+    """An evaluation run is already under way in this workspace (one at a time)."""
+
+    code = "evaluation_running"
+
+
 class RateLimited(SwitchboardError):
     """Too many requests."""
 

@@ -256,3 +256,24 @@ def knowledge_active() -> str:
     """The id of the active knowledge version: every process polls it and switches when it moves
     (support/knowledge/service.py). SQL keeps the same fact (the version activated last)."""
     return f"{PREFIX}:{{knowledge}}:active"
+
+
+# --- evaluation runs (the console's Evaluate screen) ----------------------------------------------
+# One hash tag for all of them: the run lock and a run's record are written by one Lua script.
+
+
+def evaluation_run(run_id: str) -> str:
+    """Hash of one evaluation run: what it evaluates, its progress and its result (support/evaluation/
+    runs.py); expires ``SWITCHBOARD_EVAL_KEEP_S`` after it was started."""
+    return f"{PREFIX}:{{evaluations}}:run:{run_id}"
+
+
+def evaluation_running() -> str:
+    """The id of the evaluation run under way (one at a time per workspace); it expires when the run's
+    worker stops renewing it (a worker that died frees the next run)."""
+    return f"{PREFIX}:{{evaluations}}:running"
+
+
+def evaluation_recent() -> str:
+    """List of the latest evaluation run ids, newest first (capped)."""
+    return f"{PREFIX}:{{evaluations}}:recent"

@@ -45,6 +45,7 @@ from support.db.engine import make_engine, session_factory
 from support.db.migrate import upgrade_to_head
 from support.embedded_redis import EmbeddedRedis
 from support.errors import StartupFailed, one_line
+from support.evaluation.runs import EvaluationRuns
 from support.events import EventSink, NoEvents
 from support.jobs import JobEngine
 from support.knowledge.service import KnowledgeService
@@ -122,6 +123,8 @@ class Runtime:
     batches: TicketBatches = field(init=False)
     # Predicted satisfaction of unrated conversations, through Message Batches (beside CSAT, never in it).
     predicted: PredictedSatisfaction = field(init=False)
+    # Evaluation runs of knowledge versions (the console's Evaluate screen), carried out as jobs.
+    evaluations: EvaluationRuns = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     # Where services report events (webhooks listen here); nothing listens until one is set.
     events: EventSink = field(default_factory=NoEvents)
@@ -457,6 +460,8 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     runtime.drain_hooks.append(runtime.close_widget_sockets)
     _register_periodic_jobs(runtime)
     webhooks.register_jobs(runtime.jobs)
+    runtime.evaluations = EvaluationRuns(client, sessions, jobs, knowledge, settings)
+    runtime.evaluations.register_jobs(runtime.jobs)
     # Every job function is registered above this line: a worker knows only what was registered before
     # it started.
     if settings.jobs.in_process if run_jobs is None else run_jobs:

@@ -465,6 +465,45 @@ class KnowledgeSettings(BaseSettings):
     )
 
 
+class EvaluationSettings(BaseSettings):
+    """Evaluation runs started from the console's Evaluate screen (``POST /api/v1/admin/evaluations``);
+    ``switchboard eval`` on the command line is not bound by them."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_EVAL_", extra="ignore")
+
+    starter_cases: Path | None = Field(
+        None,
+        description="The case file a run uses when the admin uploads none. Unset: `evals/starter.jsonl` "
+        "next to the installed `support` package, else `./evals/starter.jsonl` (the shipped starter set, "
+        "written for the sample policy).",
+    )
+    max_cases: int = Field(
+        200,
+        ge=1,
+        le=10_000,
+        description="Most cases one run may hold (uploaded or the starter set); more: 413. A run takes a "
+        "few seconds per case and version with a real model.",
+    )
+    max_upload_chars: int = Field(
+        500_000,
+        gt=0,
+        description="Longest accepted uploaded case file (characters of JSONL); longer: 413.",
+    )
+    keep_s: int = Field(
+        7 * 86_400, gt=0, description="How long a run's progress and result are kept (seconds)."
+    )
+    lease_s: int = Field(
+        600,
+        ge=60,
+        description="A running evaluation renews its hold on the workspace's one run slot after every case; "
+        "if its worker dies, the slot is free this long after the last case and the run reads as failed. "
+        "Longer than one case can take (the turn deadline of an evaluation is 180 s).",
+    )
+    run_timeout_s: int = Field(
+        4 * 3600, ge=60, description="Longest a run may take before the job engine stops it."
+    )
+
+
 class RetentionSettings(BaseSettings):
     """How long customer conversations are kept (export and erasure on request are always available)."""
 
@@ -692,6 +731,7 @@ class Settings(BaseModel):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     handoff: HandoffSettings = Field(default_factory=HandoffSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)

@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support.errors import SwitchboardError
+from support.errors import ValidationFailed
 
 MAX_CASES = 10_000  # a case file is a test suite, not a data set; its report must stay readable
 MAX_TURNS = 20  # the pipeline's bot hands off long before (SWITCHBOARD_HANDOFF_MAX_BOT_TURNS)
 MAX_TEXT_CHARS = 8_000  # what the widget accepts in one customer message
 
 
-class CasesInvalid(SwitchboardError):
-    """The case file cannot be read or a line is not a valid case (``switchboard eval`` exits 2)."""
+class CasesInvalid(ValidationFailed):
+    """The case file cannot be read or a line is not a valid case (``switchboard eval`` exits 2; an
+    uploaded case file is refused with 400)."""
 
     code = "cases_invalid"
 

@@ -97,10 +97,19 @@ class EvalEnv:
 class Evaluator:
     """Runs a case set against one knowledge version."""
 
-    def __init__(self, env: EvalEnv, policy: Policy, *, progress: Progress = stderr_progress) -> None:
+    def __init__(
+        self,
+        env: EvalEnv,
+        policy: Policy,
+        *,
+        progress: Progress = stderr_progress,
+        on_case: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.env = env
         self.policy = policy
         self.progress = progress
+        # Awaited after each case of a streaming run is judged (the console's runs count cases done).
+        self.on_case = on_case
         self.run_id = secrets.token_hex(4)
 
     def _cid(self, index: int) -> str:
@@ -139,6 +148,8 @@ class Evaluator:
                 result = await self._run_case(turns, self._cid(index), case)
                 result.judge = await self._judge_one(case, result)
                 results.append(result)
+                if self.on_case is not None:
+                    await self.on_case()
         finally:
             if tasks:  # summaries folded after a turn: owned here, awaited before the run returns
                 await asyncio.gather(*tasks, return_exceptions=True)
