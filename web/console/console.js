@@ -257,8 +257,8 @@
       state.agent = { ...state.agent, ...me };
       session.setAgent(state.agent);
       $("me").textContent = `${me.name} (${me.role})`;
-      $("examples-link").hidden = me.role !== "admin"; // the examples review is for admins only
-      $("reports-link").hidden = me.role !== "admin"; // so are the reports
+      // Knowledge, Evaluate, Examples and Reports are for admins only
+      for (const link of document.querySelectorAll("[data-admin-link]")) link.hidden = me.role !== "admin";
     } catch (err) {
       failed(err);
       return;
