@@ -13,11 +13,21 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from support import keys
+from support.db.engine import session_factory
+from support.errors import EvaluationRunning
+from support.evaluation.runs import LOST, EvaluationRuns
+from support.jobs import JobEngine
 from support.knowledge.render import Document, render
+from support.knowledge.service import KnowledgeService
+from support.settings import EvaluationSettings, KnowledgeSettings, Settings
 from support.testing.demo_model import DemoModel
 from support.testing.fake_anthropic import FakeAnthropic
 from tests import servers
+from tests.integration.llm_fixtures import settings_for
 from tests.integration.test_eval_compare import CASES, GIFT_WRAPPING, POLICY_V1, POLICY_V2
 from tests.integration.test_widget_ws import start_server
 from tests.redis_cluster import sync_redis_client_for
@@ -187,3 +197,35 @@ def test_the_evaluations_api_refuses_what_it_must(server: ServerProcess) -> None
     assert {"400", "401", "403", "404", "409", "413"} <= set(
         schema["paths"]["/api/v1/admin/evaluations"]["post"]["responses"]
     )
+
+
+async def test_a_run_whose_worker_is_gone_reads_failed_and_frees_the_slot(
+    tmp_path: Path, db_engine: AsyncEngine, redis_client: aioredis.Redis, redis_url: str, fake: FakeAnthropic
+) -> None:
+    """No worker takes the job here: the run holds the slot only as long as its lease."""
+    seed = tmp_path / "policy.md"
+    seed.write_text(POLICY_V1, encoding="utf-8")
+    knowledge = KnowledgeService(session_factory(db_engine), redis_client, KnowledgeSettings())
+    active = (await knowledge.start(seed)).version
+    settings = Settings(llm=settings_for(fake), evaluation=EvaluationSettings(lease_s=60))
+    jobs = JobEngine(redis_url)
+    runs = EvaluationRuns(redis_client, session_factory(db_engine), jobs, knowledge, settings)
+    try:
+        first = await runs.start(knowledge_version=active, compare=None, cases=jsonl(CASES[:1]), by="root")
+        assert (first.status, first.compare_version, first.total) == ("queued", None, 1)
+        with pytest.raises(EvaluationRunning):
+            await runs.start(knowledge_version=active, compare=None, cases=jsonl(CASES[:1]), by="root")
+        lease_ms = await redis_client.pttl(keys.evaluation_running())
+        assert 55_000 < lease_ms <= 60_000
+
+        await redis_client.delete(keys.evaluation_running())  # the lease lapsed: its worker never came
+        lost = await runs.get(first.id)
+        assert (lost.status, lost.error) == ("failed", LOST)
+        second = await runs.start(knowledge_version=active, compare=None, cases=jsonl(CASES[:1]), by="root")
+        # A worker that takes the lost run late does not run it, and leaves the new run's slot alone.
+        await runs.execute(run_id=first.id)
+        assert (await runs.get(first.id)).status == "failed"
+        assert await redis_client.get(keys.evaluation_running()) == second.id.encode()
+        assert [r.id for r in await runs.recent()] == [second.id, first.id]
+    finally:
+        await jobs.aclose()
