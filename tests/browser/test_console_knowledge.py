@@ -18,6 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from support import keys
 from support.knowledge.render import Document, render
 from support.testing.demo_model import DemoModel
 from support.testing.fake_anthropic import FakeAnthropic
@@ -27,6 +28,7 @@ from tests.browser.test_console import UI_TIMEOUT_MS, create_agent, sign_in
 from tests.browser.test_console import clean_redis as clean_redis
 from tests.integration.test_eval_compare import CASES, GIFT_WRAPPING, POLICY_V1, POLICY_V2
 from tests.integration.test_widget_ws import start_server
+from tests.redis_cluster import sync_redis_client_for
 from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.timeout(150)
@@ -71,7 +73,7 @@ def no_sideways_scroll(page: Page) -> None:
 
 
 def test_an_admin_edits_the_knowledge_into_new_versions_activates_one_and_rolls_back(
-    browser: Browser, server: ServerProcess, screenshot_dir: Path
+    browser: Browser, server: ServerProcess, screenshot_dir: Path, tmp_path: Path
 ) -> None:
     create_agent(server, "root@example.com", "Root", role="admin")
     page = sign_in(browser, server, "root@example.com")
@@ -96,11 +98,14 @@ def test_an_admin_edits_the_knowledge_into_new_versions_activates_one_and_rolls_
         expect(page.locator("#detail-badges .kn-badge")).to_have_text(["Head"])
         assert knowledge(server, page)["active"] == seeded, "a save is not active"
 
-        # Add an article
+        # Add an article, uploaded from a Markdown file (named after the file)
+        article = tmp_path / "Gift wrapping.md"
+        article.write_text(GIFT_WRAPPING, encoding="utf-8")
         page.get_by_role("button", name="Add a document").click()
-        page.get_by_label("Name").fill("Gift wrapping")
+        page.get_by_label("Or load the text from a Markdown file").set_input_files(str(article))
+        expect(page.get_by_label("Name")).to_have_value("Gift wrapping")
+        expect(page.get_by_label("Text (Markdown)")).to_have_value(GIFT_WRAPPING)
         page.get_by_label("Kind").select_option("article")
-        page.get_by_label("Text (Markdown)").fill(GIFT_WRAPPING)
         page.get_by_role("button", name="Save as a new version").click()
         expect(versions).to_have_count(3)
         expect(page.locator("#detail-changes")).to_contain_text("added Gift wrapping.")
@@ -167,7 +172,7 @@ def test_an_admin_edits_the_knowledge_into_new_versions_activates_one_and_rolls_
 
 
 def test_an_admin_uploads_cases_runs_a_draft_against_the_active_version_reads_the_changes_and_activates(
-    browser: Browser, server: ServerProcess, screenshot_dir: Path, tmp_path: Path
+    browser: Browser, server: ServerProcess, screenshot_dir: Path, tmp_path: Path, clean_redis: str
 ) -> None:
     create_agent(server, "root@example.com", "Root", role="admin")
     page = sign_in(browser, server, "root@example.com")
@@ -202,6 +207,15 @@ def test_an_admin_uploads_cases_runs_a_draft_against_the_active_version_reads_th
         cases.write_text("".join(json.dumps(c) + "\n" for c in CASES), encoding="utf-8")
         page.get_by_label("Case file", exact=True).set_input_files(str(cases))
         expect(page.locator("#ev-file-info")).to_contain_text("cases.jsonl: 5 cases")
+        # Another run holds the workspace's one slot: refused, and the page says so
+        redis = sync_redis_client_for(clean_redis)
+        try:
+            redis.set(keys.evaluation_running(), "0123456789abcdef", px=30_000)
+            page.get_by_role("button", name="Run the evaluation").click()
+            expect(page.locator("#ev-form-error")).to_contain_text("evaluation_running, 409")
+            redis.delete(keys.evaluation_running())
+        finally:
+            redis.close()
         page.get_by_role("button", name="Run the evaluation").click()
         expect(page.locator("#run-what")).to_contain_text(f"Version {draft} compared with {active}, 5 cases")
         expect(page.locator("#run-status")).to_have_text("Finished", timeout=RUN_TIMEOUT_MS)

@@ -147,8 +147,19 @@
     $("doc-kind").value = doc ? doc.kind : "article";
     $("doc-kind").disabled = Boolean(doc);
     $("doc-text").value = doc ? doc.text : "";
+    $("doc-file").value = "";
     editorError(null);
     (doc ? $("doc-text") : $("doc-name")).focus();
+  }
+
+  // A Markdown file chosen in the editor fills the text (and, for a new document, the name: the file's
+  // name without its extension, as `switchboard knowledge import` names documents).
+  async function loadFile() {
+    const file = $("doc-file").files[0];
+    if (!file) return;
+    $("doc-text").value = await file.text();
+    if (!editing && !$("doc-name").value.trim()) $("doc-name").value = file.name.replace(/\.(md|markdown|txt)$/i, "");
+    announce(`Loaded ${file.name} into the editor; save to make a new version.`);
   }
 
   function closeEditor() {
@@ -240,6 +251,7 @@
   page.start(async () => {
     $("editor").addEventListener("submit", save);
     $("editor-cancel").addEventListener("click", closeEditor);
+    $("doc-file").addEventListener("change", loadFile);
     $("editor-reload").addEventListener("click", reloadLatest);
     $("add-document").addEventListener("click", () => openEditor(null));
     $("detail-activate").addEventListener("click", activate);
