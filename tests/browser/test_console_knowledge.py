@@ -160,6 +160,15 @@ def test_an_admin_edits_the_knowledge_into_new_versions_activates_one_and_rolls_
         assert knowledge(server, page)["active"] == seeded
         expect(page.locator(f"#versions .kn-version[data-id='{seeded}'] .kn-badge")).to_have_text(["Active"])
 
+        # Remove the guidance rule from the head, after a confirmation: one more version, not active
+        page.locator(f"#versions .kn-version[data-id='{draft}'] button").click()
+        page.get_by_role("button", name="Remove Legal").click()
+        dialog.get_by_role("button", name="Remove", exact=True).click()
+        expect(page.locator("#announcer")).to_contain_text("Removed Legal")
+        expect(page.locator("#detail-changes")).to_have_text(f"Since {draft}: removed Legal.")
+        expect(versions).to_have_count(6)
+        assert knowledge(server, page)["active"] == seeded
+
         page.set_viewport_size({"width": 375, "height": 800})
         page.locator(f"#versions .kn-version[data-id='{draft}'] button").click()
         expect(page.locator("#detail-id")).to_have_text(draft)
