@@ -54,9 +54,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from support.db.engine import session_factory
+from support.db.engine import make_engine, session_factory
 from support.reports.conversations import (
     GROUP_BYS,
     DrillDown,
@@ -757,3 +758,37 @@ async def test_the_drill_down_lists_exactly_the_conversations_behind_every_count
             for r in group["reasons"]:
                 spec = group_spec(bounds, cut, key, ("handed_off",), reason=r["reason"])
                 assert len(await rows(spec)) == r["count"], (cut, key, r["reason"])
+
+
+async def test_days_weeks_and_times_stay_utc_on_a_postgresql_server_in_another_time_zone(
+    db_url: str, redis_client: Any
+) -> None:
+    """docs/metrics.md: days and weeks are UTC. A PostgreSQL server (or database) set to another time zone
+    must not move a conversation to another day, or its times by hours: the sources seed, every cut."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: SQLite has no session time zone")
+    admin = make_engine(db_url)
+    async with admin.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        name = db_url.rsplit("/", 1)[1]
+        # UTC+13 in November: s7 (11-24 11:00 UTC) is 11-25 00:00 there, s1 (11-16 09:00) is 11-16 22:00.
+        await conn.execute(text(f"ALTER DATABASE \"{name}\" SET timezone = 'Pacific/Auckland'"))
+    await admin.dispose()
+    engine = make_engine(db_url)
+    try:
+        case = CASES["sources"]
+        await case.seed(engine, redis_client)
+        sessions = session_factory(engine)
+        start, end, now = case.start, case.end, case.now
+        for cut in ("none", "day", "week"):
+            report = await overview_report(sessions, start=start, end=end, group_by=cut, now=now)
+            expected = {**bounds_of(case), "group_by": cut, "now": case.now.isoformat(), "total": case.total,
+                        "groups": case.overview[cut]}  # fmt: skip
+            assert flatten(report) == flatten(expected), cut
+        usage = await usage_report(sessions, start=case.start, end=case.end, group_by="day")
+        assert [g["key"] for g in usage["groups"]] == [g["key"] for g in case.usage["day"]]
+        page = await conversations_page(sessions, DrillDown(start=case.start, end=case.end), now=case.now)
+        assert page["conversations"][0]["conversation_id"] == "s7"
+        assert page["conversations"][0]["started_at"] == "2026-11-24T11:00:00+00:00"
+    finally:
+        await engine.dispose()
