@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 
 def make_engine(url: str) -> AsyncEngine:
-    """Create the engine; SQLite gets WAL and a busy timeout so several processes can share the file."""
+    """Create the engine; SQLite gets WAL and a busy timeout so several processes can share the file,
+    PostgreSQL connections the session time zone UTC."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
@@ -28,7 +30,18 @@ def make_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # Every connection's session time zone is UTC. The datetime columns are ``timestamp without time zone``
+    # and hold UTC; PostgreSQL stores an aware value in such a column as its wall time in the session's zone,
+    # so on a server (or database) set to another zone every stored time would be local, read back as UTC:
+    # report days and weeks, durations and drill-down times off by hours.
+    utc_session: dict[str, Any] = (
+        {"server_settings": {"timezone": "UTC"}}
+        if make_url(url).get_driver_name() == "asyncpg"
+        else {"options": "-c timezone=UTC"}  # psycopg
+    )
+    return create_async_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=utc_session
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
