@@ -49,15 +49,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from support.db.engine import make_engine, session_factory
+from support.db.models import ConversationFact
 from support.reports.conversations import (
     GROUP_BYS,
     DrillDown,
@@ -67,7 +68,7 @@ from support.reports.conversations import (
 )
 from support.reports.usage import EDIT_GROUP_BYS, USAGE_GROUP_BYS, edits_report, usage_report
 from tests.reports import seed_sources as sources
-from tests.reports.seed import FROM, NOW, TO, seed
+from tests.reports.seed import FROM, NOW, TO, fact, seed
 from tests.reports.seed_sources import seed_sources
 
 Pair = tuple[float | None, float | None]
@@ -756,7 +757,7 @@ async def test_the_drill_down_lists_exactly_the_conversations_behind_every_count
             handed = await rows(group_spec(bounds, cut, key, ("handed_off",)))
             assert len(handed) == group["handed_off"], (cut, key)
             for r in group["reasons"]:
-                spec = group_spec(bounds, cut, key, ("handed_off",), reason=r["reason"])
+                spec = group_spec(bounds, cut, key, ("handed_off",), reason=r["reason"] or "__none__")
                 assert len(await rows(spec)) == r["count"], (cut, key, r["reason"])
 
 
@@ -792,3 +793,37 @@ async def test_days_weeks_and_times_stay_utc_on_a_postgresql_server_in_another_t
         assert page["conversations"][0]["started_at"] == "2026-11-24T11:00:00+00:00"
     finally:
         await engine.dispose()
+
+
+async def test_handoff_reasons_most_frequent_first_and_a_missing_reason_is_unknown(
+    db_engine: AsyncEngine,
+) -> None:
+    """What neither seed has: a reason counted twice in a group, and a handoff without a reason."""
+    day1, day2 = datetime(2026, 12, 1, 9, tzinfo=UTC), datetime(2026, 12, 2, 9, tzinfo=UTC)
+    rows = [
+        fact("h1", day1, resolution_type="unanswered", handoff_count=1, handoff_reason="urgent"),
+        fact("h2", day1, channel="ticket", resolution_type="human", handoff_count=1, handoff_reason="urgent"),
+        fact("h3", day2, resolution_type="unanswered", handoff_count=2),  # no reason recorded
+        fact("h4", day2, resolution_type="handed_off", handoff_count=1, handoff_reason="wants_human"),
+        fact("h5", day2),  # the bot's: not handed off
+    ]
+    async with db_engine.begin() as conn:
+        await conn.execute(insert(ConversationFact.__table__), rows)  # type: ignore[attr-defined]
+    sessions = session_factory(db_engine)
+    start, end = datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 3, tzinfo=UTC)
+    unknown = {"reason": None, "label": "Unknown", "count": 1}
+    urgent_twice = {**URGENT, "count": 2}
+    expected = {
+        "day": [R("2026-12-01", "2026-12-01", 2, 2, urgent_twice),
+                R("2026-12-02", "2026-12-02", 3, 2, WANTS, unknown)],  # a tie: by code, the unknown last
+        "channel": [R("chat", "Chat", 4, 3, URGENT, WANTS, unknown), R("ticket", "Ticket", 1, 1, URGENT)],
+    }  # fmt: skip
+    for cut, groups in expected.items():
+        report = await handoff_reasons_report(sessions, start=start, end=end, group_by=cut)
+        assert flatten(report) == flatten({
+            "from": start.isoformat(), "to": end.isoformat(), "group_by": cut,
+            "total": R(None, "All conversations", 5, 4, urgent_twice, WANTS, unknown), "groups": groups,
+        }), cut  # fmt: skip
+    spec = group_spec((start, end), "day", "2026-12-02", ("handed_off",), reason="__none__")
+    listed = await conversations_page(sessions, spec, now=end)
+    assert [r["conversation_id"] for r in listed["conversations"]] == ["h3"]
