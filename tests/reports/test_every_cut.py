@@ -761,13 +761,13 @@ async def test_the_drill_down_lists_exactly_the_conversations_behind_every_count
                 assert len(await rows(spec)) == r["count"], (cut, key, r["reason"])
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # SQLite has no session time zone
 async def test_days_weeks_and_times_stay_utc_on_a_postgresql_server_in_another_time_zone(
     db_url: str, redis_client: Any
 ) -> None:
     """docs/metrics.md: days and weeks are UTC. A PostgreSQL server (or database) set to another time zone
     must not move a conversation to another day, or its times by hours: the sources seed, every cut."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only: SQLite has no session time zone")
     admin = make_engine(db_url)
     async with admin.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
