@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from litestar import Controller, Request, WebSocket, get, patch, post, websocket
+from litestar import Controller, Request, WebSocket, get, patch, post, put, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -90,6 +90,20 @@ class AgentPatch:
 
 
 @dataclass
+class PresenceIn:
+    """``PUT /api/v1/agent/presence``."""
+
+    status: str
+
+
+@dataclass
+class HoursIn:
+    """``PUT /api/v1/admin/teams/{id}/hours``: the hours (docs/configuration.md); null: the setting's."""
+
+    business_hours: dict[str, Any] | None
+
+
+@dataclass
 class ExamplePatch:
     """An admin's change to an example."""
 
@@ -136,17 +150,32 @@ class AgentController(Controller):
     async def me(self, request: Request[Any, Any, Any], runtime: Runtime) -> dict[str, Any]:
         """The caller's account."""
         agent = await runtime.agents.get(_agent(request).id)
-        return {**identity(agent).to_json(), "capacity": agent.capacity}
+        presence = await runtime.presence.of(agent.id)
+        return {**identity(agent).to_json(), "capacity": agent.capacity, **presence}
 
-    @get("/agents", summary="Agents to transfer to", responses=errors(503))
+    @put(
+        "/presence", status_code=HTTP_200_OK, summary="Set my presence: online, away or offline",
+        responses=errors(400, 503),
+    )  # fmt: skip
+    async def set_presence(
+        self, data: PresenceIn, request: Request[Any, Any, Any], runtime: Runtime
+    ) -> dict[str, Any]:
+        """Only ``online`` agents count as someone who can answer; waiting customers are told at once."""
+        await runtime.presence.set(_agent(request).id, data.status)
+        await runtime.desk.presence_changed()
+        return await runtime.presence.of(_agent(request).id)
+
+    @get("/agents", summary="Agents, their presence and load", responses=errors(503))
     async def agents(self, runtime: Runtime) -> list[dict[str, Any]]:
-        """Active agents with their load and whether their console is open."""
+        """Active agents with their load, whether their console is open, and their presence."""
         everyone = await runtime.agents.all()
         load = await runtime.queue.load([a.id for a in everyone])
         online = await runtime.queue.online(within_s=runtime.settings.handoff.lease_s)
+        _now, presence = await runtime.presence.effective()
+        offline = {"presence": "offline", "auto": False}
         return [
             {"id": a.id, "name": a.name, "role": a.role, "online": a.id in online, "load": load[a.id],
-             "capacity": a.capacity}
+             "capacity": a.capacity, **presence.get(a.id, offline)}
             for a in everyone
         ]  # fmt: skip
 
@@ -307,6 +336,23 @@ class AdminController(Controller):
         )
         return {**identity(agent).to_json(), "capacity": agent.capacity}
 
+    @get("/teams", summary="Teams and their business hours", responses=errors(503))
+    async def teams(self, runtime: Runtime) -> list[dict[str, Any]]:
+        """Each team's hours in force, where they come from (``admin`` or ``setting``), and open now."""
+        return await runtime.teams.teams()
+
+    @put(
+        "/teams/{team_id:str}/hours", status_code=HTTP_200_OK, summary="Set a team's business hours",
+        responses=errors(400, 404, 503, s400="The hours cannot be read (`invalid_request`, says why)"),
+    )  # fmt: skip
+    async def set_hours(
+        self, team_id: str, data: HoursIn, request: Request[Any, Any, Any], runtime: Runtime
+    ) -> dict[str, Any]:
+        """Persisted; ``null`` goes back to ``SWITCHBOARD_BUSINESS_HOURS``. Waiting customers are told."""
+        team = await runtime.teams.set_hours(team_id, data.business_hours, admin_id=_agent(request).id)
+        await runtime.desk.presence_changed()
+        return team
+
     @get("/agents", summary="Every agent account, inactive ones too", responses=errors(503))
     async def list_agents(self, runtime: Runtime) -> list[dict[str, Any]]:
         """Active first, then by name; never the password hash."""
@@ -389,6 +435,8 @@ class AgentSocket:
         for cid in await queue.held(self.agent.id):
             await self._follow(cid, held=True)
         await queue.renew(self.agent.id)
+        if await self.runtime.presence.connected(self.agent.id):
+            await self.runtime.desk.presence_changed()
         await self._send_queue()
         return True
 
@@ -440,6 +488,13 @@ class AgentSocket:
         if not isinstance(frame, dict):
             raise ValidationFailed("frame must be an object")
         kind, cid = frame.get("type"), frame.get("conversation_id")
+        if kind == "presence":
+            status = frame.get("status")
+            if not isinstance(status, str):
+                raise ValidationFailed("`status` must be one of online, away, offline")
+            await self.runtime.presence.set(self.agent.id, status)
+            await self.runtime.desk.presence_changed()
+            return
         if kind not in ("watch", "unwatch", "typing"):
             raise ValidationFailed(f"unknown frame type {kind!r}")
         if not isinstance(cid, str) or not cid:

@@ -16,6 +16,7 @@ from typing import Any
 
 from handoff.agents import AgentIdentity, AgentService
 from handoff.examples import ExampleService
+from handoff.presence import AgentPresence
 from handoff.queue import ClaimResult, HandoffQueue
 from handoff.routing import REASON_TEXT
 from handoff.scrub import People
@@ -167,6 +168,8 @@ class AgentDesk:
             "draft": draft,
             "assignee": assignee,
             "customer": state.visitor,
+            # A chat whose customer left an address while nobody could answer: replies are e-mailed too.
+            "contact_email": state.extra.get("contact_email"),
             "notes": await self._notes(conversation_id),
             "suggestions": suggestions,
         }
@@ -242,7 +245,10 @@ class AgentDesk:
             await self.store.set_state(conversation_id, draft_text=None, draft_id=None)
         await self._record_example(conversation_id, agent, event, bot_draft)
         if self.tickets is not None:
-            await self.tickets.agent_replied(conversation_id, text, agent.id)
+            await self.tickets.agent_replied(
+                conversation_id, text, agent.id, ticket_id=state.extra.get("contact_ticket"),
+                agent_name=agent.name,
+            )  # fmt: skip
         return event
 
     async def _record_example(
@@ -305,14 +311,16 @@ class AgentDesk:
 
     async def resolve(self, conversation_id: str, agent: AgentIdentity) -> None:
         """Done: the customer gets ``resolved`` and the satisfaction prompt."""
-        await self._require_holder(conversation_id, agent)
+        state = await self._require_holder(conversation_id, agent)
         if not await self.queue.finish(conversation_id, agent.id):
             raise Conflict("you do not hold this conversation")
         await self.store.set_state(conversation_id, resolved_by=agent.id)
         await self.handoff.records.ended(conversation_id, "resolved")
         await self._unassign(conversation_id, agent.id, "resolved", e.Resolved())
         if self.tickets is not None:
-            await self.tickets.resolved(conversation_id, agent.id)
+            await self.tickets.resolved(
+                conversation_id, agent.id, ticket_id=state.extra.get("contact_ticket")
+            )
         await self.events.emit(
             "conversation.resolved", {"conversation_id": conversation_id, "resolved_by": agent.id}
         )
@@ -378,6 +386,23 @@ class AgentDesk:
                 log.warning("lease sweep skipped: Redis unavailable (%r)", exc)
             except Exception:
                 log.exception("lease sweep failed")
+            await asyncio.sleep(interval_s)
+
+    async def presence_changed(self) -> None:
+        """Presence changed: waiting customers hear again whether anybody can answer."""
+        await self.handoff.broadcast_positions()
+
+    async def presence_forever(self, presence: AgentPresence, interval_s: float) -> None:
+        """Background loop of every process: agents whose consoles are all gone are set away (each once,
+        see :meth:`AgentPresence.sweep`), and waiting customers are told when that leaves nobody."""
+        while True:
+            try:
+                if await presence.sweep():
+                    await self.presence_changed()
+            except REDIS_OUTAGES as exc:
+                log.warning("presence sweep skipped: Redis unavailable (%r)", exc)
+            except Exception:
+                log.exception("presence sweep failed")
             await asyncio.sleep(interval_s)
 
 

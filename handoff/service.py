@@ -11,6 +11,7 @@ from typing import Any
 from handoff.queue import HandoffQueue
 from handoff.records import HandoffRecords
 from handoff.routing import priority_of
+from handoff.teams import Availability, TeamService
 from support import keys, metrics
 from support.conversation.reasons import REASON_TEXT
 from support.conversation.store import ConversationStore
@@ -33,8 +34,12 @@ class HandoffService:
         records: HandoffRecords,
         *,
         events: EventSink | None = None,
+        teams: TeamService | None = None,
+        email_replies: bool = False,
     ) -> None:
         self.store = store
+        self.teams = teams
+        self.email_replies = email_replies  # SMTP is configured: customers may leave an address
         self.queue = queue
         self.records = records
         self.events: EventSink = events or NoEvents()
@@ -78,9 +83,20 @@ class HandoffService:
                  "queued_at": queued_at},
             )  # fmt: skip
 
-    async def agents_online(self) -> bool:
-        """Whether any agent's console was seen within the claim lease."""
-        return bool(await self.queue.online(within_s=self.queue.lease_ms / 1000))
+    async def availability(self) -> Availability:
+        """Whether an agent is online and whether someone can answer now (presence and the default team's
+        business hours); without teams (a unit set-up), any console seen within the claim lease."""
+        if self.teams is not None:
+            return await self.teams.availability()
+        online = bool(await self.queue.online(within_s=self.queue.lease_ms / 1000))
+        return Availability(online=online, available=online)
+
+    def _who(self, who: Availability) -> dict[str, bool]:
+        """The availability fields of a queued status frame."""
+        out = {"agents_online": who.online, "agents_available": who.available}
+        if not who.available and self.email_replies:
+            out["email_reply"] = True
+        return out
 
     async def closed_by_customer(self, conversation_id: str) -> None:
         """The customer ended a conversation that was waiting for or with people."""
@@ -112,7 +128,11 @@ class HandoffService:
         items = [
             i for i in await self.queue.waiting(limit=POSITION_BROADCAST_LIMIT) if i.conversation_id != skip
         ]
+        if not items:
+            return
         rows = await self.store.state_fields([i.conversation_id for i in items], "state", "status_seq")
+        # Who can answer changes with presence and the clock: each update says it again.
+        who = await self.teams.availability() if self.teams is not None else None
         for item, (state, status_seq) in zip(items, rows, strict=True):
             if state != "queued" or status_seq is None:
                 continue
@@ -121,5 +141,6 @@ class HandoffService:
                 {
                     "type": "status", "seq": int(status_seq), "state": "queued",
                     "queue_position": item.position,
+                    **(self._who(who) if who else {}),
                 },
             )  # fmt: skip

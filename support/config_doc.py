@@ -20,6 +20,7 @@ from support.settings import (
     KnowledgeSettings,
     LimitSettings,
     LLMSettings,
+    MailSettings,
     MetricsSettings,
     PolicySettings,
     PredictedCsatSettings,
@@ -27,6 +28,7 @@ from support.settings import (
     RedisSettings,
     ReportSettings,
     RetentionSettings,
+    TeamSettings,
     TicketSettings,
     WebhookSettings,
 )
@@ -50,6 +52,8 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Reports", ReportSettings),
     ("Metrics", MetricsSettings),
     ("Predicted satisfaction", PredictedCsatSettings),
+    ("Teams and business hours", TeamSettings),
+    ("E-mail (SMTP)", MailSettings),
 ]
 
 

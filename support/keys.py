@@ -158,6 +158,12 @@ def handoff_presence() -> str:
     return f"{PREFIX}:{{handoff}}:presence"
 
 
+def agent_presence() -> str:
+    """Hash: agent id -> the presence it chose (``online``, ``away``, ``offline``), or ``auto_away`` when the
+    agent was online and every console of theirs stayed closed past the grace period."""
+    return f"{PREFIX}:{{handoff}}:presence_state"
+
+
 def handoff_events() -> str:
     """Pub/sub channel of queue changes and assignments, for every agent console."""
     return f"{PREFIX}:{{handoff}}:events"

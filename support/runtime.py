@@ -28,11 +28,13 @@ from handoff.accounts import AgentAccounts
 from handoff.agents import AgentService
 from handoff.desk import AgentDesk
 from handoff.examples import ExampleService
+from handoff.presence import AgentPresence
 from handoff.queue import HandoffQueue
 from handoff.records import HandoffRecords
 from handoff.routing import RoutingPolicy
 from handoff.scrub import DEFAULT_REFERENCE_PATTERNS, ExampleScrubber, ReviewLimits
 from handoff.service import HandoffService
+from handoff.teams import TeamService
 from handoff.tokens import AgentTokens
 from support import log_redaction, metrics, tracing
 from support.channels.widget_sessions import WidgetSessionService
@@ -52,6 +54,7 @@ from support.knowledge.service import KnowledgeService
 from support.llm.gateway import ModelGateway, make_client
 from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy, load_policy
+from support.mail import Mailer
 from support.privacy.customer_data import CustomerDataService, default_sources
 from support.privacy.retention import sweep_once
 from support.ratelimit import RateLimits
@@ -108,6 +111,8 @@ class Runtime:
     examples: ExampleService
     queue: HandoffQueue
     handoff: HandoffService
+    presence: AgentPresence  # agents' online / away / offline, shared by processes in Redis
+    teams: TeamService  # teams' business hours, and whether anybody can answer now
     agent_tokens: AgentTokens
     limits: RateLimits
     # Background work (batches, webhook deliveries, archiving, retention) as jobs over Redis.
@@ -326,6 +331,9 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     )
     queue = HandoffQueue(client, lease_s=hs.lease_s)
     agents = AgentService(sessions, default_capacity=hs.default_capacity)
+    presence = AgentPresence(client, away_after_s=hs.away_after_s)
+    teams = TeamService(sessions, presence, configured_hours=settings.teams.business_hours)
+    mailer = Mailer(settings.mail)
     jobs = JobEngine(redis_url, concurrency=settings.jobs.concurrency)
     # Built before the services that emit events, which are given it as their events port.
     webhooks = WebhookService(
@@ -353,7 +361,17 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
             limits=ReviewLimits(min_reply_chars=hs.examples_min_reply_chars),
         ),
         queue=queue,
-        handoff=HandoffService(store, queue, client, HandoffRecords(sessions), events=webhooks),
+        handoff=HandoffService(
+            store,
+            queue,
+            client,
+            HandoffRecords(sessions),
+            events=webhooks,
+            teams=teams,
+            email_replies=mailer.enabled,
+        ),
+        presence=presence,
+        teams=teams,
         widget_sessions=WidgetSessionService(
             store,
             secret=signing_key,
@@ -402,6 +420,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
             ),
             examples_in_prompt=hs.examples_in_prompt,
             examples_min_score=hs.examples_min_score,
+            email_replies=mailer.enabled,
         ),
         runtime.spawn,
     )
@@ -419,6 +438,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         llm=settings.llm, settings=settings.tickets, gateway=runtime.gateway, routing=deps.routing,
         handoff=runtime.handoff, examples=runtime.examples, offline=lambda: deps.offline,
         examples_in_prompt=hs.examples_in_prompt, examples_min_score=hs.examples_min_score,
+        mailer=mailer,
     )  # fmt: skip
     runtime.tickets.register_jobs()
     runtime.batches = TicketBatches(
@@ -447,6 +467,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     knowledge.on_change(follow_knowledge)
     runtime.spawn(knowledge.poll_forever(), "knowledge-poll")
     runtime.spawn(runtime.desk.expire_forever(min(1.0, hs.lease_s / 4)), "lease-sweeper")
+    runtime.spawn(runtime.desk.presence_forever(presence, min(5.0, hs.away_after_s / 4)), "presence-sweeper")
     runtime.spawn(
         recover_forever(store, runtime.turns, settings.llm.turn_recovery_interval_s), "turn-recovery"
     )

@@ -17,7 +17,8 @@ from limits import parse_many
 from pydantic import AliasChoices, BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from support.errors import ConfigurationError
+from support.errors import ConfigurationError, ValidationFailed
+from support.hours import parse_hours
 
 # RFC 7518 3.2: an HS256 key must be at least as long as the hash output (32 bytes).
 MIN_SECRET_KEY_CHARS = 32
@@ -355,6 +356,12 @@ class HandoffSettings(BaseSettings):
     )
     examples_min_reply_chars: int = Field(
         20, ge=1, description="An agent reply shorter than this waits for review instead of auto-approval."
+    )
+    away_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="An online agent whose every console socket has been closed this long is set away "
+        "(shared by all processes through Redis).",
     )
 
     @field_validator("examples_reference_patterns")
@@ -722,6 +729,64 @@ class JobSettings(BaseSettings):
     concurrency: int = Field(10, ge=1, le=200, description="Jobs one worker process runs at once.")
 
 
+class TeamSettings(BaseSettings):
+    """Teams: for now the default team's business hours (who can answer, and when)."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
+
+    business_hours: str = Field(
+        "",
+        description="The default team's opening hours as JSON: "
+        '`{"timezone": "Europe/Berlin", "weekly": {"mon": ["09:00-17:00"], ...}, '
+        '"holidays": ["2026-12-25"]}` (local times, a day not named is closed, `24:00` closes at '
+        "midnight). Empty: always open, so only agent presence decides. Admins can override it through "
+        "`PUT /api/v1/admin/teams/default/hours` (docs/console.md).",
+    )
+
+    @field_validator("business_hours")
+    @classmethod
+    def _hours_parse(cls, value: str) -> str:
+        """Refuse to start on hours that cannot be read (rather than telling customers nonsense)."""
+        try:
+            parse_hours(value)
+        except ValidationFailed as exc:
+            raise ValueError(exc.message) from None
+        return value.strip()
+
+
+class MailSettings(BaseSettings):
+    """Outbound e-mail (SMTP): agent replies to customers who left an address in the widget."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_SMTP_", extra="ignore")
+
+    host: str | None = Field(
+        None,
+        description="SMTP server host. Unset: no e-mail is sent, and the widget does not offer to leave an "
+        "address.",
+    )
+    port: int = Field(587, ge=1, le=65535, description="SMTP server port (587 submission, 465 TLS, 25).")
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description="`starttls` (upgrade after connecting, required), `tls` (TLS from the start, port "
+        "465) or `none` (plain text: only for a relay on the same host or network).",
+    )
+    username: str | None = Field(None, description="SMTP login name; unset: no authentication.")
+    password: SecretStr | None = Field(None, description="SMTP password (with `username`).")
+    from_address: str = Field(
+        "support@localhost", description="The `From` address of the e-mails customers get."
+    )
+    from_name: str = Field("Support", description="The display name in the `From` header.")
+    timeout_s: float = Field(30.0, gt=0, description="Connect and command timeout of one attempt.")
+    max_attempts: int = Field(
+        6, ge=1, description="Attempts per e-mail (the first included), with exponential backoff."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether e-mail can be sent at all."""
+        return bool(self.host)
+
+
 class Settings(BaseModel):
     """All settings of one process, each concern in its own object."""
 
@@ -743,6 +808,8 @@ class Settings(BaseModel):
     reports: ReportSettings = Field(default_factory=ReportSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     predicted_csat: PredictedCsatSettings = Field(default_factory=PredictedCsatSettings)
+    teams: TeamSettings = Field(default_factory=TeamSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 

@@ -71,7 +71,11 @@ class StatusFrame(msgspec.Struct, tag_field="type", tag="status"):
     # Why a person (on ``queued``): the handoff reason code, which the widget words; whether any agent's
     # console was seen within the claim lease.
     reason: Annotated[str, msgspec.Meta(max_length=64)] | UnsetType = UNSET
+    # On ``queued`` (and its position updates): an agent is online; someone can answer now (online and
+    # within business hours); e-mail can be left instead (client frame ``contact``).
     agents_online: bool | UnsetType = UNSET
+    agents_available: bool | UnsetType = UNSET
+    email_reply: Literal[True] | UnsetType = UNSET
 
 
 class ServerTypingFrame(msgspec.Struct, tag_field="type", tag="typing"):
@@ -101,9 +105,15 @@ class WidgetErrorFrame(msgspec.Struct, tag_field="type", tag="error"):
     ) = UNSET
 
 
+class ContactSavedFrame(msgspec.Struct, tag_field="type", tag="contact_saved"):
+    """The answer to ``contact``: replies are e-mailed to ``email`` too (not persisted)."""
+
+    email: str
+
+
 WIDGET_SERVER_FRAMES: tuple[type[msgspec.Struct], ...] = (
     AckFrame, DeltaFrame, ChatMessageFrame, StatusFrame, ServerTypingFrame, RatingRequestFrame,
-    ReplyAbortedFrame, WidgetErrorFrame,
+    ReplyAbortedFrame, WidgetErrorFrame, ContactSavedFrame,
 )  # fmt: skip
 
 
@@ -128,10 +138,17 @@ class AgentTypingInFrame(msgspec.Struct, tag_field="type", tag="typing"):
     conversation_id: ConversationId
 
 
+class AgentPresenceInFrame(msgspec.Struct, tag_field="type", tag="presence"):
+    """The agent sets their presence (as ``PUT /api/v1/agent/presence``)."""
+
+    status: Literal["online", "away", "offline"]
+
+
 AGENT_CLIENT_FRAMES: tuple[type[msgspec.Struct], ...] = (
     AgentWatchFrame,
     AgentUnwatchFrame,
     AgentTypingInFrame,
+    AgentPresenceInFrame,
 )
 
 
@@ -208,9 +225,17 @@ class AgentErrorFrame(msgspec.Struct, tag_field="type", tag="error"):
     message: str
 
 
+class PresenceFrame(msgspec.Struct, tag_field="type", tag="presence"):
+    """An agent's presence changed (to every console); ``auto``: set away because their consoles are gone."""
+
+    agent_id: str
+    presence: Literal["online", "away", "offline"]
+    auto: bool
+
+
 AGENT_SERVER_FRAMES: tuple[type[msgspec.Struct], ...] = (
     QueueFrame, AssignedFrame, UnassignedFrame, EventFrame, CustomerTypingFrame, NoteFrame, DraftFrame,
-    AgentErrorFrame,
+    AgentErrorFrame, PresenceFrame,
 )  # fmt: skip
 
 

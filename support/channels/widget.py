@@ -36,6 +36,7 @@ from support.channels.socket_failures import end_socket
 from support.channels.widget_frames import (
     ClientFrame,
     CloseFrame,
+    ContactFrame,
     FrameError,
     MessageFrame,
     RatingFrame,
@@ -364,4 +365,12 @@ class WidgetConnection:
             await self.runtime.ratings.record(cid, score=frame.score, comment=frame.comment, now=now)
         elif isinstance(frame, CloseFrame):
             await self.runtime.turns.close(cid)
+        elif isinstance(frame, ContactFrame):
+            # Only this socket's own conversation (its token's): a conversation id in the frame is ignored.
+            # Each one writes SQL: it spends from the socket's message budget.
+            if not self.bucket.take():
+                metrics.RATE_LIMITED.labels(limit="socket").inc()
+                raise RateLimited("too many frames; slow down", limit="socket")
+            ticket = await self.runtime.tickets.from_chat(cid, frame.email)
+            await self.send({"type": "contact_saved", "email": ticket.customer_email})
         return True

@@ -86,9 +86,32 @@ class CloseFrame(msgspec.Struct, tag_field="type", tag="close", frozen=True):
     """``{"type": "close"}``: the customer ends the conversation."""
 
 
-ClientFrame = MessageFrame | ResumeFrame | TypingFrame | RequestHumanFrame | RatingFrame | CloseFrame
+# The address a reply is e-mailed to. Stricter than what RFC 5321 allows, on purpose: it goes into a
+# To header and an SMTP RCPT command, so only a dot-atom local part (no quotes, commas, angle brackets,
+# spaces or line breaks: nothing that could add a recipient or a header) and an ASCII host name with a
+# top-level domain of letters. Linear: each part excludes the separator after it.
+CONTACT_EMAIL_PATTERN = (
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+    r"\.[A-Za-z]{2,63}$"
+)
+MAX_EMAIL_CHARS = 254  # RFC 5321's longest usable address
+ContactEmail = Annotated[
+    str, msgspec.Meta(min_length=6, max_length=MAX_EMAIL_CHARS, pattern=CONTACT_EMAIL_PATTERN)
+]
+
+
+class ContactFrame(msgspec.Struct, tag_field="type", tag="contact", frozen=True):
+    """``{"type": "contact", "email"}``: nobody can answer now; reply to this address by e-mail."""
+
+    email: ContactEmail
+
+
+ClientFrame = (
+    MessageFrame | ResumeFrame | TypingFrame | RequestHumanFrame | RatingFrame | CloseFrame | ContactFrame
+)
 CLIENT_FRAME_TYPES: tuple[type[ClientFrame], ...] = (
-    MessageFrame, ResumeFrame, TypingFrame, RequestHumanFrame, RatingFrame, CloseFrame,
+    MessageFrame, ResumeFrame, TypingFrame, RequestHumanFrame, RatingFrame, CloseFrame, ContactFrame,
 )  # fmt: skip
 
 # Unknown properties are ignored (PROTOCOL.md lets clients add fields); the tag picks the struct.
@@ -151,6 +174,8 @@ def parse_frame(raw: str) -> ClientFrame:
     try:
         frame = _decoder.decode(data)
     except msgspec.ValidationError as exc:
+        if str(exc).endswith("`$.email`"):  # the pattern is long; say what it means
+            raise FrameError("invalid frame: `email` is not an e-mail address - at `$.email`") from None
         raise FrameError(f"invalid frame: {exc}") from None
     except msgspec.DecodeError as exc:
         # msgspec refuses lone surrogates while decoding; some come out as "truncated" input.
@@ -160,6 +185,9 @@ def parse_frame(raw: str) -> ClientFrame:
             raise FrameError("invalid frame: `text` is only whitespace - at `$.text`")
         if NUL in frame.text or NUL in frame.client_id:
             raise FrameError("invalid frame: NUL (U+0000) is not allowed in `text` or `client_id`")
+    elif isinstance(frame, ContactFrame) and frame.email.strip("\r\n") != frame.email:
+        # Python's `$` also matches before a final line break, which the schema's (ECMA) `$` does not.
+        raise FrameError("invalid frame: `email` is not an e-mail address - at `$.email`")
     elif isinstance(frame, RatingFrame) and frame.comment is not None and NUL in frame.comment:
         raise FrameError("invalid frame: NUL (U+0000) is not allowed in `comment` - at `$.comment`")
     return frame

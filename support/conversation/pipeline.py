@@ -84,6 +84,8 @@ class TurnDeps:
     routing: RoutingPort = field(kw_only=True)  # handoff.routing.RoutingPolicy, passed in (ports.py)
     examples_in_prompt: int = 3
     examples_min_score: float = 0.3
+    # E-mail can be sent (SMTP configured): a customer nobody can answer is offered to leave an address.
+    email_replies: bool = False
 
 
 class Turn:
@@ -341,7 +343,11 @@ class Turn:
                     position = await handoff.queue.position(cid)
                     if position is not None:
                         extra["queue_position"] = position
-                    extra["agents_online"] = await handoff.agents_online()
+                    who = await handoff.availability()
+                    extra["agents_online"] = who.online
+                    extra["agents_available"] = who.available
+                    if not who.available and self.deps.email_replies:
+                        extra["email_reply"] = True  # the widget offers to leave an e-mail address
                 # The state change, its status event and the frame are one script: from the moment the
                 # customer can see "queued" or "agent", no bot frame or reply is let out. A bot turn's own
                 # handoff moves the state only if the bot still owns it.

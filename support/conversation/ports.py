@@ -24,6 +24,20 @@ class QueuePositions(Protocol):
         ...
 
 
+class Availability(Protocol):
+    """Who can answer a waiting customer now."""
+
+    @property
+    def online(self) -> bool:
+        """Some agent's presence is online (they chose it and a console of theirs is open)."""
+        ...
+
+    @property
+    def available(self) -> bool:
+        """Some agent is online and the team is within its business hours."""
+        ...
+
+
 class HandoffPort(Protocol):
     """Puts a conversation in front of people and tells them when the queue moves."""
 
@@ -32,8 +46,8 @@ class HandoffPort(Protocol):
         """The queue, to tell a waiting customer their position."""
         ...
 
-    async def agents_online(self) -> bool:
-        """Whether any agent's console was seen within the claim lease (the widget says so when not)."""
+    async def availability(self) -> Availability:
+        """Whether an agent is online, and whether someone can answer now (the widget says so when not)."""
         ...
 
     async def enqueue(

@@ -486,3 +486,17 @@ class KnowledgeDocument(SQLModel, table=True):
     name: str = Field(max_length=200)
     kind: str = Field(max_length=16, description="policy | article")
     text_sha256: str = Field(max_length=64, foreign_key="knowledge_text.sha256")
+
+
+class Team(SQLModel, table=True):
+    """A team of agents. For now there is one, ``default``; its business hours decide, with the agents'
+    presence, whether customers are told someone can answer. ``business_hours`` null: the
+    ``SWITCHBOARD_BUSINESS_HOURS`` setting applies."""
+
+    __tablename__ = "team"
+
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=120)
+    business_hours: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow)
+    updated_by: str | None = Field(default=None, max_length=32, description="the admin who set the hours")

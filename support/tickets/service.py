@@ -46,6 +46,7 @@ from support.llm.gateway import ModelGateway
 from support.llm.offline import OfflineResponder
 from support.llm.policy import Policy
 from support.llm.triage import triage
+from support.mail import Mailer, one_line, reply_message
 from support.settings import LLMSettings, TicketSettings
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,17 @@ SETTLE_LOCK_TTL_MS = 30_000
 TRIAGE_JOB_TIMEOUT_S = 180
 SETTLE_JOB = "ticket.settle"
 BATCH_SUBMIT_JOB = "tickets.batch_submit"  # registered by support.tickets.batches
+
+
+EMAIL_JOB = "ticket.email_reply"
+CHAT_CHANNEL = "chat"  # a chat whose customer left an e-mail address while nobody could answer
+CHAT_TRANSCRIPT_EVENTS = 200  # the customer messages a chat's ticket body is built from, at most
+
+
+class EmailUnavailable(Conflict):
+    """A reply by e-mail was asked for where none can be sent (no SMTP configured) or not now."""
+
+    code = "email_unavailable"
 
 
 class IdempotencyConflict(Conflict):
@@ -180,8 +192,10 @@ class TicketService:
         offline: Callable[[], OfflineResponder],
         examples_in_prompt: int = 3,
         examples_min_score: float = 0.0,
+        mailer: Mailer | None = None,
     ) -> None:
         self.sessions = sessions
+        self.mailer = mailer
         self.store = store
         self.jobs = jobs
         self.events = events
@@ -200,6 +214,7 @@ class TicketService:
         """The ticket jobs this service runs (on whichever worker takes them)."""
         self.jobs.register(TRIAGE_JOB, self.triage_ticket)
         self.jobs.register(SETTLE_JOB, self.settle)
+        self.jobs.register(EMAIL_JOB, self.email_reply)
         self.jobs.every(RESUME_JOB, RESUME_EVERY_S, self.resume_stranded)
 
     async def resume_stranded(self) -> int:
@@ -660,9 +675,77 @@ class TicketService:
 
     # -- the agents' side ----------------------------------------------------------------------------
 
-    async def agent_replied(self, conversation_id: str, text: str, agent_id: str) -> None:
-        """An agent sent ``text`` in a ticket's conversation: it is a reply of the ticket."""
-        ticket_id = ticket_id_of(conversation_id)
+    async def from_chat(self, conversation_id: str, email: str) -> Ticket:
+        """The customer of a chat waiting for a person left ``email`` (validated by the channel): the chat
+        becomes a ticket (channel ``chat``, in the same conversation, already in the agents' queue), whose
+        agent replies are e-mailed there as well as shown in the chat. Leaving another address later
+        changes it. :class:`EmailUnavailable` when no e-mail can be sent or the chat is not waiting."""
+        if self.mailer is None or not self.mailer.enabled:
+            raise EmailUnavailable("replies by e-mail are not available here")
+        state = await self.store.get_state(conversation_id)
+        if state is None:
+            raise NotFound("no such conversation")
+        if state.state not in ("queued", "agent"):
+            raise EmailUnavailable("an e-mail address can be left while waiting for a person")
+        email = email.strip().lower()
+        now = _now()
+        existing = await self._chat_ticket(conversation_id)
+        if existing is None:
+            events = await self.store.events_after(
+                conversation_id, max(0, state.last_seq - CHAT_TRANSCRIPT_EVENTS)
+            )
+            asked = [ev.text for ev in events if ev.type == "message" and ev.role == "customer"]
+            name = state.visitor.get("name")
+            ticket = Ticket(
+                conversation_id=conversation_id,
+                subject=one_line(asked[0] if asked else "Chat", self.settings.max_subject_chars),
+                body="\n\n".join(asked)[: self.settings.max_body_chars] or "(no message)",
+                customer_email=email,
+                customer_name=name[:200] if isinstance(name, str) and name.strip() else None,
+                channel=CHAT_CHANNEL,
+                status="queued",
+                triage={"outcome": {"answered": False, "reason": state.extra.get("handoff_reason")}},
+                settled_at=now,  # nothing to settle: the chat is in the queue already
+            )
+            try:
+                async with self.sessions() as session, session.begin():
+                    session.add(ticket)
+            except IntegrityError:  # the same customer's two sockets at once: the other insert won
+                existing = await self._chat_ticket(conversation_id)
+                if existing is None:
+                    raise
+            else:
+                await self.events.emit(
+                    "ticket.created", self.summary(ticket), event_id=f"{ticket.id}:created"
+                )
+        if existing is not None:
+            async with self.sessions() as session, session.begin():
+                row = await session.get(Ticket, existing.id, with_for_update=True)
+                if row is None:
+                    raise NotFound("no such ticket")
+                row.customer_email, row.updated_at = email, now
+                session.add(row)
+            ticket = row
+        await self.store.set_state(conversation_id, contact_ticket=ticket.id, contact_email=email)
+        return ticket
+
+    async def _chat_ticket(self, conversation_id: str) -> Ticket | None:
+        async with self.sessions() as session:
+            statement = select(Ticket).where(col(Ticket.conversation_id) == conversation_id)
+            return (await session.execute(statement)).scalars().first()
+
+    async def agent_replied(
+        self,
+        conversation_id: str,
+        text: str,
+        agent_id: str,
+        *,
+        ticket_id: str | None = None,
+        agent_name: str | None = None,
+    ) -> None:
+        """An agent sent ``text`` in a ticket's conversation (``ticket_id``: a chat's ticket): it is a
+        reply of the ticket; a chat's ticket is e-mailed its reply (a job, with retries)."""
+        ticket_id = ticket_id_of(conversation_id) or ticket_id
         if ticket_id is None:
             return
         async with self.sessions() as session, session.begin():
@@ -684,10 +767,39 @@ class TicketService:
             },
             event_id=f"{reply.id}:replied",
         )
+        if ticket.channel == CHAT_CHANNEL and self.mailer is not None and self.mailer.enabled:
+            await self.jobs.enqueue(
+                EMAIL_JOB, key=f"ticket-email:{reply.id}", reply_id=reply.id, agent_name=agent_name,
+                timeout_s=int(self.mailer.settings.timeout_s * 3) + 5,
+                retries=self.mailer.settings.max_attempts, retry_delay_s=5.0, retry_backoff=600.0,
+            )  # fmt: skip
 
-    async def resolved(self, conversation_id: str, agent_id: str | None = None) -> None:
-        """A ticket's conversation was resolved by an agent: the ticket is resolved."""
-        ticket_id = ticket_id_of(conversation_id)
+    async def email_reply(self, reply_id: str, agent_name: str | None = None) -> None:
+        """Job ``ticket.email_reply``: e-mail one agent reply of a chat's ticket to the address its
+        customer left (read when the job runs: a corrected address is used). Failures raise, and the job
+        engine retries with backoff; an erased ticket is skipped."""
+        if self.mailer is None or not self.mailer.enabled:
+            log.warning("ticket reply %s: no SMTP configured, not e-mailed", reply_id)
+            return
+        async with self.sessions() as session:
+            reply = await session.get(TicketReply, reply_id)
+            ticket = await session.get(Ticket, reply.ticket_id) if reply is not None else None
+        if reply is None or ticket is None:
+            return
+        message = reply_message(
+            settings=self.mailer.settings, to=ticket.customer_email, customer_name=ticket.customer_name,
+            subject=ticket.subject, reply_text=reply.text, agent_name=agent_name, ticket_id=ticket.id,
+            question=ticket.body, now=_now(),
+        )  # fmt: skip
+        await self.mailer.send(message, ticket.customer_email)
+        log.info("ticket %s: reply %s e-mailed", ticket.id, reply.id)
+
+    async def resolved(
+        self, conversation_id: str, agent_id: str | None = None, *, ticket_id: str | None = None
+    ) -> None:
+        """A ticket's conversation (``ticket_id``: a chat's ticket) was resolved by an agent: the ticket is
+        resolved."""
+        ticket_id = ticket_id_of(conversation_id) or ticket_id
         if ticket_id is None:
             return
         async with self.sessions() as session, session.begin():

@@ -26,9 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "docs" / "schemas"
 PROTOCOL_DOC = ROOT / "docs" / "protocol.md"
 
-CLIENT_TYPES = ["message", "resume", "typing", "request_human", "rating", "close"]
+CLIENT_TYPES = ["message", "resume", "typing", "request_human", "rating", "close", "contact"]
 SERVER_TYPES = [
     "ack", "delta", "message", "status", "typing", "rating_request", "error", "reply_aborted",
+    "contact_saved",
 ]  # fmt: skip
 ALL_FILES = [
     *(f"client.{t}.json" for t in CLIENT_TYPES),
@@ -229,6 +230,11 @@ class _Limits:
         pass
 
 
+class _Tickets:
+    async def from_chat(self, cid: str, email: str) -> Any:
+        return SimpleNamespace(customer_email=email.lower())
+
+
 class _Turns:
     lock_ttl_ms = 50_000
 
@@ -250,7 +256,9 @@ class _Turns:
 async def handler_accepts(frame: Any) -> tuple[bool, list[dict[str, Any]]]:
     """Feed one frame to the real handler; True unless it answered with an error frame."""
     socket = _Socket()
-    runtime = SimpleNamespace(store=_Store(), turns=_Turns(), ratings=_Ratings(), limits=_Limits())
+    runtime = SimpleNamespace(
+        store=_Store(), turns=_Turns(), ratings=_Ratings(), limits=_Limits(), tickets=_Tickets()
+    )
     conn = WidgetConnection(socket, runtime)  # type: ignore[arg-type]
     conn.conversation_id = "0" * 32
     assert await conn._handle(json.dumps(frame)) is True
@@ -277,6 +285,8 @@ ACCEPTED = [
     {"type": "rating", "score": 5, "comment": "c" * 2000},
     {"type": "rating", "score": 3, "comment": None},
     {"type": "close"},
+    {"type": "contact", "email": "ana.lopez+chat@mail.example.com"},
+    {"type": "contact", "email": "Ana@Example.org", "conversation_id": "someone-else"},  # ignored field
 ]
 REJECTED = [
     {"type": "message", "client_id": "c-1", "text": "x" * (MAX_TEXT_CHARS + 1)},  # text too long
@@ -298,6 +308,14 @@ REJECTED = [
     {"type": "rating"},
     {"type": "rating", "score": 4, "comment": "c" * 2001},
     {"type": "rating", "score": 4, "comment": 12},
+    {"type": "contact"},
+    {"type": "contact", "email": "not an address"},
+    {"type": "contact", "email": "ana@example.com\r\nBcc: all@example.net"},  # header injection
+    {"type": "contact", "email": "ana@example.com,eve@example.net"},  # a second recipient
+    {"type": "contact", "email": '"ana"@example.com'},
+    {"type": "contact", "email": "a" * 250 + "@example.com"},  # longer than 254
+    {"type": "contact", "email": "ana@localhost"},  # no top-level domain
+    {"type": "contact", "email": 7},
     {"type": "hello"},
     {"kind": "message"},
     ["message"],
@@ -325,7 +343,9 @@ async def test_frames_the_handler_rejects_fail_the_schema(frame: Any) -> None:
 
 async def test_rate_limited_frames_are_valid_error_frames() -> None:
     socket = _Socket()
-    runtime = SimpleNamespace(store=_Store(), turns=_Turns(), ratings=_Ratings(), limits=_Limits())
+    runtime = SimpleNamespace(
+        store=_Store(), turns=_Turns(), ratings=_Ratings(), limits=_Limits(), tickets=_Tickets()
+    )
     conn = WidgetConnection(socket, runtime)  # type: ignore[arg-type]
     conn.conversation_id = "0" * 32
     for i in range(12):  # burst of 10, then refused
