@@ -368,7 +368,9 @@
         showAlert(frame.message || "The server refused a live update request.");
         break;
       default:
-        break; // newer server frames are ignored, not fatal
+        // Other console screens (presence.js) listen for the rest; newer server frames are ignored.
+        document.dispatchEvent(new CustomEvent("switchboard:frame", { detail: frame }));
+        break;
     }
   }
 
@@ -628,10 +630,20 @@
     $("conv-title").textContent = ticket ? ticketSubject(p.ticket) : customerName(p.customer);
     $("conv-kind").textContent = ticket ? ticketBadge(p.ticket) : "";
     $("conv-kind").hidden = !ticket;
-    $("conv-via").textContent = ticket ? replyVia(p.ticket, p.customer) : "";
-    $("conv-via").hidden = !ticket;
-    $("composer-via").textContent = ticket ? `Sent ${viaWords(p.ticket)} to ${replyTo(p.ticket, p.customer)}` : "";
-    $("composer-via").hidden = !ticket;
+    // A chat whose customer left an address while nobody could answer: replies are e-mailed too.
+    const mailed = !ticket && p.contact_email;
+    $("conv-via").textContent = ticket
+      ? replyVia(p.ticket, p.customer)
+      : mailed
+        ? `The customer left ${p.contact_email} while nobody could answer: replies are e-mailed there and shown in the chat.`
+        : "";
+    $("conv-via").hidden = !ticket && !mailed;
+    $("composer-via").textContent = ticket
+      ? `Sent ${viaWords(p.ticket)} to ${replyTo(p.ticket, p.customer)}`
+      : mailed
+        ? `Sent in the chat and by e-mail to ${p.contact_email}`
+        : "";
+    $("composer-via").hidden = !ticket && !mailed;
     // A ticket's customer is not waiting in a chat: the bot cannot take it back, and nobody sees typing.
     $("return-to-bot").hidden = ticket;
     $("conv-body").dataset.kind = ticket ? "ticket" : "chat";

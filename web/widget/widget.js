@@ -30,7 +30,11 @@
       bot: "You're chatting with our assistant", queued: "Waiting for a person…",
       queuedPos: "Waiting for a person — you are number {n} in line",
       agent: "{name} is helping you", agentAnon: "A support agent is helping you", agentGeneric: "Support agent",
-      queuedNoOne: "{waiting}. No one is online right now: we answer in this chat when someone is back.",
+      queuedNoOne: "{waiting}. No one can answer right now: we answer in this chat when someone is back.",
+      emailOffer: "Leave your e-mail address and we'll send the answer there too.",
+      emailLabel: "Your e-mail address", emailSend: "E-mail me",
+      emailSaved: "Thanks! We'll e-mail the answer to {email} and show it here when you come back.",
+      emailInvalid: "Please enter a valid e-mail address, such as name@example.com.",
       resolved: "This conversation is resolved", typing: "{name} is typing…", someone: "Someone",
       assistant: "Assistant", you: "You",
       connecting: "Connecting…", offline: "You're offline. We'll reconnect in {s} s; messages you write now are sent then.",
@@ -52,7 +56,11 @@
       bot: "Sie chatten mit unserem Assistenten", queued: "Warten auf eine Person…",
       queuedPos: "Warten auf eine Person — Sie sind Nummer {n} in der Warteschlange",
       agent: "{name} hilft Ihnen", agentAnon: "Ein Mitarbeiter des Supports hilft Ihnen", agentGeneric: "Support",
-      queuedNoOne: "{waiting}. Gerade ist niemand online: Wir antworten in diesem Chat, sobald jemand zurück ist.",
+      queuedNoOne: "{waiting}. Gerade kann niemand antworten: Wir antworten in diesem Chat, sobald jemand zurück ist.",
+      emailOffer: "Hinterlassen Sie Ihre E-Mail-Adresse, dann senden wir die Antwort auch dorthin.",
+      emailLabel: "Ihre E-Mail-Adresse", emailSend: "Per E-Mail",
+      emailSaved: "Danke! Wir senden die Antwort an {email} und zeigen sie hier, wenn Sie zurückkommen.",
+      emailInvalid: "Bitte geben Sie eine gültige E-Mail-Adresse ein, etwa name@example.com.",
       resolved: "Diese Unterhaltung ist abgeschlossen", typing: "{name} schreibt…", someone: "Jemand",
       assistant: "Assistent", you: "Sie",
       connecting: "Verbinde…", offline: "Sie sind offline. Neuer Versuch in {s} s; Nachrichten werden dann gesendet.",
@@ -117,6 +125,7 @@
   function fresh() {
     return {
       token: null, expiresAt: 0, conversationId: null, lastSeq: 0, outbox: [], rated: [], visitor: {}, open: false,
+      contactEmail: null, // the address left for a reply by e-mail (this conversation)
     };
   }
   function persist() {
@@ -210,6 +219,12 @@ header p{font-size:13px;margin:0;opacity:.9}
 .csat .actions{margin-top:8px;display:flex;justify-content:flex-end}
 .primary{border:0;border-radius:8px;padding:8px 14px;background:var(--brand);color:var(--brand-fg);font-weight:600}
 .primary:disabled{opacity:.5;cursor:default}
+.contact{flex:none;margin:8px 14px 0;padding:10px 12px;border:1px solid var(--line);border-radius:12px;background:var(--warn-bg);color:var(--warn-fg)}
+.contact p{margin:0 0 8px;font-size:14px}
+.contact .row{display:flex;gap:8px;flex-wrap:wrap}
+.contact input{flex:1 1 160px;min-width:0;padding:8px 10px;border:1px solid var(--line);border-radius:8px;background:var(--bg);color:var(--fg)}
+.contact .err{color:var(--err);font-size:13px;margin:6px 0 0}
+.contact.done p{margin:0}
 .tools{display:flex;gap:8px;padding:6px 14px 0;flex-wrap:wrap}
 .link{border:1px solid var(--line);background:transparent;border-radius:999px;padding:4px 10px;font-size:13px;color:var(--fg)}
 form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
@@ -237,6 +252,11 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
   <div class="state" role="status" aria-live="polite"></div>
   <div class="log" role="log" aria-live="polite" aria-relevant="additions text" tabindex="0"><p class="welcome"></p></div>
   <div class="typing" aria-live="polite"></div>
+  <form class="contact" novalidate hidden><p class="offer"></p>
+   <div class="row"><label class="sr" for="sb-email"></label>
+    <input id="sb-email" type="email" autocomplete="email" inputmode="email" maxlength="254" required>
+    <button type="submit" class="primary"></button></div>
+   <p class="err" role="alert" hidden></p></form>
   <div class="tools"><button type="button" class="link" data-act="human"></button>
    <button type="button" class="link" data-act="end"></button></div>
   <form class="compose"><label class="sr" for="sb-input"></label>
@@ -256,7 +276,9 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     root: $(".root"), panel: $(".panel"), launcher: $(".launcher"), badge: $(".badge"), state: $(".state"),
     log: $(".log"), typing: $(".typing"), input: $("textarea"), form: $("form.compose"),
     human: $("[data-act=human]"), end: $("[data-act=end]"), welcome: $(".welcome"),
+    contact: $("form.contact"), contactInput: $("#sb-email"), contactError: $("form.contact .err"),
   };
+  let contactPending = false; // a `contact` frame awaits its answer (an error frame is about it)
 
   /* ---------- conversation state (this page view) ---------- */
   const seen = new Set(); // seqs rendered (dedupe across resume and live frames)
@@ -299,6 +321,9 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     ui.human.textContent = t("human");
     ui.end.textContent = t("end");
     ui.welcome.textContent = t("welcome");
+    $("label[for=sb-email]").textContent = t("emailLabel");
+    ui.contactInput.placeholder = t("emailLabel");
+    $("form.contact .primary").textContent = t("emailSend");
     ui.root.lang = locale;
     renderState();
   }
@@ -338,6 +363,22 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     ui.human.hidden = convo.state !== "bot" || fatal || refused;
     ui.end.hidden = convo.state === "resolved" || fatal || refused; // chat unavailable: nothing to end
     ui.human.parentElement.hidden = ui.human.hidden && ui.end.hidden; // no empty row above the composer
+    renderContact();
+  }
+
+  // Nobody can answer (docs/protocol.md "Nobody can answer"): offer to leave an address for a reply by
+  // e-mail while the conversation waits, and say where the answer goes once one was left.
+  function renderContact() {
+    const waiting = connected && !fatal && !refused && (convo.state === "queued" || convo.state === "agent");
+    const offer = waiting && convo.state === "queued" && convo.noOne && convo.emailReply;
+    const show = (offer || (waiting && saved.contactEmail)) && !fatal;
+    ui.contact.hidden = !show;
+    if (!show) return;
+    const done = Boolean(saved.contactEmail);
+    ui.contact.classList.toggle("done", done);
+    $("form.contact .offer").textContent = done ? t("emailSaved", { email: saved.contactEmail }) : t("emailOffer");
+    $("form.contact .row").hidden = done;
+    if (done) ui.contactError.hidden = true;
   }
 
   function authorLabel(frame) {
@@ -403,6 +444,8 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
         return showRating(convo.lastStatusSeq);
       case "error":
         return onError(frame);
+      case "contact_saved":
+        return onContactSaved(frame);
       default:
         return undefined; // frames added by later servers are ignored
     }
@@ -508,9 +551,18 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
         position: frame.queue_position ?? null,
         agent: frame.agent ? personName(frame.agent.name) : frame.state === "agent" ? convo.agent : null,
         // A queue-position update repeats the seq without the handoff's fields: keep what it said.
+        // Whether someone can answer: `agents_available` (presence and business hours); servers before it
+        // sent only `agents_online`. A queue-position update without either keeps what was said.
         noOne:
           frame.state === "queued" &&
-          (frame.agents_online === undefined && repeat ? convo.noOne : frame.agents_online === false),
+          (frame.agents_available !== undefined
+            ? frame.agents_available === false
+            : frame.agents_online === undefined && repeat
+              ? convo.noOne
+              : frame.agents_online === false),
+        emailReply:
+          frame.state === "queued" &&
+          (frame.agents_available === undefined && repeat ? convo.emailReply : frame.email_reply === true),
         lastStatusSeq: frame.seq,
       };
       renderState();
@@ -552,7 +604,22 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     ui.typing.textContent = "";
   }
 
+  function onContactSaved(frame) {
+    contactPending = false;
+    saved.contactEmail = frame.email;
+    persist();
+    renderContact();
+  }
+
   function onError(frame) {
+    if (contactPending && !frame.client_id && (frame.code === "bad_frame" || frame.code === "email_unavailable")) {
+      contactPending = false;
+      ui.contactError.textContent = frame.code === "bad_frame" ? t("emailInvalid") : frame.message;
+      ui.contactError.hidden = false;
+      ui.contactInput.setAttribute("aria-invalid", "true");
+      ui.contactInput.focus();
+      return;
+    }
     if (frame.code === "unauthorized") {
       // The token expired or the secret changed: a new session (the server keeps the conversation if it can).
       saved.token = null;
@@ -763,6 +830,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     saved.outbox = [];
     saved.rated = [];
     delete saved.pendingRating;
+    saved.contactEmail = null;
     seen.clear();
     finished.clear();
     convo = { state: "bot", position: null, agent: null, lastStatusSeq: 0 };
@@ -817,6 +885,24 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     ui.input.style.height = `${Math.min(ui.input.scrollHeight, 120)}px`;
     const now = Date.now();
     if (now - lastTypingSent > TYPING_SEND_EVERY_MS && sendFrame({ type: "typing" })) lastTypingSent = now;
+  });
+  ui.contact.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const address = ui.contactInput.value.trim();
+    // The server checks the address (a `bad_frame` error); this only spares an obviously empty one.
+    if (!address || !ui.contactInput.checkValidity()) {
+      ui.contactError.textContent = t("emailInvalid");
+      ui.contactError.hidden = false;
+      ui.contactInput.setAttribute("aria-invalid", "true");
+      return;
+    }
+    ui.contactError.hidden = true;
+    ui.contactInput.removeAttribute("aria-invalid");
+    if (sendFrame({ type: "contact", email: address })) contactPending = true;
+  });
+  ui.contactInput.addEventListener("input", () => {
+    ui.contactError.hidden = true;
+    ui.contactInput.removeAttribute("aria-invalid");
   });
   ui.human.addEventListener("click", () => sendFrame({ type: "request_human" }));
   ui.end.addEventListener("click", () => sendFrame({ type: "close" }));
