@@ -41,6 +41,8 @@ LIST_DEFAULT = 50
 LIST_MAX = 200
 
 Channel = Literal["email", "form", "api"]
+# Listing also finds the tickets chats became when their customer left an e-mail address (docs/tickets.md).
+ListedChannel = Literal["email", "form", "api", "chat"]
 Status = Literal["received", "triaged", "answered", "queued", "resolved"]
 
 
@@ -161,7 +163,7 @@ class AgentTicketController(Controller):
         runtime: Runtime,
         status: Status | None = None,
         urgent: bool | None = None,
-        channel: Channel | None = None,
+        channel: ListedChannel | None = None,
         email: Annotated[str | None, Parameter(max_length=EMAIL_MAX_CHARS)] = None,
         limit: Annotated[int, Parameter(ge=1, le=LIST_MAX)] = LIST_DEFAULT,
         before: Annotated[

@@ -403,8 +403,12 @@ async def test_waiting_customers_see_their_position_move_up(pair: Any) -> None:
         ada = login(b, "ada@example.com")
         assert httpx.post(f"{b.url}/api/v1/agent/conversations/{first}/claim", headers=ada).status_code == 200
         update = (await second.until(lambda f: f["type"] == "status"))[-1]
-        # an update of the same persisted event, not a new one
-        assert update == {"type": "status", "seq": queued["seq"], "state": "queued", "queue_position": 1}
+        # an update of the same persisted event, not a new one; it says again who can answer (nobody: no
+        # console is open), without offering e-mail (none is configured)
+        assert update == {
+            "type": "status", "seq": queued["seq"], "state": "queued", "queue_position": 1,
+            "agents_online": False, "agents_available": False,
+        }  # fmt: skip
     finally:
         await ws1.close()
         await ws2.close()
