@@ -327,13 +327,13 @@ def test_every_frame_type_of_the_protocol_is_in_the_asyncapi_document(asyncapi: 
     protocol = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
     agent_section = protocol.split("### Agent WebSocket", 1)[1].split("\n## ", 1)[0]
     agent_server_types = set(AGENT_PROTOCOL_ROW.findall(agent_section))
-    assert len(agent_server_types) == 8
+    assert len(agent_server_types) == 9
     assert message_types(asyncapi, "widgetReceive") == set(WIDGET_SERVER_TYPES)
     assert message_types(asyncapi, "widgetSend") == {
-        "message", "resume", "typing", "request_human", "rating", "close",
+        "message", "resume", "typing", "request_human", "rating", "close", "contact",
     }  # fmt: skip
     assert message_types(asyncapi, "agentReceive") == agent_server_types
-    assert message_types(asyncapi, "agentSend") == {"watch", "unwatch", "typing"}
+    assert message_types(asyncapi, "agentSend") == {"watch", "unwatch", "typing", "presence"}
 
 
 def validate_frame(asyncapi: dict[str, Any], operation: str, frame: dict[str, Any]) -> None:
