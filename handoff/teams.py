@@ -11,11 +11,13 @@ that time by the others.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
@@ -23,6 +25,8 @@ from handoff.presence import AgentPresence
 from support.db.models import Team
 from support.errors import NotFound
 from support.hours import BusinessHours, available, open_at, parse_hours
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TEAM = "default"
 HOURS_CACHE_S = 5.0  # how stale another process's view of an admin's change may be
@@ -92,8 +96,13 @@ class TeamService:
         cached = self._cache.get(team_id)
         if cached is not None and time.monotonic() - cached[0] < HOURS_CACHE_S:
             return cached[1]
-        async with self._sessions() as session:
-            team = await session.get(Team, team_id)
+        try:
+            async with self._sessions() as session:
+                team = await session.get(Team, team_id)
+        except (SQLAlchemyError, OSError) as exc:
+            # A handoff must not fail for want of the database: the last hours read, else the setting's.
+            log.warning("business hours unreadable (%s): using the last known", type(exc).__name__)
+            return cached[1] if cached is not None else self.configured
         hours = (
             parse_hours(team.business_hours)
             if team is not None and team.business_hours is not None
