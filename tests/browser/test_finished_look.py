@@ -212,7 +212,7 @@ def test_why_a_person_takes_over_is_worded_by_the_handoff_reason(
     assert sys_lines(unsure) == ["Our assistant isn't sure about this one, so a person will take over"]
     state = unsure.locator(f"{W} .state").inner_text()
     assert state.startswith("Waiting for a person")
-    assert "No one is online right now" in state
+    assert "No one can answer right now" in state
 
     # An agent's console is connected: the customer asked, and nobody is said to be away.
     sam = shop.account("sam@northwind.test", "Sam")
@@ -227,7 +227,7 @@ def test_why_a_person_takes_over_is_worded_by_the_handoff_reason(
         assert sys_lines(asked) == ["You asked for a person: we're getting one"]
         state = asked.locator(f"{W} .state").inner_text()
         assert "you are number" in state
-        assert "No one is online" not in state
+        assert "No one can answer" not in state
 
 
 def test_an_agents_message_is_shown_as_a_persons(

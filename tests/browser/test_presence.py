@@ -137,6 +137,7 @@ def test_agents_set_their_presence_and_see_each_others_live(
         bo = sign_in(browser, service, "bo@example.com", width)
         try:
             expect(member(ada, "Bo Chen")).to_have_attribute("data-presence", "online")  # live, no reload
+            expect(member(bo, "Ada Lovelace")).to_have_attribute("data-presence", "online")
             ada.get_by_label("My presence").select_option("away")
             expect(ada.locator("#presence-control")).to_have_attribute("data-presence", "away")
             expect(member(bo, "Ada Lovelace")).to_have_attribute("data-presence", "away")

@@ -12,6 +12,8 @@
   const ui = () => window.SwitchboardConsole;
   let agents = [];
   let timer = null;
+  let loading = false; // a GET /agents is under way...
+  let stale = false; // ...and a presence frame came meanwhile: its answer may predate it, so ask again
 
   function render() {
     const me = ui().me();
@@ -44,10 +46,20 @@
   }
 
   async function load() {
+    if (loading) {
+      stale = true;
+      return;
+    }
+    loading = true;
     try {
-      agents = (await ui().api("GET", "/agents")) || [];
+      do {
+        stale = false;
+        agents = (await ui().api("GET", "/agents")) || [];
+      } while (stale);
     } catch (err) {
       return; // the console's own requests report trouble; this list just stays as it was
+    } finally {
+      loading = false;
     }
     render();
   }
@@ -70,7 +82,7 @@
     const frame = event.detail || {};
     if (frame.type !== "presence") return;
     const known = agents.some((a) => a.id === frame.agent_id);
-    if (!known) {
+    if (loading || !known) {
       load(); // a newly created or reactivated agent
       return;
     }
