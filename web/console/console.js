@@ -1027,7 +1027,9 @@
       select.replaceChildren(
         ...agents.map((a) => {
           const full = typeof a.capacity === "number" && typeof a.load === "number" && a.load >= a.capacity;
-          const status = `${a.online ? "online" : "offline"}, ${a.load ?? 0}/${a.capacity ?? "?"}`;
+          // Their presence (presence.js); an older server says only whether a console is open.
+          const presence = a.presence || (a.online ? "online" : "offline");
+          const status = `${presence}, ${a.load ?? 0}/${a.capacity ?? "?"}`;
           return el("option", { value: a.id, disabled: full, text: `${a.name} (${status}${full ? ", full" : ""})` });
         }),
       );
