@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any, Literal, get_args
 
 from sqlalchemy import and_, case, false, func, literal_column, or_, select, text, true, tuple_
@@ -105,17 +106,22 @@ def conditions(now: datetime) -> dict[str, ColumnElement[bool]]:
     cutoff = utc(now) - ASSUMED_AFTER
     bot = C.resolution_type == "bot"
     confirmed = and_(bot, C.confirmed == true())
-    assumed = and_(
+    # A candidate becomes *assumed* once its last bot reply is 24 h old: whether a row is a candidate
+    # does not depend on ``now``, so the daily rollup counts candidates (support/reports/rollup.py).
+    candidate = and_(
         bot,
         C.confirmed == false(),
         or_(C.rating.is_(None), C.rating >= 4),
         C.last_bot_reply_at.is_not(None),
         or_(C.last_customer_at.is_(None), C.last_customer_at <= C.last_bot_reply_at),
-        C.last_bot_reply_at < cutoff,
     )
+    assumed = and_(candidate, C.last_bot_reply_at < cutoff)
     bot_resolved = or_(confirmed, assumed)
     person_resolved = and_(C.resolution_type.in_(("handed_off", "human")), C.resolved_at.is_not(None))
     return {
+        "assumed_candidate": candidate,
+        "not_yet_assumed": and_(candidate, C.last_bot_reply_at >= cutoff),
+        "person_resolved": person_resolved,
         "bot_confirmed": confirmed,
         "bot_assumed": assumed,
         "bot_resolved": bot_resolved,
@@ -337,6 +343,8 @@ async def _overview_postgres(
     key: Any,
     where: list[Any],
     cond: dict[str, ColumnElement[bool]],
+    *,
+    with_counts: bool = True,
 ) -> tuple[Any, Durations, list[Any], dict[Any, Durations]]:
     """The counts (total, groups) and each duration's percentiles as up to six queries run at once, each on
     its own connection (``work_mem`` raised for each); a percentile query is grouped by ``GROUPING SETS
@@ -372,8 +380,8 @@ async def _overview_postgres(
     # Counts as two plain aggregates, the total and the groups: each can run as a parallel (hash) aggregate,
     # which GROUPING SETS cannot (4x slower at a million rows).
     total, groups, *percentile_rows = await asyncio.gather(
-        run(counts),
-        run(counts.add_columns(key.label("k")).group_by(key)) if grouped else _nothing(),
+        run(counts) if with_counts else _nothing(),
+        run(counts.add_columns(key.label("k")).group_by(key)) if grouped and with_counts else _nothing(),
         *(
             run(
                 query(func.percentile_cont(wanted).within_group(expr).label("p"), extra=only),
@@ -391,7 +399,79 @@ async def _overview_postgres(
                 total_durations[name] = _pair(r.p)
             else:
                 durations.setdefault(r.k, dict(empty))[name] = _pair(r.p)
-    return total[0], total_durations, groups, durations
+    return (total[0] if total else None), total_durations, groups, durations
+
+
+async def _exact_durations(
+    sessions: async_sessionmaker[AsyncSession], group_by: str, where: list[Any], now: datetime
+) -> tuple[Durations, dict[str | None, Durations]]:
+    """Exact p50/p90 of the four durations, in total and per group key (as text), read live."""
+    cond = conditions(now)
+    async with sessions() as session:
+        dialect = session.get_bind().dialect.name
+        key = group_key(group_by, dialect)
+        if dialect == "postgresql":
+            _, total, _, per_key = await _overview_postgres(sessions, key, where, cond, with_counts=False)
+            return total, {key_text(k): d for k, d in per_key.items()}
+        total = (await _durations(session, dialect, None, where, cond)).get(None, {})
+        per_key = await _durations(session, dialect, key, where, cond) if key is not None else {}
+        return total, {key_text(k): d for k, d in per_key.items()}
+
+
+async def _overview_rollup(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    group_by: str,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """The overview from the daily rollup (support/reports/rollup.py); None if it could not be read fresh."""
+    from support.reports import rollup  # it builds on this module's definitions
+
+    split = rollup.split_range(start, end)
+    exact = rollup.exact_percentiles(start, end)
+    session = await rollup.fresh_session(sessions, ("fact",), split)
+    if session is None:
+        return None
+    async with session:
+        counts = await rollup.overview_counts(session, split, start, end, group_by, now)
+        hist = {} if exact else await rollup.overview_histograms(session, split, start, end, group_by, now)
+        keys = {k for k in counts if k}
+        names = await agent_names(session, keys) if group_by == "agent" else {}
+    if exact:
+        total_durations, durations = await _exact_durations(
+            sessions, group_by, range_conditions(start, end), now
+        )
+    else:
+
+        def approx(k: str | None) -> Durations:
+            per = hist.get(k)
+            if per is None:
+                return {}
+            return {name: rollup.hist_percentiles(per[i]) for i, name in enumerate(DURATIONS)}
+
+        total_durations = approx(rollup.TOTAL)
+        durations = {k: approx(k) for k in counts if group_by != "none"}
+    if group_by == "none":
+        total = counts.get(None) or rollup.total_of([])
+        groups = []
+    else:
+        total = rollup.total_of(counts.values())
+        groups = [
+            _row(k, group_label(group_by, k, names), counts[k], durations.get(k, {}))
+            for k in sorted(counts, key=lambda k: _sort_key(group_by, k))
+        ]
+    return {
+        "from": iso(start),
+        "to": iso(end),
+        "group_by": group_by,
+        "now": iso(now),
+        "percentiles": "exact" if exact else "approximate",
+        "percentile_error": None if exact else rollup.PERCENTILE_ERROR,
+        "total": _row(None, "All conversations", total, total_durations),
+        "groups": groups,
+    }
 
 
 async def overview_report(
@@ -401,11 +481,19 @@ async def overview_report(
     end: datetime | None,
     group_by: str = "none",
     now: datetime,
+    live: bool = False,
 ) -> dict[str, Any]:
-    """``{"from", "to", "group_by", "now", "total": Row, "groups": [Row]}`` for conversations started in
-    ``[start, end)``; ``groups`` is empty for ``group_by=none``. ValidationFailed for a bad cut or range."""
+    """``{"from", "to", "group_by", "now", "percentiles", "percentile_error", "total": Row, "groups": [Row]}``
+    for conversations started in ``[start, end)``; ``groups`` is empty for ``group_by=none``.
+    ValidationFailed for a bad cut or range. Whole days are read from the daily rollup unless ``live``;
+    percentiles are exact for ranges up to 31 days, approximate (relative error at most
+    ``percentile_error``) above."""
     check_group_by(group_by)
     check_range(start, end)
+    if not live:
+        report = await _overview_rollup(sessions, start=start, end=end, group_by=group_by, now=now)
+        if report is not None:
+            return report
     cond = conditions(now)
     where = range_conditions(start, end)
     groups: list[dict[str, Any]] = []
@@ -433,6 +521,8 @@ async def overview_report(
         "to": iso(end),
         "group_by": group_by,
         "now": iso(now),
+        "percentiles": "exact",
+        "percentile_error": None,
         "total": _row(None, "All conversations", total, total_durations),
         "groups": groups,
     }
@@ -452,12 +542,31 @@ async def handoff_reasons_report(
     start: datetime | None,
     end: datetime | None,
     group_by: str = "none",
+    live: bool = False,
 ) -> dict[str, Any]:
     """Handed-off conversations (``handoff_count > 0``) counted by their first handoff's reason, in total and
     per group: ``{"from", "to", "group_by", "total": G, "groups": [G]}``, ``G = {"key", "label",
-    "conversations", "handed_off", "reasons": [{"reason", "label", "count"}]}`` (most frequent first)."""
+    "conversations", "handed_off", "reasons": [{"reason", "label", "count"}]}`` (most frequent first).
+    Whole days are read from the daily rollup unless ``live``."""
     check_group_by(group_by)
     check_range(start, end)
+    if not live:
+        from support.reports import rollup  # it builds on this module's definitions
+
+        split = rollup.split_range(start, end)
+        session = await rollup.fresh_session(sessions, ("fact",), split)
+        if session is not None:
+            async with session:
+                per_group, per_key = await rollup.reasons_counts(session, split, group_by)
+                keys = {k for k in per_group if k}
+                names = await agent_names(session, keys) if group_by == "agent" else {}
+            rolled: list[Any] = [SimpleNamespace(k=k, n=n, h=h) for k, (n, h) in per_group.items()]
+            rolled_reasons: list[Any] = [
+                SimpleNamespace(k=k, reason=reason, n=n)
+                for k, per in per_key.items()
+                for reason, n in per.items()
+            ]
+            return _reasons_report(start, end, group_by, rolled, rolled_reasons, names)
     where = range_conditions(start, end)
     handed = C.handoff_count > 0
     async with sessions() as session:
@@ -479,6 +588,18 @@ async def handoff_reasons_report(
         names = {}
         if group_by == "agent":
             names = await agent_names(session, {r.k for r in count_rows if r.k})
+    return _reasons_report(start, end, group_by, count_rows, reason_rows, names)
+
+
+def _reasons_report(
+    start: datetime | None,
+    end: datetime | None,
+    group_by: str,
+    count_rows: Sequence[Any],
+    reason_rows: Sequence[Any],
+    names: dict[str, str],
+) -> dict[str, Any]:
+    grouped = group_by != "none"
 
     def group(k: str | None, label: str, n: int, h: int, per_reason: dict[str | None, int]) -> dict[str, Any]:
         ordered = sorted(per_reason.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
@@ -491,12 +612,12 @@ async def handoff_reasons_report(
     by_key: dict[Any, dict[str | None, int]] = {}
     for r in reason_rows:
         total_reasons[r.reason] = total_reasons.get(r.reason, 0) + int(r.n)
-        if key is not None:
+        if grouped:
             by_key.setdefault(r.k, {})[r.reason] = int(r.n)
     total_n = sum(int(r.n) for r in count_rows)
     total_h = sum(int(r.h or 0) for r in count_rows)
     groups = []
-    if key is not None:
+    if grouped:
         for r in sorted(count_rows, key=lambda r: _sort_key(group_by, key_text(r.k))):
             k = key_text(r.k)
             label = group_label(group_by, k, names)

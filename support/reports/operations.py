@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from support.db.models import ConversationFact, HandoffRecord, ModelUsage
+from support.reports import rollup
 from support.reports.conversations import tune
 
 
@@ -87,10 +88,72 @@ class OperationsReport:
         return data
 
 
+def _from_days(days: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The by-model rows and the per-day cost, as the live queries return them, from the usage rollup."""
+    per_model: dict[tuple[str, str], list[Any]] = {}
+    per_day: dict[str, Decimal] = {}
+    for d in days:
+        per_model.setdefault((d.purpose, d.model), []).append(d)
+        per_day[d.day] = per_day.get(d.day, Decimal(0)) + Decimal(d.cost_usd)
+    rows = []
+    for (purpose, model), group in sorted(per_model.items()):
+        s = rollup.sum_usage(group)
+        rows.append((purpose, model, s["calls"], s["input_tokens"], s["cache_write_tokens"],
+                     s["cache_read_tokens"], s["output_tokens"], s["cost_usd"], s["errors"]))  # fmt: skip
+    return rows, sorted(per_day.items())
+
+
+async def _live_sums(
+    session: AsyncSession, usage_range: list[Any], handoff_range: list[Any]
+) -> tuple[list[Any], int, list[Any], list[Any]]:
+    """The by-model rows, the distinct conversations (in total and per day) and the per-day cost, live."""
+    rows = (
+        await session.execute(
+            select(
+                col(ModelUsage.purpose), col(ModelUsage.model), func.count(),
+                func.sum(col(ModelUsage.input_tokens)),
+                func.sum(col(ModelUsage.cache_write_5m_tokens) + col(ModelUsage.cache_write_1h_tokens)),
+                func.sum(col(ModelUsage.cache_read_tokens)), func.sum(col(ModelUsage.output_tokens)),
+                func.sum(col(ModelUsage.cost_usd)),
+                func.sum(case((col(ModelUsage.outcome) != "ok", 1), else_=0)),
+            )
+            .where(*usage_range)
+            .group_by(col(ModelUsage.purpose), col(ModelUsage.model))
+            .order_by(col(ModelUsage.purpose), col(ModelUsage.model))
+        )
+    ).all()  # fmt: skip
+    seen = union(
+        select(
+            func.date(col(ModelUsage.created_at)).label("day"),
+            col(ModelUsage.conversation_id).label("cid"),
+        ).where(*usage_range, col(ModelUsage.conversation_id).is_not(None)),
+        select(
+            func.date(col(HandoffRecord.queued_at)).label("day"),
+            col(HandoffRecord.conversation_id).label("cid"),
+        ).where(*handoff_range),
+    ).subquery()
+    conversations = (await session.execute(select(func.count(func.distinct(seen.c.cid))))).scalar_one()
+    conversations_per_day = (
+        await session.execute(select(seen.c.day, func.count(func.distinct(seen.c.cid))).group_by(seen.c.day))
+    ).all()
+    day = func.date(col(ModelUsage.created_at))
+    daily = (
+        await session.execute(
+            select(day, func.sum(col(ModelUsage.cost_usd))).where(*usage_range).group_by(day).order_by(day)
+        )
+    ).all()
+    return list(rows), int(conversations), list(conversations_per_day), list(daily)
+
+
 async def operations_report(
-    sessions: async_sessionmaker[AsyncSession], *, start: datetime | None = None, end: datetime | None = None
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    live: bool = False,
 ) -> OperationsReport:
-    """The report for ``[start, end)`` (either open)."""
+    """The report for ``[start, end)`` (either open). The ledger's sums and the distinct conversations of
+    whole days are read from the daily rollup unless ``live``."""
     start, end = _utc(start), _utc(end)
     report = OperationsReport(start=start, end=end)
 
@@ -103,43 +166,25 @@ async def operations_report(
         return conditions
 
     usage_range = in_range(col(ModelUsage.created_at))
+    # A conversation counts if it used the model or was handed off in the range: a handoff with no
+    # model call (the model API offline, a "talk to a person" before any answer) is a conversation
+    # too, so every handed-off conversation is in the denominator of the handoff rate.
+    handoff_range = in_range(col(HandoffRecord.queued_at))
+    fresh = None
+    if not live:
+        split = rollup.split_range(start, end)
+        fresh = await rollup.fresh_session(sessions, ("usage",), split)
+    if fresh is not None:
+        async with fresh:
+            rows, daily = _from_days(await rollup.usage_days(fresh, split))
+            conversations, per_day = await rollup.activity(fresh, split)
+        conversations_per_day: list[Any] = sorted(per_day.items())
     async with sessions() as session:
         await tune(session)
-        rows = (
-            await session.execute(
-                select(
-                    col(ModelUsage.purpose), col(ModelUsage.model), func.count(),
-                    func.sum(col(ModelUsage.input_tokens)),
-                    func.sum(col(ModelUsage.cache_write_5m_tokens) + col(ModelUsage.cache_write_1h_tokens)),
-                    func.sum(col(ModelUsage.cache_read_tokens)), func.sum(col(ModelUsage.output_tokens)),
-                    func.sum(col(ModelUsage.cost_usd)),
-                    func.sum(case((col(ModelUsage.outcome) != "ok", 1), else_=0)),
-                )
-                .where(*usage_range)
-                .group_by(col(ModelUsage.purpose), col(ModelUsage.model))
-                .order_by(col(ModelUsage.purpose), col(ModelUsage.model))
+        if fresh is None:
+            rows, conversations, conversations_per_day, daily = await _live_sums(
+                session, usage_range, handoff_range
             )
-        ).all()  # fmt: skip
-        # A conversation counts if it used the model or was handed off in the range: a handoff with no
-        # model call (the model API offline, a "talk to a person" before any answer) is a conversation
-        # too, so every handed-off conversation is in the denominator of the handoff rate.
-        handoff_range = in_range(col(HandoffRecord.queued_at))
-        seen = union(
-            select(
-                func.date(col(ModelUsage.created_at)).label("day"),
-                col(ModelUsage.conversation_id).label("cid"),
-            ).where(*usage_range, col(ModelUsage.conversation_id).is_not(None)),
-            select(
-                func.date(col(HandoffRecord.queued_at)).label("day"),
-                col(HandoffRecord.conversation_id).label("cid"),
-            ).where(*handoff_range),
-        ).subquery()
-        conversations = (await session.execute(select(func.count(func.distinct(seen.c.cid))))).scalar_one()
-        conversations_per_day = (
-            await session.execute(
-                select(seen.c.day, func.count(func.distinct(seen.c.cid))).group_by(seen.c.day)
-            )
-        ).all()
         answered = [*usage_range, col(ModelUsage.purpose) == "answer", col(ModelUsage.ttft_ms).is_not(None)]
         ttfts: list[Any] = []
         if session.get_bind().dialect.name == "postgresql":
@@ -161,7 +206,6 @@ async def operations_report(
             ttfts = list((await session.execute(select(col(ModelUsage.ttft_ms)).where(*answered))).scalars())
             ttft_sql = None
         records = (await session.execute(select(HandoffRecord).where(*handoff_range))).scalars().all()
-        day = func.date(col(ModelUsage.created_at))
         fact_range = in_range(col(ConversationFact.started_at))
         started, handed_off = (
             await session.execute(
@@ -170,14 +214,6 @@ async def operations_report(
                 .where(*fact_range)
             )
         ).one()
-        daily = (
-            await session.execute(
-                select(day, func.sum(col(ModelUsage.cost_usd)))
-                .where(*usage_range)
-                .group_by(day)
-                .order_by(day)
-            )
-        ).all()  # fmt: skip
 
     input_total = read_total = 0
     for purpose, model, calls, inp, write, read, out, cost, errors in rows:

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from support.db.models import Example, ModelUsage
+from support.reports import rollup
 from support.reports.conversations import (
     agent_names,
     check_group_by,
@@ -85,11 +86,20 @@ async def usage_report(
     start: datetime | None,
     end: datetime | None,
     group_by: str = "model_purpose",
+    live: bool = False,
 ) -> dict[str, Any]:
     """``{"from", "to", "group_by", "total": Row, "groups": [Row]}`` over ledger rows created in
-    ``[start, end)``; a ``model_purpose`` row also carries ``purpose`` and ``model``."""
+    ``[start, end)``; a ``model_purpose`` row also carries ``purpose`` and ``model``. Whole days are read
+    from the daily rollup unless ``live``."""
     check_group_by(group_by, USAGE_GROUP_BYS)
     check_range(start, end)
+    if not live:
+        split = rollup.split_range(start, end)
+        session = await rollup.fresh_session(sessions, ("usage",), split)
+        if session is not None:
+            async with session:
+                days = await rollup.usage_days(session, split)
+            return _usage_from_days(start, end, group_by, days)
     where = _in_range(U.created_at, start, end)
     async with sessions() as session:
         dialect = session.get_bind().dialect.name
@@ -116,6 +126,32 @@ async def usage_report(
         "to": iso(end),
         "group_by": group_by,
         "total": _usage_row(None, "All model calls", total),
+        "groups": groups,
+    }
+
+
+def _usage_from_days(
+    start: datetime | None, end: datetime | None, group_by: str, days: list[Any]
+) -> dict[str, Any]:
+    """The usage report from the ledger's sums per (day, purpose, model)."""
+    by: dict[Any, list[Any]] = {}
+    for d in days:
+        by.setdefault((d.purpose, d.model) if group_by == "model_purpose" else d.day, []).append(d)
+    groups = []
+    for k in sorted(by):
+        row = rollup.as_row(rollup.sum_usage(by[k]))
+        if group_by == "model_purpose":
+            purpose, model = k
+            groups.append(
+                _usage_row(f"{purpose}/{model}", f"{purpose} · {model}", row, purpose=purpose, model=model)
+            )
+        else:
+            groups.append(_usage_row(k, str(k), row))
+    return {
+        "from": iso(start),
+        "to": iso(end),
+        "group_by": group_by,
+        "total": _usage_row(None, "All model calls", rollup.as_row(rollup.sum_usage(days))),
         "groups": groups,
     }
 
