@@ -60,6 +60,7 @@ from support.privacy.retention import sweep_once
 from support.ratelimit import RateLimits
 from support.redaction import Redactor
 from support.redis_client import RedisClient, cluster_client, is_cluster, ping, single_client
+from support.reports import rollup as report_rollup
 from support.reports.facts import FactRefresher
 from support.reports.predicted import PredictedSatisfaction
 from support.reports.ratings import RatingService
@@ -549,6 +550,10 @@ def _register_periodic_jobs(runtime: Runtime) -> None:
         count = await runtime.facts.refresh_changed()
         if count:
             log.info("report facts: %d conversations refreshed", count)
+        # the days those writes marked, recomputed here so reports seldom have to (support/reports/rollup.py)
+        days = await report_rollup.refresh(runtime.sessions)
+        if days:
+            log.info("report rollup: %d days recomputed", days)
 
     # The first pass after an upgrade looks back a day; `switchboard refresh-report-facts --all` backfills.
     runtime.jobs.every("report-facts", settings.reports.refresh_s, report_facts, timeout_s=1800)

@@ -47,6 +47,7 @@ from sqlalchemy import (
     literal,
     select,
     union,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -231,39 +232,40 @@ def _cut_key(cut: str) -> Any:
 
 
 async def _recompute_facts(session: AsyncSession, day: date) -> None:
+    """The day's rollup rows of every cut, from its facts: three INSERT ... SELECT (UNION ALL of the cuts)."""
     cond = conditions(_midnight(day))  # ``now`` is irrelevant to everything the rollup stores
     where = _between(C.started_at, _midnight(day), _midnight(day + timedelta(days=1)))
     for table in (FACT_ROLLUP, REASON_ROLLUP, HIST_ROLLUP):
         await session.execute(delete(table).where(table.c.day == day))
     stamp = [literal(day, Date).label("day")]
+    counts, reasons, hists = [], [], []
     for cut in CUT_COLUMNS:
         key = _cut_key(cut)
         keyed = [literal(cut).label("cut"), (key if key is not None else literal(None, String)).label("key")]
-        counts = select(*stamp, *keyed, *fact_sums(cond)).select_from(FACT).where(*where)
-        counts = counts.group_by(key) if key is not None else counts.having(func.count() > 0)
-        await session.execute(
-            insert(FACT_ROLLUP).from_select(["day", "cut", "key", *COUNTS, "cost_usd"], counts)
-        )
         grouped = [key] if key is not None else []
-        reasons = (
-            select(*stamp, *keyed, C.handoff_reason, func.count())
+        query = select(*stamp, *keyed, *fact_sums(cond)).select_from(FACT).where(*where)
+        counts.append(query.group_by(key) if key is not None else query.having(func.count() > 0))
+        reasons.append(
+            select(*stamp, *keyed, C.handoff_reason.label("reason"), func.count().label("n"))
             .select_from(FACT)
             .where(*where, C.handoff_count > 0)
             .group_by(*grouped, C.handoff_reason)
         )
-        await session.execute(
-            insert(REASON_ROLLUP).from_select(["day", "cut", "key", "reason", "n"], reasons)
-        )
         for index, (expr, has) in enumerate(duration_values(cond)):
             bucket = bucket_of(expr)
-            hist = (
-                select(*stamp, *keyed, literal(index, SmallInteger), bucket, func.count())
+            hists.append(
+                select(*stamp, *keyed, literal(index, SmallInteger).label("duration"), bucket.label("bucket"),
+                       func.count().label("n"))
                 .select_from(FACT)
                 .where(*where, has)
                 .group_by(*grouped, bucket)
-            )
-            columns = ["day", "cut", "key", "duration", "bucket", "n"]
-            await session.execute(insert(HIST_ROLLUP).from_select(columns, hist))
+            )  # fmt: skip
+    for table, columns, parts in (
+        (FACT_ROLLUP, ["day", "cut", "key", *COUNTS, "cost_usd"], counts),
+        (REASON_ROLLUP, ["day", "cut", "key", "reason", "n"], reasons),
+        (HIST_ROLLUP, ["day", "cut", "key", "duration", "bucket", "n"], hists),
+    ):
+        await session.execute(insert(table).from_select(columns, union_all(*parts)))
 
 
 def usage_sums() -> list[Any]:
