@@ -92,7 +92,7 @@ def ledger(rng: random.Random, fact_rows: list[dict[str, Any]]) -> list[dict[str
     rows = []
     for f in fact_rows:
         for _ in range(rng.randint(0, 3)):
-            rows.append(
+            rows.append(  # noqa: PERF401 (one random draw after another, in order)
                 {
                     "purpose": rng.choice(("triage", "answer", "answer", "summary")),
                     "model": rng.choice(("claude-haiku-4-5", "claude-sonnet-4-6")),
@@ -117,7 +117,7 @@ def handoffs(rng: random.Random, fact_rows: list[dict[str, Any]]) -> list[dict[s
             "reason": f["handoff_reason"] or "other",
             "priority": "normal",
             "queued_at": f["started_at"] + timedelta(minutes=rng.uniform(0, 3000)),
-        }  # fmt: skip
+        }
         for i, f in enumerate(fact_rows)
         if f["handoff_count"]
     ]
