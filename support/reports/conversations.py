@@ -430,7 +430,7 @@ async def _overview_rollup(
     from support.reports import rollup  # it builds on this module's definitions
 
     split = rollup.split_range(start, end)
-    exact = rollup.exact_percentiles(start, end)
+    exact = rollup.exact_percentiles(start, end, now)
     session = await rollup.fresh_session(sessions, ("fact",), split)
     if session is None:
         return None

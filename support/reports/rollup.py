@@ -157,9 +157,12 @@ def split_range(start: datetime | None, end: datetime | None) -> Split:
     return Split(whole=True, first=first, end=last, live=tuple(live))
 
 
-def exact_percentiles(start: datetime | None, end: datetime | None) -> bool:
-    """Whether a range is short enough for exact percentiles (both bounds, at most 31 days)."""
-    return start is not None and end is not None and utc(end) - utc(start) <= timedelta(EXACT_PERCENTILE_DAYS)
+def exact_percentiles(start: datetime | None, end: datetime | None, now: datetime) -> bool:
+    """Whether a range is short enough for exact percentiles: at most 31 days from its start to its end
+    (an open end: to ``now``, when the last conversations started); an open start never is."""
+    if start is None:
+        return False
+    return utc(end if end is not None else now) - utc(start) <= timedelta(EXACT_PERCENTILE_DAYS)
 
 
 def _days(table: Any, split: Split) -> list[Any]:

@@ -44,7 +44,7 @@ RANGES = (
     (None, None),  # open: approximate percentiles
     (BASE + timedelta(days=3), BASE + timedelta(days=44)),  # whole days, 41 days: approximate
     (BASE + timedelta(days=2, hours=5), BASE + timedelta(days=40, hours=17, minutes=3)),  # partial ends
-    (BASE + timedelta(days=10, hours=20), BASE + timedelta(days=20)),  # short: exact percentiles
+    (BASE + timedelta(days=20, hours=6), None),  # open end: exact percentiles up to 31 days before now
     (BASE + timedelta(days=5, hours=1), BASE + timedelta(days=5, hours=23)),  # within one day: all live
 )
 
@@ -145,7 +145,6 @@ async def compare_all(
     """Every report, rollup against live; returns how many comparisons were made."""
     made = 0
     for start, end in RANGES:
-        exact = rollup.exact_percentiles(start, end)
         for group_by in cuts:
             for now in NOWS if group_by in ("none", "resolution") else NOWS[1:2]:
                 fast = await overview_report(sessions, start=start, end=end, group_by=group_by, now=now)
@@ -153,6 +152,7 @@ async def compare_all(
                     sessions, start=start, end=end, group_by=group_by, now=now, live=True
                 )
                 where = (start, end, group_by, now)
+                exact = rollup.exact_percentiles(start, end, now)
                 assert fast["percentiles"] == ("exact" if exact else "approximate"), where
                 if exact:
                     assert {**fast, "percentiles": "exact"} == slow, where
@@ -266,4 +266,7 @@ def test_split_range_and_percentile_bound() -> None:
 
 @pytest.mark.parametrize("days", [31, 32])
 def test_exact_percentiles_up_to_31_days(days: int) -> None:
-    assert rollup.exact_percentiles(BASE, BASE + timedelta(days=days)) is (days <= 31)
+    now = BASE + timedelta(days=days)
+    assert rollup.exact_percentiles(BASE, now, BASE + timedelta(days=90)) is (days <= 31)
+    assert rollup.exact_percentiles(BASE, None, now) is (days <= 31)  # open end: up to now
+    assert not rollup.exact_percentiles(None, now, now)
