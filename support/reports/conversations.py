@@ -434,23 +434,37 @@ async def _overview_rollup(
     session = await rollup.fresh_session(sessions, ("fact",), split)
     if session is None:
         return None
+    by_day = group_by == "day" and not exact  # each day's exact percentiles are kept in the rollup
+    days: dict[str | None, Durations] = {}
+    live_days: list[tuple[datetime | None, datetime | None]] = []
     async with session:
         counts = await rollup.overview_counts(session, split, start, end, group_by, now)
-        hist = {} if exact else await rollup.overview_histograms(session, split, start, end, group_by, now)
+        hist_cut = "none" if by_day else group_by
+        hist = {} if exact else await rollup.overview_histograms(session, split, start, end, hist_cut, now)
+        if by_day:
+            days, live_days = await rollup.day_durations(session, split, start, end, now)
         keys = {k for k in counts if k}
         names = await agent_names(session, keys) if group_by == "agent" else {}
+
+    def approx(k: str | None) -> Durations:
+        per = hist.get(k)
+        if per is None:
+            return {}
+        return {name: rollup.hist_percentiles(per[i]) for i, name in enumerate(DURATIONS)}
+
     if exact:
-        total_durations, durations = await _exact_durations(
-            sessions, group_by, range_conditions(start, end), now
-        )
+        where = range_conditions(start, end)
+        total_durations, durations = await _exact_durations(sessions, group_by, where, now)
+    elif by_day:
+        total_durations = approx(rollup.TOTAL)
+        durations = dict(days)
+        for lower, upper in [*split.live, *live_days]:  # partial days, days still changing with ``now``
+            if lower is not None:
+                durations[lower.date().isoformat()] = {}  # no values left: no percentiles
+            durations.update(
+                (await _exact_durations(sessions, "day", range_conditions(lower, upper), now))[1]
+            )
     else:
-
-        def approx(k: str | None) -> Durations:
-            per = hist.get(k)
-            if per is None:
-                return {}
-            return {name: rollup.hist_percentiles(per[i]) for i, name in enumerate(DURATIONS)}
-
         total_durations = approx(rollup.TOTAL)
         durations = {k: approx(k) for k in counts if group_by != "none"}
     if group_by == "none":

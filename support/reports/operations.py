@@ -173,11 +173,12 @@ async def operations_report(
     fresh = None
     if not live:
         split = rollup.split_range(start, end)
-        fresh = await rollup.fresh_session(sessions, ("usage",), split)
+        fresh = await rollup.fresh_session(sessions, ("usage", "fact"), split)
     if fresh is not None:
         async with fresh:
             rows, daily = _from_days(await rollup.usage_days(fresh, split))
             conversations, per_day = await rollup.activity(fresh, split)
+            started, handed_off = (await rollup.reasons_counts(fresh, split, "none"))[0].get(None, (0, 0))
         conversations_per_day: list[Any] = sorted(per_day.items())
     async with sessions() as session:
         await tune(session)
@@ -206,14 +207,17 @@ async def operations_report(
             ttfts = list((await session.execute(select(col(ModelUsage.ttft_ms)).where(*answered))).scalars())
             ttft_sql = None
         records = (await session.execute(select(HandoffRecord).where(*handoff_range))).scalars().all()
-        fact_range = in_range(col(ConversationFact.started_at))
-        started, handed_off = (
-            await session.execute(
-                select(func.count(), func.sum(case((col(ConversationFact.handoff_count) > 0, 1), else_=0)))
-                .select_from(ConversationFact)
-                .where(*fact_range)
-            )
-        ).one()
+        if fresh is None:
+            fact_range = in_range(col(ConversationFact.started_at))
+            started, handed_off = (
+                await session.execute(
+                    select(
+                        func.count(), func.sum(case((col(ConversationFact.handoff_count) > 0, 1), else_=0))
+                    )
+                    .select_from(ConversationFact)
+                    .where(*fact_range)
+                )
+            ).one()
 
     input_total = read_total = 0
     for purpose, model, calls, inp, write, read, out, cost, errors in rows:

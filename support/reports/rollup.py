@@ -33,23 +33,28 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Date,
+    Float,
     Integer,
     MetaData,
     Numeric,
     SmallInteger,
     String,
     Table,
+    and_,
     case,
     cast,
     delete,
     func,
     insert,
     literal,
+    literal_column,
+    or_,
     select,
     union,
     union_all,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -63,6 +68,7 @@ from support.reports.conversations import (
     day_key,
     group_key,
     key_text,
+    percentiles,
     tune,
     utc,
 )
@@ -84,6 +90,7 @@ FACT_ROLLUP = Table(
     "fact_rollup", metadata,
     Column("day", Date), Column("cut", String(16)), Column("key", String(64)),
     *(Column(name, BigInteger) for name in COUNTS), Column("cost_usd", Numeric(24, 10)),
+    *(Column(f"{d}_{q}", Float) for d in DURATIONS for q in ("p50", "p90")),
 )  # fmt: skip
 REASON_ROLLUP = Table(
     "fact_reason_rollup", metadata,
@@ -93,6 +100,11 @@ REASON_ROLLUP = Table(
 HIST_ROLLUP = Table(
     "fact_hist_rollup", metadata,
     Column("day", Date), Column("cut", String(16)), Column("key", String(64)),
+    Column("duration", SmallInteger), Column("bucket", Integer), Column("n", BigInteger),
+)  # fmt: skip
+HIST_MONTH = Table(
+    "fact_hist_month", metadata,
+    Column("month", Date), Column("cut", String(16)), Column("key", String(64)),
     Column("duration", SmallInteger), Column("bucket", Integer), Column("n", BigInteger),
 )  # fmt: skip
 USAGE_ROLLUP = Table(
@@ -269,6 +281,67 @@ async def _recompute_facts(session: AsyncSession, day: date) -> None:
         (HIST_ROLLUP, ["day", "cut", "key", "duration", "bucket", "n"], hists),
     ):
         await session.execute(insert(table).from_select(columns, union_all(*parts)))
+    exact = await _day_percentiles(session, where, cond)
+    await session.execute(
+        update(FACT_ROLLUP)
+        .where(FACT_ROLLUP.c.day == day, FACT_ROLLUP.c.cut == "none")
+        .values(**{f"{name}_{q}": exact[name][q] for name in DURATIONS for q in ("p50", "p90")})
+    )
+    await _mark(session, "month", day.replace(day=1))
+
+
+async def _day_percentiles(
+    session: AsyncSession, where: list[Any], cond: dict[str, ColumnElement[bool]]
+) -> dict[str, dict[str, float | None]]:
+    """The exact p50/p90 of a day's durations (time to resolution: every candidate counted), computed
+    as the live overview computes them: ``percentile_cont`` on PostgreSQL, :func:`percentiles` else."""
+    columns = duration_values(cond)
+    if session.get_bind().dialect.name == "postgresql":
+        wanted: Any = literal_column("ARRAY[0.5, 0.9]")
+        query = select(
+            *(func.percentile_cont(wanted).within_group(expr).filter(has) for expr, has in columns)
+        ).select_from(FACT)
+        row = (await session.execute(query.where(*where))).one()
+        return {
+            name: {q: (None if not v else float(v[i])) for i, q in enumerate(("p50", "p90"))}
+            for name, v in zip(DURATIONS, row, strict=True)
+        }
+    query = select(*(case((has, expr), else_=None) for expr, has in columns)).select_from(FACT).where(*where)
+    values: list[list[float]] = [[] for _ in DURATIONS]
+    for row in (await session.execute(query)).all():
+        for i, v in enumerate(row):
+            if v is not None:
+                values[i].append(float(v))
+    return {name: percentiles(values[i]) for i, name in enumerate(DURATIONS)}
+
+
+async def _mark(session: AsyncSession, kind: str, day: date) -> None:
+    """Mark a day (a month: its first day) dirty, as the triggers do."""
+    dialect = session.get_bind().dialect.name
+    upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(DIRTY)
+    await session.execute(
+        upsert.values(kind=kind, day=day, version=1).on_conflict_do_update(
+            index_elements=["kind", "day"], set_={"version": DIRTY.c.version + 1}
+        )
+    )
+
+
+def _next_month(month: date) -> date:
+    return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+async def _recompute_month(session: AsyncSession, month: date) -> None:
+    """A month's histograms, summed from its days' (long ranges read whole months from these)."""
+    await session.execute(delete(HIST_MONTH).where(HIST_MONTH.c.month == month))
+    H = HIST_ROLLUP.c
+    sums = (
+        select(literal(month, Date), H.cut, H.key, H.duration, H.bucket, func.sum(H.n))
+        .where(H.day >= month, H.day < _next_month(month))
+        .group_by(H.cut, H.key, H.duration, H.bucket)
+    )
+    await session.execute(
+        insert(HIST_MONTH).from_select(["month", "cut", "key", "duration", "bucket", "n"], sums)
+    )
 
 
 def usage_sums() -> list[Any]:
@@ -315,7 +388,13 @@ async def _recompute_usage(session: AsyncSession, day: date) -> None:
     )
 
 
-RECOMPUTE = {"fact": _recompute_facts, "usage": _recompute_usage}
+RECOMPUTE = {"fact": _recompute_facts, "usage": _recompute_usage, "month": _recompute_month}
+
+
+def _kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+    """The kinds a refresh covers: the fact days' month histograms come with them."""
+    kinds = tuple(kinds)
+    return (*kinds, "month") if "fact" in kinds and "month" not in kinds else kinds
 
 
 async def refresh(
@@ -327,7 +406,15 @@ async def refresh(
     on SQLite), so two refreshes of one day run one after the other and the second finds the mark gone;
     the mark is removed only if its version is still the one read, so a write that re-marked the day
     while it was recomputed leaves it marked."""
-    kinds = tuple(kinds)
+    done = 0
+    # months after days: recomputing a fact day marks its month
+    for phase in ([k for k in _kinds(kinds) if k != "month"], [k for k in _kinds(kinds) if k == "month"]):
+        if phase:
+            done += await _refresh_kinds(sessions, phase)
+    return done
+
+
+async def _refresh_kinds(sessions: async_sessionmaker[AsyncSession], kinds: Sequence[str]) -> int:
     async with sessions() as session:
         marks = (
             await session.execute(select(DIRTY.c.kind, DIRTY.c.day).where(DIRTY.c.kind.in_(kinds)))
@@ -360,9 +447,10 @@ async def fresh_session(
                 # one snapshot for the rollup and the live parts, so a fact written meanwhile is in neither
                 await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             await tune(session)
-            dirty = (
-                select(func.count()).select_from(DIRTY).where(DIRTY.c.kind.in_(kinds), *_days(DIRTY, split))
-            )
+            marked = and_(DIRTY.c.kind.in_(kinds), *_days(DIRTY, split))
+            if "fact" in kinds:
+                marked = or_(marked, DIRTY.c.kind == "month")  # few: any month counts
+            dirty = select(func.count()).select_from(DIRTY).where(marked)
             if not (await session.execute(dirty)).scalar_one():
                 return session
         except BaseException:
@@ -375,10 +463,19 @@ async def fresh_session(
 # -- reading: the overview and handoff reasons -------------------------------------------------------------
 
 
+def _week_of(day: Any, dialect: str) -> Any:
+    """The Monday of a ``date`` column's ISO week, as a date (PostgreSQL: date arithmetic, no time zone)."""
+    if dialect == "postgresql":
+        return day - (cast(func.extract("isodow", day), Integer) - 1)
+    return day_key(day, dialect, "week")
+
+
 def _rollup_key(group_by: str, dialect: str, table: Any) -> tuple[str, Any]:
     """The rollup cut a report's ``group_by`` reads and the key expression over ``table``."""
-    if group_by in ("day", "week"):
-        return "none", day_key(table.c.day, dialect, group_by)
+    if group_by == "day":
+        return "none", table.c.day
+    if group_by == "week":
+        return "none", _week_of(table.c.day, dialect)
     if group_by == "none":
         return "none", None
     return group_by, table.c.key
@@ -481,13 +578,26 @@ async def overview_histograms(
 
     if split.whole:
         cut, key = _rollup_key(group_by, dialect, HIST_ROLLUP)
+        months, days = _months(split) if group_by not in ("day", "week") else (None, [split])
+        parts = []
         H = HIST_ROLLUP.c
-        query = select(*_keyed(key), H.duration, H.bucket, func.sum(H.n).label("n")).where(
-            H.cut == cut, *_days(HIST_ROLLUP, split)
-        )
-        query = query.group_by(*([key] if key is not None else []), H.duration, H.bucket)
-        for r in (await session.execute(query)).all():
-            add(key_text(r.k) if key is not None else None, int(r.duration), int(r.bucket), int(r.n))
+        for part in days:
+            query = select(*_keyed(key), H.duration, H.bucket, func.sum(H.n).label("n"))
+            parts.append(query.where(H.cut == cut, *_days(HIST_ROLLUP, part)))
+        if months is not None:
+            M = HIST_MONTH.c
+            month_first, month_end = months
+            query = select(
+                *_keyed(M.key if key is not None else None), M.duration, M.bucket, func.sum(M.n).label("n")
+            )
+            where = [M.cut == cut]
+            where += [M.month >= month_first] if month_first is not None else []
+            where += [M.month < month_end] if month_end is not None else []
+            parts.append(query.where(*where))
+        for query in parts:
+            grouped_by = list(query.selected_columns)[:-1]
+            for r in (await session.execute(query.group_by(*grouped_by))).all():
+                add(key_text(r.k) if key is not None else None, int(r.duration), int(r.bucket), int(r.n))
     live_key = group_key(group_by, dialect)
     grouped = [live_key] if live_key is not None else []
     for lower, upper in split.live:
@@ -520,6 +630,59 @@ async def overview_histograms(
             -int(r.n),
         )
     return hist
+
+
+def _months(split: Split) -> tuple[tuple[date | None, date | None] | None, list[Split]]:
+    """The whole months ``[first, end)`` inside a split's whole days (None: none) and the whole days
+    outside them (read day by day)."""
+    first = split.first if split.first is None or split.first.day == 1 else _next_month(split.first)
+    end = split.end.replace(day=1) if split.end is not None else None
+    if first is not None and end is not None and first >= end:
+        return None, [split]
+    days = []
+    if split.first is not None and first is not None and split.first < first:
+        days.append(Split(whole=True, first=split.first, end=first))
+    if split.end is not None and end is not None and end < split.end:
+        days.append(Split(whole=True, first=end, end=split.end))
+    return (first, end), days
+
+
+async def day_durations(
+    session: AsyncSession, split: Split, start: datetime | None, end: datetime | None, now: datetime
+) -> tuple[
+    dict[str | None, dict[str, dict[str, float | None]]], list[tuple[datetime | None, datetime | None]]
+]:
+    """Exact per-day percentiles of whole days from the rollup, and the ranges to compute live: the days
+    with not-yet-assumed candidates (their time to resolution depends on ``now``)."""
+    out: dict[str | None, dict[str, dict[str, float | None]]] = {}
+    if split.whole:
+        R = FACT_ROLLUP.c
+        names = [f"{d}_{q}" for d in DURATIONS for q in ("p50", "p90")]
+        query = select(R.day, *(R[n] for n in names)).where(R.cut == "none", *_days(FACT_ROLLUP, split))
+        for r in (await session.execute(query)).all():
+            out[str(key_text(r.day))] = {
+                d: {
+                    q: (None if (v := getattr(r, f"{d}_{q}")) is None else round(float(v), 3))
+                    for q in ("p50", "p90")
+                }
+                for d in DURATIONS
+            }
+    cond = conditions(now)
+    day = day_key(C.started_at, session.get_bind().dialect.name)
+    pending = select(day.label("k")).select_from(FACT).distinct()
+    pending = pending.where(
+        *_between(C.started_at, start and utc(start), end and utc(end)), cond["not_yet_assumed"]
+    )
+    live: list[tuple[datetime | None, datetime | None]] = []
+    for r in (await session.execute(pending)).all():
+        first = _midnight(date.fromisoformat(str(key_text(r.k))))
+        live.append(
+            (
+                max(first, utc(start)) if start else first,
+                min(first + timedelta(days=1), utc(end)) if end else first + timedelta(days=1),
+            )
+        )
+    return out, live
 
 
 def hist_percentiles(counts: dict[int, int]) -> dict[str, float | None]:
@@ -631,30 +794,37 @@ async def usage_days(session: AsyncSession, split: Split) -> list[SimpleNamespac
 
 
 async def activity(session: AsyncSession, split: Split) -> tuple[int, dict[str, int]]:
-    """Conversations with a model call or a handoff in the range (distinct), and per day."""
+    """Conversations with a model call or a handoff in the range (distinct), and per day. Whole days'
+    rows are distinct per day already: they are counted per day with no sort, and the total is a hashed
+    ``GROUP BY`` (PostgreSQL's ``count(DISTINCT)`` always sorts)."""
     dialect = session.get_bind().dialect.name
-    parts = []
+    cids = []
+    per_day: dict[str, int] = {}
     if split.whole:
         A = ACTIVITY_ROLLUP.c
-        parts.append(
-            select(A.day.label("day"), A.conversation_id.label("cid")).where(*_days(ACTIVITY_ROLLUP, split))
-        )
+        cids.append(select(A.conversation_id.label("cid")).where(*_days(ACTIVITY_ROLLUP, split)))
+        daily = select(A.day, func.count()).where(*_days(ACTIVITY_ROLLUP, split)).group_by(A.day)
+        per_day.update({str(key_text(d)): int(n) for d, n in (await session.execute(daily)).all()})
     for lower, upper in split.live:
-        for column, cid, extra in (
-            (U.created_at, U.conversation_id, [U.conversation_id.is_not(None)]),
-            (HANDOFF.c.queued_at, HANDOFF.c.conversation_id, []),
-        ):
-            parts.append(
-                select(day_key(column, dialect).label("day"), cid.label("cid"))
-                .where(*_between(column, lower, upper), *extra)
-                .distinct()
-            )
-    if not parts:
-        return 0, {}
-    seen = (union(*parts) if len(parts) > 1 else parts[0]).subquery()
-    total = (await session.execute(select(func.count(func.distinct(seen.c.cid))))).scalar_one()
-    per_day = (await session.execute(select(seen.c.day, func.count()).group_by(seen.c.day))).all()
-    return int(total or 0), {str(key_text(d)): int(n) for d, n in per_day}
+        seen = _activity(lower, upper).subquery()
+        cids.append(select(seen.c.cid))
+        day_of = [
+            select(day_key(U.created_at, dialect).label("day"), U.conversation_id.label("cid")).where(
+                *_between(U.created_at, lower, upper), U.conversation_id.is_not(None)
+            ),
+            select(
+                day_key(HANDOFF.c.queued_at, dialect).label("day"), HANDOFF.c.conversation_id.label("cid")
+            ).where(*_between(HANDOFF.c.queued_at, lower, upper)),
+        ]
+        days = union(*day_of).subquery()
+        daily = select(days.c.day, func.count()).group_by(days.c.day)
+        per_day.update({str(key_text(d)): int(n) for d, n in (await session.execute(daily)).all()})
+    if not cids:
+        return 0, per_day
+    every = union_all(*cids).subquery() if len(cids) > 1 else cids[0].subquery()
+    distinct = select(every.c.cid).group_by(every.c.cid).subquery()
+    total = (await session.execute(select(func.count()).select_from(distinct))).scalar_one()
+    return int(total or 0), per_day
 
 
 def as_row(values: dict[str, Any]) -> SimpleNamespace:

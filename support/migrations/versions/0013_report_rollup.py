@@ -21,6 +21,7 @@ COUNTS = (
     "assumed_candidates", "person_resolved", "reopened", "handed_off", "rated", "satisfied", "asked",
     "asked_rated", "predicted", "predicted_satisfied", "rating_sum", "predicted_sum",
 )  # fmt: skip
+DURATIONS = ("first_response_bot_s", "first_response_human_s", "queue_wait_s", "resolution_s")
 # (table, its day column, the rollup kind its rows feed)
 MARKED = (
     ("conversation_fact", "started_at", "fact"),
@@ -90,6 +91,9 @@ def upgrade() -> None:
         sa.Column("key", sa.String(64), nullable=True),
         *(sa.Column(name, sa.BigInteger(), nullable=False) for name in COUNTS),
         sa.Column("cost_usd", sa.Numeric(24, 10), nullable=False),
+        # cut "none" only: the day's exact p50/p90 of each duration (time to resolution over confirmed,
+        # assumed candidates and resolved by a person)
+        *(sa.Column(f"{d}_{q}", sa.Float(), nullable=True) for d in DURATIONS for q in ("p50", "p90")),
     )
     op.create_table(
         "fact_reason_rollup",
@@ -108,6 +112,16 @@ def upgrade() -> None:
         sa.Column("bucket", sa.Integer(), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
     )
+    op.create_table(
+        "fact_hist_month",
+        sa.Column("month", sa.Date(), nullable=False),
+        sa.Column("cut", sa.String(16), nullable=False),
+        sa.Column("key", sa.String(64), nullable=True),
+        sa.Column("duration", sa.SmallInteger(), nullable=False),
+        sa.Column("bucket", sa.Integer(), nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+    )
+    op.create_index("ix_fact_hist_month_cut_month", "fact_hist_month", ["cut", "month"])
     op.create_table(
         "usage_rollup",
         sa.Column("day", sa.Date(), nullable=False),
@@ -158,6 +172,6 @@ def downgrade() -> None:
             else:
                 op.execute(f"DROP TRIGGER IF EXISTS {name}")
     op.drop_index("ix_conversation_fact_last_bot_reply_at", "conversation_fact")
-    for table in ("activity_rollup", "usage_rollup", "fact_hist_rollup", "fact_reason_rollup", "fact_rollup",
+    for table in ("activity_rollup", "usage_rollup", "fact_hist_month", "fact_hist_rollup", "fact_reason_rollup", "fact_rollup",
                   "rollup_dirty"):  # fmt: skip
         op.drop_table(table)
