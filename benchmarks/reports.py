@@ -55,8 +55,8 @@ from support.reports.usage import EDIT_GROUP_BYS, USAGE_GROUP_BYS, edits_report,
 DEFAULT_CONVERSATIONS = 20_000  # a quick smoke; the benchmark proper is --conversations 1000000
 TARGET_P95_MS = 500.0
 ROLLUP_TABLES = (
-    "rollup_dirty", "fact_rollup", "fact_reason_rollup", "fact_hist_rollup", "usage_rollup",
-    "activity_rollup",
+    "rollup_dirty", "fact_rollup", "fact_reason_rollup", "fact_hist_rollup", "fact_hist_month",
+    "usage_rollup", "activity_rollup",
 )  # fmt: skip
 SEED = 0.18
 
