@@ -437,14 +437,27 @@ async def _overview_rollup(
     by_day = group_by == "day" and not exact  # each day's exact percentiles are kept in the rollup
     days: dict[str | None, Durations] = {}
     live_days: list[tuple[datetime | None, datetime | None]] = []
-    async with session:
-        counts = await rollup.overview_counts(session, split, start, end, group_by, now)
-        hist_cut = "none" if by_day else group_by
-        hist = {} if exact else await rollup.overview_histograms(session, split, start, end, hist_cut, now)
-        if by_day:
-            days, live_days = await rollup.day_durations(session, split, start, end, now)
-        keys = {k for k in counts if k}
-        names = await agent_names(session, keys) if group_by == "agent" else {}
+    # exact percentiles (their own connections) while the counts are read from the rollup
+    exact_task = (
+        asyncio.ensure_future(_exact_durations(sessions, group_by, range_conditions(start, end), now))
+        if exact
+        else None
+    )
+    try:
+        async with session:
+            counts = await rollup.overview_counts(session, split, start, end, group_by, now)
+            hist_cut = "none" if by_day else group_by
+            hist = (
+                {} if exact else await rollup.overview_histograms(session, split, start, end, hist_cut, now)
+            )
+            if by_day:
+                days, live_days = await rollup.day_durations(session, split, start, end, now)
+            keys = {k for k in counts if k}
+            names = await agent_names(session, keys) if group_by == "agent" else {}
+    except BaseException:
+        if exact_task is not None:
+            exact_task.cancel()
+        raise
 
     def approx(k: str | None) -> Durations:
         per = hist.get(k)
@@ -452,9 +465,8 @@ async def _overview_rollup(
             return {}
         return {name: rollup.hist_percentiles(per[i]) for i, name in enumerate(DURATIONS)}
 
-    if exact:
-        where = range_conditions(start, end)
-        total_durations, durations = await _exact_durations(sessions, group_by, where, now)
+    if exact_task is not None:
+        total_durations, durations = await exact_task
     elif by_day:
         total_durations = approx(rollup.TOTAL)
         durations = dict(days)

@@ -146,7 +146,7 @@ async def compare_all(
     made = 0
     for start, end in RANGES:
         for group_by in cuts:
-            for now in NOWS if group_by in ("none", "resolution") else NOWS[1:2]:
+            for now in NOWS if group_by == "none" else NOWS[1:2]:
                 fast = await overview_report(sessions, start=start, end=end, group_by=group_by, now=now)
                 slow = await overview_report(
                     sessions, start=start, end=end, group_by=group_by, now=now, live=True
@@ -186,9 +186,10 @@ async def _dirty(sessions: async_sessionmaker[AsyncSession]) -> int:
         return int((await session.execute(select(func.count()).select_from(rollup.DIRTY))).scalar_one())
 
 
+@pytest.mark.timeout(240)  # about 250 report calls; 20-40 s on a loaded 2-core machine
 async def test_rollup_equals_live_through_writes(db_engine: AsyncEngine) -> None:
     rng = random.Random(19)
-    fact_rows = facts(rng, 420)
+    fact_rows = facts(rng, 300)
     async with db_engine.begin() as conn:
         await conn.execute(insert(FACT), fact_rows)
         await conn.execute(insert(USAGE), ledger(rng, fact_rows))
@@ -219,7 +220,7 @@ async def test_rollup_equals_live_through_writes(db_engine: AsyncEngine) -> None
     async with session_factory(db_engine)() as session, session.begin():
         await delete_facts(session, [r["conversation_id"] for r in fact_rows[200:260]])
     assert await _dirty(sessions) > 0
-    await compare_all(sessions, cuts=("none", "intent", "week"))
+    await compare_all(sessions, cuts=("none", "intent"))
     assert await _dirty(sessions) == 0
 
 
