@@ -107,6 +107,11 @@ HIST_MONTH = Table(
     Column("month", Date), Column("cut", String(16)), Column("key", String(64)),
     Column("duration", SmallInteger), Column("bucket", Integer), Column("n", BigInteger),
 )  # fmt: skip
+HIST_WEEK = Table(
+    "fact_hist_week", metadata,
+    Column("week", Date), Column("duration", SmallInteger), Column("bucket", Integer),
+    Column("n", BigInteger),
+)  # fmt: skip
 USAGE_ROLLUP = Table(
     "usage_rollup", metadata,
     Column("day", Date), Column("purpose", String(32)), Column("model", String(64)),
@@ -288,6 +293,23 @@ async def _recompute_facts(session: AsyncSession, day: date) -> None:
         .values(**{f"{name}_{q}": exact[name][q] for name in DURATIONS for q in ("p50", "p90")})
     )
     await _mark(session, "month", day.replace(day=1))
+    await _mark(session, "week", _monday(day))
+
+
+def _monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+async def _recompute_week(session: AsyncSession, week: date) -> None:
+    """A week's histograms of cut ``none``, summed from its days' (the overview by week reads these)."""
+    await session.execute(delete(HIST_WEEK).where(HIST_WEEK.c.week == week))
+    H = HIST_ROLLUP.c
+    sums = (
+        select(literal(week, Date), H.duration, H.bucket, func.sum(H.n))
+        .where(H.cut == "none", H.day >= week, H.day < week + timedelta(days=7))
+        .group_by(H.duration, H.bucket)
+    )
+    await session.execute(insert(HIST_WEEK).from_select(["week", "duration", "bucket", "n"], sums))
 
 
 async def _day_percentiles(
@@ -388,13 +410,16 @@ async def _recompute_usage(session: AsyncSession, day: date) -> None:
     )
 
 
-RECOMPUTE = {"fact": _recompute_facts, "usage": _recompute_usage, "month": _recompute_month}
+RECOMPUTE = {
+    "fact": _recompute_facts, "usage": _recompute_usage, "month": _recompute_month, "week": _recompute_week,
+}  # fmt: skip
+PERIODS = ("month", "week")  # recomputed from the days, after them
 
 
 def _kinds(kinds: Iterable[str]) -> tuple[str, ...]:
-    """The kinds a refresh covers: the fact days' month histograms come with them."""
+    """The kinds a refresh covers: the fact days' month and week histograms come with them."""
     kinds = tuple(kinds)
-    return (*kinds, "month") if "fact" in kinds and "month" not in kinds else kinds
+    return (*kinds, *(p for p in PERIODS if p not in kinds)) if "fact" in kinds else kinds
 
 
 async def refresh(
@@ -408,7 +433,7 @@ async def refresh(
     while it was recomputed leaves it marked."""
     done = 0
     # months after days: recomputing a fact day marks its month
-    for phase in ([k for k in _kinds(kinds) if k != "month"], [k for k in _kinds(kinds) if k == "month"]):
+    for phase in ([k for k in _kinds(kinds) if k not in PERIODS], [k for k in _kinds(kinds) if k in PERIODS]):
         if phase:
             done += await _refresh_kinds(sessions, phase)
     return done
@@ -449,7 +474,7 @@ async def fresh_session(
             await tune(session)
             marked = and_(DIRTY.c.kind.in_(kinds), *_days(DIRTY, split))
             if "fact" in kinds:
-                marked = or_(marked, DIRTY.c.kind == "month")  # few: any month counts
+                marked = or_(marked, DIRTY.c.kind.in_(PERIODS))  # few: any month or week counts
             dirty = select(func.count()).select_from(DIRTY).where(marked)
             if not (await session.execute(dirty)).scalar_one():
                 return session
@@ -579,7 +604,16 @@ async def overview_histograms(
     if split.whole:
         cut, key = _rollup_key(group_by, dialect, HIST_ROLLUP)
         months, days = _months(split) if group_by not in ("day", "week") else (None, [split])
-        parts = []
+        if group_by == "week":
+            weeks, days = _weeks(split)
+            if weeks is not None:
+                W = HIST_WEEK.c
+                weekly: Any = select(W.week.label("k"), W.duration, W.bucket, W.n.label("n"))
+                weekly = weekly.where(*([W.week >= weeks[0]] if weeks[0] is not None else []))
+                weekly = weekly.where(*([W.week < weeks[1]] if weeks[1] is not None else []))
+                for w in (await session.execute(weekly)).all():
+                    add(key_text(w.k), int(w.duration), int(w.bucket), int(w.n))
+        parts: list[Any] = []
         H = HIST_ROLLUP.c
         for part in days:
             query = select(*_keyed(key), H.duration, H.bucket, func.sum(H.n).label("n"))
@@ -637,6 +671,25 @@ def _months(split: Split) -> tuple[tuple[date | None, date | None] | None, list[
     outside them (read day by day)."""
     first = split.first if split.first is None or split.first.day == 1 else _next_month(split.first)
     end = split.end.replace(day=1) if split.end is not None else None
+    if first is not None and end is not None and first >= end:
+        return None, [split]
+    days = []
+    if split.first is not None and first is not None and split.first < first:
+        days.append(Split(whole=True, first=split.first, end=first))
+    if split.end is not None and end is not None and end < split.end:
+        days.append(Split(whole=True, first=end, end=split.end))
+    return (first, end), days
+
+
+def _weeks(split: Split) -> tuple[tuple[date | None, date | None] | None, list[Split]]:
+    """The whole ISO weeks ``[first, end)`` (their Mondays) inside a split's whole days (None: none) and
+    the whole days outside them."""
+    first = (
+        split.first
+        if split.first is None or split.first.weekday() == 0
+        else _monday(split.first) + timedelta(7)
+    )
+    end = _monday(split.end) if split.end is not None else None
     if first is not None and end is not None and first >= end:
         return None, [split]
     days = []

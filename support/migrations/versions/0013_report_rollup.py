@@ -122,6 +122,14 @@ def upgrade() -> None:
         sa.Column("n", sa.BigInteger(), nullable=False),
     )
     op.create_index("ix_fact_hist_month_cut_month", "fact_hist_month", ["cut", "month"])
+    op.create_table(  # cut "none" only: the overview by week
+        "fact_hist_week",
+        sa.Column("week", sa.Date(), nullable=False),
+        sa.Column("duration", sa.SmallInteger(), nullable=False),
+        sa.Column("bucket", sa.Integer(), nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+    )
+    op.create_index("ix_fact_hist_week_week", "fact_hist_week", ["week"])
     op.create_table(
         "usage_rollup",
         sa.Column("day", sa.Date(), nullable=False),
@@ -172,6 +180,6 @@ def downgrade() -> None:
             else:
                 op.execute(f"DROP TRIGGER IF EXISTS {name}")
     op.drop_index("ix_conversation_fact_last_bot_reply_at", "conversation_fact")
-    for table in ("activity_rollup", "usage_rollup", "fact_hist_month", "fact_hist_rollup", "fact_reason_rollup", "fact_rollup",
+    for table in ("activity_rollup", "usage_rollup", "fact_hist_week", "fact_hist_month", "fact_hist_rollup", "fact_reason_rollup", "fact_rollup",
                   "rollup_dirty"):  # fmt: skip
         op.drop_table(table)
