@@ -56,7 +56,7 @@ DEFAULT_CONVERSATIONS = 20_000  # a quick smoke; the benchmark proper is --conve
 TARGET_P95_MS = 500.0
 ROLLUP_TABLES = (
     "rollup_dirty", "fact_rollup", "fact_reason_rollup", "fact_hist_rollup", "fact_hist_month",
-    "usage_rollup", "activity_rollup",
+    "fact_hist_week", "usage_rollup", "activity_rollup",
 )  # fmt: skip
 SEED = 0.18
 
