@@ -1,7 +1,7 @@
 """What the rollup's dirty-day triggers cost the fact refresher's writes, on PostgreSQL.
 
 The refresher (``support.reports.facts.FactRefresher``) writes facts as one upsert of up to 200 rows per
-transaction; the triggers of migration 0013 add one statement-level mark per statement. This times that
+transaction; the triggers of migration 0014 add one statement-level mark per statement. This times that
 upsert (the refresher's own statement) in interleaved rounds with the triggers disabled and enabled (which
 goes first alternates): each
 round inserts ``--batches`` batches of new conversations started in the last two days, then rewrites them

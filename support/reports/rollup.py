@@ -1,6 +1,6 @@
 """Daily rollups: what the overview, handoff reasons, usage and operations reports read for whole days.
 
-Tables (migration 0013): ``fact_rollup`` (per UTC day, cut and key: every count and sum of the overview),
+Tables (migration 0014): ``fact_rollup`` (per UTC day, cut and key: every count and sum of the overview),
 ``fact_reason_rollup`` (handed-off conversations per first handoff reason), ``fact_hist_rollup`` (per-day
 histograms of the four durations in log-spaced buckets, for percentiles over long ranges),
 ``usage_rollup`` (the ledger per day, purpose and model) and ``activity_rollup`` (which conversations had a
@@ -73,7 +73,7 @@ from support.reports.conversations import (
     utc,
 )
 
-metadata = MetaData()  # the tables are created by migration 0013; these are their descriptions for queries
+metadata = MetaData()  # the tables are created by migration 0014; these are their descriptions for queries
 COUNTS = (
     "conversations", "r_bot", "r_handed_off", "r_unanswered", "r_human", "bot_confirmed",
     "assumed_candidates", "person_resolved", "reopened", "handed_off", "rated", "satisfied", "asked",

@@ -662,6 +662,10 @@ async def case(request: pytest.FixtureRequest, db_engine: AsyncEngine, redis_cli
     return chosen
 
 
+# ranges of at most 31 days: exact percentiles (docs/metrics.md, "The daily rollup")
+EXACT = {"percentiles": "exact", "percentile_error": None}
+
+
 def bounds_of(case: Case) -> dict[str, Any]:
     return {"from": case.start.isoformat(), "to": case.end.isoformat()}
 
@@ -671,8 +675,8 @@ async def test_every_field_of_the_overview_for_every_cut(case: Case, db_engine: 
     assert set(case.overview) == set(GROUP_BYS)
     for cut, groups in case.overview.items():
         report = await overview_report(sessions, start=case.start, end=case.end, group_by=cut, now=case.now)
-        expected = {**bounds_of(case), "group_by": cut, "now": case.now.isoformat(), "total": case.total,
-                    "groups": groups}  # fmt: skip
+        expected = {**bounds_of(case), "group_by": cut, "now": case.now.isoformat(), **EXACT,
+                    "total": case.total, "groups": groups}  # fmt: skip
         assert flatten(report) == flatten(expected), cut
 
 
@@ -783,8 +787,8 @@ async def test_days_weeks_and_times_stay_utc_on_a_postgresql_server_in_another_t
         start, end, now = case.start, case.end, case.now
         for cut in ("none", "day", "week"):
             report = await overview_report(sessions, start=start, end=end, group_by=cut, now=now)
-            expected = {**bounds_of(case), "group_by": cut, "now": case.now.isoformat(), "total": case.total,
-                        "groups": case.overview[cut]}  # fmt: skip
+            expected = {**bounds_of(case), "group_by": cut, "now": case.now.isoformat(), **EXACT,
+                        "total": case.total, "groups": case.overview[cut]}  # fmt: skip
             assert flatten(report) == flatten(expected), cut
         usage = await usage_report(sessions, start=case.start, end=case.end, group_by="day")
         assert [g["key"] for g in usage["groups"]] == [g["key"] for g in case.usage["day"]]

@@ -4,15 +4,15 @@ Triggers on conversation_fact, model_usage and handoff_record mark the UTC day(s
 to in ``rollup_dirty``; reports recompute the marked days before they read (support/reports/rollup.py).
 Every day that already has rows is marked, so the first report builds the rollup.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
