@@ -56,7 +56,8 @@ from support.llm.policy import Policy, load_policy
 from support.llm.pricing import TokenCounts, cost, prices_for
 from support.llm.tokens import estimate_tokens
 from support.settings import DEFAULT_POLICY_PATH, PUBLIC_ENV_NAMES
-from support.testing.fake_anthropic import FakeAnthropic, Reply, render_segments
+from support.testing.fake_anthropic import FakeAnthropic, Reply
+from support.testing.fake_anthropic import cached_prefix_tokens as fake_cached_prefix_tokens
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CONVERSATIONS_PATH = DATA_DIR / "conversations.jsonl"
@@ -163,13 +164,13 @@ class Script:
 
 
 def cached_prefix_tokens(policy: Policy) -> int:
-    """Tokens of the answer prompt's shared prefix (tools + instructions + policy + examples), as billed."""
+    """Tokens of the answer prompt's shared prefix (tools + instructions + policy documents + examples),
+    as billed: a first turn's prompt up to its last breakpoint (the examples')."""
     request = build_answer_request(
         policy=policy, curated_examples=[], summary="", history=[], retrieved_examples=[], message="?",
         model=ANSWER_MODEL, max_tokens=ANSWER_MAX_TOKENS,
     )  # fmt: skip
-    segments = render_segments(request)
-    return sum(s.tokens for s in segments if not s.key.startswith("m"))
+    return fake_cached_prefix_tokens(request)
 
 
 # -- statistics --------------------------------------------------------------------------------------

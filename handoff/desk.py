@@ -164,7 +164,7 @@ class AgentDesk:
             "lapsed_from": item.lapsed_from if item else None,
             "triage": triage,
             "summary": summary,
-            "transcript": [ev.to_frame() for ev in events],
+            "transcript": [ev.to_frame(cited_text=True) for ev in events],
             "draft": draft,
             "assignee": assignee,
             "customer": state.visitor,

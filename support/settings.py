@@ -256,6 +256,14 @@ class LLMSettings(BaseSettings):
         default_factory=lambda: list(DEFAULT_INTENTS),
         description="JSON list: the intent taxonomy triage classifies into (`other` is always added).",
     )
+    ungrounded_exempt_intents: list[str] = Field(
+        default_factory=lambda: ["other"],
+        description=(
+            "JSON list: triage intents whose answers need no citation of the knowledge (greetings, thanks, "
+            "small talk fall under `other` by default). An answer to any other intent that cites no "
+            "policy section is handed off with reason `ungrounded` (docs/knowledge.md)."
+        ),
+    )
     window_tokens: int = Field(
         3000,
         description=(

@@ -15,6 +15,13 @@ One turn in ``bot`` state::
     Decision(hand off) / wants_human / draft declined / draft failed / Timeout
                     -> Handoff + EmitStatus(queued); nothing of the draft reaches the customer
 
+An answer with no ground (its draft cites no knowledge section although citations were asked for) to a
+message that needs one (triage's ``needs_ground``: a question, not small talk) is a handoff signal
+(reason ``ungrounded``), checked where routing said "answer": a verdict to answer a finished ungrounded
+draft hands off instead of streaming it; an ungrounded draft that finishes after its reply started
+streaming hands off and withdraws the reply (``AbortReply``), as a late decline does. Routing's own
+handoff reasons come first (a low-confidence verdict stays ``low_confidence``).
+
 Turn-scoped events carry the ``seq`` of the customer message that started the turn; events of a turn
 that is no longer current are stale (a task raced its cancellation) and are ignored, not errors.
 
@@ -50,6 +57,7 @@ class Reason(StrEnum):
     WANTS_HUMAN = "wants_human"
     CUSTOMER_REQUEST = "customer_request"
     DRAFT_DECLINED = "draft_declined"
+    UNGROUNDED = "ungrounded"
     DRAFT_FAILED = "draft_failed"
     TIMEOUT = "timeout"
 
@@ -76,6 +84,8 @@ class TriageDone:
     intent: str | None = None
     urgency: str | None = None
     sentiment: str | None = None
+    # The message asks something the knowledge should ground (not small talk, thanks or "solved").
+    needs_ground: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +98,21 @@ class DraftDelta:
 
 @dataclass(frozen=True, slots=True)
 class DraftDone:
-    """The draft finished; ``text`` is the whole draft, ``declined`` says the model declined/escalated."""
+    """The draft finished; ``text`` is the whole draft, ``declined`` says the model declined/escalated.
+
+    ``sources`` are the knowledge sections the draft cites; ``grounding_checked`` says citations were
+    asked for, so that no sources means no ground (an offline answer is not checked)."""
 
     seq: int
     text: str
     declined: bool = False
+    sources: tuple[dict[str, str], ...] = ()
+    grounding_checked: bool = False
+
+    @property
+    def ungrounded(self) -> bool:
+        """Citations were asked for and the draft (not a decline) has none."""
+        return self.grounding_checked and not self.sources and not self.declined
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,11 +258,13 @@ class StopDraft:
 
 @dataclass(frozen=True, slots=True)
 class PersistReply:
-    """Persist the finished assistant reply (its ``text`` is the concatenation of the streamed deltas)."""
+    """Persist the finished assistant reply (its ``text`` is the concatenation of the streamed deltas)
+    with the knowledge ``sources`` it cites."""
 
     seq: int
     reply_id: str
     text: str
+    sources: tuple[dict[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +343,8 @@ class Turn:
     held: list[str] = field(default_factory=list)
     draft: str | None = None  # the finished draft text, once DraftDone arrived
     declined: bool = False
+    ungrounded: bool = False  # the finished draft cites nothing although citations were asked for
+    sources: tuple[dict[str, str], ...] = ()
 
 
 class ConversationEngine:
@@ -439,9 +463,12 @@ class ConversationEngine:
             case DraftDone():
                 turn.draft = event.text
                 turn.declined = event.declined
+                turn.ungrounded, turn.sources = event.ungrounded, event.sources
                 if event.declined:
                     return self._handoff(Reason.DRAFT_DECLINED)
                 if turn.phase is Phase.STREAMING:
+                    if self._ungrounded(turn):
+                        return self._handoff(Reason.UNGROUNDED)
                     return self._finish_reply(turn)
                 return []
             case DraftFailed():
@@ -457,6 +484,8 @@ class ConversationEngine:
                     return []  # routing already said answer; a duplicate verdict changes nothing
                 if not event.answer:
                     return self._handoff(event.reason)
+                if turn.draft is not None and self._ungrounded(turn):
+                    return self._handoff(Reason.UNGROUNDED)
                 turn.phase = Phase.STREAMING
                 actions: list[Action] = []
                 if turn.held:
@@ -476,7 +505,7 @@ class ConversationEngine:
         actions: list[Action] = [] if turn.draft is not None else [StopDraft(turn.seq)]
         turn.held.clear()
         turn.phase = Phase.STREAMING
-        turn.draft, turn.declined = event.text, False
+        turn.draft, turn.declined, turn.ungrounded, turn.sources = event.text, False, False, ()
         return [*actions, StreamDelta(turn.reply_id, event.text), *self._finish_reply(turn)]
 
     def _ownership_lost(self, event: OwnershipLost) -> list[Action]:
@@ -513,9 +542,14 @@ class ConversationEngine:
             self._turn = None
         return []
 
+    @staticmethod
+    def _ungrounded(turn: Turn) -> bool:
+        """The finished draft has no ground and the message needed one (a question, not small talk)."""
+        return turn.ungrounded and turn.triage is not None and turn.triage.needs_ground
+
     def _finish_reply(self, turn: Turn) -> list[Action]:
         assert turn.draft is not None
-        actions: list[Action] = [PersistReply(turn.seq, turn.reply_id, turn.draft)]
+        actions: list[Action] = [PersistReply(turn.seq, turn.reply_id, turn.draft, turn.sources)]
         self._turn = None
         self._replied = turn
         if self._waiting:

@@ -39,7 +39,7 @@ from support.conversation.ports import ExamplesPort, HandoffPort, RoutingPort
 from support.conversation.store import ConversationStore, Event, LockToken, TurnContext
 from support.conversation.window import maybe_fold
 from support.errors import REDIS_OUTAGES, BotDisowned, ModelError, TurnSuperseded
-from support.llm.answer import build_answer_request, draft_from_message
+from support.llm.answer import build_answer_request, draft_from_message, request_documents
 from support.llm.gateway import ModelGateway
 from support.llm.offline import Example, OfflineResponder
 from support.llm.policy import Policy
@@ -252,7 +252,7 @@ class Turn:
             self.conversation_id, type="message", role="assistant", text=action.text,
             reply_id=action.reply_id, now=_now(), publish=True, publish_first=first,
             bot_epoch=self.bot_epoch, ends_turn=action.seq if self.bot_epoch is not None else None,
-            lease=self.lease,
+            lease=self.lease, extra={"sources": list(action.sources)} if action.sources else None,
         )  # fmt: skip
         self._replied()
 
@@ -409,6 +409,8 @@ class Turn:
                     intent=t.intent,
                     urgency=t.urgency,
                     sentiment=t.sentiment,
+                    needs_ground=not t.solved
+                    and t.intent not in self.deps.settings.ungrounded_exempt_intents,
                 )
             )
         except ModelError as exc:
@@ -471,8 +473,14 @@ class Turn:
                 final = stream.final_message
                 # The reply can be persisted now: the gateway's bookkeeping when the block exits (breaker,
                 # budget settlement, ledger row) finishes off the customer's path; run() waits for it.
-                declined = draft_from_message(final).declined
-                self.inbox.put_nowait(e.DraftDone(seq=seq, text="".join(parts), declined=declined))
+                draft = draft_from_message(final, request_documents(self.deps.policy))
+                declined = draft.declined
+                self.inbox.put_nowait(
+                    e.DraftDone(
+                        seq=seq, text="".join(parts), declined=declined, sources=draft.sources,
+                        grounding_checked=True,
+                    )
+                )  # fmt: skip
                 finished = True
                 tracing.end(answer_span, declined=declined, output_tokens=final.usage.output_tokens)
                 answer_span = None

@@ -24,6 +24,7 @@ from typing import Any
 
 from support import keys
 from support.errors import BotDisowned, NotFound, TurnSuperseded
+from support.llm.grounding import public_sources
 from support.redis_client import RedisClient
 
 MARKED_MAX = 100_000  # conversations whose last archiver-index time this process remembers
@@ -316,8 +317,10 @@ class Event:
     author: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_frame(self) -> dict[str, Any]:
-        """The server→client frame of PROTOCOL.md; a status event's ``extra`` carries state etc."""
+    def to_frame(self, *, cited_text: bool = False) -> dict[str, Any]:
+        """The server→client frame of PROTOCOL.md; a status event's ``extra`` carries state etc.
+
+        An answer's ``sources`` go without their cited text unless ``cited_text`` (agents' views)."""
         if self.type == "status":
             return {"type": "status", "seq": self.seq, **self.extra}
         frame: dict[str, Any] = {
@@ -332,6 +335,10 @@ class Event:
             frame["reply_id"] = self.reply_id
         if self.author is not None:
             frame["author"] = self.author
+        if self.extra.get("sources"):
+            # The knowledge sections the answer cites, without the cited text (PROTOCOL.md, "message").
+            sources = self.extra["sources"]
+            frame["sources"] = [dict(s) for s in sources] if cited_text else public_sources(sources)
         return frame
 
     def _fields(self) -> list[str]:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from support.llm.policy import policy_version
+from support.llm.policy import PolicyDocument, policy_version
 
 Kind = Literal["policy", "article", "guidance"]
 KINDS: tuple[Kind, ...] = ("policy", "article", "guidance")
@@ -80,3 +80,8 @@ def render(documents: Sequence[Document]) -> str:
 def version_id(text: str) -> str:
     """The id of a knowledge text: 12 hex characters of its sha256 (as a policy file's version)."""
     return policy_version(text.encode("utf-8"))
+
+
+def prompt_documents(documents: Sequence[Document]) -> tuple[PolicyDocument, ...]:
+    """``documents`` in :func:`ordered` order as the answer prompt's citable documents take them."""
+    return tuple(PolicyDocument(d.name, d.kind, d.text) for d in ordered(documents))

@@ -32,7 +32,16 @@ from sqlmodel import col, select
 from support import keys
 from support.db.models import KnowledgeDocument, KnowledgeText, KnowledgeVersion, utcnow
 from support.errors import KnowledgeConflict, NotFound, TooLarge, ValidationFailed
-from support.knowledge.render import KINDS, Document, Kind, guidance, ordered, render, version_id
+from support.knowledge.render import (
+    KINDS,
+    Document,
+    Kind,
+    guidance,
+    ordered,
+    prompt_documents,
+    render,
+    version_id,
+)
 from support.llm.policy import Policy, load_policy
 from support.redis_client import RedisClient
 from support.settings import KnowledgeSettings
@@ -161,7 +170,9 @@ class KnowledgeService:
         if wanted is None:
             return None
         docs = await _documents_in(sessions, wanted)
-        return Policy(text=render(docs), version=wanted, guidance=guidance(docs))
+        return Policy(
+            text=render(docs), version=wanted, guidance=guidance(docs), documents=prompt_documents(docs)
+        )
 
     async def start(self, seed_path: Path | str) -> Policy:
         """Seed the first version from the policy file if there is none, then load the active one."""
@@ -214,7 +225,9 @@ class KnowledgeService:
                 return False
             detail = await self._documents(wanted)
             text = render(detail)
-            policy = Policy(text=text, version=wanted, guidance=guidance(detail))
+            policy = Policy(
+                text=text, version=wanted, guidance=guidance(detail), documents=prompt_documents(detail)
+            )
             previous = self._active
             self._active = policy
         log.info("knowledge: version %s active in this process (was %s, %d chars)",

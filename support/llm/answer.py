@@ -1,13 +1,22 @@
-"""The answer call: a prompt laid out for prompt caching, streamed through the gateway.
+"""The answer call: a prompt laid out for prompt caching and citations, streamed through the gateway.
 
-Layout (see ARCHITECTURE.md, "The prompt, for caching"); ``*`` marks a ``cache_control`` breakpoint::
+Layout (see docs/architecture.md, "The prompt, for caching"); ``*`` marks a ``cache_control`` breakpoint::
 
     tools                 escalate_to_human                        stable
-    system[0] *           instructions + policy                    changes with the policy version
-    system[1] *           curated examples                         changes rarely
-    messages  *           summary + history up to the previous turn's breakpoint (read)
-              *           ... the previous exchange, to the last history block (written)
-              (uncached)  retrieved examples + the new customer message
+    system                instructions + guidance (no breakpoint)  changes with the knowledge version
+    messages[0] (user)    one document block per knowledge doc *   changes with the knowledge version
+                          curated examples *                       changes rarely
+                *         summary + history up to the previous turn's breakpoint (read)
+                *         ... the previous exchange, to the last history block (written)
+                (uncached) retrieved examples + the new customer message
+
+The knowledge (policy and articles) goes in as ``document`` blocks with citations enabled, one text
+block per Markdown section (support.llm.grounding), so the answer's citations name the sections it rests
+on; the API accepts document blocks only in user messages, so they open the first user turn. Guidance
+(rules for the assistant, not facts to cite) stays in the system prompt. The system text carries no
+breakpoint of its own: the documents' breakpoint right after it caches tools + system + documents as one
+prefix, so a knowledge change rewrites that prefix and what follows, an examples change only the examples
+and what follows.
 
 The cache is a byte-exact prefix match, so everything before a breakpoint must be a pure function of
 stable inputs: no time, no ids, no per-turn retrieval. Retrieved examples therefore ride in the final,
@@ -17,14 +26,14 @@ consecutive same-role turns are merged by *appending blocks* (never by joining t
 that a previous request had are still there, byte for byte. Two history breakpoints are used: the newest
 one writes this turn's history for the next turn; the one where the previous turn's newest breakpoint was
 reads what that turn wrote (the API only looks back a limited number of blocks from a breakpoint for an
-older entry). With the two system breakpoints that is the API's maximum of four.
+older entry). With the documents' and the examples' breakpoints that is the API's maximum of four.
 
-The system prefix is the same for every conversation, so one cache entry serves them all while answers
+The knowledge prefix is the same for every conversation, so one cache entry serves them all while answers
 keep coming within its lifetime (each read refreshes it). Its TTL is configurable: the default 5 minutes
 (written at 1.25x the input price), or 1 hour (2x) for quiet sites where more than 5 minutes pass between
 answers and every conversation would otherwise write the whole policy again (docs/benchmarks.md, "Cost"
 measures the difference). History breakpoints always use 5 minutes; the API requires longer-lived entries
-to come first in the prompt, and the system blocks precede the messages.
+to come first in the prompt, and the knowledge blocks precede the history.
 
 The model may decline: an ``escalate_to_human`` tool (``tool_choice`` auto) lets it hand the turn to a
 person when the policy does not cover the question, instead of improvising an answer.
@@ -42,6 +51,7 @@ from typing import Any
 from anthropic.types import Message, Usage
 
 from support.llm.gateway import GatewayStream, ModelGateway
+from support.llm.grounding import CitableDocument, citable_documents, document_block, sources_of
 from support.llm.offline import Example
 from support.llm.policy import Policy
 from support.redaction import Redactor, merge_counts
@@ -62,11 +72,13 @@ ROLE_MAP: dict[str, str] = {
     "agent": "assistant",
 }
 
-INSTRUCTIONS = f"""You are the customer support assistant of the company whose support policy follows.
+INSTRUCTIONS = f"""You are the customer support assistant of a company. Its support policy (and any \
+knowledge articles) are the documents at the start of the conversation.
 Answer the customer's latest message in the conversation.
 
 Rules:
-- Answer only from the policy below and from what the customer said. Never invent order details, \
+- Answer only from the policy documents and from what the customer said; cite the passages you \
+rely on. Never invent order details, \
 prices, dates, stock or promises that the policy does not state.
 - If the policy does not cover the question, the customer needs something only a person can do \
 (look up or change an account or order, approve an exception), or the customer asks for a person, \
@@ -97,6 +109,9 @@ class AnswerDraft:
     decline_reason: str | None
     usage: Usage
     stop_reason: str | None
+    # The knowledge sections the answer cites (support.llm.grounding.sources_of): document, section,
+    # cited_text and, when the document has one, its public url. Empty: the answer shows no ground.
+    sources: tuple[dict[str, str], ...] = ()
 
 
 def escalate_tool() -> dict[str, Any]:
@@ -147,22 +162,29 @@ def cache_control(ttl: str = "5m") -> dict[str, str]:
     return dict(EPHEMERAL) if ttl == "5m" else {**EPHEMERAL, "ttl": ttl}
 
 
-def system_blocks(
+def system_blocks(policy: Policy) -> list[dict[str, Any]]:
+    """The system prompt: the instructions, then the guidance (rules for the assistant) when there is any.
+
+    No breakpoint of its own: the knowledge documents' breakpoint right after it caches it with them."""
+    text = INSTRUCTIONS
+    if policy.guidance.strip():
+        text += f"\n\n<guidance>\n{policy.guidance.strip()}\n</guidance>"
+    return [{"type": "text", "text": text}]
+
+
+def knowledge_blocks(
     policy: Policy, curated_examples: Sequence[Example], *, ttl: str = "5m"
 ) -> list[dict[str, Any]]:
-    """The two cached system blocks: instructions + policy, then the curated examples (or a fixed line)."""
+    """The cached head of the first user turn: one document block per knowledge document (a breakpoint on
+    the last one), then the curated examples (or a fixed line) with a breakpoint of their own."""
     marker = cache_control(ttl)
+    documents = [document_block(doc) for doc in citable_documents(policy)]
+    if documents:
+        documents[-1]["cache_control"] = dict(marker)
     examples = (
         _render_examples(curated_examples, "curated_examples") if curated_examples else NO_CURATED_EXAMPLES
     )
-    return [
-        {
-            "type": "text",
-            "text": f"{INSTRUCTIONS}\n\n<policy>\n{policy.text.strip()}\n</policy>",
-            "cache_control": dict(marker),
-        },
-        {"type": "text", "text": examples, "cache_control": dict(marker)},
-    ]
+    return [*documents, {"type": "text", "text": examples, "cache_control": dict(marker)}]
 
 
 def _text_block(text: str) -> dict[str, Any]:
@@ -286,10 +308,12 @@ def build_answer_request(
         )
     final.append(_text_block(message))
     _append(messages, "user", final)
+    # The knowledge opens the first user turn (history_messages always starts with one).
+    messages[0]["content"][:0] = knowledge_blocks(policy, curated_examples, ttl=system_cache_ttl)
     request: dict[str, Any] = {
         "model": model,
         "max_tokens": max_tokens,
-        "system": system_blocks(policy, curated_examples, ttl=system_cache_ttl),
+        "system": system_blocks(policy),
         "tools": [escalate_tool()],
         "tool_choice": {"type": "auto"},
         "messages": messages,
@@ -316,8 +340,9 @@ def count_breakpoints(request: dict[str, Any]) -> int:
     return sum(1 for b in blocks if isinstance(b, dict) and b.get("cache_control") is not None)
 
 
-def draft_from_message(message: Message) -> AnswerDraft:
-    """Read the finished message: its text, and whether the model declined (tool call or refusal)."""
+def draft_from_message(message: Message, documents: Sequence[CitableDocument] = ()) -> AnswerDraft:
+    """Read the finished message: its text, whether the model declined (tool call or refusal), and the
+    sources its citations name among ``documents`` (the request's, :func:`request_documents`)."""
     text = "".join(block.text for block in message.content if block.type == "text")
     decline_reason: str | None = None
     declined = False
@@ -335,7 +360,13 @@ def draft_from_message(message: Message) -> AnswerDraft:
         decline_reason=decline_reason,
         usage=message.usage,
         stop_reason=message.stop_reason,
+        sources=tuple(sources_of(message.content, documents)),
     )
+
+
+def request_documents(policy: Policy) -> tuple[CitableDocument, ...]:
+    """The documents :func:`build_answer_request` sends for ``policy``, in their ``document_index`` order."""
+    return citable_documents(policy)
 
 
 class AnswerStream:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from support.errors import ConfigurationError
 
@@ -25,6 +26,16 @@ def policy_version(data: bytes) -> str:
 
 
 @dataclass(frozen=True)
+class PolicyDocument:
+    """One knowledge document as the answer prompt carries it for citations: the policy, an article or a
+    guidance rule (guidance goes into the system prompt and is never cited)."""
+
+    name: str
+    kind: Literal["policy", "article", "guidance"]
+    text: str
+
+
+@dataclass(frozen=True)
 class Policy:
     """A loaded policy: its text (what the model reads) and its version (what the ledger records)."""
 
@@ -33,6 +44,9 @@ class Policy:
     # The guidance section the text ends with (support.knowledge.render.guidance; "" when none): the
     # evaluation judge checks replies against it apart from the rest of the knowledge.
     guidance: str = ""
+    # The documents the text was rendered from (support.knowledge.render.ordered), for the answer prompt's
+    # citable document blocks; empty for a policy from a file or from text: then the policy is one document.
+    documents: tuple[PolicyDocument, ...] = ()
 
     @property
     def facts(self) -> str:

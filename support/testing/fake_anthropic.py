@@ -22,7 +22,8 @@ Token estimate (used for usage, cache accounting and count_tokens alike): the pr
 segments in the order tools -> system -> messages (one segment per tool definition, system block and
 message content block); a text block's segment is its text, any other block is its canonical JSON
 (sorted keys, no whitespace, ``cache_control`` removed). A segment costs ``ceil(len(chars) / 4)``
-tokens and a prompt costs the sum of its segments. Output tokens are estimated the same way from the
+tokens, except a ``document`` block, which costs its title's and each text's tokens plus a few for its
+framing (the model reads the text, not the JSON envelope), and a prompt costs the sum of its segments. Output tokens are estimated the same way from the
 generated text (or the tool input's canonical JSON).
 """
 
@@ -58,7 +59,9 @@ __all__ = [
     "PromptCache",
     "RecordedRequest",
     "Reply",
+    "cached_prefix_tokens",
     "canonical_json",
+    "choose_citations",
     "count_prompt_tokens",
     "estimate_tokens",
     "predicted_satisfaction",
@@ -70,6 +73,7 @@ _SAMPLING_PARAMS_REMOVED_IN = "2026-10-21"
 _SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
 MAX_CACHE_BREAKPOINTS = 4
 CHARS_PER_TOKEN = 4
+DOCUMENT_FRAMING_TOKENS = 8  # what a document block adds around its title and text
 
 # Minimum prefix length (tokens) that the real API will cache, by model-id prefix; longest prefix wins.
 # Copied into each PromptCache so a test can override it per instance.
@@ -139,6 +143,10 @@ class Reply:
     stop_reason: str = "end_turn"
     output_tokens: int | None = None
     raw_sse: str | None = None
+    # Citations on the text when the request's documents have citations enabled: None = chosen by the
+    # fake (the document section that shares most words with the question and the reply; none when no
+    # section shares any, as for small talk), [] = none, a list = sent as given.
+    citations: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -230,6 +238,25 @@ def _render_block(block: Any) -> tuple[str, dict[str, Any] | None]:
     return canonical_json(block), None
 
 
+def _block_tokens(block: Any, rendered: str) -> int:
+    """A block's cost: its rendered text's, except a document's, which costs its title and its text (the
+    model reads the document, not its JSON envelope) plus a few tokens of framing."""
+    if not isinstance(block, dict) or block.get("type") != "document":
+        return estimate_tokens(rendered)
+    source = block.get("source") or {}
+    if source.get("type") == "text":
+        texts = [str(source.get("data", ""))]
+    elif source.get("type") == "content":
+        content = source.get("content")
+        items = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        texts = [str(i.get("text", "")) for i in items if isinstance(i, dict)]
+    else:
+        return estimate_tokens(rendered)
+    return DOCUMENT_FRAMING_TOKENS + estimate_tokens(str(block.get("title") or "")) + sum(
+        estimate_tokens(t) for t in texts
+    )
+
+
 def render_segments(body: dict[str, Any]) -> list[_Segment]:
     """Render tools -> system -> messages into segments (see the module docstring)."""
     segments: list[_Segment] = []
@@ -255,8 +282,18 @@ def render_segments(body: dict[str, Any]) -> list[_Segment]:
         blocks = [content] if isinstance(content, str) else list(content or [])
         for block in blocks:
             text, cache_control = _render_block(block)
-            segments.append(_Segment(f"m{index}:{role}:{text}", estimate_tokens(text), cache_control))
+            segments.append(_Segment(f"m{index}:{role}:{text}", _block_tokens(block, text), cache_control))
     return segments
+
+
+def cached_prefix_tokens(body: dict[str, Any]) -> int:
+    """Tokens of a request's prompt up to and including its last ``cache_control`` breakpoint (0: none)."""
+    running = last = 0
+    for segment in render_segments(body):
+        running += segment.tokens
+        if segment.cache_control is not None:
+            last = running
+    return last
 
 
 def count_prompt_tokens(body: dict[str, Any]) -> int:
@@ -395,9 +432,54 @@ def _validate_content_block(block: Any, where: str) -> None:
         raise _invalid(f"{where}: each content block must be an object with a string `type`")
     if block["type"] == "text" and not isinstance(block.get("text"), str):
         raise _invalid(f"{where}.text: Field required")
+    if block["type"] == "document":
+        _validate_document(block, where)
     cache_control = block.get("cache_control")
     if cache_control is not None:
         _validate_cache_control(cache_control, f"{where}.cache_control")
+
+
+def _validate_document(block: dict[str, Any], where: str) -> None:
+    """A ``document`` block as the real API checks it: a text, content or base64 PDF source, and an
+    optional ``citations: {"enabled": bool}``."""
+    source = block.get("source")
+    if not isinstance(source, dict) or source.get("type") not in ("text", "content", "base64", "url"):
+        raise _invalid(f"{where}.source: Input tag does not match any of the expected tags")
+    if source["type"] == "text" and not isinstance(source.get("data"), str):
+        raise _invalid(f"{where}.source.data: Field required")
+    if source["type"] == "content":
+        content = source.get("content")
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        if not isinstance(content, list) or not content:
+            raise _invalid(f"{where}.source.content: Field required (a non-empty list of content blocks)")
+        for index, item in enumerate(content):
+            if not isinstance(item, dict) or item.get("type") not in ("text", "image"):
+                raise _invalid(f"{where}.source.content.{index}: Input should be a text or image block")
+            if item["type"] == "text" and (not isinstance(item.get("text"), str) or not item["text"].strip()):
+                raise _invalid(f"{where}.source.content.{index}.text: text content blocks must be non-empty")
+    citations = block.get("citations")
+    if citations is not None and (
+        not isinstance(citations, dict) or not isinstance(citations.get("enabled"), bool)
+    ):
+        raise _invalid(f"{where}.citations: Input should be {{'enabled': bool}}")
+    for name in ("title", "context"):
+        if block.get(name) is not None and not isinstance(block[name], str):
+            raise _invalid(f"{where}.{name}: Input should be a valid string")
+
+
+def _documents(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's document blocks in ``document_index`` order (user messages, in prompt order)."""
+    documents: list[dict[str, Any]] = []
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            documents += [b for b in content if isinstance(b, dict) and b.get("type") == "document"]
+    return documents
+
+
+def _citations_enabled(body: dict[str, Any]) -> bool:
+    return any((d.get("citations") or {}).get("enabled") for d in _documents(body))
 
 
 def _validate_cache_control(cache_control: Any, where: str) -> None:
@@ -435,13 +517,26 @@ def validate_messages_body(body: Any, api_version: str, *, require_max_tokens: b
         if isinstance(content, list):
             for block_index, block in enumerate(content):
                 _validate_content_block(block, f"{where}.content.{block_index}")
+                if message["role"] == "assistant" and block.get("type") == "document":
+                    raise _invalid(
+                        f"{where}.content.{block_index}.type: document blocks are only allowed in "
+                        "user messages"
+                    )
         elif not isinstance(content, str):
             raise _invalid(f"{where}.content: Field required")
+    enabled = {bool((d.get("citations") or {}).get("enabled")) for d in _documents(body)}
+    if len(enabled) > 1:
+        raise _invalid("Citations must be enabled on all documents or on none of them.")
     system = body.get("system")
     if system is not None:
         if isinstance(system, list):
             for block_index, block in enumerate(system):
                 _validate_content_block(block, f"system.{block_index}")
+                if block.get("type") != "text":
+                    raise _invalid(
+                        f"system.{block_index}.type: Input tag {block.get('type')!r} found using 'type' "
+                        "does not match any of the expected tags: 'text'"
+                    )
         elif not isinstance(system, str):
             raise _invalid("system: Input should be a valid string or list of text blocks")
     tools = body.get("tools")
@@ -657,8 +752,69 @@ def build_content(body: dict[str, Any], reply: Reply | None, ids: _Ids) -> tuple
     if reply.output_tokens is None and estimate_tokens(text) > max_tokens:
         text = text[: max_tokens * CHARS_PER_TOKEN]
         stop_reason = "max_tokens"
-    content.append({"type": "text", "text": text})
+    block: dict[str, Any] = {"type": "text", "text": text}
+    if reply.json is None and not isinstance(output_format, dict) and _citations_enabled(body):
+        citations = reply.citations
+        if citations is None:
+            question = last_user_text(body, last_block=True)
+            citations = choose_citations(body, f"{question}\n{reply.text or ''}")
+        if citations:
+            block["citations"] = list(citations)
+    content.append(block)
     return content, stop_reason
+
+
+# Words that say nothing about a topic: small talk ("hi", "thanks") shares none of them with a document.
+_STOPWORDS = frozenset(
+    str.split(
+        """a about above after again all also am an and any are as at be been before being below but by can
+    could did do does doing down during each few for from further get got had has have having he hello hey
+    her here hers hi him his how i if in into is it its just me more most my no nor not now of off ok okay
+    on once only or other our out over own please same she should so some such than thank thanks that the
+    their them then there these they this those through to too under until up very was we were what when
+    where which while who whom why will with would yes you your yours good morning evening afternoon bye
+    great cool nice fine sure cheers"""
+    )
+)
+
+
+def _topic_words(text: str) -> set[str]:
+    words = {w.lower() for w in re.findall(r"[^\W\d_]{3,}", text)}
+    return {w[:-1] if w.endswith("s") and len(w) > 4 else w for w in words - _STOPWORDS}
+
+
+def choose_citations(body: dict[str, Any], text: str) -> list[dict[str, Any]]:
+    """The fake's citation for an answer about ``text``: a ``content_block_location`` of the document
+    section (text block of a ``content`` source) sharing the most topic words with it, first on a tie; at
+    least two shared words (or one, when ``text`` has only one topic word); none otherwise."""
+    wanted = _topic_words(text)
+    if not wanted:
+        return []
+    best: tuple[int, int, int, dict[str, Any], str] | None = None
+    for doc_index, document in enumerate(_documents(body)):
+        source = document.get("source") or {}
+        content = source.get("content") if source.get("type") == "content" else None
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        for block_index, item in enumerate(content or []):
+            if not isinstance(item, dict) or item.get("type") != "text":
+                continue
+            score = len(wanted & _topic_words(str(item["text"])))
+            if best is None or score > best[0]:
+                best = (score, doc_index, block_index, document, str(item["text"]))
+    if best is None or best[0] < min(2, len(wanted)):
+        return []
+    _score, doc_index, block_index, document, cited = best
+    return [
+        {
+            "type": "content_block_location",
+            "cited_text": cited,
+            "document_index": doc_index,
+            "document_title": document.get("title"),
+            "start_block_index": block_index,
+            "end_block_index": block_index + 1,
+        }
+    ]
 
 
 def estimate_output_tokens(content: list[dict[str, Any]]) -> int:
@@ -1553,6 +1709,9 @@ def _stream_plan(message: dict[str, Any], latency: _Latency) -> list[tuple[bytes
                 for piece in _chunks(block["text"], STREAM_TEXT_CHUNK_CHARS)
             ]
             texts = [d["text"] for d in deltas]
+            # Citations follow the text they support, one citations_delta each (as the real API streams).
+            deltas += [{"type": "citations_delta", "citation": c} for c in block.get("citations") or []]
+            texts += ["" for _ in block.get("citations") or []]
         else:
             start_block = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
             raw = json.dumps(block["input"])

@@ -15,7 +15,7 @@ from support.llm.gateway import ModelGateway
 from support.llm.policy import load_policy
 from support.llm.pricing import prices_for
 from support.settings import DEFAULT_POLICY_PATH, LLMSettings
-from support.testing.fake_anthropic import FakeAnthropic, render_segments
+from support.testing.fake_anthropic import FakeAnthropic, cached_prefix_tokens
 from tests.integration.llm_fixtures import SONNET, fake, gateway, ledger
 
 __all__ = ["fake", "gateway"]  # fixtures used by name
@@ -31,21 +31,20 @@ def first_turn(message: str, ttl: str) -> dict[str, Any]:
 
 
 def prefix_tokens(request: dict[str, Any]) -> int:
-    return sum(s.tokens for s in render_segments(request) if not s.key.startswith("m"))
+    return cached_prefix_tokens(request)  # a first turn's: tools, system, documents, examples
 
 
-def test_one_hour_ttl_marks_only_the_system_blocks_and_bad_values_are_refused() -> None:
+def test_one_hour_ttl_marks_only_the_knowledge_blocks_and_bad_values_are_refused() -> None:
     request = build_answer_request(
         policy=load_policy(DEFAULT_POLICY_PATH), curated_examples=[], summary="",
         history=[("customer", "Hi"), ("assistant", "Hello!")], retrieved_examples=[], message="Returns?",
         model=SONNET, max_tokens=200, system_cache_ttl="1h",
     )  # fmt: skip
-    assert [b["cache_control"] for b in request["system"]] == [{"type": "ephemeral", "ttl": "1h"}] * 2
-    history_marks = [
-        b["cache_control"] for m in request["messages"] for b in m["content"] if "cache_control" in b
-    ]
-    assert history_marks == [{"type": "ephemeral"}]  # history stays at 5 minutes, after the 1-hour entries
-    assert first_turn("Returns?", "5m")["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert all("cache_control" not in b for b in request["system"])  # cached with the documents
+    marks = [b["cache_control"] for m in request["messages"] for b in m["content"] if "cache_control" in b]
+    # the documents and the examples for an hour; the history stays at 5 minutes, after them
+    assert marks == [{"type": "ephemeral", "ttl": "1h"}] * 2 + [{"type": "ephemeral"}]
+    assert first_turn("Returns?", "5m")["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
     with pytest.raises(ValueError, match="cache ttl"):
         first_turn("Returns?", "1d")
 

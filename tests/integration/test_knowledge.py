@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from support.errors import KnowledgeConflict, TooLarge, ValidationFailed
 from support.evaluation.judge import judge_system
 from support.knowledge.render import GUIDANCE_INTRO
 from support.knowledge.service import DocumentIn, KnowledgeService
-from support.llm.answer import system_blocks
+from support.llm.answer import knowledge_blocks, system_blocks
+from support.llm.policy import Policy
 from support.runtime import open_runtime
 from support.settings import (
     AppSettings,
@@ -46,6 +48,12 @@ from tests.servers import ServerProcess, agent_auth
 
 POLICY = "# Shop policy\n\n## Returns\n\nTents can be returned within 30 days.\n"
 PASSWORD = "s3cret-pass-for-knowledge"
+
+
+def prompt_prefix(policy: Policy) -> list[dict[str, Any]]:
+    """The answer prompt's cached prefix for ``policy``: the system, then the knowledge documents and the
+    (here no) curated examples that open the first user turn."""
+    return [*system_blocks(policy), *knowledge_blocks(policy, [])]
 
 
 def service(db_engine: AsyncEngine, redis: aioredis.Redis, **limits: Any) -> KnowledgeService:
@@ -99,12 +107,12 @@ async def test_the_policy_file_seeds_the_first_version_once_and_saves_make_versi
         await service(db_engine, redis_client, max_document_chars=10).save(DocumentIn("Long", "x" * 11))
 
     # Activating, then rolling back: the prompt prefix of a version is the same bytes every time.
-    before = system_blocks(knowledge.active, [])
+    before = prompt_prefix(knowledge.active)
     await knowledge.activate(second.version.id)
     assert knowledge.active.version == second.version.id
     assert "# Article: Rentals" in knowledge.active.text
     await knowledge.activate(active.version)
-    assert system_blocks(knowledge.active, []) == before
+    assert prompt_prefix(knowledge.active) == before
 
     # Redis flushed: SQL knows which version was activated last.
     await knowledge.activate(second.version.id)
@@ -149,14 +157,14 @@ async def test_guidance_rules_render_in_their_own_section_into_the_answer_and_ju
 ) -> None:
     knowledge = service(db_engine, redis_client)
     seeded = await knowledge.start(_write(tmp_path / "policy.md", POLICY))
-    prefix = system_blocks(knowledge.active, [])
+    prefix = prompt_prefix(knowledge.active)
     rule = "Never promise a refund above 100 EUR."
     await knowledge.save(DocumentIn("Refund limit", rule, "guidance"))
     saved = await knowledge.save(DocumentIn("Rentals", "Tents rent for 10 EUR a day.", "article"))
     with pytest.raises(ValidationFailed):
         await knowledge.save(DocumentIn("Secret", "x", "secret"))
     assert knowledge.active.version == seeded.version, "saved, not active"
-    assert system_blocks(knowledge.active, []) == prefix
+    assert prompt_prefix(knowledge.active) == prefix
 
     await knowledge.activate(saved.version.id)
     active = knowledge.active
@@ -166,9 +174,12 @@ async def test_guidance_rules_render_in_their_own_section_into_the_answer_and_ju
     assert (
         active.text == f"{POLICY.strip()}\n\n# Article: Rentals\n\nTents rent for 10 EUR a day.\n\n{section}"
     )
-    answer_system = system_blocks(active, [])[0]
-    assert answer_system["text"].endswith(f"{section.strip()}\n</policy>")
-    assert "cache_control" in answer_system
+    # The guidance in the system prompt (rules, never cited); the policy and the article as documents.
+    answer_system, *documents, _examples = prompt_prefix(active)
+    assert answer_system["text"].endswith(f"<guidance>\n{section.strip()}\n</guidance>")
+    assert [d["title"] for d in documents] == ["policy", "Rentals"]
+    assert rule not in str(documents)
+    assert "cache_control" in documents[-1]
     assert rule not in active.facts, "the offline responder never quotes a rule to a customer"
     judge = judge_system(active.text, active.guidance)
     assert judge[-1]["text"] == f"<guidance>\n{section}\n</guidance>"
@@ -209,11 +220,17 @@ async def ask(server: ServerProcess, fake: FakeAnthropic, question: str) -> dict
     session = open_session(server)
     async for client in connect(server, session["token"]):
         await client.send({"type": "message", "client_id": "c-1", "text": question})
-        await client.until(assistant_message)
+        # answered, or handed off when the answer cites nothing of the knowledge (it does not cover it)
+        await client.until(lambda f: assistant_message(f) or f.get("state") == "queued")
     bodies = [r.body for r in fake.requests[count:] if r.body and is_answer(r.body)]
     assert len(bodies) == 1
     body: dict[str, Any] = bodies[0]
     return body
+
+
+def documents(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The knowledge document blocks of an answer request (they open its first user turn)."""
+    return [b for b in body["messages"][0]["content"] if b["type"] == "document"]
 
 
 async def ledger(db: str, purpose: str, rows: int = 0) -> list[tuple[str, int]]:
@@ -257,7 +274,9 @@ async def test_an_activation_reaches_another_process_within_2s_and_a_rollback_re
     guided = httpx.post(url, json={"name": "Legal", "kind": "guidance", "text": rule}, headers=admin)
     assert guided.status_code == 201, guided.text
     new = guided.json()["version"]["id"]
-    assert marker not in (await ask(b, fake, "Do you wrap gifts?"))["system"][0]["text"], "saved, not active"
+    assert marker not in json.dumps((await ask(b, fake, "Do you wrap gifts?"))["messages"]), (
+        "saved, not active"
+    )
 
     activated = httpx.post(f"{url}/versions/{new}/activate", headers=admin)
     assert activated.status_code == 200, activated.text
@@ -265,8 +284,12 @@ async def test_an_activation_reaches_another_process_within_2s_and_a_rollback_re
     await asyncio.sleep(2.0)  # the promise: every process answers from it within 2 s, no restart
     after = await ask(b, fake, "Do you wrap gifts?")
     assert after["system"][0]["text"].endswith(
-        f"# Article: Gift wrapping\n\n{marker}\n\n# Guidance\n\n{GUIDANCE_INTRO}\n\n## Legal\n\n{rule}"
-        "\n</policy>"
+        f"# Guidance\n\n{GUIDANCE_INTRO}\n\n## Legal\n\n{rule}\n</guidance>"
+    )
+    article_doc = documents(after)[-1]
+    assert (article_doc["title"], article_doc["source"]["content"]) == (
+        "Gift wrapping",
+        [{"type": "text", "text": marker}],
     )
     versions = [v for v, _ in await ledger(db, "answer", rows=3)]
     assert versions == [seeded, seeded, new], "each answer's ledger row names the version it used"
@@ -282,10 +305,10 @@ async def test_an_activation_reaches_another_process_within_2s_and_a_rollback_re
     assert httpx.post(f"{url}/versions/{seeded}/activate", headers=admin).status_code == 200
     await asyncio.sleep(2.0)
     rolled_back = await ask(b, fake, "Can I return my boots?")
-    assert rolled_back["system"] == first["system"]
+    assert (rolled_back["system"], documents(rolled_back)) == (first["system"], documents(first))
     version, cache_read = (await ledger(db, "answer", rows=4))[-1]
     assert version == seeded
-    assert cache_read >= len(first["system"][0]["text"]) // 8, "the seeded prefix was read from the cache"
+    assert cache_read >= len(json.dumps(documents(first))) // 8, "the seeded prefix was read from the cache"
 
 
 def test_the_admin_api_refuses_what_it_must(pair: Any) -> None:

@@ -50,8 +50,13 @@ def build(
     )
 
 
+# The knowledge head of the first user turn: one document per knowledge document, then the examples.
+HEAD = 2
+
+
 def blocks(request: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [(m["role"], b) for m in request["messages"] for b in m["content"]]
+    """The conversation's blocks, after the knowledge head."""
+    return [(m["role"], b) for m in request["messages"] for b in m["content"]][HEAD:]
 
 
 def marked_texts(request: dict[str, Any]) -> list[str]:
@@ -70,16 +75,14 @@ def test_roles_alternate_starting_with_user_and_same_role_turns_merge_as_blocks(
     request = build([("customer", "u1"), ("customer", "u1b"), ("assistant", "a1"), ("bot", "a1b")])
     roles = [m["role"] for m in request["messages"]]
     assert roles == ["user", "assistant", "user"]
-    assert [b["text"] for b in request["messages"][0]["content"]] == ["u1", "u1b"]
+    assert [b["text"] for b in request["messages"][0]["content"][HEAD:]] == ["u1", "u1b"]
     assert [b["text"] for b in request["messages"][1]["content"]] == ["a1", "a1b"]
 
 
 def test_history_starting_with_the_assistant_gets_a_fixed_opening_user_block() -> None:
     request = build([("assistant", "Welcome!"), ("customer", "hi")])
-    assert request["messages"][0] == {
-        "role": "user",
-        "content": [{"type": "text", "text": CONVERSATION_START}],
-    }
+    assert request["messages"][0]["role"] == "user"
+    assert request["messages"][0]["content"][HEAD:] == [{"type": "text", "text": CONVERSATION_START}]
     assert [m["role"] for m in request["messages"]] == ["user", "assistant", "user"]
 
 
@@ -99,15 +102,21 @@ def test_blank_turns_are_dropped_and_unknown_roles_rejected() -> None:
         build([], message="   ")
 
 
-def test_system_blocks_are_both_cached_and_hold_policy_then_curated_examples() -> None:
+def test_the_knowledge_opens_the_first_user_turn_as_cited_documents_then_the_cached_examples() -> None:
     request = build([], curated=[Example("CQ", "CA")])
-    first, second = request["system"]
-    assert first["cache_control"] == {"type": "ephemeral"}
-    assert second["cache_control"] == {"type": "ephemeral"}
-    assert "Returns within 30 days." in first["text"]
-    assert "CQ" in second["text"]
-    assert "CA" in second["text"]
-    assert build([])["system"][1]["text"] == NO_CURATED_EXAMPLES
+    (system,) = request["system"]
+    assert "cache_control" not in system  # cached with the documents, by their breakpoint
+    assert "Returns within 30 days." not in system["text"]
+    document, examples = request["messages"][0]["content"][:HEAD]
+    assert document["type"] == "document"
+    assert document["citations"] == {"enabled": True}
+    assert document["source"]["type"] == "content"
+    assert [b["text"] for b in document["source"]["content"]] == ["# Policy\nReturns within 30 days."]
+    assert document["cache_control"] == {"type": "ephemeral"}
+    assert examples["cache_control"] == {"type": "ephemeral"}
+    assert "CQ" in examples["text"]
+    assert "CA" in examples["text"]
+    assert build([])["messages"][0]["content"][1]["text"] == NO_CURATED_EXAMPLES
 
 
 def test_breakpoints_on_last_history_block_and_previous_turns_end_never_more_than_four() -> None:
@@ -121,7 +130,7 @@ def test_breakpoints_on_last_history_block_and_previous_turns_end_never_more_tha
 def test_first_turn_has_only_the_system_breakpoints_and_summary_is_the_first_cached_block() -> None:
     assert count_breakpoints(build([])) == 2
     request = build([], summary="Order #A-1001.")
-    first = request["messages"][0]["content"][0]
+    first = request["messages"][0]["content"][HEAD]
     assert first["text"].startswith("<conversation_summary>")
     assert "#A-1001" in first["text"]
     assert first["cache_control"] == {"type": "ephemeral"}
@@ -130,7 +139,7 @@ def test_first_turn_has_only_the_system_breakpoints_and_summary_is_the_first_cac
     # the previous turn's breakpoint was the summary block, the newest is a1
     assert len(marked_texts(request)) == 2
     assert marked_texts(request)[1] == "a1"
-    assert request["messages"][0]["content"][0]["text"].startswith("<conversation_summary>")
+    assert request["messages"][0]["content"][HEAD]["text"].startswith("<conversation_summary>")
 
 
 def test_nothing_after_the_last_breakpoint_leaks_before_it() -> None:

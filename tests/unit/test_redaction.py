@@ -223,10 +223,11 @@ def test_the_answer_prompts_history_redacts_to_the_same_bytes_on_the_next_turn(r
         [*turn_one, ("customer", "and my phone is +1 415-555-2671"), ("assistant", "Noted.")],
         "a second card: 5555 5555 5555 4444",
     )
-    history_blocks = [b["text"] for m in first["messages"][:-1] for b in m["content"]]
-    later_blocks = [b["text"] for m in second["messages"] for b in m["content"]]
+    history_blocks = [b.get("text") for m in first["messages"][:-1] for b in m["content"]]
+    later_blocks = [b.get("text") for m in second["messages"] for b in m["content"]]
     assert later_blocks[: len(history_blocks)] == history_blocks
-    assert history_blocks[1] == "card [CARD_2], mail [EMAIL_1]"  # the summary already shows [CARD_1]
+    # after the knowledge head (a document, the examples) and the summary, which already shows [CARD_1]
+    assert history_blocks[3] == "card [CARD_2], mail [EMAIL_1]"
     assert later_blocks[-1] == "a second card: [CARD_3]"
     assert "my mail is [EMAIL_1]" in later_blocks[-2]  # the example, redacted on its own
     assert first["redactions"] == {"card": 1, "email": 1, "phone": 1}
