@@ -77,6 +77,17 @@ class AppSettings(BaseSettings):
         default_factory=lambda: {"pk_demo": ["http://127.0.0.1:8000", "http://localhost:8000"]},
         description="JSON object: widget key -> allowed origins.",
     )
+    widget_show_sources: list[str] = Field(
+        default_factory=list,
+        description="JSON list: widget keys whose widget shows a \"Source\" line under a bot answer (the "
+        "knowledge section it cites, a link when the document has a public `url`); `[\"*\"]` for every key. "
+        "Agents always see an answer's sources in the console.",
+    )
+
+    def shows_sources(self, widget_key: str) -> bool:
+        """Whether the widget of ``widget_key`` shows an answer's sources to the customer."""
+        return "*" in self.widget_show_sources or widget_key in self.widget_show_sources
+
     widget_identity_secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="JSON object: widget key -> identity secret (at least 16 characters). For a key listed "

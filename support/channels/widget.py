@@ -98,6 +98,8 @@ class SessionOut(msgspec.Struct):
     conversation_id: str
     token: str
     expires_at: datetime
+    # The admin lets this widget key show a "Source" line under answers (SWITCHBOARD_WIDGET_SHOW_SOURCES).
+    show_sources: bool = False
 
 
 CORS_MAX_AGE_S = 600  # a browser reuses a preflight this long (Chromium caps it at 7200)
@@ -211,7 +213,10 @@ class WidgetController(Controller):
             widget_key=data.widget_key, origin=request.headers.get("origin"), visitor=visitor,
             earlier_token=data.token,
         )  # fmt: skip
-        return SessionOut(grant.conversation_id, grant.token, grant.expires_at)
+        return SessionOut(
+            grant.conversation_id, grant.token, grant.expires_at,
+            show_sources=runtime.settings.app.shows_sources(data.widget_key),
+        )  # fmt: skip
 
     @websocket("/ws")
     async def socket(self, socket: WebSocket[Any, Any, Any], runtime: Runtime) -> None:

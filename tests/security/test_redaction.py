@@ -52,6 +52,9 @@ RAW_VALUES = [
 KEPT_VALUES = ["order 1234567", "2024-03-05", "$1,234.56", "3 tents"]  # fmt: skip
 
 
+GROUNDED_ANSWER = "We accept card payments; a refund is paid back to the card you paid with."
+
+
 def triage_reply() -> Reply:
     return Reply(
         tool_use={
@@ -109,6 +112,8 @@ def recorded(
 ) -> Iterator[Recorded]:
     fake.reset()
     fake.add_rule(lambda body: triage_reply() if is_triage(body) else None)
+    # An answer drawn from the payment sections, so it cites them (an answer citing nothing hands off).
+    fake.add_rule(lambda body: Reply(text=GROUNDED_ANSWER) if is_answer(body) else None)
     data = tmp_path_factory.mktemp("redaction")
     db_path = data / "a" / "db.sqlite3"
     db_path.parent.mkdir(parents=True)

@@ -787,6 +787,30 @@
       avatar,
       el("span", { class: "meta", text: `${who} · ${role === "agent" ? "agent · " : ""}${via}${clock(event.created_at)}` }),
       (role === "customer" && ticket ? ticketBodyOf(event.text) : event.text) || "",
+      role === "assistant" ? sourcesNode(event.sources) : null,
+    );
+  }
+
+  // The knowledge sections a bot answer cites: their titles at a glance, the cited text on opening.
+  function sourcesNode(sources) {
+    if (!Array.isArray(sources) || !sources.length) return null;
+    const titles = sources.map((s) => String(s.section || s.document || "")).filter(Boolean);
+    return el(
+      "details",
+      { class: "sources" },
+      el("summary", { text: `Sources: ${titles.join(" · ")}` }),
+      el(
+        "ul",
+        {},
+        ...sources.map((s) =>
+          el(
+            "li",
+            {},
+            el("span", { class: "source-title", text: `${s.document || ""} — ${s.section || ""}` }),
+            s.cited_text ? el("q", { text: s.cited_text }) : null,
+          ),
+        ),
+      ),
     );
   }
 

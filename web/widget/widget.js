@@ -21,6 +21,7 @@
   const TYPING_SEND_EVERY_MS = 3000; // at most one `typing` frame per this while the customer types
   const TYPING_SHOW_MS = 5000; // an agent's typing indicator fades after this without news
   const RENEW_BEFORE_MS = 3600000; // renew the session token an hour before it expires (it lasts 24 h)
+  const MAX_SOURCES = 3; // "Source:" names at most this many sections under an answer
 
   /* ---------- strings ---------- */
   const STRINGS = {
@@ -49,6 +50,7 @@
       sysBotDown: "Our assistant can't answer right now, so a person will take over",
       sysAgent: "{name} joined", sysAgentAnon: "A support agent joined", sysBot: "Back with the assistant",
       sysResolved: "Conversation resolved", welcome: "Hi! Ask us anything about your order, returns or our gear.",
+      source: "Source:",
     },
     de: {
       open: "Chat öffnen", close: "Chat schließen", title: "Support", subtitle: "Wir antworten meist in Minuten",
@@ -76,6 +78,7 @@
       sysAgent: "{name} ist beigetreten", sysAgentAnon: "Ein Mitarbeiter des Supports ist beigetreten",
       sysBot: "Zurück beim Assistenten", sysResolved: "Unterhaltung abgeschlossen",
       welcome: "Hallo! Fragen Sie uns alles zu Bestellungen, Rücksendungen oder Ausrüstung.",
+      source: "Quelle:",
     },
   };
   let locale = pickLocale(script.dataset.locale || navigator.language || "en");
@@ -198,6 +201,9 @@ header p{font-size:13px;margin:0;opacity:.9}
 .msg.pending{opacity:.75}
 .msg.failed{outline:2px solid var(--err)}
 .msg .note{display:block;font-size:12px;margin-top:4px}
+.msg .sources{display:block;font-size:12px;margin-top:6px;color:var(--muted);white-space:normal}
+.msg .sources a{color:inherit;text-decoration:underline}
+.msg .sources .sep{padding:0 4px}
 .msg.streaming .body::after{content:"▍";animation:blink 1s steps(1) infinite}
 @keyframes blink{50%{opacity:0}}
 @media (prefers-reduced-motion:reduce){.msg.streaming .body::after{animation:none}}
@@ -520,6 +526,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
       if (body.textContent !== frame.text) body.textContent = frame.text;
       node.dataset.seq = String(frame.seq);
       node.dataset.id = frame.id;
+      renderSources(node, frame);
     } else {
       node = bubble(frame.role, frame.text, { seq: frame.seq, id: frame.id, replyId: frame.reply_id });
       const label = authorLabel(frame);
@@ -532,6 +539,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
         avatar.textContent = Array.from(label)[0].toUpperCase();
         node.prepend(avatar);
       }
+      renderSources(node, frame);
       placeBySeq(node, frame.seq);
     }
     markSeen(frame.seq);
@@ -541,6 +549,55 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     }
     scrollDown();
     emit("message", frame);
+  }
+
+  // "Source: <section>" under a bot answer, where the admin lets this widget key show it (the session says
+  // so). Text only, never HTML; a link only for an http(s) url, opened in a new tab without an opener.
+  function renderSources(node, frame) {
+    if (!saved.showSources || frame.role !== "assistant" || !Array.isArray(frame.sources)) return;
+    const items = [];
+    const seenTitles = new Set();
+    for (const src of frame.sources) {
+      const title = typeof src?.section === "string" ? src.section.trim() : "";
+      if (!title || seenTitles.has(title) || items.length >= MAX_SOURCES) continue;
+      seenTitles.add(title);
+      items.push({ title, url: safeUrl(src.url) });
+    }
+    if (!items.length || node.querySelector(".sources")) return;
+    const line = document.createElement("span");
+    line.className = "sources";
+    line.append(document.createTextNode(`${t("source")} `));
+    items.forEach((item, i) => {
+      if (i) {
+        const sep = document.createElement("span");
+        sep.className = "sep";
+        sep.textContent = "·";
+        line.append(sep);
+      }
+      let el;
+      if (item.url) {
+        el = document.createElement("a");
+        el.href = item.url;
+        el.target = "_blank";
+        el.rel = "noopener noreferrer";
+      } else {
+        el = document.createElement("span");
+      }
+      el.className = "source";
+      el.textContent = item.title;
+      line.append(el);
+    });
+    node.append(line);
+  }
+
+  function safeUrl(url) {
+    if (typeof url !== "string") return null;
+    try {
+      const parsed = new URL(url);
+      return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : null;
+    } catch {
+      return null;
+    }
   }
 
   function onStatus(frame) {
@@ -756,6 +813,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     const session = await resp.json();
     if (saved.conversationId && saved.conversationId !== session.conversation_id) clearConversation();
     saved.token = session.token;
+    saved.showSources = session.show_sources === true;
     saved.expiresAt = Date.parse(session.expires_at) || 0;
     saved.conversationId = session.conversation_id;
     persist();
