@@ -79,8 +79,8 @@ class AppSettings(BaseSettings):
     )
     widget_show_sources: list[str] = Field(
         default_factory=list,
-        description="JSON list: widget keys whose widget shows a \"Source\" line under a bot answer (the "
-        "knowledge section it cites, a link when the document has a public `url`); `[\"*\"]` for every key. "
+        description='JSON list: widget keys whose widget shows a "Source" line under a bot answer (the '
+        'knowledge section it cites, a link when the document has a public `url`); `["*"]` for every key. '
         "Agents always see an answer's sources in the console.",
     )
 

@@ -59,6 +59,8 @@ def case_json(result: CaseResult) -> dict[str, Any]:
     if result.reason is not None:
         out["reason"] = result.reason
     out["replies"] = result.replies
+    # Added field: per reply, the knowledge sections it cites ({"document", "section", "cited_text", "url"?}).
+    out["sources"] = result.sources
     if result.judge is not None:
         out["judge"] = result.judge.to_json()
     out["cost_usd"] = float(result.cost_usd.quantize(COST_DIGITS))
@@ -167,16 +169,18 @@ def to_markdown(data: dict[str, Any]) -> str:
                     f"{_fmt(c['other_judge_pass'])} |"
                 )
             lines.append("")
-    lines += ["## Cases", "", "| case | outcome | judge | reason | first reply | cost (USD) |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += ["## Cases", "", "| case | outcome | judge | reason | first reply | sources | cost (USD) |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for c in data["cases"]:
         judge = c.get("judge")
         verdict = "—" if judge is None else ("pass" if judge["pass"] else "**fail**")
         why = judge["reason"] if judge else (c.get("reason") or "")
         reply = c["replies"][0] if c["replies"] else ""
+        first_sources = (c.get("sources") or [[]])[0]
+        cited = "; ".join(f"{s['document']} › {s['section']}" for s in first_sources)
         lines.append(
             f"| {_cell(c['id'], 60)} | {c['outcome']} | {verdict} | {_cell(why)} | {_cell(reply)} | "
-            f"{c['cost_usd']:.6f} |"
+            f"{_cell(cited)} | {c['cost_usd']:.6f} |"
         )
     return "\n".join(lines) + "\n"
 

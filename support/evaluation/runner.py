@@ -47,7 +47,7 @@ from support.evaluation.judge import (
     parse_verdict,
     phrase_check,
 )
-from support.llm.answer import build_answer_request, draft_from_message
+from support.llm.answer import build_answer_request, draft_from_message, request_documents
 from support.llm.gateway import CallPurpose, ModelGateway
 from support.llm.offline import OfflineResponder
 from support.llm.policy import Policy
@@ -77,6 +77,8 @@ class CaseResult:
     intent: str | None = None
     conversation_id: str = ""
     transcript: list[tuple[str, str]] = field(default_factory=list)  # (customer|assistant, text)
+    # Per reply (same order as ``replies``): the knowledge sections it cites (support.llm.grounding).
+    sources: list[list[dict[str, str]]] = field(default_factory=list)
 
 
 @dataclass
@@ -172,6 +174,7 @@ class Evaluator:
             for later in await store.events_after(cid, event.seq):
                 if later.type == "message" and later.role == "assistant":
                     result.replies.append(later.text)
+                    result.sources.append(list(later.extra.get("sources") or []))
                     result.transcript.append(("assistant", later.text))
             state = await store.get_state(cid)
             if state is not None and state.state != str(e.State.BOT):
@@ -269,8 +272,10 @@ class Evaluator:
                     open_cases.remove(i)
                     continue
                 assert a_msg is not None  # _route hands off a missing answer
-                reply = draft_from_message(a_msg).text
+                draft = draft_from_message(a_msg, request_documents(self.policy))
+                reply = draft.text
                 result.replies.append(reply)
+                result.sources.append(list(draft.sources))
                 result.transcript.append(("assistant", reply))
                 history[i] += [("user", text), ("assistant", reply)]
         answered = [i for i, r in enumerate(results) if r.outcome == "answered"]
@@ -316,8 +321,12 @@ class Evaluator:
             return verdict.reason
         if answer is None:
             return str(e.Reason.DRAFT_FAILED)
-        if draft_from_message(answer).declined:
+        draft = draft_from_message(answer, request_documents(self.policy))
+        if draft.declined:
             return str(e.Reason.DRAFT_DECLINED)
+        needs_ground = not t.solved and t.intent not in self.env.settings.ungrounded_exempt_intents
+        if needs_ground and not draft.sources:  # the engine's rule: an answer citing nothing hands off
+            return str(e.Reason.UNGROUNDED)
         return None
 
     @staticmethod

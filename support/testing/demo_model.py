@@ -170,7 +170,7 @@ class DemoModel:
     """Triage and answers over one support policy (see the module docstring).
 
     ``policy_text`` is what triage scores against (a triage request does not carry the policy); an answer
-    request carries its own policy in the system prompt, and that one is used when present.
+    request carries its own knowledge as document blocks, and that one is used when present.
     """
 
     def __init__(self, policy_text: str, *, threshold: float = ANSWER_THRESHOLD) -> None:
@@ -374,6 +374,17 @@ def _new_message(triage_prompt: str) -> str:
 
 
 def _policy_of(body: dict[str, Any]) -> str | None:
+    """The knowledge an answer request carries: the text of its ``document`` blocks (one text block per
+    section), else a ``<policy>`` element of its system prompt (the layout before cited documents)."""
+    texts: list[str] = []
+    for message in body.get("messages") or []:
+        for block in message.get("content") or [] if isinstance(message, dict) else []:
+            if isinstance(block, dict) and block.get("type") == "document":
+                content = (block.get("source") or {}).get("content")
+                items = [{"text": content}] if isinstance(content, str) else content or []
+                texts += [str(item.get("text", "")) for item in items if isinstance(item, dict)]
+    if texts:
+        return "\n\n".join(texts)
     for block in body.get("system") or []:
         if isinstance(block, dict) and isinstance(block.get("text"), str):
             found = _POLICY.search(block["text"])

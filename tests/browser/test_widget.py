@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from support import keys
-from support.testing.fake_anthropic import FakeAnthropic, Reply
+from support.testing.fake_anthropic import FakeAnthropic, Reply, grounded_citations
 from tests import servers
 from tests.integration.test_widget_ws import is_answer, is_triage, triage_reply
 from tests.redis_cluster import sync_redis_client_for
@@ -104,8 +104,12 @@ STUB = (
 
 
 def answer_with(fake: FakeAnthropic, text: str) -> None:
+    """Triage says answer; the answer is ``text``, citing the policy (so it is never handed off as
+    ungrounded, whatever its language)."""
     fake.add_rule(lambda body: triage_reply() if is_triage(body) else None)
-    fake.add_rule(lambda body: Reply(text=text) if is_answer(body) else None)
+    fake.add_rule(
+        lambda body: Reply(text=text, citations=grounded_citations(body, text)) if is_answer(body) else None
+    )
 
 
 def open_panel(page: Any) -> None:
@@ -267,10 +271,12 @@ def test_the_host_pages_hostile_css_changes_nothing_in_the_widget(
 
 
 def last_user_text(body: dict[str, Any]) -> str:
+    """The new customer message: the last text block (on a first turn the knowledge documents and the
+    curated examples open the same user turn)."""
     content = body["messages"][-1]["content"]
     if isinstance(content, str):
         return content
-    return " ".join(b.get("text", "") for b in content if b.get("type") == "text")
+    return str([b.get("text", "") for b in content if b.get("type") == "text"][-1])
 
 
 def echo_answers(fake: FakeAnthropic) -> None:

@@ -89,6 +89,11 @@ def _check(report: dict[str, Any]) -> None:
         "no-expectation": ("answered", False),
     }
     assert by_id["no-expectation"]["judge"]["reason"].startswith("phrase check: contains 'ANYTHING ELSE'")
+    # Every answer records the policy sections it cites (the demo model answers from a passage).
+    answered = [c for c in by_id.values() if c["outcome"] == "answered"]
+    assert all(len(c["sources"]) == len(c["replies"]) for c in answered)
+    assert all(s["document"] and s["section"] and s["cited_text"] for c in answered for s in c["sources"][0])
+    assert all(c["sources"][0] for c in answered)
     summary = report["summary"]
     # 3 handed off among the cases with an expectation, 2 of them expected; 3 expected a handoff.
     assert (summary["handoff_precision"], summary["handoff_recall"]) == (0.6667, 0.6667)
