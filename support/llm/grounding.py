@@ -73,7 +73,8 @@ def split_sections(text: str, default_title: str) -> tuple[Section, ...]:
     ``default_title``. Blank sections are dropped (the API rejects empty text blocks); code fences are
     respected (a ``#`` line inside one is not a heading)."""
     sections: list[Section] = []
-    title, lines, fenced = default_title, [], False
+    lines: list[str] = []
+    title, fenced = default_title, False
 
     def close() -> None:
         body = "\n".join(lines).strip()

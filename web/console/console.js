@@ -27,6 +27,7 @@
     too_many_bot_turns: "Long conversation with the bot, not resolved",
     low_confidence: "Bot not confident enough to answer",
     draft_declined: "Bot declined: not covered by the policy",
+    ungrounded: "Bot answer not grounded in the policy",
     draft_failed: "Model unavailable",
     timeout: "Answer took too long",
     lease_expired: "Previous agent disconnected",
