@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -786,13 +787,17 @@ def build_content(body: dict[str, Any], reply: Reply | None, ids: _Ids) -> tuple
     if reply.json is None and not isinstance(output_format, dict) and _citations_enabled(body):
         citations = reply.citations
         if citations is None:
-            question = last_user_text(body, last_block=True)
-            if _topic_words(question):  # small talk ("thanks!") cites nothing, whatever came before
-                # The question in its context: the customer's message before it too ("And to Iceland?").
-                context = "\n".join(_customer_texts(body)[-2:])
-                citations = choose_citations(body, f"{context}\n{question}\n{reply.text or ''}")
-            else:
-                citations = []
+            question, scripted = last_user_text(body, last_block=True), reply.text or ""
+            citations = []
+            if _topic_words(question):
+                # An elliptic follow-up ("And what about Iceland?", one topic word) is read in its context:
+                # the customer's message before it too.
+                elliptic = len(_topic_words(question)) == 1
+                context = "\n".join(_customer_texts(body)[-2:]) if elliptic else ""
+                citations = choose_citations(body, f"{context}\n{question}\n{scripted}")
+            elif _topic_words(scripted):  # "Ok, so what now?" answered by a rule's reply: its words count
+                citations = choose_citations(body, scripted)
+            # else small talk ("thanks!") answered with the default text: nothing to cite
         if citations:
             block["citations"] = list(citations)
     content.append(block)
@@ -813,9 +818,11 @@ _STOPWORDS = frozenset(
 )
 
 
-def _topic_words(text: str) -> set[str]:
+@functools.lru_cache(maxsize=1024)
+def _topic_words(text: str) -> frozenset[str]:
+    """The words of ``text`` that say what it is about (memoised: a request's document sections recur)."""
     words = {w.lower() for w in re.findall(r"[^\W\d_]{3,}", text)}
-    return {w[:-1] if w.endswith("s") and len(w) > 4 else w for w in words - _STOPWORDS}
+    return frozenset(w[:-1] if w.endswith("s") and len(w) > 4 else w for w in words - _STOPWORDS)
 
 
 def _customer_texts(body: dict[str, Any]) -> list[str]:
