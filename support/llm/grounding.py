@@ -136,6 +136,10 @@ def citations_of(content: Iterable[Any]) -> list[Any]:
 
 
 def _cut(text: str) -> str:
+    """The cited text for people: without a leading heading line (the section title says it) and cut."""
+    first, newline, rest = text.lstrip().partition("\n")
+    if newline and _HEADING.match(first) and rest.strip():
+        text = rest
     text = " ".join(text.split())
     return text if len(text) <= CITED_TEXT_MAX_CHARS else text[: CITED_TEXT_MAX_CHARS - 1].rstrip() + "…"
 

@@ -164,12 +164,12 @@ def test_a_streamed_answer_cites_the_section_it_is_about_and_small_talk_cites_no
         final = stream.get_final_message()
     draft = draft_from_message(final, request_documents(POLICY))
     assert draft.sources == (
-        {"document": "policy", "section": "Return window", "cited_text": " ".join(RETURNS.split())},
+        {"document": "policy", "section": "Return window", "cited_text": RETURNS.split("\n\n", 1)[1]},
     )
     rental = client.messages.create(**request([], "How much is a tent rental a day?"))
     assert draft_from_message(rental, request_documents(POLICY)).sources[0] == {
         "document": "Rentals", "section": "Tent rental", "url": "https://shop.example/help/rentals",
-        "cited_text": "## Tent rental Tents rent for 10 EUR a day.",
+        "cited_text": "Tents rent for 10 EUR a day.",  # the heading line is the section's title
     }  # fmt: skip
     for small_talk in ("Hi there!", "thanks, great"):
         with client.messages.stream(**request([], small_talk)) as stream:
