@@ -234,8 +234,10 @@ async def test_planted_closing_tags_stay_text_in_retrieved_and_curated_examples(
     assert curated.status_code == 200, curated.text
     c = session(server, "Carol King")
     await say(server, c["token"], "What are your opening hours?", answered)
-    system = answer_bodies(fake_api)[-1]["system"][1]["text"]
-    assert examples_of(system) == [(PLANTED, PLANTED_REPLY)]
+    # The curated examples follow the knowledge documents at the head of the first user turn.
+    head = answer_bodies(fake_api)[-1]["messages"][0]["content"]
+    curated_block = next(b["text"] for b in head if b["type"] == "text" and "<curated_examples>" in b["text"])
+    assert examples_of(curated_block) == [(PLANTED, PLANTED_REPLY)]
 
 
 async def test_a_reply_with_planted_markup_waits_for_review_instead_of_being_approved(
