@@ -48,12 +48,18 @@ from support import keys
 from support.db.models import Ticket, TicketBatch, TicketBatchItem
 from support.errors import ModelError, ModelRejected
 from support.jobs import JobEngine
-from support.llm.answer import draft_from_message
+from support.llm.answer import draft_from_message, request_documents
 from support.llm.gateway import ModelGateway, batch_usage_row
 from support.redaction import merge_counts
 from support.redis_client import RedisClient
 from support.settings import LLMSettings, TicketSettings
-from support.tickets.service import BATCH_SUBMIT_JOB, TicketService, customer_text, record_outcome
+from support.tickets.service import (
+    BATCH_SUBMIT_JOB,
+    TicketService,
+    customer_text,
+    needs_ground,
+    record_outcome,
+)
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +398,11 @@ class TicketBatches:
                 )  # fmt: skip
                 if outcome == "succeeded" and ticket is not None and ticket.status == "triaged":
                     assert result.result.type == "succeeded"
-                    record_outcome(session, ticket, draft_from_message(result.result.message), source="batch")
+                    documents = request_documents(self.tickets.policy)
+                    record_outcome(
+                        session, ticket, draft_from_message(result.result.message, documents), source="batch",
+                        needs_ground=needs_ground(ticket, self.llm.ungrounded_exempt_intents),
+                    )  # fmt: skip
             else:
                 outcome = item.outcome or outcome  # applied before: do what that run did
         if outcome == "succeeded":

@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -41,7 +41,7 @@ from support.db.models import Ticket, TicketReply
 from support.errors import Conflict, ModelError, NotFound
 from support.events import EventSink
 from support.jobs import JobEngine
-from support.llm.answer import AnswerDraft, build_answer_request, draft_from_message
+from support.llm.answer import AnswerDraft, build_answer_request, draft_from_message, request_documents
 from support.llm.gateway import ModelGateway
 from support.llm.offline import OfflineResponder
 from support.llm.policy import Policy
@@ -142,34 +142,55 @@ def record_outcome(
     *,
     source: Source,
     failure: str | None = None,
+    needs_ground: bool = False,
 ) -> str:
     """Record what a finished draft means for ``ticket`` in ``session`` (the caller commits): a bot reply
-    when routing allowed an answer and the model did not decline, else the reason it goes to people (the
-    draft, if any, kept for the agent). Returns the new status. Pure bookkeeping: no I/O but the session.
+    when routing allowed an answer, the model did not decline and, where ``needs_ground`` (the chat's
+    rule: :func:`needs_ground`), the draft cites the knowledge; else the reason it goes to people (the
+    draft, if any, kept for the agent). The draft's sources are kept with the outcome either way. Returns
+    the new status. Pure bookkeeping: no I/O but the session.
     """
     triage_info = dict(ticket.triage or {})
     verdict = triage_info.get("verdict") or {"answer": False, "reason": "low_confidence"}
     now = _now()
-    if draft is not None and not draft.declined and draft.text.strip() and verdict.get("answer"):
+    ungrounded = needs_ground and draft is not None and not draft.sources
+    sources = [dict(s) for s in draft.sources] if draft is not None else []
+    if (
+        draft is not None and not draft.declined and draft.text.strip() and verdict.get("answer")
+        and not ungrounded
+    ):  # fmt: skip
         session.add(TicketReply(ticket_id=ticket.id, author="bot", source=source, text=draft.text.strip()))
         ticket.status, ticket.answered_at = "answered", now
-        triage_info["outcome"] = {"answered": True, "source": source}
+        triage_info["outcome"] = {"answered": True, "source": source, "sources": sources}
     else:
         if draft is None:
             reason = "draft_failed"
         elif draft.declined:
             reason = "draft_declined"
-        else:
+        elif not verdict.get("answer"):
             reason = str(verdict.get("reason") or "low_confidence")
+        else:
+            reason = "ungrounded"
         text = draft.text.strip() if draft is not None else ""
         triage_info["outcome"] = {
             "answered": False, "reason": reason, "draft": text or None, "source": source, "failure": failure,
+            "sources": sources,
         }  # fmt: skip
         ticket.status = "queued"
     ticket.triage = triage_info
     ticket.updated_at, ticket.settled_at = now, None  # settling follows the commit
     session.add(ticket)
     return ticket.status
+
+
+def needs_ground(ticket: Ticket, exempt_intents: Collection[str]) -> bool:
+    """The chat's rule for a ticket's model answer: it must cite the knowledge unless triage classified
+    the message into an exempt intent (small talk falls under ``other``) or read it as solved; a ticket
+    whose triage failed is not held to it (the engine's rule for a turn without triage)."""
+    info = ticket.triage or {}
+    if "intent" not in info:
+        return False
+    return not info.get("solved") and info.get("intent") not in exempt_intents
 
 
 class TicketService:
@@ -551,7 +572,7 @@ class TicketService:
                     purpose="answer", conversation_id=ticket.conversation_id, ticket_id=ticket.id,
                     policy_version=self.policy.version, **self.answer_request(ticket),
                 )  # fmt: skip
-                draft = draft_from_message(message)
+                draft = draft_from_message(message, request_documents(self.policy))
             except ModelError as exc:
                 failure = exc.code
                 log.warning("ticket %s: the answer call failed (%s)", ticket.id, exc.code)
@@ -584,7 +605,11 @@ class TicketService:
                 ticket.settled_at = None
                 session.add(ticket)
             elif ticket.status == "triaged":
-                record_outcome(session, ticket, draft, source=source, failure=failure)
+                exempt = self.llm.ungrounded_exempt_intents
+                record_outcome(
+                    session, ticket, draft, source=source, failure=failure,
+                    needs_ground=source != "offline" and needs_ground(ticket, exempt),
+                )  # fmt: skip
             else:
                 return
         await self.settle(ticket_id)

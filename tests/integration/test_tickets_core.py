@@ -32,6 +32,8 @@ def fake_api(fake: FakeAnthropic) -> FakeAnthropic:
             urgency = "urgent" if "URGENT" in text else "high" if "SOON" in text else "normal"
             return triage_reply(urgency, 0.2 if "unsure" in text else 0.95)
         if is_answer(body):
+            if "OFFTOPIC" in text:  # an answer that cites no section of the knowledge
+                return Reply(text="Our shop is open on Sundays.", citations=[])
             return Reply(text="Refunds take 5 business days.")
         return None
 
@@ -68,6 +70,9 @@ async def test_an_urgent_ticket_is_answered_at_once_and_the_card_never_reaches_t
     assert view["route"] == "realtime"
     assert view["urgent"] is True
     assert [r["text"] for r in view["replies"]] == ["Refunds take 5 business days."]
+    # The answer rests on the knowledge, and the ticket records where (the document and its section).
+    sources = (await runtime.tickets.get(ticket.id)).triage["outcome"]["sources"]
+    assert sources and all(s["document"] and s["section"] for s in sources)
     # The reply is in the ticket's conversation, written once however often it is settled.
     await runtime.tickets.settle(ticket.id)
     events = await runtime.store.events_after(ticket.conversation_id, 0)
@@ -95,6 +100,22 @@ async def test_an_unsure_urgent_ticket_goes_to_people_at_once_with_the_draft_for
     assert item.reason == "urgent"
     state = await until(lambda: _draft_state(runtime, ticket.conversation_id))
     assert state.extra["draft_text"] == "Refunds take 5 business days."
+    assert (await runtime.tickets.view(ticket.id, any_key=True))["replies"] == []
+
+
+async def test_an_answer_that_cites_nothing_goes_to_people_with_the_draft_kept(runtime: Runtime) -> None:
+    # Routing would let the bot answer this one (urgency high, confident), but the model's answer cites no
+    # section of the knowledge: as in chat, that is a handoff signal, not a reply to the customer.
+    ticket, _ = await runtime.tickets.create(
+        ticket_in("SOON OFFTOPIC", body="Is the shop open on Sundays?"), key_id=None, idempotency_key=None
+    )
+    await until(lambda: _is(runtime, ticket.id, "queued"))
+    outcome = (await runtime.tickets.get(ticket.id)).triage["outcome"]
+    assert (outcome["reason"], outcome["draft"], outcome["sources"]) == (
+        "ungrounded", "Our shop is open on Sundays.", []
+    )  # fmt: skip
+    item = await until(lambda: runtime.queue.item(ticket.conversation_id))
+    assert item.reason == "ungrounded"
     assert (await runtime.tickets.view(ticket.id, any_key=True))["replies"] == []
 
 
