@@ -72,7 +72,8 @@ async def test_an_urgent_ticket_is_answered_at_once_and_the_card_never_reaches_t
     assert [r["text"] for r in view["replies"]] == ["Refunds take 5 business days."]
     # The answer rests on the knowledge, and the ticket records where (the document and its section).
     sources = (await runtime.tickets.get(ticket.id)).triage["outcome"]["sources"]
-    assert sources and all(s["document"] and s["section"] for s in sources)
+    assert sources
+    assert all(s["document"] and s["section"] for s in sources)
     # The reply is in the ticket's conversation, written once however often it is settled.
     await runtime.tickets.settle(ticket.id)
     events = await runtime.store.events_after(ticket.conversation_id, 0)
