@@ -96,11 +96,12 @@ class AgentPresence:
     async def effective(self) -> tuple[int, dict[str, dict[str, Any]]]:
         """Redis time (ms) and every agent's effective presence: ``{"presence", "auto"}``. An agent with no
         presence yet is not listed (offline)."""
+        # TIME on its own: a Redis Cluster pipeline refuses it (it names no key, so no node).
+        seconds, micros = await self._redis.time()
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.time()
             pipe.hgetall(keys.agent_presence())
             pipe.zrange(keys.handoff_presence(), 0, -1, withscores=True)
-            (seconds, micros), states, seen_rows = await pipe.execute()
+            states, seen_rows = await pipe.execute()
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         seen = {_s(member): float(score) for member, score in seen_rows}
         out: dict[str, dict[str, Any]] = {}
