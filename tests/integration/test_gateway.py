@@ -133,7 +133,9 @@ async def test_retry_after_from_429_is_honoured(
     await make_gateway().create(purpose="triage", model=HAIKU, max_tokens=20, messages=HELLO)
     first, second = message_posts(fake)
     gap = second.arrived_at - first.arrived_at
-    assert 1.0 <= gap < 1.3
+    # At least the second the server asked for, and not that wait plus a backoff of its own (or twice it):
+    # the rest is one loopback round trip and scheduling, up to 0.6 s when the parallel suite loads 2 cores.
+    assert 1.0 <= gap < 1.6
     [row] = await ledger(db_engine)
     assert (row.outcome, row.attempts) == ("ok", 2)
 
