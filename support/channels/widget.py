@@ -235,9 +235,14 @@ class WidgetConnection:
         self.strikes = 0
         self.send_lock = asyncio.Lock()
         self.conversation_id = ""
+        self.show_sources = False
 
     async def send(self, frame: dict[str, Any]) -> None:
-        """Frames from the forwarder and the receive loop never interleave mid-write."""
+        """Frames from the forwarder and the receive loop never interleave mid-write. An answer's
+        ``sources`` (the knowledge sections it cites) reach only a widget key the admin lets show them: the
+        section names of an internal policy are not every customer's to read."""
+        if "sources" in frame and not self.show_sources:
+            frame = {k: v for k, v in frame.items() if k != "sources"}
         async with self.send_lock:
             await self.socket.send_text(encode_frame(frame))
 
@@ -245,12 +250,12 @@ class WidgetConnection:
         """Authenticate, subscribe, then read frames until the client leaves or the process drains."""
         await self.socket.accept()
         try:
-            self.conversation_id = self.runtime.widget_sessions.authenticate(
-                self.socket.query_params.get("token", "")
-            )
+            claims = self.runtime.widget_sessions.claims(self.socket.query_params.get("token", ""))
         except SwitchboardError as exc:
             await self._close(exc)
             return
+        self.conversation_id = claims.conversation_id
+        self.show_sources = self.runtime.settings.app.shows_sources(claims.widget_key)
         try:
             subscription = await self.runtime.fanout.subscribe(self.conversation_id)
         except Exception as exc:

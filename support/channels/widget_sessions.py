@@ -24,7 +24,7 @@ from uuid import uuid4
 
 from support.conversation.store import ConversationStore
 from support.errors import Forbidden, IdentityInvalid, NotFound, Unauthorized
-from support.tokens import issue_widget_token, verify_widget_token
+from support.tokens import WidgetClaims, issue_widget_token, verify_widget_token
 
 WIDGET_TOKEN_TTL = timedelta(hours=24)  # a support chat rarely outlives a day; the widget renews earlier
 
@@ -144,7 +144,11 @@ class WidgetSessionService:
 
     def authenticate(self, token: str) -> str:
         """The conversation a socket's token grants, or :class:`Unauthorized`."""
+        return self.claims(token).conversation_id
+
+    def claims(self, token: str) -> WidgetClaims:
+        """What a valid token of a widget key still configured says, or :class:`Unauthorized`."""
         claims = verify_widget_token(self._secret, token)
         if claims.widget_key not in self._widget_keys:
             raise Unauthorized("widget key revoked")
-        return claims.conversation_id
+        return claims

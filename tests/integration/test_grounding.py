@@ -6,6 +6,7 @@ turns and conversations, and an answer to a question that cites nothing hands of
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from support.db.engine import make_engine
 from support.testing.fake_anthropic import FakeAnthropic, cached_prefix_tokens
 from tests import servers
 from tests.integration.test_widget_ws import (
+    ORIGIN,
     assistant_message,
     connect,
     is_answer,
@@ -29,6 +31,7 @@ from tests.integration.test_widget_ws import (
 from tests.servers import ServerProcess, agent_auth
 
 PASSWORD = "s3cret-pass-for-grounding"
+QUIET_KEY = "pk_quiet"  # a widget key the admin did not let show sources
 
 
 @pytest.fixture
@@ -43,6 +46,7 @@ def served(tmp_path: Path, fake: FakeAnthropic, redis_url: str, redis_client: An
         redis_url,
         SWITCHBOARD_DATABASE_URL=db,
         SWITCHBOARD_WIDGET_SHOW_SOURCES='["pk_test"]',
+        SWITCHBOARD_WIDGET_KEYS=json.dumps({"pk_test": [ORIGIN], QUIET_KEY: [ORIGIN]}),
     )
     try:
         yield proc, db
@@ -129,3 +133,34 @@ async def test_answers_record_their_sections_read_the_cache_and_an_ungrounded_an
     bot = [e for e in answered["transcript"] if e.get("role") == "assistant"]
     assert bot[0]["sources"][0]["section"] == "Return window"
     assert "within 30 days of delivery" in bot[0]["sources"][0]["cited_text"], "agents see the cited text"
+
+
+async def test_a_widget_key_that_does_not_show_sources_never_receives_section_names(
+    served: Any, fake: FakeAnthropic
+) -> None:
+    """An internal policy's section names are not every customer's to read: a customer of a widget key
+    outside SWITCHBOARD_WIDGET_SHOW_SOURCES reading the raw socket finds them neither in the live answer nor
+    in a replay, while the agent still sees what the answer cites."""
+    server, _ = served
+    fake.add_rule(lambda body: triage_reply() if is_triage(body) else None)
+    resp = httpx.post(
+        f"{server.url}/api/v1/widget/sessions", json={"widget_key": QUIET_KEY}, headers={"Origin": ORIGIN}
+    )
+    assert resp.status_code == 201, resp.text
+    session = resp.json()
+    assert session["show_sources"] is False
+    async for client in connect(server, session["token"]):
+        await client.send(
+            {"type": "message", "client_id": "q", "text": "How many days do I have to return my tent?"}
+        )
+        live = await client.until(assistant_message)
+        await client.send({"type": "resume", "after": 0})
+        replay = await client.until(assistant_message)
+    for frame in live + replay:
+        assert "sources" not in frame, frame
+    assert "Return window" not in json.dumps(live + replay)
+    agent = agent_auth(server, "ada@example.com", PASSWORD)
+    cid = session["conversation_id"]
+    packet = httpx.get(f"{server.url}/api/v1/agent/conversations/{cid}", headers=agent).json()
+    bot = [e for e in packet["transcript"] if e.get("role") == "assistant"]
+    assert bot[0]["sources"][0]["section"] == "Return window", "the answer still records what it cites"
