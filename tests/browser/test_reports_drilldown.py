@@ -46,9 +46,11 @@ def site(tmp_path: Path, fake: FakeAnthropic, redis_url: str) -> Iterator[Site]:
     client.flushdb()
     s = Site(tmp_path / "site", fake, redis_url)
     # The seeded rows are the whole truth here: the periodic refresh of report facts (which would recompute
-    # the real conversation's row from its events) does not come round during the test: periodic jobs run at
-    # whole multiples of their interval, and with 10^9 s the next one is years away.
+    # the real conversation's row from its events) does not come round during the test, nor the archiver
+    # (which refreshes an idle conversation's row before archiving it): periodic jobs run at whole multiples
+    # of their interval, and with 10^9 s the next one is years away.
     s.env["SWITCHBOARD_REPORTS_REFRESH_S"] = "1000000000"
+    s.env["SWITCHBOARD_ARCHIVE_INTERVAL_S"] = "1000000000"
     s.start()
     try:
         yield s

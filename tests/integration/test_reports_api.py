@@ -75,14 +75,17 @@ async def test_the_reports_api(tmp_path: Path, redis_url: str, redis_client: Any
     data = tmp_path / "srv"
     database_url = f"sqlite+aiosqlite:///{data / 'db.sqlite3'}"
     # The seeded fact rows are the whole truth here. The periodic refresh of report facts would recompute c1
-    # from its ledger rows (one of them outside the range) if its slot came round during the test; with a
-    # 10^9 s interval the next slot is years away.
+    # from its ledger rows (one of them outside the range) if its slot came round during the test, and so
+    # would the archiver, which refreshes an idle conversation's facts before archiving it (c1's last
+    # activity is weeks old); periodic jobs run at whole multiples of their interval, so with 10^9 s the next
+    # slot of either is years away.
     proc = ServerProcess(
         data,
         env={
             "SWITCHBOARD_REDIS_URL": redis_url,
             "SWITCHBOARD_DATABASE_URL": database_url,
             "SWITCHBOARD_REPORTS_REFRESH_S": NO_REFRESH,
+            "SWITCHBOARD_ARCHIVE_INTERVAL_S": NO_REFRESH,
         },
     )
     proc.start()
