@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from handoff.agents import AgentService, identity
 from handoff.desk import AgentDesk
 from handoff.tokens import AgentTokens
+from support.audit import AuditSink, NoAudit
 from support.db.models import Agent
 from support.errors import Conflict
 
@@ -27,6 +28,17 @@ class AgentAccounts:
     agents: AgentService
     tokens: AgentTokens
     desk: AgentDesk
+    audit: AuditSink = field(default_factory=NoAudit)
+
+    async def create(
+        self, *, email: str, password: str, name: str, role: str, capacity: int | None, by: str | None
+    ) -> Agent:
+        """A new account (see :meth:`AgentService.create` for the errors), recorded by ``by``."""
+        agent = await self.agents.create(
+            email=email, password=password, name=name, role=role, capacity=capacity
+        )
+        await self.audit.record(by, "account.created", "agent", agent.id, {"role": agent.role})
+        return agent
 
     async def update(
         self,
@@ -36,11 +48,17 @@ class AgentAccounts:
         role: str | None = None,
         name: str | None = None,
         capacity: int | None = None,
+        by: str | None = None,
     ) -> Agent:
         """Change an account (see :meth:`AgentService.update` for the errors); revoke and requeue."""
         agent, revoked = await self.agents.update(
             agent_id, active=active, role=role, name=name, capacity=capacity
         )
+        changed = {"active": active, "role": role, "capacity": capacity}
+        await self.audit.record(
+            by, "account.updated", "agent", agent.id,
+            {**{k: v for k, v in changed.items() if v is not None}, "name_changed": name is not None},
+        )  # fmt: skip
         if revoked or active is not None or role is not None:
             # Also when nothing changed: an admin retrying after Redis failed under the first attempt
             # (committed in SQL, not yet in the cache) makes the revocation take effect.

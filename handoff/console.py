@@ -329,10 +329,17 @@ class AdminController(Controller):
         "/agents", status_code=HTTP_201_CREATED, summary="Create an agent account",
         responses=errors(409, 503, s409="An account with this email exists (`conflict`)"),
     )  # fmt: skip
-    async def create_agent(self, data: AgentIn, runtime: Runtime) -> dict[str, Any]:
+    async def create_agent(
+        self, data: AgentIn, request: Request[Any, Any, Any], runtime: Runtime
+    ) -> dict[str, Any]:
         """409 if the email exists."""
-        agent = await runtime.agents.create(
-            email=data.email, password=data.password, name=data.name, role=data.role, capacity=data.capacity
+        agent = await runtime.accounts.create(
+            email=data.email,
+            password=data.password,
+            name=data.name,
+            role=data.role,
+            capacity=data.capacity,
+            by=_agent(request).id,
         )
         return {**identity(agent).to_json(), "capacity": agent.capacity}
 
@@ -362,12 +369,19 @@ class AdminController(Controller):
         "/agents/{agent_id:str}", summary="Deactivate, reactivate, or change role, name or capacity",
         responses=errors(404, 409, 503, s409="No active admin would be left (`conflict`)"),
     )  # fmt: skip
-    async def update_agent(self, agent_id: str, data: AgentPatch, runtime: Runtime) -> dict[str, Any]:
+    async def update_agent(
+        self, agent_id: str, data: AgentPatch, request: Request[Any, Any, Any], runtime: Runtime
+    ) -> dict[str, Any]:
         """Deactivating or changing the role revokes the agent's tokens at once (401 on its next request,
         its console socket closed with 1008); a deactivated agent's conversations go back to the queue.
         409 when no active admin would be left."""
         agent = await runtime.accounts.update(
-            agent_id, active=data.active, role=data.role, name=data.name, capacity=data.capacity
+            agent_id,
+            active=data.active,
+            role=data.role,
+            name=data.name,
+            capacity=data.capacity,
+            by=_agent(request).id,
         )
         return account_json(agent)
 

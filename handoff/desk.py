@@ -21,6 +21,7 @@ from handoff.queue import ClaimResult, HandoffQueue
 from handoff.routing import REASON_TEXT
 from handoff.scrub import People
 from handoff.service import HandoffService
+from support.audit import AuditSink, NoAudit
 from support.conversation import engine as e
 from support.conversation.pipeline import TurnRunner
 from support.conversation.store import ConversationState, ConversationStore, Event
@@ -61,6 +62,7 @@ class AgentDesk:
     # Tickets are conversations too: what an agent sends or resolves there is the ticket's reply or end.
     tickets: TicketService | None = None
     events: EventSink = field(default_factory=NoEvents)  # where "conversation.resolved" is reported
+    audit: AuditSink = field(default_factory=NoAudit)  # who claimed, sent, released, resolved (ids only)
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -208,6 +210,7 @@ class AgentDesk:
         await self.store.set_state(conversation_id, assignee=agent.id, assignee_name=agent.name)
         if result is ClaimResult.CLAIMED:
             await self.handoff.records.claimed(conversation_id, agent.id)
+            await self._audit(agent, "conversation.claimed", conversation_id)
         if result is ClaimResult.CLAIMED or state.state != "agent":
             await self.turns.conversation_event(conversation_id, e.AgentClaimed(agent.name))
         await self.handoff.publish_event(
@@ -241,6 +244,8 @@ class AgentDesk:
         await self.store.publish(conversation_id, event.to_frame())
         await self.queue.renew(agent.id)
         await self.handoff.records.responded(conversation_id)
+        # The fact of the reply and its seq, never its text.
+        await self._audit(agent, "conversation.message_sent", conversation_id, seq=event.seq)
         if bot_draft is not None:
             await self.store.set_state(conversation_id, draft_text=None, draft_id=None)
         await self._record_example(conversation_id, agent, event, bot_draft)
@@ -308,6 +313,7 @@ class AgentDesk:
         if not await self.queue.release(conversation_id, agent.id):
             raise Conflict("you do not hold this conversation")
         await self._unassign(conversation_id, agent.id, "released", e.AgentReleased())
+        await self._audit(agent, "conversation.released", conversation_id)
 
     async def resolve(self, conversation_id: str, agent: AgentIdentity) -> None:
         """Done: the customer gets ``resolved`` and the satisfaction prompt."""
@@ -317,6 +323,7 @@ class AgentDesk:
         await self.store.set_state(conversation_id, resolved_by=agent.id)
         await self.handoff.records.ended(conversation_id, "resolved")
         await self._unassign(conversation_id, agent.id, "resolved", e.Resolved())
+        await self._audit(agent, "conversation.resolved", conversation_id)
         if self.tickets is not None:
             await self.tickets.resolved(
                 conversation_id, agent.id, ticket_id=state.extra.get("contact_ticket")
@@ -332,6 +339,7 @@ class AgentDesk:
             raise Conflict("you do not hold this conversation")
         await self.handoff.records.ended(conversation_id, "returned_to_bot")
         await self._unassign(conversation_id, agent.id, "returned_to_bot", e.ReturnedToBot())
+        await self._audit(agent, "conversation.returned_to_bot", conversation_id)
 
     async def transfer(self, conversation_id: str, agent: AgentIdentity, to_agent_id: str) -> None:
         """Hand the conversation to another agent (who must have room)."""
@@ -348,6 +356,7 @@ class AgentDesk:
             raise Conflict("you do not hold this conversation")
         if target.id == agent.id:
             return
+        await self._audit(agent, "conversation.transferred", conversation_id, to_agent_id=target.id)
         await self.store.set_state(conversation_id, assignee=target.id, assignee_name=target.name)
         await self.turns.conversation_event(conversation_id, e.AgentClaimed(target.name))
         await self.handoff.publish_event(
@@ -358,6 +367,11 @@ class AgentDesk:
             {"type": "assigned", "conversation_id": conversation_id,
              "agent": {"id": target.id, "name": target.name}}
         )  # fmt: skip
+
+    async def _audit(
+        self, agent: AgentIdentity, action: str, conversation_id: str, **details: str | int
+    ) -> None:
+        await self.audit.record(agent.id, action, "conversation", conversation_id, details)
 
     async def _unassign(self, conversation_id: str, agent_id: str, reason: str, event: e.Input) -> None:
         await self.store.set_state(conversation_id, assignee=None, assignee_name=None)

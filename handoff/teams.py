@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from handoff.presence import AgentPresence
+from support.audit import AuditSink, NoAudit
 from support.db.models import Team
 from support.errors import NotFound
 from support.hours import BusinessHours, available, open_at, parse_hours
@@ -50,8 +51,10 @@ class TeamService:
         presence: AgentPresence,
         *,
         configured_hours: str = "",
+        audit: AuditSink | None = None,
     ) -> None:
         self._sessions = sessions
+        self._audit: AuditSink = audit or NoAudit()
         self.presence = presence
         self.configured = parse_hours(configured_hours)
         self._cache: dict[str, tuple[float, BusinessHours | None]] = {}
@@ -89,6 +92,9 @@ class TeamService:
             team.updated_at, team.updated_by = datetime.now(UTC), admin_id
             session.add(team)
         self._cache[team_id] = (time.monotonic(), hours if hours is not None else self.configured)
+        await self._audit.record(
+            admin_id, "team.hours_changed", "team", team_id, {"source": "admin" if hours else "setting"}
+        )
         return self._json(team, datetime.now(UTC))
 
     async def hours(self, team_id: str = DEFAULT_TEAM) -> BusinessHours | None:

@@ -17,7 +17,9 @@ from litestar.openapi.spec import ExternalDocumentation
 from handoff.auth import AgentStaffAuth
 from handoff.console import AdminController, AgentController, AgentLoginController
 from handoff.console_pages import console_router
+from handoff.replies_console import SavedReplyController
 from support import __version__, log_redaction
+from support.channels.admin_audit import AuditController
 from support.channels.admin_customers import CustomerDataController
 from support.channels.admin_evaluations import EvaluationController
 from support.channels.admin_knowledge import KnowledgeController
@@ -176,6 +178,8 @@ def create_app(settings: Settings | None = None, *, own_runtime: bool = True) ->
             AgentTicketController,
             WebhookController,
             WebAssetsController,
+            SavedReplyController,
+            AuditController,
             ReportsController,
             reports_router(settings.app),
             console_router(settings.app),

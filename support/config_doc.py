@@ -28,6 +28,7 @@ from support.settings import (
     RedisSettings,
     ReportSettings,
     RetentionSettings,
+    SavedReplySettings,
     TeamSettings,
     TicketSettings,
     WebhookSettings,
@@ -54,6 +55,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Predicted satisfaction", PredictedCsatSettings),
     ("Teams and business hours", TeamSettings),
     ("E-mail (SMTP)", MailSettings),
+    ("Saved replies", SavedReplySettings),
 ]
 
 

@@ -32,11 +32,13 @@ from handoff.presence import AgentPresence
 from handoff.queue import HandoffQueue
 from handoff.records import HandoffRecords
 from handoff.routing import RoutingPolicy
+from handoff.saved_replies import SavedReplyService
 from handoff.scrub import DEFAULT_REFERENCE_PATTERNS, ExampleScrubber, ReviewLimits
 from handoff.service import HandoffService
 from handoff.teams import TeamService
 from handoff.tokens import AgentTokens
 from support import log_redaction, metrics, tracing
+from support.audit import AuditLog
 from support.channels.widget_sessions import WidgetSessionService
 from support.conversation.archive import archive_idle
 from support.conversation.fanout import Fanout
@@ -131,6 +133,9 @@ class Runtime:
     predicted: PredictedSatisfaction = field(init=False)
     # Evaluation runs of knowledge versions (the console's Evaluate screen), carried out as jobs.
     evaluations: EvaluationRuns = field(init=False)
+    # Who did what among admins and agents (append-only SQL); services record into it, never handlers.
+    audit: AuditLog = field(init=False)
+    saved_replies: SavedReplyService = field(init=False)  # the composer's library of saved replies
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     # Where services report events (webhooks listen here); nothing listens until one is set.
     events: EventSink = field(default_factory=NoEvents)
@@ -309,7 +314,8 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         if isinstance(client, RedisCluster)
         else client
     )
-    knowledge = KnowledgeService(sessions, client, settings.knowledge)
+    audit = AuditLog(sessions)
+    knowledge = KnowledgeService(sessions, client, settings.knowledge, audit=audit)
     policy = await knowledge.start(settings.policy.path)
     log.info("knowledge version %s active (%d chars)", policy.version, len(policy.text))
     # Re-index a busy conversation for the archiver at most every ARCHIVE_INDEX_FRACTION of its idle time.
@@ -333,13 +339,13 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     queue = HandoffQueue(client, lease_s=hs.lease_s)
     agents = AgentService(sessions, default_capacity=hs.default_capacity)
     presence = AgentPresence(client, away_after_s=hs.away_after_s)
-    teams = TeamService(sessions, presence, configured_hours=settings.teams.business_hours)
+    teams = TeamService(sessions, presence, configured_hours=settings.teams.business_hours, audit=audit)
     mailer = Mailer(settings.mail)
     jobs = JobEngine(redis_url, concurrency=settings.jobs.concurrency)
     # Built before the services that emit events, which are given it as their events port.
     webhooks = WebhookService(
         sessions, client, jobs, webhook_http_client(settings), settings.webhooks,
-        allow_private=webhooks_allow_private(settings),
+        allow_private=webhooks_allow_private(settings), audit=audit,
     )  # fmt: skip
     runtime = Runtime(
         settings=settings,
@@ -454,9 +460,11 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     runtime.desk = AgentDesk(
         store=store, handoff=runtime.handoff, queue=queue, turns=runtime.turns, examples=runtime.examples,
         agents=runtime.agents, policy_version=policy.version, tickets=runtime.tickets,
-        events=webhooks,
+        events=webhooks, audit=audit,
     )  # fmt: skip
-    runtime.accounts = AgentAccounts(agents, runtime.agent_tokens, runtime.desk)
+    runtime.accounts = AgentAccounts(agents, runtime.agent_tokens, runtime.desk, audit)
+    runtime.audit = audit
+    runtime.saved_replies = SavedReplyService(sessions, store, settings.saved_replies, audit)
 
     def follow_knowledge(active: Policy) -> None:
         # Everything that answers or records from the knowledge uses the newly active version from its
@@ -476,8 +484,9 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     runtime.customers = CustomerDataService(
         store, sessions, runtime.handoff,
         default_sources(sessions, runtime.examples, retention_deletes_examples=rs.examples == "delete"),
+        audit=audit,
     )  # fmt: skip
-    runtime.integration_keys = IntegrationKeys(sessions)
+    runtime.integration_keys = IntegrationKeys(sessions, audit=audit)
     runtime.facts = FactRefresher(store, sessions, client)
     runtime.drain_hooks.append(runtime.close_widget_sockets)
     _register_periodic_jobs(runtime)

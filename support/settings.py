@@ -806,6 +806,18 @@ class MailSettings(BaseSettings):
         return bool(self.host)
 
 
+class SavedReplySettings(BaseSettings):
+    """Saved replies: the library agents insert into the composer by shortcut (docs/console.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_SAVED_REPLIES_", extra="ignore")
+
+    max_team: int = Field(500, ge=1, description="Team saved replies at most (a picker, not an archive).")
+    max_personal: int = Field(100, ge=1, description="Personal saved replies per agent at most.")
+    max_text_chars: int = Field(
+        4000, ge=1, le=8000, description="Characters of one saved reply's text at most (a reply is 8000)."
+    )
+
+
 class Settings(BaseModel):
     """All settings of one process, each concern in its own object."""
 
@@ -829,6 +841,7 @@ class Settings(BaseModel):
     predicted_csat: PredictedCsatSettings = Field(default_factory=PredictedCsatSettings)
     teams: TeamSettings = Field(default_factory=TeamSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
+    saved_replies: SavedReplySettings = Field(default_factory=SavedReplySettings)
 
     model_config = {"arbitrary_types_allowed": True}
 

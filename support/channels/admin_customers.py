@@ -43,11 +43,15 @@ class CustomerDataController(Controller):
         responses=errors(503),
     )  # fmt: skip
     async def export(
-        self, runtime: Runtime, visitor_id: str | None = None, email: str | None = None
+        self,
+        request: Request[Any, Any, Any],
+        runtime: Runtime,
+        visitor_id: str | None = None,
+        email: str | None = None,
     ) -> dict[str, Any]:
         """Conversations with their messages, ratings, handoffs, examples, tickets, attachments; every
         list empty when nothing is held. 400 unless exactly one of ``visitor_id`` / ``email`` is given."""
-        return await runtime.customers.export(CustomerRef.parse(visitor_id, email))
+        return await runtime.customers.export(CustomerRef.parse(visitor_id, email), by=staff_id_of(request))
 
     @post(
         "/erase", status_code=HTTP_200_OK, summary="Erase everything held about one customer",
@@ -55,6 +59,8 @@ class CustomerDataController(Controller):
     )  # fmt: skip
     async def erase(self, data: EraseIn, request: Request[Any, Any, Any], runtime: Runtime) -> dict[str, int]:
         """Counts per kind of what was erased (all zero when run again)."""
-        counts = await runtime.customers.erase(CustomerRef.parse(data.visitor_id, data.email))
+        counts = await runtime.customers.erase(
+            CustomerRef.parse(data.visitor_id, data.email), by=staff_id_of(request)
+        )
         log.info("admin %s erased a customer's data: %s", staff_id_of(request), counts)
         return counts

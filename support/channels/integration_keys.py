@@ -67,7 +67,7 @@ class IntegrationKeyController(Controller):
     )  # fmt: skip
     async def revoke(self, key_id: str, request: Request[Any, Any, Any], runtime: Runtime) -> None:
         """At once: the key's next request gets 401. Revoking a revoked key is a no-op (204)."""
-        key = await runtime.integration_keys.revoke(key_id)
+        key = await runtime.integration_keys.revoke(key_id, by=staff_id_of(request))
         log.info("admin %s revoked integration key %s", staff_id_of(request), key.id)
 
 

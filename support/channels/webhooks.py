@@ -88,7 +88,7 @@ class WebhookController(Controller):
     )  # fmt: skip
     async def deactivate(self, endpoint_id: str, request: Request[Any, Any, Any], runtime: Runtime) -> None:
         """No new deliveries; pending ones end as failed. Idempotent."""
-        await _service(runtime).deactivate(endpoint_id)
+        await _service(runtime).deactivate(endpoint_id, by=staff_id_of(request))
         log.info("admin %s deactivated webhook endpoint %s", staff_id_of(request), endpoint_id)
 
     @get(

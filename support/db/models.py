@@ -500,3 +500,49 @@ class Team(SQLModel, table=True):
     business_hours: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     updated_at: datetime = Field(default_factory=utcnow)
     updated_by: str | None = Field(default=None, max_length=32, description="the admin who set the hours")
+
+
+# -- saved replies and the audit log (issue 21: the support team's workspace) ------------------------------
+
+
+class SavedReply(SQLModel, table=True):
+    """A reply an agent inserts into the composer by its shortcut (docs/console.md, "Saved replies").
+
+    ``scope`` ``team``: every agent sees it, admins manage it (``owner_id`` null); ``personal``: only its
+    owner sees or changes it. ``owner_key`` is ``team`` or the owner's id, so a shortcut is unique within
+    the team library and within each agent's own.
+    """
+
+    __tablename__ = "saved_reply"
+    __table_args__ = (UniqueConstraint("owner_key", "shortcut", name="uq_saved_reply_owner_shortcut"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    scope: str = Field(max_length=16, description="team | personal")
+    owner_id: str | None = Field(default=None, index=True, max_length=32)
+    owner_key: str = Field(index=True, max_length=32, description="team | the owner's agent id")
+    title: str = Field(max_length=120)
+    shortcut: str = Field(max_length=33, description="`/` and a lower-case word, e.g. /refund")
+    text: str
+    example_id: str | None = Field(default=None, max_length=32, description="the example it was made from")
+    created_by: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One admin or agent action, appended and never changed (triggers refuse UPDATE and DELETE).
+
+    It names people and things by id only: no customer text, no e-mail address (an erased customer
+    leaves nothing here that identifies them). ``details`` holds ids, counts and the names of changed
+    fields, never free text a customer wrote.
+    """
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor_id: str | None = Field(default=None, index=True, max_length=32, description="null: the system")
+    action: str = Field(index=True, max_length=48, description="e.g. conversation.claimed")
+    target_type: str = Field(max_length=32)
+    target_id: str | None = Field(default=None, max_length=128)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from support import keys
+from support.audit import AuditSink, NoAudit
 from support.db.models import KnowledgeDocument, KnowledgeText, KnowledgeVersion, utcnow
 from support.errors import KnowledgeConflict, NotFound, TooLarge, ValidationFailed
 from support.knowledge.render import (
@@ -130,9 +131,15 @@ class KnowledgeService:
     """Versions in SQL, the active one in Redis and in memory (``active``), its listeners told of changes."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], redis: RedisClient, settings: KnowledgeSettings
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        redis: RedisClient,
+        settings: KnowledgeSettings,
+        *,
+        audit: AuditSink | None = None,
     ) -> None:
         self._sessions = sessions
+        self._audit: AuditSink = audit or NoAudit()
         self._redis = redis
         self.settings = settings
         self._active: Policy | None = None
@@ -308,9 +315,16 @@ class KnowledgeService:
             if change is None:
                 verb = "edited" if any(d.name == incoming[0].name for d in current) else "added"
                 change = f"{verb} {incoming[0].kind} {incoming[0].name}"
-            return await self._create(
+            saved = await self._create(
                 merged, parent_id=head.id if head else None, change=change, created_by=created_by
             )
+        await self._audited(created_by, "knowledge.saved", saved, change)
+        return saved
+
+    async def _audited(self, by: str | None, action: str, saved: Saved, change: str) -> None:
+        await self._audit.record(
+            by, action, "knowledge_version", saved.version.id, {"change": change, "created": saved.created}
+        )
 
     async def remove(self, name: str, *, created_by: str | None = None, base: str | None = None) -> Saved:
         """A new version: the head without the article ``name`` (the policy can be replaced, not removed)."""
@@ -327,8 +341,10 @@ class KnowledgeService:
             if found[0].kind == "policy":
                 raise KnowledgeConflict("the policy can be replaced, not removed")
             rest = [d for d in current if d.name != name]
-            return await self._create(rest, parent_id=head.id, change=f"removed {found[0].kind} {name}",
-                                      created_by=created_by)  # fmt: skip
+            change = f"removed {found[0].kind} {name}"
+            saved = await self._create(rest, parent_id=head.id, change=change, created_by=created_by)
+        await self._audited(created_by, "knowledge.removed", saved, change)
+        return saved
 
     async def activate(self, version: str, *, by: str | None = None) -> VersionView:
         """Make ``version`` the active one for every process (an older one: a rollback)."""
@@ -340,6 +356,7 @@ class KnowledgeService:
         await self._redis.set(keys.knowledge_active(), version)
         self._unknown = None
         log.info("knowledge: version %s activated by %s", version, by)
+        await self._audit.record(by, "knowledge.activated", "knowledge_version", version)
         await self.refresh()
         return (await self.version(version, with_text=False)).version
 

@@ -40,6 +40,7 @@ from sqlalchemy import delete, or_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import SQLModel, col, select
 
+from support.audit import AuditSink, NoAudit
 from support.conversation.archive import delete_archived
 from support.conversation.store import ConversationStore, Event, visitor_identities
 from support.db.models import (
@@ -391,8 +392,11 @@ class CustomerDataService:
         sessions: async_sessionmaker[AsyncSession],
         handoff: HandoffQueuePort,
         sources: Sequence[CustomerDataSource],
+        *,
+        audit: AuditSink | None = None,
     ) -> None:
         self._store = store
+        self._audit: AuditSink = audit or NoAudit()
         self._sessions = sessions
         self._handoff = handoff
         self._sources = list(sources)
@@ -472,9 +476,15 @@ class CustomerDataService:
 
     # --- export -----------------------------------------------------------------------------------
 
-    async def export(self, customer: CustomerRef, *, now: datetime | None = None) -> dict[str, Any]:
+    async def export(
+        self, customer: CustomerRef, *, now: datetime | None = None, by: str | None = None
+    ) -> dict[str, Any]:
         """Everything held about the customer; every kind is listed, empty when there is nothing."""
         ids = await self.conversation_ids(customer)
+        # How the customer was named and how much was found; never the visitor id or address itself.
+        await self._audit.record(
+            by, "customer_data.exported", "customer", None, {"by": customer.kind, "conversations": len(ids)}
+        )
         scope = CustomerScope(customer, ids)
         out: dict[str, Any] = {
             "customer": customer.to_json(),
@@ -488,10 +498,14 @@ class CustomerDataService:
 
     # --- erasure ----------------------------------------------------------------------------------
 
-    async def erase(self, customer: CustomerRef) -> dict[str, int]:
+    async def erase(self, customer: CustomerRef, *, by: str | None = None) -> dict[str, int]:
         """Erase everything held about the customer; returns how many of each kind went."""
         ids = await self.conversation_ids(customer)
-        return await self.erase_conversations(ids, customer=customer)
+        counts = await self.erase_conversations(ids, customer=customer)
+        await self._audit.record(
+            by, "customer_data.erased", "customer", None, {"by": customer.kind, **counts}
+        )
+        return counts
 
     async def erase_conversations(
         self, conversation_ids: Sequence[str], *, customer: CustomerRef | None = None, retention: bool = False

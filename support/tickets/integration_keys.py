@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, or_, select, update
 
+from support.audit import AuditSink, NoAudit
 from support.db.models import IntegrationKey, utcnow
 from support.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 
@@ -88,8 +89,9 @@ def parse_scopes(scopes: Sequence[str] | None) -> list[str]:
 class IntegrationKeys:
     """Creates, checks, lists and revokes integration keys; the session factory is passed in."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, audit: AuditSink | None = None) -> None:
         self._sessions = sessions
+        self._audit: AuditSink = audit or NoAudit()
 
     async def create(
         self, name: str, scopes: Sequence[str] | None = None, created_by: str | None = None
@@ -108,6 +110,8 @@ class IntegrationKeys:
             session.add(key)
             await session.commit()
             await session.refresh(key)
+        await self._audit.record(created_by, "integration_key.created", "integration_key", key.id,
+                                 {"scopes": list(key.scopes)})  # fmt: skip
         return key, plaintext
 
     async def authenticate(self, key: str, scope: str | None = None) -> IntegrationKey:
@@ -157,7 +161,7 @@ class IntegrationKeys:
             raise NotFound(f"no integration key {key_id}")
         return key
 
-    async def revoke(self, key_id: str) -> IntegrationKey:
+    async def revoke(self, key_id: str, *, by: str | None = None) -> IntegrationKey:
         """Revoke a key at once (its next request gets 401); revoking it again changes nothing.
         :class:`NotFound` for an unknown id."""
         async with self._sessions() as session, session.begin():
@@ -166,7 +170,9 @@ class IntegrationKeys:
                 .where(col(IntegrationKey.id) == key_id, col(IntegrationKey.revoked_at).is_(None))
                 .values(revoked_at=utcnow())
             )
-        return await self.get(key_id)
+        key = await self.get(key_id)
+        await self._audit.record(by, "integration_key.revoked", "integration_key", key.id)
+        return key
 
     async def list(self) -> list[IntegrationKey]:
         """Every key, newest first, revoked ones too."""

@@ -45,6 +45,7 @@ from sqlmodel import col, select
 from standardwebhooks.webhooks import Webhook
 
 from support import __version__, keys, metrics
+from support.audit import AuditSink, NoAudit
 from support.db.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from support.errors import Conflict, NotFound, ValidationFailed, one_line
 from support.events import EVENT_TYPES
@@ -176,8 +177,10 @@ class WebhookService:
         settings: WebhookSettings,
         *,
         allow_private: bool,
+        audit: AuditSink | None = None,
     ) -> None:
         self.sessions = sessions
+        self._audit: AuditSink = audit or NoAudit()
         self.redis = redis
         self.jobs = jobs
         self.http = http
@@ -213,6 +216,8 @@ class WebhookService:
             session.add(endpoint)
             await session.commit()
         await self._endpoints_changed()
+        # The id and events only: a URL may carry a receiver's token.
+        await self._audit.record(created_by, "webhook.created", "webhook", endpoint.id, {"events": wanted})
         return CreatedEndpoint(id=endpoint.id, secret=endpoint.secret, url=endpoint.url, events=wanted)
 
     async def list_endpoints(self) -> list[EndpointView]:
@@ -230,7 +235,7 @@ class WebhookService:
                 for r in rows
             ]
 
-    async def deactivate(self, endpoint_id: str) -> None:
+    async def deactivate(self, endpoint_id: str, *, by: str | None = None) -> None:
         """Stop sending to an endpoint: no new deliveries, and pending ones end as failed at their next
         attempt. Idempotent; NotFound for an unknown id."""
         async with self.sessions() as session:
@@ -240,6 +245,7 @@ class WebhookService:
             endpoint.active = False
             await session.commit()
         await self._endpoints_changed()
+        await self._audit.record(by, "webhook.deactivated", "webhook", endpoint_id)
 
     async def deliveries(self, endpoint_id: str, *, limit: int = 50) -> list[DeliveryView]:
         """An endpoint's deliveries, newest first, each with its attempts."""
