@@ -234,10 +234,10 @@ class SavedReplyService:
                 await session.commit()
             except IntegrityError as exc:
                 raise Conflict(f"the {scope} library already has a reply {checked.shortcut}") from exc
-        await self._audit.record(
-            agent.id, "saved_reply.created", "saved_reply", reply.id,
-            {"scope": scope, "shortcut": reply.shortcut, "example_id": example_id},
-        )  # fmt: skip
+        details: dict[str, str] = {"scope": scope, "shortcut": reply.shortcut}
+        if example_id:
+            details["example_id"] = example_id
+        await self._audit.record(agent.id, "saved_reply.created", "saved_reply", reply.id, details)
         return reply
 
     async def update(self, reply_id: str, agent: AgentIdentity, change: ReplyChange) -> SavedReply:

@@ -877,7 +877,7 @@
       ...suggestions.map((s) =>
         el(
           "li",
-          {},
+          { "data-example-id": s.id },
           s.customer_message ? el("div", { class: "q", text: `For: “${s.customer_message}”` }) : null,
           el("div", { text: s.text }),
           el("button", {
@@ -1148,7 +1148,9 @@
   }
 
   // What other console screens (agents.js) share: the API client and the feedback channels.
-  window.SwitchboardConsole = { api, ApiError, showAlert, announce, failed, me: () => state.agent };
+  window.SwitchboardConsole = {
+    api, ApiError, showAlert, announce, failed, me: () => state.agent, selected: () => state.selected,
+  };
 
   wire();
   session.onSignedOutElsewhere(() => {
