@@ -270,6 +270,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 def cmd_create_agent(args: argparse.Namespace) -> int:
     """Create an agent or admin account in the configured database (migrating it first)."""
     from handoff.agents import AgentService
+    from support.audit import AuditLog
     from support.db.engine import make_engine, session_factory
     from support.db.migrate import upgrade_to_head
     from support.errors import SwitchboardError
@@ -281,13 +282,14 @@ def cmd_create_agent(args: argparse.Namespace) -> int:
         await upgrade_to_head(settings.database_url)
         engine = make_engine(settings.database_url)
         try:
-            service = AgentService(
-                session_factory(engine), default_capacity=settings.handoff.default_capacity
-            )
+            sessions = session_factory(engine)
+            service = AgentService(sessions, default_capacity=settings.handoff.default_capacity)
             agent = await service.create(
                 email=args.email, password=args.password, name=args.name, role=args.role,
                 capacity=args.capacity,
             )  # fmt: skip
+            # No actor: whoever has the server's configuration (recorded as the system).
+            await AuditLog(sessions).record(None, "account.created", "agent", agent.id, {"role": agent.role})
         except SwitchboardError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return 2
@@ -301,6 +303,7 @@ def cmd_create_agent(args: argparse.Namespace) -> int:
 
 def _integration_keys(args: argparse.Namespace, revoke: bool) -> int:
     """Create or revoke an integration key in the configured database (migrating it first)."""
+    from support.audit import AuditLog
     from support.db.engine import make_engine, session_factory
     from support.db.migrate import upgrade_to_head
     from support.errors import SwitchboardError
@@ -313,7 +316,8 @@ def _integration_keys(args: argparse.Namespace, revoke: bool) -> int:
         await upgrade_to_head(settings.database_url)
         engine = make_engine(settings.database_url)
         try:
-            service = IntegrationKeys(session_factory(engine))
+            sessions = session_factory(engine)
+            service = IntegrationKeys(sessions, audit=AuditLog(sessions))
             if revoke:
                 key = await service.revoke(args.id)
                 print(f"revoked integration key {key.id} ({key.name}, {key.prefix}…)")

@@ -222,3 +222,47 @@ async def test_desk_actions_are_audited_by_id_and_an_erased_customer_leaves_no_a
         assert CUSTOMER_EMAIL not in dump
         assert "grace" not in dump.lower()
         assert "write to" not in dump  # no message text
+
+
+def test_admin_changes_are_audited_with_who_made_them(server: ServerProcess) -> None:
+    root = login(server, "root@example.com")
+    root_id, base = me(server, root), f"{server.url}/api/v1/admin"
+    key = httpx.post(f"{base}/integration-keys", json={"name": "CRM"}, headers=root).json()
+    assert httpx.delete(f"{base}/integration-keys/{key['id']}", headers=root).status_code == 204
+    hook = httpx.post(
+        f"{base}/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["conversation.resolved"]},
+        headers=root,
+    )  # fmt: skip
+    assert hook.status_code == 201, hook.text
+    assert httpx.delete(f"{base}/webhooks/{hook.json()['id']}", headers=root).status_code == 204
+    hours = {"business_hours": {"timezone": "UTC", "weekly": {"mon": ["09:00-17:00"]}}}
+    assert httpx.put(f"{base}/teams/default/hours", json=hours, headers=root).status_code == 200
+    made = httpx.post(
+        f"{base}/agents", json={"email": "dee@example.com", "password": PASSWORD, "name": "Dee"}, headers=root
+    ).json()
+    changed = httpx.patch(f"{base}/agents/{made['id']}", json={"capacity": 5, "name": "Dee D."}, headers=root)
+    assert changed.status_code == 200, changed.text
+    version = httpx.get(f"{base}/knowledge/", headers=root).json()["active"]
+    assert httpx.post(f"{base}/knowledge/versions/{version}/activate", headers=root).status_code == 200
+    mine = audit(server, root, actor=root_id, limit=20).json()["entries"]
+    assert [(e["action"], e["target_id"], e["details"]) for e in mine if not e["action"].startswith("saved")][
+        :8
+    ] == [
+        ("knowledge.activated", version, {}),
+        ("account.updated", made["id"], {"capacity": 5, "name_changed": True}),
+        ("account.created", made["id"], {"role": "agent"}),
+        ("team.hours_changed", "default", {"source": "admin"}),
+        ("webhook.deactivated", hook.json()["id"], {}),
+        ("webhook.created", hook.json()["id"], {"events": ["conversation.resolved"]}),
+        ("integration_key.revoked", key["id"], {}),
+        ("integration_key.created", key["id"], {"scopes": key["scopes"]}),
+    ]
+    # The accounts the command line made at the start are there too, made by the system.
+    cli = audit(server, root, action="account.created", limit=1000).json()["entries"]
+    assert sorted(e["details"]["role"] for e in cli if e["actor_id"] is None) == [
+        "admin",
+        "agent",
+        "agent",
+        "agent",
+    ]
+    assert "127.0.0.1:9" not in audit(server, root, limit=1000).text  # a webhook's URL is not kept
