@@ -32,9 +32,10 @@ def server(
     fake.reset()
     proc = start_server(tmp_path_factory.mktemp("replies"), fake, redis_url)
     try:
-        create_agent(proc, "ada@example.com", "Ada Lovelace")
         create_agent(proc, "root@example.com", "Root", role="admin")
         root = agent_auth(proc, "root@example.com", PASSWORD)
+        ada = {"email": "ada@example.com", "password": PASSWORD, "name": "Ada Lovelace"}
+        assert httpx.post(f"{proc.url}/api/v1/admin/agents", json=ada, headers=root).status_code == 201
         for shortcut, title, text in (
             ("/greet", "Greeting with refund", GREETING),
             ("/hours", "Opening hours", "We answer from 9 to 17, Monday to Friday."),

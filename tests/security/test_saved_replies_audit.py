@@ -40,11 +40,15 @@ def server(
         SWITCHBOARD_SAVED_REPLIES_MAX_PERSONAL="3", SWITCHBOARD_SAVED_REPLIES_MAX_TEXT_CHARS="500",
     )  # fmt: skip
     try:
-        for email, name, role in (
-            ("ada@example.com", "Ada", "agent"), ("bo@example.com", "Bo", "agent"),
-            ("cy@example.com", "Cy", "agent"), ("root@example.com", "Root", "admin"),
-        ):  # fmt: skip
-            servers.create_agent(proc.env, proc.data_dir, email, PASSWORD, name, role)
+        # The admin with the command line (recorded by the system), the agents by the admin over the API.
+        servers.create_agent(proc.env, proc.data_dir, "root@example.com", PASSWORD, "Root", "admin")
+        root = login(proc, "root@example.com")
+        for email, name in (("ada@example.com", "Ada"), ("bo@example.com", "Bo"), ("cy@example.com", "Cy")):
+            made = httpx.post(
+                f"{proc.url}/api/v1/admin/agents", json={"email": email, "password": PASSWORD, "name": name},
+                headers=root,
+            )  # fmt: skip
+            assert made.status_code == 201, made.text
         yield proc
     finally:
         proc.kill()
@@ -257,12 +261,8 @@ def test_admin_changes_are_audited_with_who_made_them(server: ServerProcess) -> 
         ("integration_key.revoked", key["id"], {}),
         ("integration_key.created", key["id"], {"scopes": key["scopes"]}),
     ]
-    # The accounts the command line made at the start are there too, made by the system.
-    cli = audit(server, root, action="account.created", limit=1000).json()["entries"]
-    assert sorted(e["details"]["role"] for e in cli if e["actor_id"] is None) == [
-        "admin",
-        "agent",
-        "agent",
-        "agent",
-    ]
+    # The admin the command line made at the start is there too, made by the system; the agents, by Root.
+    created = audit(server, root, action="account.created").json()["entries"]
+    made_by = [(e["actor_id"], e["details"]["role"]) for e in created]
+    assert made_by[-4:] == [(root_id, "agent"), (root_id, "agent"), (root_id, "agent"), (None, "admin")]
     assert "127.0.0.1:9" not in audit(server, root, limit=1000).text  # a webhook's URL is not kept
