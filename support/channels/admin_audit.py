@@ -14,6 +14,7 @@ from litestar.params import Parameter
 from support.audit import PAGE_DEFAULT, PAGE_MAX, AuditQuery, as_csv, entry_json
 from support.channels.staff import admin_guard
 from support.openapi_errors import ADMIN_SECURITY, errors
+from support.reports.api import JsonOrCsvOperation
 from support.runtime import Runtime
 
 # The query's ``from`` and ``to`` (Python keywords, so named otherwise here).
@@ -32,6 +33,7 @@ class AuditController(Controller):
     @get(
         "/", summary="Who did what: the audit log, newest first",
         responses=errors(400, 503, s400="A bad filter or limit (`invalid_request`)"),
+        operation_class=JsonOrCsvOperation,  # the 200 is JSON, or CSV with format=csv
     )  # fmt: skip
     async def entries(
         self,
@@ -52,7 +54,7 @@ class AuditController(Controller):
         if format == "csv":
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             return Response(
-                as_csv(entries), media_type="text/csv; charset=utf-8",
+                as_csv(entries), media_type="text/csv",
                 headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"'},
             )  # fmt: skip
         return Response(
