@@ -5,6 +5,7 @@ Audit screen and sees that claim. One server for the module."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,14 @@ from playwright.sync_api import Browser, Page, expect
 from websockets.sync.client import connect
 
 from support.testing.fake_anthropic import FakeAnthropic
-from tests.browser.test_console import PASSWORD, Customer, create_agent, sign_in, status
+from tests.browser.test_console import (
+    PASSWORD,
+    Customer,
+    create_agent,
+    hands_off_with_a_draft,
+    sign_in,
+    status,
+)
 from tests.integration.test_widget_ws import ORIGIN, start_server
 from tests.redis_cluster import sync_redis_client_for
 from tests.servers import ServerProcess, agent_auth
@@ -53,17 +61,26 @@ def server(
 
 
 @contextlib.contextmanager
-def waiting_customer(server: ServerProcess, name: str) -> Iterator[tuple[Customer, str]]:
-    """A customer who asked for a person and waits in the queue (their socket closed afterwards)."""
+def waiting_customer(server: ServerProcess, name: str, says: str = "") -> Iterator[tuple[Customer, str]]:
+    """A customer who asked for a person (or said ``says``, which the bot hands off) and waits in the
+    queue (their socket closed afterwards)."""
     session = httpx.post(
         f"{server.url}/api/v1/widget/sessions",
         json={"widget_key": "pk_test", "visitor": {"name": name}}, headers={"Origin": ORIGIN},
     ).json()  # fmt: skip
     with connect(f"ws://127.0.0.1:{server.port}/api/v1/widget/ws?token={session['token']}") as ws:
         customer = Customer(ws)
-        customer.send({"type": "request_human"})
+        if says:
+            customer.say(says)
+        else:
+            customer.send({"type": "request_human"})
         customer.until(status("queued"))
         yield customer, session["conversation_id"]
+
+
+def fits_a_phone(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375, f"the page scrolls sideways on a phone ({width} px wide)"
 
 
 def claim_in_console(page: Page, name: str) -> None:
@@ -119,6 +136,11 @@ def _insert_and_send(
         page.set_viewport_size({"width": 375, "height": 740})
         composer.press_sequentially("/")
         expect(options).to_have_count(2)
+        fits_a_phone(page)
+        box = page.locator("#replies-picker").bounding_box()
+        assert box is not None
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= 375
         page.screenshot(path=screenshot_dir / "console-replies-picker-375.png")
     finally:
         page.close()
@@ -144,6 +166,7 @@ def test_an_agent_keeps_a_personal_reply_on_the_manage_screen(
         expect(page.get_by_role("button", name="Edit /size")).to_be_visible()
         page.screenshot(path=screenshot_dir / "console-replies-1280.png", full_page=True)
         page.set_viewport_size({"width": 375, "height": 740})
+        fits_a_phone(page)
         page.screenshot(path=screenshot_dir / "console-replies-375.png", full_page=True)
     finally:
         page.close()
@@ -173,6 +196,38 @@ def test_an_admin_sees_the_claim_on_the_audit_screen(
         expect(claim).to_have_count(1)
         page.screenshot(path=screenshot_dir / "console-audit-1280.png", full_page=True)
         page.set_viewport_size({"width": 375, "height": 740})
+        fits_a_phone(page)
         page.screenshot(path=screenshot_dir / "console-audit-375.png", full_page=True)
     finally:
         page.close()
+
+
+def test_a_suggested_reply_is_saved_as_the_agents_own_and_offered_by_the_picker(
+    browser: Browser, server: ServerProcess, fake: FakeAnthropic
+) -> None:
+    hands_off_with_a_draft(fake)
+    api = f"{server.url}/api/v1/agent"
+    ada = agent_auth(server, "ada@example.com", PASSWORD)
+    answer = "Yes: we match the price of any local outdoor store, just send us the link."
+    with waiting_customer(server, "Cy", says="Do you price match other stores?") as (_first, first_id):
+        assert httpx.post(f"{api}/conversations/{first_id}/claim", headers=ada).status_code == 200
+        sent = httpx.post(f"{api}/conversations/{first_id}/messages", headers=ada, json={"text": answer})
+        assert sent.status_code == 201, sent.text  # an (auto-approved) example from now on
+        assert httpx.post(f"{api}/conversations/{first_id}/resolve", headers=ada).status_code == 200
+    with waiting_customer(server, "Di", says="Will you price match a store in town?"):
+        page = sign_in(browser, server, "ada@example.com")
+        try:
+            claim_in_console(page, "Di")
+            canned = page.locator("#canned-list li", has_text="Do you price match other stores?")
+            canned.get_by_role("button", name="Save as reply").click()
+            saved = canned.get_by_role("button", name=re.compile(r"^Saved as "))
+            expect(saved).to_be_disabled()
+            shortcut = (saved.text_content() or "").removeprefix("Saved as ")
+            composer = page.get_by_label("Reply to the customer")
+            composer.focus()
+            composer.press_sequentially(shortcut)
+            expect(page.locator("#replies-options [role=option]")).to_have_count(1)
+            composer.press("Tab")
+            expect(composer).to_have_value(answer)
+        finally:
+            page.close()
