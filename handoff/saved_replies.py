@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import func
@@ -94,6 +95,12 @@ def values_for(visitor: Mapping[str, Any], agent: AgentIdentity) -> dict[str, st
     }
 
 
+def _iso(moment: datetime) -> str:
+    """Stored (naive UTC) or fresh (aware) alike: ISO 8601 in UTC with ``Z``."""
+    aware = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.isoformat().replace("+00:00", "Z")
+
+
 def reply_json(reply: SavedReply, viewer: AgentIdentity) -> dict[str, Any]:
     """A saved reply as the API returns it; ``editable``: whether ``viewer`` may change it."""
     return {
@@ -101,7 +108,7 @@ def reply_json(reply: SavedReply, viewer: AgentIdentity) -> dict[str, Any]:
         "text": reply.text, "placeholders": sorted(set(placeholders_in(reply.text))),
         "example_id": reply.example_id,
         "editable": reply.owner_id == viewer.id if reply.scope == "personal" else viewer.is_admin,
-        "updated_at": reply.updated_at.isoformat(),
+        "updated_at": _iso(reply.updated_at),
     }  # fmt: skip
 
 
