@@ -42,7 +42,7 @@ def test_agents_see_the_sections_an_answer_cites_and_why_an_ungrounded_one_came_
     customer, _ = customers()
     customer.say("How many days do I have to return my tent?")
     answer = customer.until(lambda f: f["type"] == "message" and f["role"] == "assistant")
-    assert answer["sources"][0]["section"] == "Return window"
+    assert "sources" not in answer, "this widget key does not show sources: its customers get none"
     customer.say("What is the airspeed velocity of an unladen swallow?")  # the policy does not cover it
     assert customer.until(status("queued"))["reason"] == "ungrounded"
 
