@@ -340,6 +340,8 @@
 
   function handleFrame(frame) {
     const id = frame.conversation_id;
+    // Every frame, for the console's other modules (notify.js), after this module has seen it.
+    queueMicrotask(() => document.dispatchEvent(new CustomEvent("switchboard:live", { detail: frame })));
     switch (frame.type) {
       case "queue":
         onQueue(frame.items || []);
@@ -558,6 +560,7 @@
     $("conv-body").hidden = true;
     $("side").hidden = true;
     $("conv-placeholder").hidden = false;
+    document.dispatchEvent(new CustomEvent("switchboard:closed"));
   }
 
   async function selectConversation(id) {
@@ -614,6 +617,7 @@
     renderOwnership();
     renderMine();
     renderQueue();
+    document.dispatchEvent(new CustomEvent("switchboard:opened", { detail: { id: packet.conversation_id } }));
   }
 
   const isMine = () =>
@@ -1150,6 +1154,11 @@
   // What other console screens (agents.js) share: the API client and the feedback channels.
   window.SwitchboardConsole = {
     api, ApiError, showAlert, announce, failed, me: () => state.agent, selected: () => state.selected,
+    // For notify.js and keys.js: open a conversation; one I hold (from Mine, or the one shown).
+    open: (id) => selectConversation(id),
+    held: (id) =>
+      state.mine.find((item) => item.conversation_id === id) ||
+      (id === state.selected && isMine() ? state.packet : null),
   };
 
   wire();
