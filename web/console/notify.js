@@ -1,9 +1,9 @@
 // Switchboard agent console: notifications while the agent looks elsewhere. When the tab is hidden, a
 // conversation put in Mine (a claim elsewhere, a transfer, automatic assignment: the socket's `assigned`
 // frame naming me) and a customer's message in a conversation I hold raise a desktop notification and a
-// short tone, and count in the tab title: "(3) Switchboard · Agent console". Nothing fires while the tab
-// is visible: the console shows and announces those itself. Clicking a notification focuses the tab and
-// opens that conversation.
+// short tone (with the bell on), and count in the tab title: "(3) Switchboard · Agent console" (always).
+// Nothing fires while the tab is visible: the console shows and announces those itself. Clicking a
+// notification focuses the tab and opens that conversation.
 //
 // The bell in the top bar turns this on and off. Browsers only ask for the permission from a user
 // gesture, so the bell's click asks; the choice is kept in localStorage. The tone is synthesized with
@@ -95,9 +95,11 @@
   }
 
   function notify(conversationId, title, body) {
-    if (document.visibilityState !== "hidden" || !enabled()) return;
+    if (document.visibilityState !== "hidden") return;
+    // The count in the title needs no permission: it shows with the bell off too.
     unseen += 1;
     renderTitle();
+    if (!enabled()) return;
     const note = new Notification(title, {
       body: body.length > TEXT_CHARS ? `${body.slice(0, TEXT_CHARS - 1)}…` : body,
       // One notification per conversation on screen: a newer message replaces the older one.
@@ -124,7 +126,7 @@
     const me = ui().me();
     // A frame that names its agent is checked at once; one that does not, by the packet's assignee.
     if (!me || (frame.agent && frame.agent.id !== me.id)) return;
-    if (document.visibilityState !== "hidden" || !enabled()) return;
+    if (document.visibilityState !== "hidden") return;
     let packet = null;
     try {
       packet = await ui().api("GET", `/conversations/${encodeURIComponent(frame.conversation_id)}`);
