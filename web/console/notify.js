@@ -159,6 +159,12 @@
     unseen = 0;
     renderTitle();
   });
+  // After a reload with the bell on, the first click or key press in the page starts the sound.
+  const warm = () => {
+    if (enabled()) startAudio();
+  };
+  document.addEventListener("pointerdown", warm, { once: true });
+  document.addEventListener("keydown", warm, { once: true });
   $("notify-toggle").addEventListener("click", toggle);
   renderBell();
 })();
