@@ -27,7 +27,6 @@
 
   function close() {
     $("replies-picker").hidden = true;
-    $("composer-text").setAttribute("aria-expanded", "false");
     $("composer-text").removeAttribute("aria-activedescendant");
     active = -1;
   }
@@ -93,7 +92,6 @@
       return;
     }
     $("replies-picker").hidden = false;
-    $("composer-text").setAttribute("aria-expanded", "true");
     render(needle);
   }
 
@@ -177,7 +175,6 @@
     const box = $("composer-text");
     box.setAttribute("aria-autocomplete", "list");
     box.setAttribute("aria-controls", "replies-options");
-    box.setAttribute("aria-expanded", "false");
     box.addEventListener("input", onInput);
     box.addEventListener("blur", () => setTimeout(close, 150));
     $("composer").addEventListener("keydown", onKeydown, true);
