@@ -6,10 +6,10 @@ Read-only: the log has no route that writes, changes or removes an entry (docs/c
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, MediaType, Response, get
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from support.audit import PAGE_DEFAULT, PAGE_MAX, AuditQuery, as_csv, entry_json
 from support.channels.staff import admin_guard
@@ -18,8 +18,8 @@ from support.reports.api import JsonOrCsvOperation
 from support.runtime import Runtime
 
 # The query's ``from`` and ``to`` (Python keywords, so named otherwise here).
-SINCE = Parameter(default=None, query="from", description="at or after (ISO 8601)")
-UNTIL = Parameter(default=None, query="to", description="before (ISO 8601)")
+Since = Annotated[datetime | None, QueryParameter(name="from", description="at or after (ISO 8601)")]
+Until = Annotated[datetime | None, QueryParameter(name="to", description="before (ISO 8601)")]
 
 
 class AuditController(Controller):
@@ -42,8 +42,8 @@ class AuditController(Controller):
         action: str | None = Parameter(
             default=None, max_length=48, description="an action, or an area with its dot: `conversation.`"
         ),
-        since: datetime | None = SINCE,
-        until: datetime | None = UNTIL,
+        since: Since = None,
+        until: Until = None,
         limit: int = Parameter(default=PAGE_DEFAULT, ge=1, le=PAGE_MAX),
         before: int | None = Parameter(default=None, ge=1, description="the previous page's `next_before`"),
         format: Literal["json", "csv"] = "json",
