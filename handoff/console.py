@@ -52,6 +52,7 @@ class MessageIn:
 
     text: str
     draft_id: str | None = None
+    attachments: list[str] | None = None  # ids uploaded to this conversation (docs/protocol.md)
 
 
 @dataclass
@@ -212,7 +213,10 @@ class AgentController(Controller):
         self, conversation_id: str, data: MessageIn, request: Request[Any, Any, Any], runtime: Runtime
     ) -> dict[str, Any]:
         """Send to the customer; stored as an example."""
-        event = await runtime.desk.send(conversation_id, _agent(request), data.text, data.draft_id)
+        attached = await runtime.attachments.for_message(
+            conversation_id, data.attachments or [], uploader="agent"
+        )
+        event = await runtime.desk.send(conversation_id, _agent(request), data.text, data.draft_id, attached)
         return {"seq": event.seq, "id": event.id}
 
     @post(

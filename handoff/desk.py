@@ -224,9 +224,15 @@ class AgentDesk:
         return await self.packet(conversation_id)
 
     async def send(
-        self, conversation_id: str, agent: AgentIdentity, text: str, draft_id: str | None = None
+        self,
+        conversation_id: str,
+        agent: AgentIdentity,
+        text: str,
+        draft_id: str | None = None,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> Event:
-        """Send ``text`` to the customer as ``agent``; store it as an example (with the draft it edits)."""
+        """Send ``text`` to the customer as ``agent``; store it as an example (with the draft it edits).
+        ``attachments``: descriptions of files the agent uploaded to this conversation, carried along."""
         if not isinstance(text, str) or not text.strip():
             raise ValidationFailed("`text` must be a non-empty string")
         if len(text) > MAX_AGENT_TEXT_CHARS:
@@ -239,7 +245,8 @@ class AgentDesk:
             bot_draft = state.extra["draft_text"]
         event = await self.store.append_event(
             conversation_id, type="message", role="agent", text=text,
-            author={"name": agent.name}, extra={"agent_id": agent.id}, now=_now(),
+            author={"name": agent.name},
+            extra={"agent_id": agent.id, **({"attachments": attachments} if attachments else {})}, now=_now(),
         )  # fmt: skip
         await self.store.publish(conversation_id, event.to_frame())
         await self.queue.renew(agent.id)

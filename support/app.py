@@ -24,6 +24,7 @@ from support.channels.admin_customers import CustomerDataController
 from support.channels.admin_evaluations import EvaluationController
 from support.channels.admin_knowledge import KnowledgeController
 from support.channels.asyncapi import ASYNCAPI_PATH, asyncapi_document
+from support.channels.attachments import AgentAttachmentController, WidgetAttachmentController
 from support.channels.integration_keys import IntegrationKeyController, OwnIntegrationKeyController
 from support.channels.metrics import prometheus_metrics
 from support.channels.staff import STAFF_AUTH_STATE_KEY
@@ -166,6 +167,8 @@ def create_app(settings: Settings | None = None, *, own_runtime: bool = True) ->
             readyz,
             prometheus_metrics,
             WidgetController,
+            WidgetAttachmentController,
+            AgentAttachmentController,
             AgentLoginController,
             AgentController,
             AdminController,

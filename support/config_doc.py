@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings
 
 from support.settings import (
     AppSettings,
+    AttachmentSettings,
     DatabaseSettings,
     EvaluationSettings,
     HandoffSettings,
@@ -56,6 +57,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Teams and business hours", TeamSettings),
     ("E-mail (SMTP)", MailSettings),
     ("Saved replies", SavedReplySettings),
+    ("Attachments", AttachmentSettings),
 ]
 
 

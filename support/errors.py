@@ -131,6 +131,13 @@ class EvaluationRunning(Conflict):
     code = "evaluation_running"
 
 
+class UnsupportedType(ValidationFailed):
+    """An attachment whose content is not an accepted type, or not the type it was declared to be."""
+
+    code = "unsupported_type"
+    http_status = 415
+
+
 class RateLimited(SwitchboardError):
     """Too many requests."""
 

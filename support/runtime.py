@@ -38,6 +38,8 @@ from handoff.service import HandoffService
 from handoff.teams import TeamService
 from handoff.tokens import AgentTokens
 from support import log_redaction, metrics, tracing
+from support.attachments.service import AttachmentRows, AttachmentService
+from support.attachments.storage import open_store
 from support.audit import AuditLog
 from support.channels.widget_sessions import WidgetSessionService
 from support.conversation.archive import archive_idle
@@ -136,6 +138,7 @@ class Runtime:
     # Who did what among admins and agents (append-only SQL); services record into it, never handlers.
     audit: AuditLog = field(init=False)
     saved_replies: SavedReplyService = field(init=False)  # the composer's library of saved replies
+    attachments: AttachmentService = field(init=False)  # files in chats and tickets (support/attachments)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     # Where services report events (webhooks listen here); nothing listens until one is set.
     events: EventSink = field(default_factory=NoEvents)
@@ -400,6 +403,12 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     rescrubbed = await runtime.examples.rescrub_legacy()
     if rescrubbed:
         log.info("examples: %d stored before redaction were scrubbed and reviewed again", rescrubbed)
+    # The attachment store's client (S3) is closed with the others below.
+    attachment_stack = contextlib.AsyncExitStack()
+    attachment_store = await attachment_stack.enter_async_context(
+        open_store(settings.attachments, settings.app.data_dir)
+    )
+    runtime.attachments = AttachmentService(sessions, attachment_store, settings.attachments)
     anthropic_client = None if settings.llm.offline else make_client(settings.llm)
     if anthropic_client is not None:
         runtime.gateway = ModelGateway(
@@ -428,6 +437,9 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
             examples_in_prompt=hs.examples_in_prompt,
             examples_min_score=hs.examples_min_score,
             email_replies=mailer.enabled,
+            attachment_images=(
+                runtime.attachments.image_blocks if settings.attachments.images_to_model else None
+            ),
         ),
         runtime.spawn,
     )
@@ -483,7 +495,8 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     rs = settings.retention
     runtime.customers = CustomerDataService(
         store, sessions, runtime.handoff,
-        default_sources(sessions, runtime.examples, retention_deletes_examples=rs.examples == "delete"),
+        [*default_sources(sessions, runtime.examples, retention_deletes_examples=rs.examples == "delete"),
+         AttachmentRows(runtime.attachments)],
         audit=audit,
     )  # fmt: skip
     runtime.integration_keys = IntegrationKeys(sessions, audit=audit)
@@ -509,6 +522,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
             task.cancel()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
         await runtime.jobs.aclose()
+        await attachment_stack.aclose()
         await webhooks.http.aclose()
         if anthropic_client is not None:
             await anthropic_client.close()

@@ -818,6 +818,58 @@ class SavedReplySettings(BaseSettings):
     )
 
 
+# --- attachments ---------------------------------------------------------------------------------------
+ATTACHMENT_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf")
+
+
+class AttachmentSettings(BaseSettings):
+    """Files customers, agents and tickets attach: limits, and where they are stored."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_ATTACHMENTS_", extra="ignore")
+
+    max_bytes: int = Field(
+        5 * 1024 * 1024,
+        gt=0,
+        le=50 * 1024 * 1024,
+        description="Largest attachment (bytes); a larger upload is answered 413 `too_large`.",
+    )
+    allowed_types: list[str] = Field(
+        default_factory=lambda: list(ATTACHMENT_TYPES),
+        description="JSON list of the media types accepted, a subset of "
+        "`image/png`, `image/jpeg`, `image/gif`, `image/webp`, `application/pdf`. The type is read from "
+        "the file's content, never from its name or the declared type.",
+    )
+    max_per_conversation: int = Field(
+        20, ge=1, description="Attachments one conversation (or ticket) may hold; more is answered 429."
+    )
+    images_to_model: bool = Field(
+        False,
+        description="Send customers' images to the model as image blocks. Off: the model sees only a "
+        "marker such as `[customer attached an image]`. PDFs are never sent.",
+    )
+    dir: Path | None = Field(
+        None, description="Directory of stored files without S3. Unset: `<data dir>/attachments`."
+    )
+    s3_bucket: str | None = Field(
+        None, description="S3 bucket: when set, files are stored there instead of on disk."
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="Endpoint of an S3-compatible store (MinIO, R2...); unset: AWS."
+    )
+    s3_region: str = Field("us-east-1", description="S3 region.")
+    s3_access_key_id: str | None = Field(None, description="S3 access key; unset: the AWS default chain.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
+    s3_prefix: str = Field("attachments/", description="Key prefix of stored objects.")
+
+    @field_validator("allowed_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(ATTACHMENT_TYPES))
+        if unknown:
+            raise ValueError(f"unsupported attachment types {unknown}; allowed: {list(ATTACHMENT_TYPES)}")
+        return value
+
+
 class Settings(BaseModel):
     """All settings of one process, each concern in its own object."""
 
@@ -842,6 +894,7 @@ class Settings(BaseModel):
     teams: TeamSettings = Field(default_factory=TeamSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     saved_replies: SavedReplySettings = Field(default_factory=SavedReplySettings)
+    attachments: AttachmentSettings = Field(default_factory=AttachmentSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 

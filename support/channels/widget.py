@@ -344,13 +344,19 @@ class WidgetConnection:
                 metrics.RATE_LIMITED.labels(limit="socket").inc()
                 raise RateLimited("too many messages; slow down", limit="socket")
             await self.runtime.limits.customer_message(cid, self.runtime.limits.client(self.socket))
+            extra = None
+            if frame.attachments:  # uploaded to this conversation by its customer, or refused
+                found = await self.runtime.attachments.for_message(
+                    cid, frame.attachments, uploader="customer"
+                )
+                extra = {"attachments": found}
             # One script stores it, publishes it and begins its turn (the turn lock and the window); the
             # examples' version check runs alongside. Nothing is awaited between the append and start().
             turns = self.runtime.turns
             refreshed = turns.refresh_examples()
             try:
                 event, created, context = await self.store.receive_customer_message(
-                    cid, client_id, text, now=now, lock_ttl_ms=turns.lock_ttl_ms
+                    cid, client_id, text, now=now, lock_ttl_ms=turns.lock_ttl_ms, extra=extra
                 )
             except BaseException:
                 refreshed.cancel()

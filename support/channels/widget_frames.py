@@ -54,11 +54,19 @@ Score = Annotated[int, msgspec.Meta(ge=1, le=5)]
 Comment = Annotated[str, msgspec.Meta(max_length=MAX_COMMENT_CHARS)]
 
 
+MAX_ATTACHMENTS = 4  # files one message may carry (support/attachments/service.py says the same)
+AttachmentId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
 class MessageFrame(msgspec.Struct, tag_field="type", tag="message", frozen=True):
-    """``{"type": "message", "client_id", "text"}``: a customer chat message."""
+    """``{"type": "message", "client_id", "text", "attachments"?}``: a customer chat message; the
+    attachments are ids from ``POST /api/v1/widget/attachments`` of this conversation."""
 
     client_id: ClientId
     text: Text
+    attachments: Annotated[list[AttachmentId], msgspec.Meta(max_length=MAX_ATTACHMENTS)] = msgspec.field(
+        default_factory=list
+    )
 
 
 class ResumeFrame(msgspec.Struct, tag_field="type", tag="resume", frozen=True):

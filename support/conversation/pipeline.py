@@ -28,12 +28,13 @@ import json
 import logging
 import random
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from support import metrics, tracing
+from support.attachments.prompt import model_text
 from support.conversation import engine as e
 from support.conversation.ports import ExamplesPort, HandoffPort, RoutingPort
 from support.conversation.store import ConversationStore, Event, LockToken, TurnContext
@@ -66,6 +67,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+ImageLoader = Callable[[Sequence[dict[str, Any]], str], Awaitable[list[dict[str, Any]]]]
+
+
 @dataclass
 class TurnDeps:
     """What a turn needs; built once per process from the runtime."""
@@ -86,6 +90,8 @@ class TurnDeps:
     examples_min_score: float = 0.3
     # E-mail can be sent (SMTP configured): a customer nobody can answer is offered to leave an address.
     email_replies: bool = False
+    # A customer message's image blocks for the model (attachments, when configuration allows; else []).
+    attachment_images: ImageLoader | None = None
 
 
 class Turn:
@@ -114,6 +120,7 @@ class Turn:
         self.tasks: list[asyncio.Task[None]] = []
         self.drafts: dict[int, asyncio.Task[None]] = {}  # seq -> the task streaming its draft
         self.message_text = ""
+        self.attachments: list[dict[str, Any]] = []  # the customer message's (public descriptions)
         self.summary = ""
         self.history: list[tuple[str, str]] = []
         self.route_history: list[tuple[str, str]] = []  # (customer|assistant|agent, text) for routing
@@ -130,7 +137,9 @@ class Turn:
     async def run(self, message: Event, context: TurnContext, reply_id: str | None = None) -> None:
         """Run the turn started by ``message`` until the engine has no turn in flight; ``reply_id`` for a
         re-run (the earlier run's reply id was withdrawn and may not be used again)."""
-        self.message_text = message.text
+        # The model reads a marker per attachment ("[customer attached an image: a.png]"), not the file.
+        self.message_text = model_text(message.role, message.text, message.extra)
+        self.attachments = list(message.extra.get("attachments") or [])
         self.seq = message.seq
         self.summary = context.summary
         earlier = [
@@ -138,12 +147,15 @@ class Turn:
             for ev in context.window
             if ev.seq < message.seq and ev.role in ("customer", "assistant", "agent")
         ][-HISTORY_CAP_MESSAGES:]
-        self.history = [("user" if ev.role == "customer" else "assistant", ev.text) for ev in earlier]
+        self.history = [
+            ("user" if ev.role == "customer" else "assistant", model_text(ev.role, ev.text, ev.extra))
+            for ev in earlier
+        ]
         self.route_history = [(ev.role, ev.text) for ev in earlier]
         finished = False
         try:
             async with asyncio.timeout(self.deps.turn_deadline_s):
-                start = e.CustomerMessage(seq=message.seq, text=message.text, reply_id=reply_id)
+                start = e.CustomerMessage(seq=message.seq, text=self.message_text, reply_id=reply_id)
                 await self.apply(self.engine.handle(start))
                 while self.engine.turn is not None:
                     actions = self.engine.handle(await self.inbox.get())
@@ -445,7 +457,11 @@ class Turn:
                 text, self.deps.examples_in_prompt, self.deps.examples_min_score,
                 exclude_conversation=self.conversation_id,
             )  # fmt: skip
+        images: list[dict[str, Any]] = []
+        if self.attachments and self.deps.attachment_images is not None:
+            images = await self.deps.attachment_images(self.attachments, self.conversation_id)
         request = build_answer_request(
+            images=images,
             policy=self.deps.policy,
             curated_examples=curated,
             summary=self.summary,

@@ -335,6 +335,8 @@ class Event:
             frame["reply_id"] = self.reply_id
         if self.author is not None:
             frame["author"] = self.author
+        if self.extra.get("attachments"):  # files the message carries (support/attachments)
+            frame["attachments"] = [dict(a) for a in self.extra["attachments"]]
         if self.extra.get("sources"):
             # The knowledge sections the answer cites, without the cited text (PROTOCOL.md, "message").
             sources = self.extra["sources"]
@@ -447,10 +449,10 @@ def _state_from(raw: Mapping[bytes | str, bytes | str]) -> ConversationState | N
     )
 
 
-def _customer(client_id: str, text: str, now: datetime) -> Event:
+def _customer(client_id: str, text: str, now: datetime, extra: dict[str, Any] | None = None) -> Event:
     return Event(
         seq=0, id=uuid.uuid4().hex, type="message", role="customer", text=text, created_at=iso(now),
-        client_id=client_id,
+        client_id=client_id, extra=extra or {},
     )  # fmt: skip
 
 
@@ -622,13 +624,20 @@ class ConversationStore:
         return event, created
 
     async def receive_customer_message(
-        self, conversation_id: str, client_id: str, text: str, *, now: datetime, lock_ttl_ms: int
+        self,
+        conversation_id: str,
+        client_id: str,
+        text: str,
+        *,
+        now: datetime,
+        lock_ttl_ms: int,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[Event, bool, TurnContext | None]:
         """What the widget does with a customer message, in one round trip: append it once per
         ``client_id``, publish it, and, when it is new, begin its turn (as :meth:`begin_turn`). The context
         is None for a resend, or while another turn holds the lock (the runner then waits for it)."""
         return await self._append_event(
-            conversation_id, _customer(client_id, text, now), publish=True, lock_ttl_ms=lock_ttl_ms,
+            conversation_id, _customer(client_id, text, now, extra), publish=True, lock_ttl_ms=lock_ttl_ms,
             owes_turn=True,
         )  # fmt: skip
 

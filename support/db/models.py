@@ -546,3 +546,27 @@ class AuditEntry(SQLModel, table=True):
     target_type: str = Field(max_length=32)
     target_id: str | None = Field(default=None, max_length=128)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# --- attachments (support/attachments) ------------------------------------------------------------------
+
+
+class Attachment(SQLModel, table=True):
+    """A file attached to a conversation (a ticket's is its own conversation). The bytes are in the
+    attachment store (disk or S3) under ``storage_key``, which the server generates: never a file name."""
+
+    __tablename__ = "attachment"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    conversation_id: str = Field(index=True, max_length=64)
+    uploader: str = Field(max_length=16, description="customer | agent | ticket")
+    agent_id: str | None = Field(default=None, max_length=32, description="the agent who uploaded it")
+    filename: str = Field(max_length=200, description="sanitised; shown, never used as a path")
+    content_type: str = Field(max_length=64, description="detected from the content")
+    size: int
+    sha256: str = Field(max_length=64)
+    width: int | None = None
+    height: int | None = None
+    storage_key: str = Field(max_length=200)
+    message_id: str | None = Field(default=None, max_length=64, description="the message that carries it")
+    created_at: datetime = Field(default_factory=utcnow, index=True)

@@ -269,8 +269,12 @@ def build_answer_request(
     max_tokens: int,
     system_cache_ttl: str = "5m",
     redactor: Redactor | None = None,
+    images: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The ``messages.stream`` parameters of one answer call (pure: same inputs, same bytes).
+
+    ``images``: image content blocks of the customer's message (attachments, only when configuration lets
+    images reach the model); they go in the last user turn, before its text, and are never cached.
 
     ``system_cache_ttl`` is the lifetime of the shared system prefix's cache entry (``5m`` or ``1h``).
     With a ``redactor``, personal data in the summary, history, message and examples is replaced by
@@ -306,6 +310,7 @@ def build_answer_request(
                 + _render_examples(retrieved_examples, "reference_examples")
             )
         )
+    final.extend(dict(image) for image in images)
     final.append(_text_block(message))
     _append(messages, "user", final)
     # The knowledge opens the first user turn (history_messages always starts with one).

@@ -6,11 +6,11 @@ identifies a conversation) for conversations still hot, and the ``visitor_id`` /
 columns of the archive for archived ones. Everything else hangs off those conversation ids: messages
 (Redis event log or archive), notes, ratings, handoff records, examples, and the queue entries in Redis.
 
-Each kind of data other than conversations is a :class:`CustomerDataSource`; attachments (not built yet)
-become a source of their own and are listed, empty, until then, so an export always has every kind and a
-later export after erasure shows each of them empty. Tickets (:class:`TicketRows`) are found by the
-customer's e-mail and by their conversations (a ticket's messages live in a conversation of its own,
-indexed under that e-mail like a chat's).
+Each kind of data other than conversations is a :class:`CustomerDataSource` (attachments are
+``support.attachments.service.AttachmentRows``, registered by the runtime: their files go with them), so an
+export always has every kind and a later export after erasure shows each of them empty. Tickets
+(:class:`TicketRows`) are found by the customer's e-mail and by their conversations (a ticket's messages
+live in a conversation of its own, indexed under that e-mail like a chat's).
 
 Erasure order (see also :mod:`support.conversation.archive`): tombstone the conversations in Redis, delete
 their Redis keys and queue entries (from here on appends fail with NotFound), then delete SQL rows, then
@@ -63,7 +63,7 @@ MAX_VISITOR_ID_CHARS = 256  # as the archive's visitor_id column
 MAX_EMAIL_CHARS = 320  # RFC 5321's local part (64) + @ + domain (255)
 RETENTION_MAX_PAGES = 5  # archive pages a sweep reads past revived conversations: bounded work per sweep
 SQL_IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound-parameter limit
-# Every kind an export lists, in order; kinds without a source yet (attachments) stay empty.
+# Every kind an export lists, in order; a kind without a registered source stays empty.
 KINDS = (
     "conversations", "ratings", "handoffs", "examples", "tickets", "attachments", "webhook_deliveries",
     "facts",
@@ -378,6 +378,8 @@ def _message_json(ev: Event) -> dict[str, Any]:
     }
     if ev.author is not None:
         out["author"] = ev.author
+    if ev.extra.get("attachments"):  # described here; the files themselves are listed under "attachments"
+        out["attachments"] = ev.extra["attachments"]
     return out
 
 

@@ -192,7 +192,7 @@ class _Store:
         self.seq = 0
 
     async def receive_customer_message(
-        self, cid: str, client_id: str, text: str, *, now: Any, lock_ttl_ms: int
+        self, cid: str, client_id: str, text: str, *, now: Any, lock_ttl_ms: int, extra: Any = None
     ) -> tuple[Event, bool, None]:
         self.seq += 1
         event = Event(
