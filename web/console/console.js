@@ -793,6 +793,7 @@
       el("span", { class: "meta", text: `${who} · ${role === "agent" ? "agent · " : ""}${via}${clock(event.created_at)}` }),
       (role === "customer" && ticket ? ticketBodyOf(event.text) : event.text) || "",
       role === "assistant" ? sourcesNode(event.sources) : null,
+      window.SwitchboardAttachments ? window.SwitchboardAttachments.node(event.attachments) : null,
     );
   }
 
@@ -921,6 +922,8 @@
     const id = state.selected;
     const body = { text };
     if (draftId) body.draft_id = draftId;
+    const attached = window.SwitchboardAttachments ? window.SwitchboardAttachments.pendingIds() : [];
+    if (attached.length) body.attachments = attached;
     $("send").disabled = true;
     try {
       await api("POST", `/conversations/${encodeURIComponent(id)}/messages`, body);
@@ -929,6 +932,7 @@
         renderDraft();
       }
       resetComposer();
+      if (attached.length) window.SwitchboardAttachments.clear();
       // Without a live socket the sent message would not show up: reload instead.
       if (!state.socket || state.socket.readyState !== WebSocket.OPEN) loadConversation(id, { keepComposer: true });
     } catch (err) {
@@ -941,7 +945,8 @@
   function submitComposer(event) {
     event.preventDefault();
     if (!isMine()) return;
-    const text = $("composer-text").value.trim();
+    const files = window.SwitchboardAttachments ? window.SwitchboardAttachments.pendingNames() : [];
+    const text = $("composer-text").value.trim() || files.join(", ");
     if (!text) {
       showAlert("Write a reply first.");
       return;
@@ -1160,6 +1165,8 @@
       state.mine.find((item) => item.conversation_id === id) ||
       (id === state.selected && isMine() ? state.packet : null),
   };
+  // attachments.js reads files with the agent's token and uploads to the open conversation.
+  Object.assign(window.SwitchboardConsole, { token: () => state.token });
 
   wire();
   session.onSignedOutElsewhere(() => {

@@ -22,6 +22,8 @@
   const TYPING_SHOW_MS = 5000; // an agent's typing indicator fades after this without news
   const RENEW_BEFORE_MS = 3600000; // renew the session token an hour before it expires (it lasts 24 h)
   const MAX_SOURCES = 3; // "Source:" names at most this many sections under an answer
+  // What the server accepts (docs/protocol.md, Attachments); it checks the content itself.
+  const ATTACH_ACCEPT = "image/png,image/jpeg,image/gif,image/webp,application/pdf";
 
   /* ---------- strings ---------- */
   const STRINGS = {
@@ -50,7 +52,8 @@
       sysBotDown: "Our assistant can't answer right now, so a person will take over",
       sysAgent: "{name} joined", sysAgentAnon: "A support agent joined", sysBot: "Back with the assistant",
       sysResolved: "Conversation resolved", welcome: "Hi! Ask us anything about your order, returns or our gear.",
-      source: "Source:",
+      source: "Source:", attach: "Attach an image or PDF", uploading: "Uploading {name}…",
+      attachFailed: "Could not attach {name}: {reason}", attachmentImage: "Image {name}",
     },
     de: {
       open: "Chat öffnen", close: "Chat schließen", title: "Support", subtitle: "Wir antworten meist in Minuten",
@@ -78,7 +81,8 @@
       sysAgent: "{name} ist beigetreten", sysAgentAnon: "Ein Mitarbeiter des Supports ist beigetreten",
       sysBot: "Zurück beim Assistenten", sysResolved: "Unterhaltung abgeschlossen",
       welcome: "Hallo! Fragen Sie uns alles zu Bestellungen, Rücksendungen oder Ausrüstung.",
-      source: "Quelle:",
+      source: "Quelle:", attach: "Bild oder PDF anhängen", uploading: "{name} wird hochgeladen…",
+      attachFailed: "{name} konnte nicht angehängt werden: {reason}", attachmentImage: "Bild {name}",
     },
   };
   let locale = pickLocale(script.dataset.locale || navigator.language || "en");
@@ -234,6 +238,15 @@ header p{font-size:13px;margin:0;opacity:.9}
 .tools{display:flex;gap:8px;padding:6px 14px 0;flex-wrap:wrap}
 .link{border:1px solid var(--line);background:transparent;border-radius:999px;padding:4px 10px;font-size:13px;color:var(--fg)}
 form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
+.attach{flex:none;width:40px;height:40px;border:1px solid var(--line);border-radius:10px;background:transparent;
+ color:var(--fg);display:grid;place-items:center;cursor:pointer}
+.attach svg{width:20px;height:20px;fill:none;stroke:currentColor;stroke-width:2}
+.attach:focus-visible{outline:3px solid var(--focus);outline-offset:2px}
+.msg .atts{display:flex;flex-wrap:wrap;gap:6px;margin-top:6px;white-space:normal}
+.msg .atts img{display:block;max-width:100%;max-height:180px;border-radius:8px;background:var(--bg)}
+.msg .atts a{color:inherit}
+.msg .atts .file{display:inline-block;padding:6px 10px;border:1px solid currentColor;border-radius:8px;text-decoration:none}
+.msg .atts .ext{font-size:11px;font-weight:700;letter-spacing:.04em;padding:1px 4px;border-radius:4px;border:1px solid currentColor}
 .compose textarea{flex:1;resize:none;min-height:40px;max-height:120px;padding:9px 10px;border:1px solid var(--line);
  border-radius:10px;background:var(--bg);color:var(--fg)}
 .compose textarea::placeholder{color:var(--muted);opacity:1}
@@ -244,6 +257,9 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
 
   const ICON =
     '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 1-2z"/></svg>';
+
+  const CLIP =
+    '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M21 11.5l-8.6 8.6a5 5 0 0 1-7.1-7.1l8.6-8.6a3.3 3.3 0 0 1 4.7 4.7l-8.6 8.6a1.7 1.7 0 0 1-2.4-2.4l7.9-7.9"/></svg>';
 
   /* ---------- the element ---------- */
   class SwitchboardWidget extends HTMLElement {
@@ -266,6 +282,8 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
   <div class="tools"><button type="button" class="link" data-act="human"></button>
    <button type="button" class="link" data-act="end"></button></div>
   <form class="compose"><label class="sr" for="sb-input"></label>
+   <button type="button" class="attach">${CLIP}</button>
+   <input type="file" class="sr" tabindex="-1" accept="${ATTACH_ACCEPT}" hidden>
    <textarea id="sb-input" rows="1" maxlength="4000"></textarea>
    <button type="submit" class="primary"></button></form>
  </section>
@@ -283,6 +301,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     log: $(".log"), typing: $(".typing"), input: $("textarea"), form: $("form.compose"),
     human: $("[data-act=human]"), end: $("[data-act=end]"), welcome: $(".welcome"),
     contact: $("form.contact"), contactInput: $("#sb-email"), contactError: $("form.contact .err"),
+    attach: $("button.attach"), file: $("input[type=file]"),
   };
   let contactPending = false; // a `contact` frame awaits its answer (an error frame is about it)
 
@@ -323,6 +342,8 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     $(".sub").textContent = t("subtitle");
     $("label.sr").textContent = t("placeholder");
     ui.input.placeholder = t("placeholder");
+    ui.attach.setAttribute("aria-label", t("attach"));
+    ui.attach.title = t("attach");
     $("form.compose .primary").textContent = t("send");
     ui.human.textContent = t("human");
     ui.end.textContent = t("end");
@@ -527,6 +548,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
       node.dataset.seq = String(frame.seq);
       node.dataset.id = frame.id;
       renderSources(node, frame);
+      renderAttachments(node, frame.attachments);
     } else {
       node = bubble(frame.role, frame.text, { seq: frame.seq, id: frame.id, replyId: frame.reply_id });
       const label = authorLabel(frame);
@@ -540,6 +562,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
         node.prepend(avatar);
       }
       renderSources(node, frame);
+      renderAttachments(node, frame.attachments);
       placeBySeq(node, frame.seq);
     }
     markSeen(frame.seq);
@@ -549,6 +572,46 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     }
     scrollDown();
     emit("message", frame);
+  }
+
+  // Files a message carries: an image as a thumbnail linking to the full file, a PDF as a download link.
+  // Loaded with the session token (an <img> sends no headers); names are text, never HTML.
+  function attachmentUrl(att) {
+    const url = new URL(`api/v1/widget/attachments/${encodeURIComponent(att.id)}`, API);
+    url.searchParams.set("token", saved.token || "");
+    return url.href;
+  }
+
+  function renderAttachments(node, attachments) {
+    if (!Array.isArray(attachments) || !attachments.length || node.querySelector(".atts")) return;
+    const box = document.createElement("span");
+    box.className = "atts";
+    for (const att of attachments) {
+      if (!att || typeof att.id !== "string") continue;
+      const link = document.createElement("a");
+      link.href = attachmentUrl(att);
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      if (att.kind === "image") {
+        const img = document.createElement("img");
+        img.src = link.href;
+        img.alt = t("attachmentImage", { name: String(att.name || "") });
+        img.loading = "lazy";
+        if (att.width && att.height) {
+          img.width = Math.min(att.width, 240);
+          img.height = Math.round((img.width * att.height) / att.width);
+        }
+        link.append(img);
+      } else {
+        link.className = "file";
+        const ext = document.createElement("span");
+        ext.className = "ext";
+        ext.textContent = "PDF";
+        link.append(ext, ` ${String(att.name || "file")}`);
+      }
+      box.append(link);
+    }
+    node.append(box);
   }
 
   // "Source: <section>" under a bot answer, where the admin lets this widget key show it (the session says
@@ -688,7 +751,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
       if (frame.code === "rate_limited" && msg) {
         // A shared limit says when (retry_after, seconds); the socket's own burst limit refills in about 2 s.
         const waitMs = Number.isInteger(frame.retry_after) ? frame.retry_after * 1000 : 2000;
-        setTimeout(() => sendFrame({ type: "message", client_id: msg.client_id, text: msg.text }), waitMs);
+        setTimeout(() => sendFrame(messageFrame(msg)), waitMs);
         return;
       }
       saved.outbox = saved.outbox.filter((m) => m.client_id !== frame.client_id);
@@ -758,18 +821,25 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     return crypto.randomUUID ? crypto.randomUUID() : `c${Date.now().toString(36)}${Math.random().toString(36).slice(2)}`;
   }
 
+  function messageFrame(m) {
+    const frame = { type: "message", client_id: m.client_id, text: m.text };
+    if (Array.isArray(m.attachments) && m.attachments.length) frame.attachments = m.attachments.map((a) => a.id);
+    return frame;
+  }
+
   function sendFrame(frame) {
     if (!connected) return false;
     ws.send(JSON.stringify(frame));
     return true;
   }
 
-  function sendMessage(text) {
+  function sendMessage(text, attachments) {
     const msg = { client_id: newClientId(), text };
+    if (attachments && attachments.length) msg.attachments = attachments;
     saved.outbox.push(msg);
     persist();
     renderPending(msg);
-    sendFrame({ type: "message", ...msg });
+    sendFrame(messageFrame(msg));
     scrollDown();
   }
 
@@ -777,7 +847,35 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     const node = bubble("customer", msg.text, { clientId: msg.client_id });
     node.classList.add("pending");
     node.querySelector(".who").textContent = t("you");
+    renderAttachments(node, msg.attachments);
     insertBeforeTransient(node);
+  }
+
+  // Upload the chosen file (the raw bytes; the server decides what it is), then send it in a message whose
+  // text is what the customer typed, or the file's name.
+  async function attachFile(file) {
+    const name = file.name || "file";
+    ui.typing.textContent = t("uploading", { name });
+    try {
+      if (!saved.token) await openSession();
+      const url = new URL("api/v1/widget/attachments", API);
+      url.searchParams.set("token", saved.token);
+      url.searchParams.set("filename", name);
+      const resp = await fetch(url, {
+        method: "POST",
+        headers: { "Content-Type": file.type || "application/octet-stream" },
+        body: file,
+        credentials: "omit",
+      });
+      const body = await resp.json().catch(() => ({}));
+      if (!resp.ok) throw new Error(body.error?.message || `HTTP ${resp.status}`);
+      ui.typing.textContent = "";
+      const text = ui.input.value.trim() || body.name || name;
+      ui.input.value = "";
+      sendMessage(text, [body]);
+    } catch (err) {
+      ui.typing.textContent = t("attachFailed", { name, reason: err.message || String(err) });
+    }
   }
 
   /* ---------- connection ---------- */
@@ -844,7 +942,7 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
       attempt = 0;
       // Unacknowledged messages first: their acks then arrive before the replay, so a message stored
       // before the drop is matched to its pending bubble by seq instead of being shown twice.
-      for (const m of saved.outbox) socket.send(JSON.stringify({ type: "message", client_id: m.client_id, text: m.text }));
+      for (const m of saved.outbox) socket.send(JSON.stringify(messageFrame(m)));
       socket.send(JSON.stringify({ type: "resume", after: cursor }));
       if (saved.pendingRating) {
         socket.send(JSON.stringify(saved.pendingRating));
@@ -931,6 +1029,12 @@ form.compose{display:flex;gap:8px;padding:10px 14px 12px;align-items:flex-end}
     ui.input.value = "";
     ui.input.style.height = "";
     sendMessage(text);
+  });
+  ui.attach.addEventListener("click", () => ui.file.click());
+  ui.file.addEventListener("change", () => {
+    const file = ui.file.files && ui.file.files[0];
+    ui.file.value = "";
+    if (file) attachFile(file);
   });
   ui.input.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
