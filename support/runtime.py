@@ -457,7 +457,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
         llm=settings.llm, settings=settings.tickets, gateway=runtime.gateway, routing=deps.routing,
         handoff=runtime.handoff, examples=runtime.examples, offline=lambda: deps.offline,
         examples_in_prompt=hs.examples_in_prompt, examples_min_score=hs.examples_min_score,
-        mailer=mailer,
+        mailer=mailer, attachments=runtime.attachments,
     )  # fmt: skip
     runtime.tickets.register_jobs()
     runtime.batches = TicketBatches(

@@ -13,6 +13,8 @@ Thin handlers: parse, call one service, serialise (docs/tickets.md).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -22,21 +24,24 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from support.attachments.validation import check_file
 from support.channels.integration_auth import integration_key_guard, integration_key_of
 from support.channels.staff import agent_guard
 from support.channels.widget import EMAIL_MAX_CHARS, EMAIL_PATTERN, VISITOR_NAME_MAX_CHARS
 from support.errors import ValidationFailed
 from support.openapi_errors import AGENT_SECURITY, errors, integration_security
 from support.runtime import Runtime
-from support.settings import TicketSettings
+from support.settings import AttachmentSettings, TicketSettings
 from support.tickets.integration_keys import TICKETS_READ, TICKETS_WRITE
-from support.tickets.service import TicketIn
+from support.tickets.service import TicketFile, TicketIn
 
 SUBJECT_MAX_CHARS = 300  # the column's length (SWITCHBOARD_TICKETS_MAX_SUBJECT_CHARS may lower it)
 METADATA_MAX_KEYS = 50
 METADATA_MAX_BYTES = 8 * 1024  # serialised as compact JSON: room for ids and tags, not for documents
 METADATA_KEY_MAX_CHARS = 100
 IDEMPOTENCY_KEY_MAX_CHARS = 255  # the column's length
+MAX_ATTACHMENTS = 4  # files one ticket may carry, as one chat message
+FILENAME_MAX_CHARS = 255
 LIST_DEFAULT = 50
 LIST_MAX = 200
 
@@ -53,6 +58,14 @@ class CustomerIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=VISITOR_NAME_MAX_CHARS)] | None = None
 
 
+class TicketAttachmentBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A file filed with a ticket: ``{"filename", "content_type"?, "content_base64"}``."""
+
+    filename: Annotated[str, msgspec.Meta(min_length=1, max_length=FILENAME_MAX_CHARS)]
+    content_type: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    content_base64: Annotated[str, msgspec.Meta(min_length=1)]
+
+
 class TicketBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Body of ``POST /api/v1/tickets``. The body's upper bound is ``SWITCHBOARD_TICKETS_MAX_BODY_CHARS``
     (checked by the handler: a setting cannot be a schema constant)."""
@@ -65,10 +78,17 @@ class TicketBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         dict[Annotated[str, msgspec.Meta(min_length=1, max_length=METADATA_KEY_MAX_CHARS)], Any],
         msgspec.Meta(max_length=METADATA_MAX_KEYS),
     ] = msgspec.field(default_factory=dict)
+    # Files, base64 in the JSON body (so within SWITCHBOARD_HTTP_MAX_BODY_BYTES as a whole).
+    attachments: Annotated[list[TicketAttachmentBody], msgspec.Meta(max_length=MAX_ATTACHMENTS)] = (
+        msgspec.field(default_factory=list)
+    )
 
 
-def ticket_in(data: TicketBody, settings: TicketSettings) -> TicketIn:
-    """The ticket to file, after the limits the schema cannot state; :class:`ValidationFailed` otherwise."""
+def ticket_in(
+    data: TicketBody, settings: TicketSettings, attachments: AttachmentSettings | None = None
+) -> TicketIn:
+    """The ticket to file, after the limits the schema cannot state; :class:`ValidationFailed` otherwise.
+    Attachments are checked here, by content, before anything is stored (415 / 413 refuse the ticket)."""
     subject, body = data.subject.strip(), data.body.strip()
     if not subject or len(subject) > settings.max_subject_chars:
         raise ValidationFailed(f"subject must have 1 to {settings.max_subject_chars} characters")
@@ -78,10 +98,25 @@ def ticket_in(data: TicketBody, settings: TicketSettings) -> TicketIn:
     if size > METADATA_MAX_BYTES:
         raise ValidationFailed(f"metadata must be at most {METADATA_MAX_BYTES} bytes as JSON (it is {size})")
     name = data.customer.name.strip() if data.customer.name else None
+    files = [_ticket_file(i, a, attachments or AttachmentSettings()) for i, a in enumerate(data.attachments)]
     return TicketIn(
         subject=subject, body=body, customer_email=data.customer.email, customer_name=name or None,
-        channel=data.channel, metadata=data.metadata,
+        channel=data.channel, metadata=data.metadata, attachments=files,
     )  # fmt: skip
+
+
+def _ticket_file(index: int, body: TicketAttachmentBody, settings: AttachmentSettings) -> TicketFile:
+    try:
+        data = base64.b64decode(body.content_base64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed(f"attachments[{index}].content_base64 is not base64") from None
+    # Checked now so a bad file refuses the whole ticket before anything is stored (the service checks
+    # again when it stores the file).
+    check_file(
+        data, declared_type=body.content_type, filename=body.filename,
+        allowed=frozenset(settings.allowed_types), max_bytes=settings.max_bytes,
+    )  # fmt: skip
+    return TicketFile(data=data, filename=body.filename, content_type=body.content_type)
 
 
 def idempotency_key(value: str | None) -> str | None:
@@ -127,7 +162,7 @@ class TicketController(Controller):
         The same ``Idempotency-Key`` with the same body answers the same 202 and id; with another body,
         409. 429 over the per-key limit."""
         key = integration_key_of(request)
-        ticket_data = ticket_in(data, runtime.settings.tickets)
+        ticket_data = ticket_in(data, runtime.settings.tickets, runtime.settings.attachments)
         repeat_key = idempotency_key(idempotency)
         await runtime.limits.ticket(key.id)
         ticket, _created = await runtime.tickets.create(

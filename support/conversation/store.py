@@ -616,11 +616,17 @@ class ConversationStore:
                 return True
 
     async def append_customer_message(
-        self, conversation_id: str, client_id: str, text: str, *, now: datetime
+        self,
+        conversation_id: str,
+        client_id: str,
+        text: str,
+        *,
+        now: datetime,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[Event, bool]:
         """Durably append a customer message once per ``client_id``; (event, False) for a resend. (The
         widget uses :meth:`receive_customer_message`, which also publishes it and begins its turn.)"""
-        event, created, _ = await self._append_event(conversation_id, _customer(client_id, text, now))
+        event, created, _ = await self._append_event(conversation_id, _customer(client_id, text, now, extra))
         return event, created
 
     async def receive_customer_message(

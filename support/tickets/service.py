@@ -35,6 +35,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
+from support.attachments.service import AttachmentService
+from support.attachments.service import public as public_attachment
 from support.conversation.ports import ExamplesPort, HandoffPort, RoutingPort
 from support.conversation.store import ConversationStore, LockToken
 from support.db.models import Ticket, TicketReply
@@ -87,6 +89,15 @@ class IdempotencyConflict(Conflict):
 
 
 @dataclass(frozen=True)
+class TicketFile:
+    """A file filed with a ticket: its bytes, the name and type the integration gave."""
+
+    data: bytes
+    filename: str
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
 class TicketIn:
     """A ticket as filed (validated by the channel)."""
 
@@ -96,10 +107,16 @@ class TicketIn:
     customer_name: str | None = None
     channel: str = "api"
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Files filed with it (checked by the channel); only their SHA-256 counts for the request hash.
+    attachments: list[TicketFile] = field(default_factory=list)
 
     def request_hash(self) -> str:
         """SHA-256 of the request's content, for ``Idempotency-Key`` checks."""
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        content = asdict(self)
+        files = content.pop("attachments")
+        if files:  # absent otherwise: a ticket without files hashes as it did before attachments existed
+            content["attachments"] = [hashlib.sha256(f["data"]).hexdigest() for f in files]
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -214,8 +231,10 @@ class TicketService:
         examples_in_prompt: int = 3,
         examples_min_score: float = 0.0,
         mailer: Mailer | None = None,
+        attachments: AttachmentService | None = None,
     ) -> None:
         self.sessions = sessions
+        self.attachments = attachments  # stores files filed with tickets (None: tickets take none)
         self.mailer = mailer
         self.store = store
         self.jobs = jobs
@@ -303,7 +322,15 @@ class TicketService:
             if existing is None:
                 raise
             return self._same_request(existing, request_hash), False
-        await self._open_conversation(ticket)
+        described: list[dict[str, Any]] = []
+        if self.attachments is not None:
+            for f in data.attachments:  # one at a time: each is read, re-encoded and stored in turn
+                file = await self.attachments.upload(
+                    ticket.conversation_id, f.data, filename=f.filename, declared_type=f.content_type,
+                    uploader="ticket",
+                )  # fmt: skip
+                described.append(file)
+        await self._open_conversation(ticket, described)
         await self.events.emit("ticket.created", self.summary(ticket), event_id=f"{ticket.id}:created")
         await self._enqueue_triage(ticket.id)
         return ticket, True
@@ -323,7 +350,9 @@ class TicketService:
             )
             return (await session.execute(statement)).scalars().first()
 
-    async def _open_conversation(self, ticket: Ticket) -> None:
+    async def _open_conversation(
+        self, ticket: Ticket, attachments: list[dict[str, Any]] | None = None
+    ) -> None:
         cid = ticket.conversation_id
         visitor = {
             "email": ticket.customer_email,
@@ -333,8 +362,9 @@ class TicketService:
             cid, widget_key=TICKETS_WIDGET_KEY, visitor=visitor, now=ticket.created_at
         )
         await self.store.append_customer_message(
-            cid, f"ticket-{ticket.id}", customer_text(ticket), now=ticket.created_at
-        )
+            cid, f"ticket-{ticket.id}", customer_text(ticket), now=ticket.created_at,
+            extra={"attachments": attachments} if attachments else None,
+        )  # fmt: skip
 
     async def _enqueue_triage(self, ticket_id: str) -> None:
         await self.jobs.enqueue(
@@ -371,7 +401,13 @@ class TicketService:
         ticket = await self.get(ticket_id)
         if not any_key and ticket.integration_key_id != key_id:
             raise NotFound("no such ticket")
-        return self.public(ticket, await self.replies(ticket_id))
+        view = self.public(ticket, await self.replies(ticket_id))
+        if self.attachments is not None:
+            view["attachments"] = [
+                public_attachment(row)
+                for row in await self.attachments.of_conversations([ticket.conversation_id])
+            ]
+        return view
 
     async def find(
         self,

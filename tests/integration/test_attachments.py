@@ -307,3 +307,66 @@ async def test_with_images_allowed_the_model_receives_the_image_block(
         ]  # fmt: skip
     finally:
         proc.kill()
+
+
+def integration_key(server: ServerProcess) -> dict[str, str]:
+    admin = agent_auth(server, "admin@example.test", PASSWORD)
+    made = httpx.post(f"{server.url}/api/v1/admin/integration-keys", json={"name": "forms"}, headers=admin)
+    assert made.status_code == 201, made.text
+    return {"Authorization": f"Bearer {made.json()['key']}"}
+
+
+def ticket_body(email: str, *files: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "subject": "Broken zip", "body": "The zip broke, photo attached.", "customer": {"email": email},
+        "attachments": list(files),
+    }  # fmt: skip
+
+
+def test_a_ticket_filed_with_an_image_holds_it_and_its_first_message_carries_it(
+    server: ServerProcess,
+) -> None:
+    key = integration_key(server)
+    image = {
+        "filename": "zip.png",
+        "content_type": "image/png",
+        "content_base64": base64.b64encode(png()).decode(),
+    }
+    filed = httpx.post(
+        f"{server.url}/api/v1/tickets", json=ticket_body("zip@example.com", image), headers=key
+    )
+    assert filed.status_code == 202, filed.text
+    view = httpx.get(f"{server.url}/api/v1/tickets/{filed.json()['id']}", headers=key).json()
+    [attached] = view["attachments"]
+    assert (attached["name"], attached["kind"], attached["width"]) == ("zip.png", "image", 64)
+
+    agent = agent_auth(server, "admin@example.test", PASSWORD)
+    packet = httpx.get(f"{server.url}/api/v1/agent/conversations/ticket-{filed.json()['id']}", headers=agent)
+    first = next(m for m in packet.json()["transcript"] if m.get("role") == "customer")
+    assert first["attachments"] == [attached]
+    got = httpx.get(f"{server.url}/api/v1/agent/attachments/{attached['id']}", headers=agent)
+    assert Image.open(io.BytesIO(got.content)).size == (64, 32)
+
+
+@pytest.mark.parametrize(
+    ("attachment", "status", "code"),
+    [
+        ({"filename": "x.png", "content_base64": base64.b64encode(b"<html><script>1</script>").decode()}, 415,
+         "unsupported_type"),
+        ({"filename": "x.png", "content_type": "image/png", "content_base64": "not base64!"}, 400,
+         "invalid_request"),
+    ],
+)  # fmt: skip
+def test_a_ticket_with_a_bad_attachment_is_refused_and_nothing_is_created(
+    server: ServerProcess, attachment: dict[str, Any], status: int, code: str
+) -> None:
+    key = integration_key(server)
+    before = stored_files(server)
+    email = f"bad-{code}@example.com"
+    filed = httpx.post(f"{server.url}/api/v1/tickets", json=ticket_body(email, attachment), headers=key)
+    assert filed.status_code == status, filed.text
+    assert filed.json()["error"]["code"] == code
+    assert stored_files(server) == before
+    agent = agent_auth(server, "admin@example.test", PASSWORD)
+    listed = httpx.get(f"{server.url}/api/v1/agent/tickets", params={"email": email}, headers=agent)
+    assert listed.json() == []
