@@ -49,6 +49,19 @@ class DeltaFrame(msgspec.Struct, tag_field="type", tag="delta"):
     text: str
 
 
+class AttachmentRef(msgspec.Struct, omit_defaults=True):
+    """A file a message carries; its bytes: ``GET /api/v1/widget/attachments/{id}?token=`` (the customer) or
+    ``GET /api/v1/agent/attachments/{id}`` (agents)."""
+
+    id: str
+    name: str
+    content_type: Literal["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf"]
+    size: Annotated[int, msgspec.Meta(ge=1)]
+    kind: Literal["image", "file"]
+    width: int | UnsetType = UNSET
+    height: int | UnsetType = UNSET
+
+
 class ChatMessageFrame(msgspec.Struct, tag_field="type", tag="message"):
     """A persisted message (the customer's own included), live or replayed by ``resume``."""
 
@@ -59,6 +72,7 @@ class ChatMessageFrame(msgspec.Struct, tag_field="type", tag="message"):
     created_at: Annotated[str, msgspec.Meta(description="ISO 8601, UTC, with milliseconds.")]
     reply_id: str | UnsetType = UNSET
     author: Person | UnsetType = UNSET
+    attachments: list[AttachmentRef] | UnsetType = UNSET
 
 
 class StatusFrame(msgspec.Struct, tag_field="type", tag="status"):
