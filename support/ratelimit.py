@@ -244,6 +244,13 @@ class RateLimits:
             (self.model_turns_per_ip, limit_subject(client)),
         )
 
+    async def attachment_upload(self, conversation_id: str) -> None:
+        """Count a customer's upload as a message of its conversation (no model turn: the message that
+        carries it counts that); :class:`RateLimited` over the limit, before anything is read."""
+        await self._hit(
+            "too many uploads in this conversation", (self.messages_per_conversation, conversation_id)
+        )
+
     @contextlib.asynccontextmanager
     async def login_attempt(self, email: str, client: str) -> AsyncIterator[None]:
         """Count a login attempt before the password is checked, so a parallel burst cannot overshoot.

@@ -143,7 +143,10 @@ class AttachmentService:
         for ref in attachments:
             if ref.get("kind") != "image":
                 continue
-            row, data = await self.read(str(ref["id"]), conversation_id=conversation_id)
+            try:
+                row, data = await self.read(str(ref["id"]), conversation_id=conversation_id)
+            except NotFound:  # erased meanwhile: the marker in the text still says a file was there
+                continue
             blocks.append({
                 "type": "image",
                 "source": {"type": "base64", "media_type": row.content_type,

@@ -91,7 +91,7 @@ class WidgetAttachmentController(Controller):
         """The raw file as the body; 201 with its id (send it in a message frame's ``attachments``)."""
         conversation_id = runtime.widget_sessions.authenticate(token)
         # An upload spends from the conversation's message budget (shared by every process).
-        await runtime.limits.customer_message(conversation_id, runtime.limits.client(request))
+        await runtime.limits.attachment_upload(conversation_id)
         data = await read_body(request, runtime.settings.attachments.max_bytes)
         return await runtime.attachments.upload(
             conversation_id, data, filename=filename, declared_type=request.headers.get("content-type"),
