@@ -54,8 +54,9 @@ def setup(tmp_path: Path, fake: FakeAnthropic, redis_url: str) -> Iterator[tuple
             "SWITCHBOARD_LLM_REQUESTS_PER_MINUTE": "10000",
         }
     )
-    service.start()
+    service.data_dir.mkdir(parents=True)
     servers.create_agent(service.env, service.data_dir, "grace@example.com", PASSWORD, "Grace")
+    service.start()
     try:
         yield service, site
     finally:

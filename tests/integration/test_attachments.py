@@ -53,7 +53,9 @@ def rules(fake: FakeAnthropic) -> None:
     fake.add_rule(lambda body: Reply(text="Thanks, I can see it.") if is_answer(body) else None)
 
 
-def start(tmp: Path, fake: FakeAnthropic, redis_url: str, **extra: str) -> ServerProcess:
+def start(
+    tmp: Path, fake: FakeAnthropic, redis_url: str, *, admin: bool = False, **extra: str
+) -> ServerProcess:
     env = {
         "ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": fake.url, "SWITCHBOARD_REDIS_URL": redis_url,
         "SWITCHBOARD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'db.sqlite3'}",
@@ -64,7 +66,11 @@ def start(tmp: Path, fake: FakeAnthropic, redis_url: str, **extra: str) -> Serve
         "SWITCHBOARD_LIMIT_MESSAGES_PER_CONVERSATION": "1000/minute",
         **extra,
     }  # fmt: skip
-    return ServerProcess(tmp, env=env).start()
+    proc = ServerProcess(tmp, env=env)
+    if admin:  # before the start: the command migrates the database, the server then finds it ready
+        tmp.mkdir(parents=True, exist_ok=True)
+        servers.create_agent(proc.env, tmp, "admin@example.test", PASSWORD, "Ada Admin", "admin")
+    return proc.start()
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +78,7 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropic, redis_url: str
 ) -> Iterator[ServerProcess]:
     rules(fake)
-    proc = start(tmp_path_factory.mktemp("attach"), fake, redis_url)
-    servers.create_agent(proc.env, proc.data_dir, "admin@example.test", PASSWORD, "Ada Admin", "admin")
+    proc = start(tmp_path_factory.mktemp("attach"), fake, redis_url, admin=True)
     try:
         yield proc
     finally:
