@@ -68,8 +68,8 @@ def file_response(row: Attachment, data: bytes) -> Response[bytes]:
     )
 
 
-Token = Annotated[str, Parameter(query="token", max_length=TOKEN_MAX_CHARS)]
-Filename = Annotated[str | None, Parameter(query="filename", max_length=FILENAME_PARAM_MAX_CHARS)]
+Token = Annotated[str, Parameter(max_length=TOKEN_MAX_CHARS)]
+Filename = Annotated[str | None, Parameter(max_length=FILENAME_PARAM_MAX_CHARS)]
 AttachmentId = Annotated[str, Parameter(max_length=ATTACHMENT_ID_MAX_CHARS)]
 
 
