@@ -79,6 +79,12 @@ def test_a_customer_attaches_an_image_the_agent_sees_it_and_answers_with_a_pdf(
     console = context.new_page()
     try:
         open_panel(page)
+        # A page renamed .png is refused by the server, and the widget says so in words; nothing is sent.
+        page.locator(f"{W} input[type=file]").set_input_files(
+            {"name": "pole.png", "mimeType": "image/png", "buffer": b"<html><script>alert(1)</script></html>"}
+        )
+        expect(page.locator(f"{W} .typing")).to_contain_text("Could not attach pole.png", timeout=WAIT_MS)
+        assert page.locator(f"{W} .msg[data-role=customer]").count() == 0
         page.locator(f"{W} #sb-input").fill("The tent pole snapped on the first night")
         page.locator(f"{W} input[type=file]").set_input_files(
             {"name": "pole.png", "mimeType": "image/png", "buffer": photo()}
