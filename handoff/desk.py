@@ -16,6 +16,7 @@ from typing import Any
 
 from handoff.agents import AgentIdentity, AgentService
 from handoff.examples import ExampleService
+from handoff.notes import NoteService
 from handoff.presence import AgentPresence
 from handoff.queue import ClaimResult, HandoffQueue
 from handoff.routing import REASON_TEXT
@@ -24,7 +25,7 @@ from handoff.service import HandoffService
 from support.audit import AuditSink, NoAudit
 from support.conversation import engine as e
 from support.conversation.pipeline import TurnRunner
-from support.conversation.store import ConversationState, ConversationStore, Event
+from support.conversation.store import ConversationState, ConversationStore, Event, visitor_identities
 from support.errors import REDIS_OUTAGES, Conflict, NotFound, ValidationFailed
 from support.events import EventSink, NoEvents
 from support.tickets.service import TicketService, ticket_id_of
@@ -63,6 +64,7 @@ class AgentDesk:
     tickets: TicketService | None = None
     events: EventSink = field(default_factory=NoEvents)  # where "conversation.resolved" is reported
     audit: AuditSink = field(default_factory=NoAudit)  # who claimed, sent, released, resolved (ids only)
+    notes: NoteService | None = None  # internal notes in SQL (None: in Redis only, as before)
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -185,7 +187,10 @@ class AgentDesk:
         return None
 
     async def _notes(self, conversation_id: str) -> list[dict[str, Any]]:
-        return await self.store.notes(conversation_id)
+        legacy = await self.store.notes(conversation_id)  # written before notes moved to SQL
+        if self.notes is None:
+            return legacy
+        return sorted([*legacy, *await self.notes.of(conversation_id)], key=lambda n: str(n["created_at"]))
 
     async def _require_holder(self, conversation_id: str, agent: AgentIdentity) -> ConversationState:
         state = await self._state(conversation_id)
@@ -303,12 +308,18 @@ class AgentDesk:
             raise ValidationFailed("`text` must be a non-empty string")
         if len(text) > MAX_NOTE_CHARS:
             raise ValidationFailed(f"`text` is longer than {MAX_NOTE_CHARS} characters")
-        await self._state(conversation_id)
-        note = {
-            "id": uuid.uuid4().hex, "text": text, "author": {"id": agent.id, "name": agent.name},
-            "created_at": _now().isoformat().replace("+00:00", "Z"),
-        }  # fmt: skip
-        await self.store.add_note(conversation_id, note)
+        state = await self._state(conversation_id)
+        if self.notes is not None:
+            note = await self.notes.add(
+                conversation_id, author_id=agent.id, author_name=agent.name, text=text,
+                visitor_id=dict(visitor_identities(state.visitor)).get("visitor"),
+            )  # fmt: skip
+        else:
+            note = {
+                "id": uuid.uuid4().hex, "text": text, "author": {"id": agent.id, "name": agent.name},
+                "created_at": _now().isoformat().replace("+00:00", "Z"),
+            }  # fmt: skip
+            await self.store.add_note(conversation_id, note)
         await self.store.publish_agent(
             conversation_id, {"type": "note", "conversation_id": conversation_id, "note": note}
         )

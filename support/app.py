@@ -18,6 +18,7 @@ from handoff.auth import AgentStaffAuth
 from handoff.console import AdminController, AgentController, AgentLoginController
 from handoff.console_pages import console_router
 from handoff.replies_console import SavedReplyController
+from handoff.search_api import WorkspaceController
 from support import __version__, log_redaction
 from support.channels.admin_audit import AuditController
 from support.channels.admin_customers import CustomerDataController
@@ -172,6 +173,7 @@ def create_app(settings: Settings | None = None, *, own_runtime: bool = True) ->
             AgentLoginController,
             AgentController,
             AdminController,
+            WorkspaceController,
             CustomerDataController,
             KnowledgeController,
             EvaluationController,

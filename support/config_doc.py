@@ -30,6 +30,7 @@ from support.settings import (
     ReportSettings,
     RetentionSettings,
     SavedReplySettings,
+    SearchSettings,
     TeamSettings,
     TicketSettings,
     WebhookSettings,
@@ -58,6 +59,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("E-mail (SMTP)", MailSettings),
     ("Saved replies", SavedReplySettings),
     ("Attachments", AttachmentSettings),
+    ("Search", SearchSettings),
 ]
 
 

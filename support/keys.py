@@ -283,3 +283,12 @@ def evaluation_running() -> str:
 def evaluation_recent() -> str:
     """List of the latest evaluation run ids, newest first (capped)."""
     return f"{PREFIX}:{{evaluations}}:recent"
+
+
+# --- search (support/search.py) -----------------------------------------------------------------------
+
+
+def search_index_watermark() -> str:
+    """String: the time (epoch s) the last search-index pass began; the next one reads the active set's
+    scores from a little before it."""
+    return f"{PREFIX}:{{search}}:watermark"

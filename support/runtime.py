@@ -28,7 +28,10 @@ from handoff.accounts import AgentAccounts
 from handoff.agents import AgentService
 from handoff.desk import AgentDesk
 from handoff.examples import ExampleService
+from handoff.labels import LabelService
+from handoff.notes import NoteService
 from handoff.presence import AgentPresence
+from handoff.profiles import ProfileService
 from handoff.queue import HandoffQueue
 from handoff.records import HandoffRecords
 from handoff.routing import RoutingPolicy
@@ -68,6 +71,7 @@ from support.reports import rollup as report_rollup
 from support.reports.facts import FactRefresher
 from support.reports.predicted import PredictedSatisfaction
 from support.reports.ratings import RatingService
+from support.search import SearchIndex, SearchService
 from support.settings import REDACTION_KINDS, Settings
 from support.signing_key import resolve_signing_key
 from support.tickets.batches import TicketBatches
@@ -139,6 +143,11 @@ class Runtime:
     audit: AuditLog = field(init=False)
     saved_replies: SavedReplyService = field(init=False)  # the composer's library of saved replies
     attachments: AttachmentService = field(init=False)  # files in chats and tickets (support/attachments)
+    # Finding things: agents' search, the index it reads, conversation labels, customer profiles.
+    search: SearchService = field(init=False)
+    search_index: SearchIndex = field(init=False)
+    labels: LabelService = field(init=False)
+    profiles: ProfileService = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     # Where services report events (webhooks listen here); nothing listens until one is set.
     events: EventSink = field(default_factory=NoEvents)
@@ -501,6 +510,11 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     )  # fmt: skip
     runtime.integration_keys = IntegrationKeys(sessions, audit=audit)
     runtime.facts = FactRefresher(store, sessions, client)
+    runtime.search = SearchService(sessions)
+    runtime.search_index = SearchIndex(store, sessions, client)
+    runtime.labels = LabelService(store, sessions)
+    runtime.profiles = ProfileService(store, sessions, runtime.labels)
+    runtime.desk.notes = NoteService(sessions)
     runtime.drain_hooks.append(runtime.close_widget_sockets)
     _register_periodic_jobs(runtime)
     webhooks.register_jobs(runtime.jobs)
@@ -558,16 +572,22 @@ def _register_periodic_jobs(runtime: Runtime) -> None:
     slot)."""
     settings = runtime.settings
 
+    async def before_archive(conversation_ids: list[str]) -> None:
+        # Last look while Redis still holds them: their final facts, and any message not yet indexed.
+        await runtime.facts.refresh(conversation_ids)
+        await runtime.search_index.index_conversations(conversation_ids)
+
     async def archive() -> None:
         count = await archive_idle(
             runtime.store, runtime.sessions,
             idle_s=settings.app.archive_idle_s, ttl_s=settings.app.archive_ttl_s,
-            before_archive=runtime.facts.refresh,
+            before_archive=before_archive,
         )  # fmt: skip
         if count:
             log.info("archived %d idle conversations", count)
 
     runtime.jobs.every("archive", settings.app.archive_interval_s, archive)
+    runtime.jobs.every("search-index", settings.search.index_interval_s, runtime.search_index.index_changed)
 
     async def report_facts() -> None:
         count = await runtime.facts.refresh_changed()

@@ -870,6 +870,19 @@ class AttachmentSettings(BaseSettings):
         return value
 
 
+class SearchSettings(BaseSettings):
+    """Agents' search over conversations, tickets, notes and customers (docs/search.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_SEARCH_", extra="ignore")
+
+    index_interval_s: float = Field(
+        5.0,
+        ge=1,
+        description="How often new messages of active conversations are added to the search index (one "
+        "process at a time): a message is findable at most about this long after it was sent.",
+    )
+
+
 class Settings(BaseModel):
     """All settings of one process, each concern in its own object."""
 
@@ -895,6 +908,7 @@ class Settings(BaseModel):
     mail: MailSettings = Field(default_factory=MailSettings)
     saved_replies: SavedReplySettings = Field(default_factory=SavedReplySettings)
     attachments: AttachmentSettings = Field(default_factory=AttachmentSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 

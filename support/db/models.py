@@ -570,3 +570,51 @@ class Attachment(SQLModel, table=True):
     storage_key: str = Field(max_length=200)
     message_id: str | None = Field(default=None, max_length=64, description="the message that carries it")
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+# -- finding things: search index, labels, durable internal notes (issue 21) -------------------------------
+
+
+class SearchEntry(SQLModel, table=True):
+    """One searchable text: a message, an internal note, a ticket's subject and body, or a customer's name
+    and e-mail. Derived from the conversations, notes and tickets (support/search.py fills it), deleted with
+    them on erasure. PostgreSQL searches it through a GIN index on its tsvector, SQLite through an FTS5
+    table kept in step by triggers (migration 0016)."""
+
+    __tablename__ = "search_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(max_length=200, unique=True, description="what it indexes: m:<conv>:<seq>, n:<id> ...")
+    kind: str = Field(max_length=16, index=True, description="message | note | ticket | customer")
+    conversation_id: str = Field(index=True, max_length=64)
+    seq: int | None = Field(default=None, description="a message's seq in its conversation")
+    ticket_id: str | None = Field(default=None, max_length=32)
+    visitor_id: str | None = Field(default=None, index=True, max_length=256)
+    role: str | None = Field(default=None, max_length=16, description="customer | assistant | agent")
+    text: str
+    at: datetime = Field(index=True)
+
+
+class ConversationLabel(SQLModel, table=True):
+    """A label an agent put on a conversation (``billing``, ``vip``): filters search and lists."""
+
+    __tablename__ = "conversation_label"
+
+    conversation_id: str = Field(primary_key=True, max_length=64)
+    label: str = Field(primary_key=True, max_length=32, index=True)
+    created_by: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ConversationNote(SQLModel, table=True):
+    """An internal note agents wrote on a conversation: never sent to the customer, kept in SQL from the
+    moment it is written (so it outlives the conversation's Redis keys), erased with the customer."""
+
+    __tablename__ = "conversation_note"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    conversation_id: str = Field(index=True, max_length=64)
+    author_id: str | None = Field(default=None, max_length=32)
+    author_name: str = Field(default="", max_length=120)
+    text: str
+    created_at: datetime = Field(default_factory=utcnow, index=True)

@@ -47,6 +47,8 @@ from support.db.models import (
     ArchivedConversation,
     ArchivedMessage,
     ConversationFact,
+    ConversationLabel,
+    ConversationNote,
     Example,
     HandoffRecord,
     Rating,
@@ -56,6 +58,7 @@ from support.db.models import (
     WebhookDelivery,
 )
 from support.errors import ValidationFailed
+from support.search import delete_entries
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,7 @@ SQL_IN_CHUNK = 500  # ids per IN (...) list: well under every driver's bound-par
 # Every kind an export lists, in order; a kind without a registered source stays empty.
 KINDS = (
     "conversations", "ratings", "handoffs", "examples", "tickets", "attachments", "webhook_deliveries",
-    "facts",
+    "facts", "notes", "labels",
 )  # fmt: skip
 
 
@@ -535,6 +538,7 @@ class CustomerDataService:
         async with self._sessions() as session, session.begin():
             for chunk in _chunks(ids):
                 await delete_archived(session, chunk)
+                await delete_entries(session, chunk)  # the search index: gone with the conversations
         scope = CustomerScope(customer, ids)
         for source in self._sources:
             counts[source.kind] = await source.erase(scope, retention=retention)
@@ -602,6 +606,8 @@ def default_sources(
         TicketRows(sessions),
         WebhookDeliveryRows(sessions),
         FactRows(sessions),
+        ConversationRows("notes", ConversationNote, sessions),
+        ConversationRows("labels", ConversationLabel, sessions),
     ]
 
 

@@ -173,7 +173,7 @@ NOTHING = {
     kind: []
     for kind in (
         "conversations", "ratings", "handoffs", "examples", "tickets", "attachments", "webhook_deliveries",
-        "facts",
+        "facts", "notes", "labels",
     )
 }  # fmt: skip
 
@@ -234,7 +234,8 @@ async def test_a_customer_is_exported_whole_then_erased_everywhere_and_the_other
         counts = erased.json()
         assert counts == {
             "facts": 2, "conversations": 2, "messages": 4, "ratings": 1, "handoffs": 1, "examples": 1,
-            "tickets": 0, "attachments": 0, "webhook_deliveries": 0, "redis_keys": len(hot_keys),
+            "tickets": 0, "attachments": 0, "webhook_deliveries": 0, "notes": 0, "labels": 0,
+            "redis_keys": len(hot_keys),
         }  # fmt: skip
 
         # A later export finds nothing, by id or e-mail; erasing again erases nothing.
@@ -399,7 +400,7 @@ async def test_the_command_line_exports_and_erases_one_customer(
     assert erased.returncode == 0, erased.stdout
     assert json.loads(erased.stdout.strip().splitlines()[-1]) == {
         "conversations": 2, "messages": 3, "ratings": 0, "handoffs": 0, "examples": 1, "tickets": 0,
-        "attachments": 0, "webhook_deliveries": 0, "facts": 0,
+        "attachments": 0, "webhook_deliveries": 0, "facts": 0, "notes": 0, "labels": 0,
         "redis_keys": len(keys.conversation_keys("c-new")) - 2,  # no triage, no notes
     }  # fmt: skip
     again = servers.run_cli(
