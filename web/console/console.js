@@ -618,6 +618,8 @@
     renderMine();
     renderQueue();
     document.dispatchEvent(new CustomEvent("switchboard:opened", { detail: { id: packet.conversation_id } }));
+    // Other screens follow the open conversation (search.js: the customer's profile link, labels).
+    document.dispatchEvent(new CustomEvent("switchboard:packet", { detail: packet }));
   }
 
   const isMine = () =>
