@@ -15,6 +15,7 @@ from support.db.models import Rating
 from support.runtime import Runtime
 from support.testing.fake_anthropic import FakeAnthropic
 from tests.browser.test_console import UI_TIMEOUT_MS, create_agent, sign_in
+from tests.browser.test_console_ux import axe_violations
 from tests.integration.test_widget_ws import start_server
 from tests.redis_cluster import sync_redis_client_for
 from tests.servers import ServerProcess
@@ -91,6 +92,7 @@ def test_search_open_a_result_see_the_profile_and_label_the_conversation(
             assert page.title() != "pwned"
             expect(results.nth(1).locator("mark")).to_have_text(["refund"])
             page.screenshot(path=str(screenshot_dir / f"console-search-{width}.png"), full_page=True)
+            assert axe_violations(page) == [], width  # WCAG 2 A/AA, as the rest of the console
 
             # A result opens its conversation; the customer in the packet opens the profile.
             results.nth(1).locator(".result-open").click()
@@ -110,6 +112,7 @@ def test_search_open_a_result_see_the_profile_and_label_the_conversation(
             expect(rows.nth(1)).to_contain_text("rated 5/5")
             expect(page.locator("#profile-rating")).to_have_text("5.0/5 over 1 rating")
             page.screenshot(path=str(screenshot_dir / f"console-profile-{width}.png"), full_page=True)
+            assert axe_violations(page) == [], width
             page.locator("#profile-filter").select_option("billing")
             expect(rows).to_have_count(1)
             page.locator("#search-close").click()

@@ -1,8 +1,9 @@
-// Switchboard agent console: finding things. The top bar's search box (GET /api/v1/agent/search) lists
-// matching messages, notes, tickets and customers, newest first, with the matched words marked; a result
-// opens its conversation, or the customer's profile (GET /api/v1/agent/customers/{visitor_id}) when the
-// conversation is archived. In the handoff packet the customer's name opens their profile, and the
-// conversation's labels are chips the agent edits (PUT /api/v1/agent/conversations/{id}/labels).
+// Switchboard agent console: finding things. The top bar's search box ("/" focuses it, see keys.js;
+// GET /api/v1/agent/search) lists matching messages, notes, tickets and customers, newest first, with
+// the matched words marked; a result opens its conversation, or the customer's profile
+// (GET /api/v1/agent/customers/{visitor_id}) when the conversation is archived. In the handoff packet
+// the customer's name opens their profile, and the conversation's labels are chips the agent edits
+// (PUT /api/v1/agent/conversations/{id}/labels).
 // Every text from the server is set with textContent: snippets are plain text plus highlight offsets,
 // never HTML. Plain browser JavaScript, no build step.
 "use strict";
@@ -145,6 +146,8 @@
     if (live) {
       show("conversations");
       await ui().open(result.conversation_id);
+      if (window.SwitchboardPanes) window.SwitchboardPanes.show("conversation"); // a phone: its pane
+
     } else if (result.visitor_id) {
       openProfile(result.visitor_id);
     } else {
@@ -324,14 +327,6 @@
       $("search-results-wrap").hidden = false;
     } else {
       closeSearch();
-    }
-  });
-  document.addEventListener("keydown", (event) => {
-    // "/" focuses search, as in most web apps, unless the agent is typing somewhere.
-    const typing = event.target.closest && event.target.closest("input, textarea, select, [contenteditable]");
-    if (event.key === "/" && !typing && !$("console-view").hidden) {
-      event.preventDefault();
-      $("search-q").focus();
     }
   });
 })();
