@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from support import keys
-from support.app import create_app
 from support.conversation.archive import archive_conversation
 from support.db.models import Rating
 from support.privacy.customer_data import CustomerRef
@@ -53,11 +52,14 @@ async def desk(
     tmp_path: Path, fake: FakeAnthropic, redis_url: str, redis_client: Any, db_url: str
 ) -> AsyncIterator[Desk]:
     settings = ticket_settings(tmp_path, fake, redis_url, db_url, jobs=JobSettings(in_process=False))
-    # The app is built in this process: the newest Litestar warns, while building it, about how the app's
-    # handlers declare ``runtime``, ``data`` and headers (the server processes other tests start are not
-    # under pytest's warnings-as-errors). Those warnings are the whole app's; requests stay strict.
+    # The app is built in this process: the newest Litestar warns, while importing and building it, about
+    # how the app's handlers declare ``runtime``, ``data``, headers and query parameters (the server
+    # processes other tests start are not under pytest's warnings-as-errors). Those warnings are the whole
+    # app's; requests stay strict.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        from support.app import create_app  # importing it warns too (see above)
+
         app = create_app(settings, own_runtime=False)
     async with open_runtime(settings) as runtime:
         app.state.runtime = runtime
