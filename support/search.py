@@ -40,9 +40,17 @@ from support.conversation.store import ConversationStore, visitor_identities
 from support.db.models import ConversationLabel, SearchEntry, Ticket
 from support.errors import ValidationFailed
 from support.redis_client import RedisClient
-from support.tickets.service import ticket_id_of
 
 log = logging.getLogger(__name__)
+
+
+def ticket_id_of(conversation_id: str) -> str | None:
+    """The ticket of a ticket's conversation (None for a chat). Imported when first used: the ticket
+    service imports attachments, which import customer data, which imports this module (erasure)."""
+    from support.tickets.service import ticket_id_of as of  # see the docstring
+
+    return of(conversation_id)
+
 
 ENTRIES: Table = SearchEntry.__table__  # type: ignore[attr-defined]
 MAX_QUERY_CHARS = 200  # a search box, not a document: longer input is a mistake or an attack
