@@ -4,7 +4,7 @@ customer profile's conversation list and show as chips in the console.
 One call sets a conversation's whole label list (``PUT .../labels``): the console edits the list and sends
 it back, so two labels added at once never need two requests, and the result is the same however often it
 is sent. A label is 1-32 characters of lower-case letters, digits, ``-`` and ``_`` (it is shown as a chip
-and typed into a filter); input is trimmed and lower-cased first, duplicates dropped.
+and typed into a filter); input is trimmed and lower-cased first, each label kept once.
 """
 
 from __future__ import annotations
