@@ -15,6 +15,7 @@ from support.openapi_errors import AGENT_SECURITY, errors
 from support.runtime import Runtime
 from support.search import DEFAULT_LIMIT, MAX_LIMIT
 
+MAX_IDS = 100  # conversations per labels lookup: more rows than a console lists at once
 LABEL_QUERY = Parameter(description="only conversations with this label", max_length=64)
 
 
@@ -50,6 +51,17 @@ class WorkspaceController(Controller):
     ) -> dict[str, Any]:
         """Who they are; every conversation (state, dates, labels, resolution, rating) and ticket."""
         return await runtime.profiles.profile(visitor_id, label=label)
+
+    @get("/labels", summary="Labels of several conversations", responses=errors(400, 503))
+    async def labels_of(
+        self,
+        runtime: Runtime,
+        conversation_id: Annotated[
+            list[str], Parameter(description="repeated, at most 100", min_items=1, max_items=MAX_IDS)
+        ],
+    ) -> dict[str, list[str]]:
+        """``{conversation_id: [labels]}`` for those that have any (the console's queue and list rows)."""
+        return await runtime.labels.of(conversation_id)
 
     @get(
         "/conversations/{conversation_id:str}/labels",

@@ -56,6 +56,7 @@ def seed(tmp_path: Path, fake: FakeAnthropic, redis_url: str, server: ServerProc
             await rt.store.append_event(cid, type="message", role=role, text=text, now=at)
         # Backdated messages: indexed by id (the server's periodic pass reads recent activity only).
         await rt.search_index.index_conversations(["c-ana-1", "c-bo", "c-ana-2"])
+        await rt.handoff.enqueue("c-ana-2", reason="wants_human", preview="a refund for the tent")
         async with rt.sessions() as session, session.begin():
             session.add(Rating(conversation_id="c-ana-1", score=5, comment="Quick answer", resolution="bot"))
 
@@ -102,6 +103,9 @@ def test_search_open_a_result_see_the_profile_and_label_the_conversation(
                 page.locator("#conv-label-input").fill("Billing")
                 page.locator("#conv-label-input").press("Enter")
                 expect(page.locator("#conv-label-chips li")).to_have_text(["billing×"])
+                # The queue row of the conversation shows its labels too.
+                row_chips = page.locator('#queue-list > li[data-row="c-ana-2"] .row-labels li')
+                expect(row_chips).to_have_text(["billing"])
             page.locator("#conv-customer").click()
             rows = page.locator("#profile-conversations > li")
             expect(rows).to_have_count(2)
@@ -131,6 +135,10 @@ def test_search_open_a_result_see_the_profile_and_label_the_conversation(
         page.locator("#search-label").press("Enter")
         expect(page.locator("#search-results > li")).to_have_count(2)
         expect(page.locator("#search-summary")).to_contain_text("with label “billing”")
+        # After a reload the rows ask for their labels (GET /labels).
+        page.reload()
+        expect(page.locator('#queue-list > li[data-row="c-ana-2"] .row-labels li')).to_have_text(["billing"])
+        expect(page.locator('#queue-list > li[data-row="c-ana-2"] .row-labels')).to_have_count(1)
         assert errors == []
     finally:
         page.close()

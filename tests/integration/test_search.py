@@ -224,6 +224,15 @@ async def test_the_profile_lists_every_conversation_ticket_and_rating_and_labels
     assert [c["conversation_id"] for c in vip["conversations"]] == ["c-ana"]
     assert (await desk.get("/api/v1/agent/customers/v-nobody")).status_code == 404
     assert (await desk.get("/api/v1/agent/customers/v-ana", label="no spaces")).status_code == 400
+    rows = await desk.http.get(
+        "/api/v1/agent/labels", params=[("conversation_id", "c-ana"), ("conversation_id", "c-bo")],
+        headers=desk.auth,
+    )  # fmt: skip
+    assert rows.json() == {"c-ana": ["billing", "vip"]}
+    too_many = [("conversation_id", f"c{i}") for i in range(101)]
+    assert (
+        await desk.http.get("/api/v1/agent/labels", params=too_many, headers=desk.auth)
+    ).status_code == 400
     # Bad labels are refused and change nothing.
     for bad in [["has space"], ["x" * 33], [""], ["<script>"], [f"l{i}" for i in range(11)], [7]]:
         resp = await desk.http.put(

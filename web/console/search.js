@@ -18,6 +18,9 @@
   let labels = []; // ...and its labels
   let lastQuery = null;
   let labelRequest = 0; // only the answer to the latest labels request is shown
+  const rowLabels = new Map(); // conversation id -> its labels, for the chips in the Mine and Queue rows
+  const ROWS = "#mine-list > li[data-row], #queue-list > li[data-row]";
+  const ROW_BATCH = 100; // ids per GET /labels (the server's limit)
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -260,6 +263,8 @@
     const mine = ++labelRequest;
     try {
       const got = await ui().api("GET", `/conversations/${encodeURIComponent(id)}/labels`);
+      rowLabels.set(id, got.labels);
+      decorateRows();
       if (mine === labelRequest && packet && packet.conversation_id === id) {
         labels = got.labels;
         renderLabels();
@@ -280,6 +285,8 @@
     const mine = ++labelRequest;
     try {
       const got = await ui().api("PUT", `/conversations/${encodeURIComponent(id)}/labels`, { labels: next });
+      rowLabels.set(id, got.labels);
+      decorateRows();
       if (mine === labelRequest && packet && packet.conversation_id === id) {
         labels = got.labels;
         renderLabels();
@@ -309,6 +316,55 @@
     if (!button || !packet) return;
     saveLabels(labels.filter((l) => l !== button.dataset.label));
   }
+
+  // --- label chips in the Mine and Queue rows (console.js re-renders them; the chips follow) --------
+
+  function decorateRows() {
+    for (const row of document.querySelectorAll(ROWS)) {
+      const list = rowLabels.get(row.dataset.row) || [];
+      const shown = row.querySelector(":scope > .row-labels");
+      const key = list.join(",");
+      if (shown && shown.dataset.key === key) continue;
+      if (!list.length) {
+        if (shown) shown.remove();
+        continue;
+      }
+      const node = chips(list);
+      node.classList.add("row-labels");
+      node.dataset.key = key;
+      if (shown) shown.replaceWith(node);
+      else row.append(node);
+    }
+  }
+
+  let fetching = false;
+  async function fetchRowLabels() {
+    if (fetching) return;
+    fetching = true;
+    try {
+      const missing = () =>
+        [...new Set([...document.querySelectorAll(ROWS)].map((row) => row.dataset.row))].filter((id) => !rowLabels.has(id));
+      for (let unknown = missing(); unknown.length; unknown = missing()) {
+        const ids = unknown.slice(0, ROW_BATCH);
+        const params = new URLSearchParams(ids.map((id) => ["conversation_id", id]));
+        const got = (await ui().api("GET", `/labels?${params}`)) || {};
+        // A label saved meanwhile (saveLabels) is newer than this answer.
+        for (const id of ids) if (!rowLabels.has(id)) rowLabels.set(id, got[id] || []);
+        decorateRows();
+      }
+    } catch {
+      // the rows just show no chips; the console reports its own trouble
+    } finally {
+      fetching = false;
+    }
+  }
+
+  const rowsChanged = new MutationObserver(() => {
+    decorateRows(); // at once, from what is known: no flicker when a list re-renders
+    fetchRowLabels();
+  });
+  for (const id of ["mine-list", "queue-list"]) rowsChanged.observe($(id), { childList: true });
+  fetchRowLabels(); // the lists may be rendered already (console.js restores them before this runs)
 
   document.addEventListener("switchboard:packet", onPacket);
   // Signing in settles the screens (agents.js shows the conversations): a search typed meanwhile stays.
