@@ -5,7 +5,7 @@ knowledge, integration keys, webhooks, customer data, team hours, saved replies)
 an action done through the CLI or a job is recorded the same way. An entry names people and things by id
 and says *that* something happened, never its content: no message text, no customer e-mail address, so
 erasing a customer leaves nothing of theirs here and the log need never be rewritten. The table refuses
-UPDATE and DELETE by trigger (migration 0017); nothing in the API writes to it.
+UPDATE and DELETE by trigger (migration 0015); nothing in the API writes to it.
 
 Recording is best effort after the fact: the action has already happened (a reply sent, a conversation
 claimed) when it is recorded, so a failed write is logged loudly and does not turn the action into an

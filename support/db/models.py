@@ -579,7 +579,7 @@ class SearchEntry(SQLModel, table=True):
     """One searchable text: a message, an internal note, a ticket's subject and body, or a customer's name
     and e-mail. Derived from the conversations, notes and tickets (support/search.py fills it), deleted with
     them on erasure. PostgreSQL searches it through a GIN index on its tsvector, SQLite through an FTS5
-    table kept in step by triggers (migration 0016)."""
+    table kept in step by triggers (migration 0017)."""
 
     __tablename__ = "search_entry"
 

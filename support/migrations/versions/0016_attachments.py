@@ -1,14 +1,14 @@
 """attachments: files attached to conversations and tickets (their bytes are in the attachment store)
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0016
+Revises: 0015
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018"
-down_revision = "0017"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

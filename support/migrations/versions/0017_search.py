@@ -3,15 +3,15 @@
 PostgreSQL searches ``search_entry`` through a GIN index on ``to_tsvector('english', text)``; SQLite through
 an external-content FTS5 table (porter stemming, as the English configuration) kept in step by triggers.
 
-Revision ID: 0016
-Revises: 0018 for now (one head on main: 0015 lands separately; the chain is fixed when merging)
+Revision ID: 0017
+Revises: 0016
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision = "0018"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

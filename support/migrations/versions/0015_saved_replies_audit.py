@@ -3,14 +3,14 @@
 The audit table refuses UPDATE and DELETE by trigger, on PostgreSQL and SQLite alike: no code path, and no
 API, can rewrite what was recorded.
 
-Revision ID: 0017
-Revises: 0014 (0015 and 0016 land separately; the chain is fixed when they are merged)
+Revision ID: 0015
+Revises: 0014
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017"
+revision = "0015"
 down_revision = "0014"
 branch_labels = None
 depends_on = None
