@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,16 @@ def setup(tmp_path: Path, fake: FakeAnthropic, redis_url: str) -> Iterator[tuple
 def loaded(locator: Any) -> None:
     """The <img> has decoded pixels (it loaded, across origins, with its token or the agent's)."""
     expect(locator).to_be_visible(timeout=WAIT_MS)
-    locator.evaluate("img => img.decode()")
-    assert locator.evaluate("img => img.naturalWidth") == 320
+    # Polled, not img.decode(): a transcript refresh may replace the element mid-load (its decode() then
+    # rejects), and the new element loads the same picture.
+    deadline = time.monotonic() + WAIT_MS / 1000
+    width = 0
+    while time.monotonic() < deadline:
+        width = locator.evaluate("img => (img.complete ? img.naturalWidth : 0)")
+        if width:
+            break
+        time.sleep(0.05)
+    assert width == 320
 
 
 def test_a_customer_attaches_an_image_the_agent_sees_it_and_answers_with_a_pdf(
