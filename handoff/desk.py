@@ -22,6 +22,7 @@ from handoff.queue import ClaimResult, HandoffQueue
 from handoff.routing import REASON_TEXT
 from handoff.scrub import People
 from handoff.service import HandoffService
+from handoff.sla import sla_json
 from support.audit import AuditSink, NoAudit
 from support.conversation import engine as e
 from support.conversation.pipeline import TurnRunner
@@ -75,8 +76,9 @@ class AgentDesk:
         return state
 
     async def queue_items(self) -> list[dict[str, Any]]:
-        """Waiting conversations, in the order they will be served."""
-        return await self._with_tickets([item.to_json() for item in await self.queue.waiting()])
+        """Waiting conversations, in the order they will be served, with their SLA clocks."""
+        items, now_ms = await self.queue.waiting(), await self.queue.now_ms()
+        return await self._with_tickets([{**i.to_json(), "sla": sla_json(i, now_ms)} for i in items])
 
     async def _with_tickets(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Fill in the ticket of a ticket item queued without one (before queue items carried it)."""
@@ -111,6 +113,7 @@ class AgentDesk:
     async def mine(self, agent: AgentIdentity) -> list[dict[str, Any]]:
         """The conversations ``agent`` holds."""
         out = []
+        now_ms = await self.queue.now_ms()
         for cid in await self.queue.held(agent.id):
             item = await self.queue.item(cid)
             state = await self.store.get_state(cid)
@@ -120,6 +123,7 @@ class AgentDesk:
             out.append(
                 {
                     **(await self._with_tickets([item.to_json()]))[0], "state": state.state,
+                    "sla": sla_json(item, now_ms),
                     "last_message": last[-1].to_frame() if last else None,
                 }
             )  # fmt: skip
@@ -203,7 +207,7 @@ class AgentDesk:
 
     async def claim(self, conversation_id: str, agent: AgentIdentity) -> dict[str, Any]:
         """Take a waiting conversation; 409 when another agent holds it or ``agent`` is at capacity."""
-        state = await self._state(conversation_id)
+        await self._state(conversation_id)
         capacity = (await self.agents.get(agent.id)).capacity
         result = await self.queue.claim(conversation_id, agent.id, capacity)
         if result is ClaimResult.NOT_QUEUED:
@@ -212,21 +216,34 @@ class AgentDesk:
             raise Conflict("another agent holds this conversation")
         if result is ClaimResult.OVER_CAPACITY:
             raise Conflict(f"you hold {capacity} conversations already (your capacity)")
-        await self.store.set_state(conversation_id, assignee=agent.id, assignee_name=agent.name)
+        await self.claimed(conversation_id, agent.id, agent.name, first=result is ClaimResult.CLAIMED)
         if result is ClaimResult.CLAIMED:
-            await self.handoff.records.claimed(conversation_id, agent.id)
             await self._audit(agent, "conversation.claimed", conversation_id)
-        if result is ClaimResult.CLAIMED or state.state != "agent":
-            await self.turns.conversation_event(conversation_id, e.AgentClaimed(agent.name))
+        await self.handoff.queue_changed()
+        return await self.packet(conversation_id)
+
+    async def claimed(self, conversation_id: str, agent_id: str, agent_name: str, *, first: bool,
+                      auto: bool = False) -> None:  # fmt: skip
+        """After the queue gave the conversation to an agent (a claim, or automatic assignment with
+        ``auto``): the customer hears who took it, the record and every console (``assigned``) learn it."""
+        state = await self._state(conversation_id)
+        await self.store.set_state(conversation_id, assignee=agent_id, assignee_name=agent_name)
+        if first:
+            await self.handoff.records.claimed(conversation_id, agent_id)
+        if first or state.state != "agent":
+            await self.turns.conversation_event(conversation_id, e.AgentClaimed(agent_name))
         await self.handoff.publish_event(
             {
                 "type": "assigned",
                 "conversation_id": conversation_id,
-                "agent": {"id": agent.id, "name": agent.name},
+                "agent": {"id": agent_id, "name": agent_name},
+                **({"auto": True} if auto else {}),
             }
         )
-        await self.handoff.queue_changed()
-        return await self.packet(conversation_id)
+        if auto:  # the system gave it: who to is the detail
+            await self.audit.record(
+                None, "conversation.assigned", "conversation", conversation_id, {"agent_id": agent_id}
+            )
 
     async def send(
         self,
@@ -255,6 +272,7 @@ class AgentDesk:
         )  # fmt: skip
         await self.store.publish(conversation_id, event.to_frame())
         await self.queue.renew(agent.id)
+        await self.queue.replied(conversation_id)
         await self.handoff.records.responded(conversation_id)
         # The fact of the reply and its seq, never its text.
         await self._audit(agent, "conversation.message_sent", conversation_id, seq=event.seq)
@@ -398,6 +416,8 @@ class AgentDesk:
             {"type": "unassigned", "conversation_id": conversation_id, "agent_id": agent_id, "reason": reason}
         )
         await self.handoff.queue_changed()
+        if self.handoff.assignment_kick is not None:  # room for another, or the conversation is queued again
+            self.handoff.assignment_kick()
 
     async def expire_leases(self) -> int:
         """Requeue claims whose agent went away; returns how many."""
@@ -421,8 +441,11 @@ class AgentDesk:
             await asyncio.sleep(interval_s)
 
     async def presence_changed(self) -> None:
-        """Presence changed: waiting customers hear again whether anybody can answer."""
+        """Presence changed: waiting customers hear again whether anybody can answer; an agent online
+        may be given conversations."""
         await self.handoff.broadcast_positions()
+        if self.handoff.assignment_kick is not None:
+            self.handoff.assignment_kick()
 
     async def presence_forever(self, presence: AgentPresence, interval_s: float) -> None:
         """Background loop of every process: agents whose consoles are all gone are set away (each once,

@@ -26,7 +26,6 @@ from typing import Any
 from handoff.routing import PRIORITIES
 from support import keys
 from support.redis_client import RedisClient
-from support.tickets.service import ticket_id_of
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
@@ -148,6 +147,16 @@ return n
 )
 
 
+# KEYS: item. ARGV: none. The first agent reply of this stay (SLA), kept across releases and transfers.
+_REPLIED = (
+    _NOW
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSETNX', KEYS[1], 'first_reply_at', now)
+"""
+)
+
+
 class ClaimResult(IntEnum):
     """Outcome of a claim."""
 
@@ -156,6 +165,14 @@ class ClaimResult(IntEnum):
     TAKEN = 0  # someone else holds it
     CLAIMED = 1
     ALREADY_MINE = 2
+
+
+def _ticket_id_of(conversation_id: str) -> str | None:
+    # Imported when used: the tickets service pulls in the model SDK, which processes that only run the
+    # queue (the assignment benchmark's workers) do not need.
+    from support.tickets.service import ticket_id_of
+
+    return ticket_id_of(conversation_id)
 
 
 def _s(value: bytes | str) -> str:
@@ -180,13 +197,14 @@ class QueueItem:
     assignee: str | None = None
     lease_expires_at: str | None = None
     lapsed_from: str | None = None
+    first_reply_at: str | None = None  # the first agent reply of this stay (SLA)
     # intent, urgency, sentiment, preview, customer, and a ticket's card
     fields: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
         """``ticket`` for a ticket's conversation, else ``chat``."""
-        return "ticket" if ticket_id_of(self.conversation_id) is not None else "chat"
+        return "ticket" if _ticket_id_of(self.conversation_id) is not None else "chat"
 
     def to_json(self) -> dict[str, Any]:
         """The ``GET /api/v1/agent/queue`` item: ``kind`` says what the conversation is; a ticket's also
@@ -195,7 +213,7 @@ class QueueItem:
         if self.kind == "ticket":
             card = self.fields.get("ticket") or {}
             ticket = {
-                "id": ticket_id_of(self.conversation_id),
+                "id": _ticket_id_of(self.conversation_id),
                 **{k: card.get(k) for k in ("subject", "channel", "email")},
             }
         return {
@@ -208,9 +226,16 @@ class QueueItem:
             "position": self.position,
             "assignee": self.assignee,
             "lease_expires_at": self.lease_expires_at,
-            **{k: self.fields.get(k) for k in ("intent", "urgency", "sentiment", "preview")},
+            **{k: self.fields.get(k) for k in ("intent", "urgency", "sentiment", "preview", "language")},
             "customer": self.fields.get("customer") or {},
+            "team": self.team,
+            "first_reply_at": self.first_reply_at,
         }
+
+    @property
+    def team(self) -> str:
+        """The team whose queue it is in (``default`` for handoffs queued before teams)."""
+        return str(self.fields.get("team") or "default")
 
 
 class HandoffQueue:
@@ -226,6 +251,7 @@ class HandoffQueue:
         self._finish = redis.register_script(_FINISH)
         self._expire = redis.register_script(_EXPIRE)
         self._renew = redis.register_script(_RENEW)
+        self._replied = redis.register_script(_REPLIED)
         self._item_prefix = keys.handoff_item("")
         self._held_prefix = keys.handoff_held("")
 
@@ -302,6 +328,10 @@ class HandoffQueue:
         )
         return int(result)
 
+    async def replied(self, conversation_id: str) -> bool:
+        """An agent replied: the first reply time of this stay is kept (True when this was the first)."""
+        return bool(await self._replied(keys=[keys.handoff_item(conversation_id)], args=[]))
+
     async def held(self, agent_id: str) -> list[str]:
         """Conversation ids ``agent_id`` holds."""
         members: set[bytes | str] = await self._redis.smembers(keys.handoff_held(agent_id))
@@ -314,6 +344,11 @@ class HandoffQueue:
                 pipe.scard(keys.handoff_held(agent_id))
             counts = await pipe.execute()
         return dict(zip(agent_ids, (int(c) for c in counts), strict=True))
+
+    async def now_ms(self) -> int:
+        """Redis time in ms: one clock for every process."""
+        seconds, micros = await self._redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     async def online(self, within_s: float) -> set[str]:
         """Agents whose console was seen in the last ``within_s`` seconds."""
@@ -370,6 +405,7 @@ class HandoffQueue:
                     assignee=f.get("assignee"),
                     lease_expires_at=_iso_ms(str(int(lease))) if lease is not None else None,
                     lapsed_from=f.get("lapsed_from"),
+                    first_reply_at=_iso_ms(f.get("first_reply_at")),
                     fields=json.loads(f.get("fields") or "{}"),
                 )
             )

@@ -24,15 +24,25 @@ class HandoffRecords:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def opened(self, conversation_id: str, *, reason: str, priority: str, intent: str | None) -> None:
-        """A conversation was handed to people."""
+    async def opened(
+        self,
+        conversation_id: str,
+        *,
+        reason: str,
+        priority: str,
+        intent: str | None,
+        team_id: str | None = None,
+        sla: tuple[int | None, int | None] = (None, None),
+    ) -> None:
+        """A conversation was handed to people (to ``team_id``'s queue, with its SLA targets then)."""
         try:
             async with self._sessions() as session:
                 session.add(
                     HandoffRecord(
-                        conversation_id=conversation_id, reason=reason, priority=priority, intent=intent
+                        conversation_id=conversation_id, reason=reason, priority=priority, intent=intent,
+                        team_id=team_id, sla_first_reply_s=sla[0], sla_resolution_s=sla[1],
                     )
-                )
+                )  # fmt: skip
                 await session.commit()
         except Exception:
             log.exception("could not record the handoff of %s", conversation_id)

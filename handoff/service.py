@@ -4,7 +4,7 @@ waiting customers that the queue moved. No agent logic lives here (that is :mod:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +44,8 @@ class HandoffService:
         self.records = records
         self.events: EventSink = events or NoEvents()
         self._redis = redis
+        # Set by the runtime when automatic assignment runs: a queued conversation may be assigned now.
+        self.assignment_kick: Callable[[], None] | None = None
 
     async def enqueue(
         self,
@@ -55,6 +57,7 @@ class HandoffService:
         urgency: str | None = None,
         sentiment: str | None = None,
         ticket: Mapping[str, Any] | None = None,
+        language: str | None = None,
     ) -> None:
         """Queue a handed-off conversation (priority from urgency and reason) and announce it. ``ticket``
         (a ticket's id, subject, channel and e-mail) travels with the queue item, so the queue lists tickets
@@ -63,6 +66,9 @@ class HandoffService:
         visitor = state.visitor if state else {}
         customer = {k: visitor[k] for k in ("id", "name", "email") if visitor.get(k)}
         priority = priority_of(reason=reason, urgency=urgency, sentiment=sentiment)
+        # The team's queue and its SLA targets as they are now (handoff.sla); no teams: no targets.
+        team = await self.teams.team_for(intent) if self.teams is not None else "default"
+        first_s, resolution_s = await self.teams.sla_targets(team) if self.teams is not None else (0, 0)
         created = await self.queue.enqueue(
             conversation_id,
             reason=reason,
@@ -71,17 +77,24 @@ class HandoffService:
                 "intent": intent, "urgency": urgency, "sentiment": sentiment,
                 "preview": preview[:PREVIEW_CHARS], "customer": customer,
                 **({"ticket": dict(ticket)} if ticket else {}),
+                "team": team, "language": language,
+                "sla": {"first_reply_s": first_s, "resolution_s": resolution_s},
             },
         )  # fmt: skip
         if created == 2:
             metrics.HANDOFFS.labels(reason=reason if reason in REASON_TEXT else "other").inc()
-            await self.records.opened(conversation_id, reason=reason, priority=priority, intent=intent)
+            await self.records.opened(
+                conversation_id, reason=reason, priority=priority, intent=intent, team_id=team,
+                sla=(first_s or None, resolution_s or None),
+            )  # fmt: skip
             queued_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             await self.events.emit(
                 "conversation.handed_off",
                 {"conversation_id": conversation_id, "reason": reason, "intent": intent, "urgency": urgency,
                  "queued_at": queued_at},
             )  # fmt: skip
+        if created and self.assignment_kick is not None:
+            self.assignment_kick()
 
     async def availability(self) -> Availability:
         """Whether an agent is online and whether someone can answer now (presence and the default team's

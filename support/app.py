@@ -19,6 +19,7 @@ from handoff.console import AdminController, AgentController, AgentLoginControll
 from handoff.console_pages import console_router
 from handoff.replies_console import SavedReplyController
 from handoff.search_api import WorkspaceController
+from handoff.team_admin import TeamAdminController
 from support import __version__, log_redaction
 from support.channels.admin_audit import AuditController
 from support.channels.admin_customers import CustomerDataController
@@ -39,6 +40,7 @@ from support.http_input import RejectNul, bounded_request_class
 from support.openapi_errors import components, describe_errors
 from support.reports.api import ReportsController
 from support.reports.pages import reports_router
+from support.reports.sla_api import SlaReportController
 from support.runtime import Runtime, open_runtime
 from support.settings import Settings, load_settings
 
@@ -186,6 +188,8 @@ def create_app(settings: Settings | None = None, *, own_runtime: bool = True) ->
             SavedReplyController,
             AuditController,
             ReportsController,
+            SlaReportController,
+            TeamAdminController,
             reports_router(settings.app),
             console_router(settings.app),
         ],

@@ -48,7 +48,8 @@ ACTIONS = (
     "integration_key.created", "integration_key.revoked",
     "webhook.created", "webhook.deactivated",
     "customer_data.exported", "customer_data.erased",
-    "team.hours_changed",
+    "team.hours_changed", "team.created", "team.updated", "team.members_changed", "account.skills_changed",
+    "conversation.assigned",
     "saved_reply.created", "saved_reply.updated", "saved_reply.deleted",
 )  # fmt: skip
 

@@ -164,6 +164,11 @@ def agent_presence() -> str:
     return f"{PREFIX}:{{handoff}}:presence_state"
 
 
+def assignment_round_robin() -> str:
+    """Hash: team id -> the agent automatic assignment gave the team's last conversation (round robin)."""
+    return f"{PREFIX}:{{handoff}}:round_robin"
+
+
 def handoff_events() -> str:
     """Pub/sub channel of queue changes and assignments, for every agent console."""
     return f"{PREFIX}:{{handoff}}:events"

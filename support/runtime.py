@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from handoff.accounts import AgentAccounts
 from handoff.agents import AgentService
+from handoff.assign import Assigner, Candidate
 from handoff.desk import AgentDesk
 from handoff.examples import ExampleService
 from handoff.labels import LabelService
@@ -38,7 +39,7 @@ from handoff.routing import RoutingPolicy
 from handoff.saved_replies import SavedReplyService
 from handoff.scrub import DEFAULT_REFERENCE_PATTERNS, ExampleScrubber, ReviewLimits
 from handoff.service import HandoffService
-from handoff.teams import TeamService
+from handoff.teams import AssignmentDefaults, TeamService
 from handoff.tokens import AgentTokens
 from support import log_redaction, metrics, tracing
 from support.attachments.service import AttachmentRows, AttachmentService
@@ -148,6 +149,8 @@ class Runtime:
     search_index: SearchIndex = field(init=False)
     labels: LabelService = field(init=False)
     profiles: ProfileService = field(init=False)
+    # Automatic assignment of queued conversations to online agents (handoff/assign.py).
+    assigner: Assigner = field(init=False)
     gateway: ModelGateway | None = None  # None in offline mode: nothing may call the model API
     # Where services report events (webhooks listen here); nothing listens until one is set.
     events: EventSink = field(default_factory=NoEvents)
@@ -351,7 +354,14 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     queue = HandoffQueue(client, lease_s=hs.lease_s)
     agents = AgentService(sessions, default_capacity=hs.default_capacity)
     presence = AgentPresence(client, away_after_s=hs.away_after_s)
-    teams = TeamService(sessions, presence, configured_hours=settings.teams.business_hours, audit=audit)
+    sa = settings.assignment
+    teams = TeamService(
+        sessions, presence, configured_hours=settings.teams.business_hours, audit=audit,
+        defaults=AssignmentDefaults(
+            policy=sa.assignment, sla_first_reply_s=sa.sla_first_reply_s,
+            sla_resolution_s=sa.sla_resolution_s, intent_teams=sa.assignment_intent_teams,
+        ),
+    )  # fmt: skip
     mailer = Mailer(settings.mail)
     jobs = JobEngine(redis_url, concurrency=settings.jobs.concurrency)
     # Built before the services that emit events, which are given it as their events port.
@@ -486,6 +496,16 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     runtime.accounts = AgentAccounts(agents, runtime.agent_tokens, runtime.desk, audit)
     runtime.audit = audit
     runtime.saved_replies = SavedReplyService(sessions, store, settings.saved_replies, audit)
+    desk = runtime.desk
+
+    async def auto_assigned(conversation_id: str, agent: Candidate) -> None:
+        await desk.claimed(conversation_id, agent.id, agent.name, first=True, auto=True)
+
+    runtime.assigner = Assigner(
+        queue, presence, client, teams.roster, skill_wait_s=sa.assignment_skill_wait_s,
+        on_assigned=auto_assigned, after_pass=runtime.handoff.queue_changed,
+    )  # fmt: skip
+    runtime.handoff.assignment_kick = runtime.assigner.kick
 
     def follow_knowledge(active: Policy) -> None:
         # Everything that answers or records from the knowledge uses the newly active version from its
@@ -498,6 +518,7 @@ async def open_runtime(settings: Settings, *, run_jobs: bool | None = None) -> A
     runtime.spawn(knowledge.poll_forever(), "knowledge-poll")
     runtime.spawn(runtime.desk.expire_forever(min(1.0, hs.lease_s / 4)), "lease-sweeper")
     runtime.spawn(runtime.desk.presence_forever(presence, min(5.0, hs.away_after_s / 4)), "presence-sweeper")
+    runtime.spawn(runtime.assigner.run_forever(sa.assignment_interval_s), "assigner")
     runtime.spawn(
         recover_forever(store, runtime.turns, settings.llm.turn_recovery_interval_s), "turn-recovery"
     )

@@ -773,6 +773,47 @@ class TeamSettings(BaseSettings):
         return value.strip()
 
 
+ASSIGNMENT_POLICIES = ("manual", "capacity", "round_robin", "least_busy")
+
+
+class AssignmentSettings(BaseSettings):
+    """Teams' queues, automatic assignment of queued conversations to online agents, and SLA targets."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
+
+    assignment: Literal["manual", "capacity", "round_robin", "least_busy"] = Field(
+        "manual",
+        description="How a team's queued conversations reach agents unless an admin set the team's own "
+        "policy: `manual` (agents claim), `capacity` (the online agent with the most spare capacity), "
+        "`round_robin` (online agents in turn), `least_busy` (the online agent holding fewest).",
+    )
+    assignment_intent_teams: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON object: triage intent -> team id, e.g. `{"payments_billing": "billing"}`; other '
+        "intents (and unknown teams) go to the `default` team's queue.",
+    )
+    assignment_skill_wait_s: float = Field(
+        60.0,
+        ge=0,
+        description="A queued conversation no online agent with matching skills (language, intent) can "
+        "take goes to any agent of its team after waiting this long.",
+    )
+    assignment_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="Every process looks for conversations to assign at least this often (besides at once "
+        "on a handoff, a release and an agent coming online).",
+    )
+    sla_first_reply_s: int = Field(
+        300,
+        ge=0,
+        description="Target from handoff to the first agent reply (teams may set their own); 0: none.",
+    )
+    sla_resolution_s: int = Field(
+        3600, ge=0, description="Target from handoff to resolution (teams may set their own); 0: none."
+    )
+
+
 class MailSettings(BaseSettings):
     """Outbound e-mail (SMTP): agent replies to customers who left an address in the widget."""
 
@@ -909,6 +950,7 @@ class Settings(BaseModel):
     saved_replies: SavedReplySettings = Field(default_factory=SavedReplySettings)
     attachments: AttachmentSettings = Field(default_factory=AttachmentSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    assignment: AssignmentSettings = Field(default_factory=AssignmentSettings)
 
     model_config = {"arbitrary_types_allowed": True}
 

@@ -84,6 +84,7 @@ class TriageDone:
     intent: str | None = None
     urgency: str | None = None
     sentiment: str | None = None
+    language: str | None = None  # BCP-47, for assignment by language skill
     # The message asks something the knowledge should ground (not small talk, thanks or "solved").
     needs_ground: bool = False
 

@@ -334,6 +334,7 @@ class Turn:
                     await self.deps.handoff.enqueue(
                         cid, reason=reason, preview=self.message_text, intent=t.intent if t else None,
                         urgency=t.urgency if t else None, sentiment=t.sentiment if t else None,
+                        language=t.language if t else None,
                     )  # fmt: skip
                 self.outcome = "handed_off"
                 tracing.end(self.reply_span, outcome="withdrawn")
@@ -421,6 +422,7 @@ class Turn:
                     intent=t.intent,
                     urgency=t.urgency,
                     sentiment=t.sentiment,
+                    language=t.language,
                     needs_ground=not t.solved
                     and t.intent not in self.deps.settings.ungrounded_exempt_intents,
                 )

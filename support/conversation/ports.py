@@ -60,6 +60,7 @@ class HandoffPort(Protocol):
         urgency: str | None = None,
         sentiment: str | None = None,
         ticket: Mapping[str, Any] | None = None,
+        language: str | None = None,
     ) -> None:
         """Queue a handed-off conversation with its reason code and triage; ``ticket``: what the queue shows
         of a ticket's conversation (id, subject, channel, e-mail), None for a chat."""

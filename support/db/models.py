@@ -192,6 +192,10 @@ class HandoffRecord(SQLModel, table=True):
     outcome: str | None = Field(
         default=None, max_length=32, description="resolved | returned_to_bot | closed_by_customer"
     )
+    # The team whose queue it went to and its SLA targets when it was handed off (issue 21: assignment).
+    team_id: str | None = Field(default=None, index=True, max_length=32)
+    sla_first_reply_s: int | None = None
+    sla_resolution_s: int | None = None
 
 
 # -- tickets, integration keys, batches and webhooks (issue: REST ticket intake) ---------------------------
@@ -618,3 +622,37 @@ class ConversationNote(SQLModel, table=True):
     author_name: str = Field(default="", max_length=120)
     text: str
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+# -- teams, automatic assignment and SLA (issue 21: assignment) --------------------------------------------
+
+
+class TeamMember(SQLModel, table=True):
+    """An agent in a team's queue. An active agent with no membership at all counts as a member of the
+    ``default`` team (accounts created before teams, or never placed in one)."""
+
+    __tablename__ = "team_member"
+
+    team_id: str = Field(primary_key=True, max_length=32, foreign_key="team.id")
+    agent_id: str = Field(primary_key=True, max_length=32, foreign_key="agent.id")
+
+
+class TeamRouting(SQLModel, table=True):
+    """A team's assignment policy and SLA targets as an admin set them; a null field: the setting's."""
+
+    __tablename__ = "team_routing"
+
+    team_id: str = Field(primary_key=True, max_length=32, foreign_key="team.id")
+    assignment: str | None = Field(default=None, max_length=16, description="capacity|round_robin|...")
+    sla_first_reply_s: int | None = None
+    sla_resolution_s: int | None = None
+
+
+class AgentSkills(SQLModel, table=True):
+    """What an agent can take: languages (BCP-47 primary subtags) and triage intents. An empty list: any."""
+
+    __tablename__ = "agent_skills"
+
+    agent_id: str = Field(primary_key=True, max_length=32, foreign_key="agent.id")
+    languages: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    intents: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
