@@ -21,6 +21,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from handoff.agents import AgentIdentity, account_json, identity
 from handoff.auth import admin_guard, agent_guard, agent_of, issue_agent_token
 from handoff.examples import example_json
+from handoff.team_admin import TeamIn
 from support import keys, metrics
 from support.channels.socket_failures import end_socket
 from support.errors import (
@@ -351,6 +352,16 @@ class AdminController(Controller):
     async def teams(self, runtime: Runtime) -> list[dict[str, Any]]:
         """Each team's hours in force, where they come from (``admin`` or ``setting``), and open now."""
         return await runtime.teams.teams()
+
+    @post(
+        "/teams", status_code=HTTP_201_CREATED, summary="Create a team",
+        responses=errors(400, 409, 503, s409="A team with this id exists (`conflict`)"),
+    )  # fmt: skip
+    async def create_team(
+        self, data: TeamIn, request: Request[Any, Any, Any], runtime: Runtime
+    ) -> dict[str, Any]:
+        """No members yet; hours, policy and SLA from the settings until set (handoff/team_admin.py)."""
+        return await runtime.teams.create(data.id, data.name, admin_id=_agent(request).id)
 
     @put(
         "/teams/{team_id:str}/hours", status_code=HTTP_200_OK, summary="Set a team's business hours",

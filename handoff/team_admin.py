@@ -1,14 +1,15 @@
 """``/api/v1/admin/teams`` and agents' skills: thin admin handlers over :class:`handoff.teams.TeamService`
 (create and rename teams, set members, assignment policy and SLA targets; an agent's language and intent
-skills). Listing teams and their hours stays in :mod:`handoff.console`."""
+skills). Listing and creating teams (``/api/v1/admin/teams``) and their hours are in :mod:`handoff.console`
+(one path, one controller)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from litestar import Controller, Request, get, patch, post, put
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar import Controller, Request, get, patch, put
+from litestar.status_codes import HTTP_200_OK
 
 from handoff.auth import admin_guard, agent_of
 from support.openapi_errors import ADMIN_SECURITY, errors
@@ -57,16 +58,6 @@ class TeamAdminController(Controller):
     tags = ["admin"]  # noqa: RUF012
     guards = [admin_guard]  # noqa: RUF012
     security = ADMIN_SECURITY
-
-    @post(
-        "/teams", status_code=HTTP_201_CREATED, summary="Create a team",
-        responses=errors(400, 409, 503, s409="A team with this id exists (`conflict`)"),
-    )  # fmt: skip
-    async def create_team(
-        self, data: TeamIn, request: Request[Any, Any, Any], runtime: Runtime
-    ) -> dict[str, Any]:
-        """No members yet; hours, policy and SLA from the settings until set."""
-        return await runtime.teams.create(data.id, data.name, admin_id=agent_of(request).id)
 
     @patch("/teams/{team_id:str}", summary="Rename a team, set its policy or SLA targets",
            responses=errors(400, 404, 503))  # fmt: skip
