@@ -472,6 +472,9 @@
     }
   }
 
+  // The SLA countdown of a row (sla.js; absent: no chip).
+  const slaChip = (item) => (window.SwitchboardSla ? window.SwitchboardSla.chip(item) : null);
+
   function renderMine() {
     const list = $("mine-list");
     keepingFocus(list, () => list.replaceChildren(
@@ -494,6 +497,7 @@
             isTicket(item) ? el("span", { class: "kind-badge", text: ticketBadge(item.ticket) }) : null,
             isTicket(item) ? ` ${customerName(item.customer)} · ` : "",
             reasonText(item.reason, item.reason_text),
+            slaChip(item),
           ),
           el("span", { class: "preview", text: lastMessageText(item.last_message) }),
         );
@@ -533,6 +537,7 @@
             el("span", { class: "prio", "data-priority": item.priority, text: humanize(item.priority) }),
             ` ${reasonText(item.reason, item.reason_text)}`,
             item.intent ? ` · ${humanize(item.intent)}` : "",
+            slaChip(item),
           ),
           el("span", { class: "preview", text: ticket ? `${name}: ${previewOf(item)}` : item.preview || "" }),
         );
