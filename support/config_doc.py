@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings
 
 from support.settings import (
     AppSettings,
+    AssignmentSettings,
     AttachmentSettings,
     DatabaseSettings,
     EvaluationSettings,
@@ -60,6 +61,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Saved replies", SavedReplySettings),
     ("Attachments", AttachmentSettings),
     ("Search", SearchSettings),
+    ("Assignment and SLA", AssignmentSettings),
 ]
 
 

@@ -187,10 +187,14 @@ class QueueFrame(msgspec.Struct, tag_field="type", tag="queue"):
 
 
 class AssignedFrame(msgspec.Struct, tag_field="type", tag="assigned"):
-    """A conversation was claimed or transferred (to anyone; the console filters)."""
+    """A conversation was claimed, transferred or assigned automatically (``auto``; to anyone: the console
+    filters)."""
 
     conversation_id: ConversationId
     agent: AgentRef
+    auto: bool | msgspec.UnsetType = (
+        msgspec.UNSET
+    )  # true when automatic assignment gave it (docs/protocol.md)
 
 
 class UnassignedFrame(msgspec.Struct, tag_field="type", tag="unassigned"):
