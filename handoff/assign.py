@@ -12,7 +12,8 @@ Policies: ``capacity`` fills the agent with the most spare capacity; ``least_bus
 fewest; ``round_robin`` agents in turn (by id, after the team's last pick, kept in Redis for every process);
 ``manual`` assigns nothing. Skills: an agent's languages and intents must include the conversation's (an
 empty list takes anything); a conversation nobody skilled can take goes to any agent of the team once it has
-waited ``skill_wait_s``.
+waited ``skill_wait_s``. A conversation is not given back to the agent who released it or whose lease lapsed
+(they may still claim it).
 
 A pass runs when something may have changed (:meth:`Assigner.kick`: a handoff, a release, an agent coming
 online, in this process) and every ``interval_s`` in every process, which covers changes elsewhere.
@@ -158,7 +159,9 @@ class Assigner:
         team, policy = item.team, roster.policy(item.team)
         if policy == "manual":
             return None
-        members = [a for a in online if team in a.teams and load[a.id] < a.capacity]
+        # Not back to whoever just gave it up: the agent who released it, or whose console went away.
+        gave_up = {item.released_by, item.lapsed_from}
+        members = [a for a in online if team in a.teams and load[a.id] < a.capacity and a.id not in gave_up]
         language, intent = item.fields.get("language"), item.fields.get("intent")
         candidates = [a for a in members if a.skilled_for(language, intent)]
         waited = now_ms - (_ms(item.waiting_since) or now_ms)

@@ -76,6 +76,7 @@ return 1
 _RELEASE = """
 if redis.call('HGET', KEYS[2], 'assignee') ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[2], 'assignee', 'claimed_at')
+redis.call('HSET', KEYS[2], 'released_by', ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[1], redis.call('HGET', KEYS[2], 'score'), ARGV[1])
@@ -198,6 +199,7 @@ class QueueItem:
     lease_expires_at: str | None = None
     lapsed_from: str | None = None
     first_reply_at: str | None = None  # the first agent reply of this stay (SLA)
+    released_by: str | None = None  # the last agent who gave it back (automatic assignment skips them)
     # intent, urgency, sentiment, preview, customer, and a ticket's card
     fields: dict[str, Any] = field(default_factory=dict)
 
@@ -406,6 +408,7 @@ class HandoffQueue:
                     lease_expires_at=_iso_ms(str(int(lease))) if lease is not None else None,
                     lapsed_from=f.get("lapsed_from"),
                     first_reply_at=_iso_ms(f.get("first_reply_at")),
+                    released_by=f.get("released_by"),
                     fields=json.loads(f.get("fields") or "{}"),
                 )
             )

@@ -193,3 +193,15 @@ async def test_the_sla_report_counts_met_breached_and_pending_per_team(db_engine
     lines = sla_csv(report).splitlines()
     assert lines[0].startswith("team,handoffs,untracked,first_reply_met,first_reply_breached")
     assert lines[-1].startswith("total,4,1,1,2,0")
+
+
+async def test_a_released_conversation_goes_to_someone_else_not_back_to_who_released_it(
+    redis_client: Any,
+) -> None:
+    assigner, _seen = await _setup(redis_client, [agent("a"), agent("b", 1)], "least_busy")
+    await assigner.queue.enqueue("c0", reason="requested_human", priority="normal")
+    assert await assigner.assign_once() == [("c0", "a")]
+    assert await assigner.queue.release("c0", "a")
+    await assigner.queue.enqueue("c1", reason="requested_human", priority="normal")
+    # a (holding nothing) is least busy, but gave c0 up: c0 goes to b, c1 to a
+    assert await assigner.assign_once() == [("c0", "b"), ("c1", "a")]

@@ -36,9 +36,14 @@ def desk(tmp_path: Path, fake: FakeAnthropic, redis_url: str, redis_client: Any)
     fake.add_rule(lambda body: Reply(text="A draft for the agent.") if is_answer(body) else None)
     db = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
     env = {"SWITCHBOARD_DATABASE_URL": db, "SWITCHBOARD_DATA_DIR": str(tmp_path), "PATH": ""}
-    servers.create_agent(env, tmp_path, "ada@example.com", "s3cret-pass", "Ada", "agent")
     servers.create_agent(env, tmp_path, "root@example.com", "s3cret-pass", "Root", "admin")
     proc = start_server(tmp_path / "a", fake, redis_url, SWITCHBOARD_DATABASE_URL=db)
+    admin = agent_auth(proc, "root@example.com", "s3cret-pass")
+    made = httpx.post(
+        f"{proc.url}/api/v1/admin/agents", headers=admin,
+        json={"email": "ada@example.com", "password": "s3cret-pass", "name": "Ada"},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
     try:
         yield proc
     finally:
