@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -45,6 +46,7 @@ BILLING: dict[str, list[str]] = {"languages": [], "intents": ["billing"]}
 ANYTHING: dict[str, list[str]] = {"languages": [], "intents": []}
 SKILLS = [FRENCH] * 3 + [BILLING] * 2 + [ANYTHING] * 5
 WORKER_TIMEOUT_S = 60.0
+READY_WAIT_S = 20.0  # how long a worker waits for the others to start
 READY_KEY = "bench:{handoff}:ready"  # the benchmark's own start line, on the flushed benchmark Redis
 
 
@@ -101,7 +103,8 @@ async def _worker(
     )  # fmt: skip
     # Start together: each worker says it is ready and waits for the others (a process starts in ~1 s).
     await redis.incr(READY_KEY)
-    while int(await redis.get(READY_KEY) or 0) < processes:  # noqa: ASYNC110 - another process's signal
+    ready_by = time.monotonic() + READY_WAIT_S  # a worker that never comes does not hold this one forever
+    while int(await redis.get(READY_KEY) or 0) < processes and time.monotonic() < ready_by:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     loop = asyncio.create_task(assigner.run_forever(interval_s))
     t0 = time.monotonic()
@@ -175,6 +178,7 @@ async def run(
     """Flush ``url``'s Redis, set the agents online, run ``processes`` worker processes; check the result."""
     roster = roster_of(capacities, policy)
     redis = client_for(url)
+    files = contextlib.ExitStack()
     try:
         await redis.flushdb()
         queue, presence = HandoffQueue(redis, lease_s=600), AgentPresence(redis, away_after_s=600)
@@ -182,31 +186,45 @@ async def run(
             await queue.renew(agent.id)
             await presence.set(agent.id, "online")
         share = conversations // processes
+        # Each worker's stderr, shown when it fails; closed with the stack below.
+        logs = [files.enter_context(tempfile.TemporaryFile()) for _ in range(processes)]  # noqa: SIM115
         procs = [
             await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "benchmarks.assignment", "worker", url,
                 json.dumps({"capacities": capacities, "policy": policy}),
                 str(p * share), str(share if p < processes - 1 else conversations - p * share),
                 str(conversations), str(rate), str(interval_s), str(skill_wait_s), str(processes),
-                stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE, stderr=logs[p], cwd=ROOT,
             )
             for p in range(processes)
         ]  # fmt: skip
+
+        def failed(why: str) -> RuntimeError:
+            tails = []
+            for log in logs:
+                log.seek(0)
+                tails.append(log.read().decode(errors="replace")[-1500:])
+            return RuntimeError(
+                f"assignment workers {why}: {[p.returncode for p in procs]}\n" + "\n".join(tails)
+            )
+
         try:
             outputs = await asyncio.wait_for(
                 asyncio.gather(*(proc.communicate() for proc in procs)), timeout=WORKER_TIMEOUT_S
             )
+        except TimeoutError:
+            raise failed("timed out") from None
         finally:
             for proc in procs:
                 if proc.returncode is None:
                     proc.kill()
                     await proc.wait()
-        for proc in procs:
-            if proc.returncode != 0:
-                raise RuntimeError(f"assignment worker exited with {proc.returncode}")
+        if any(proc.returncode != 0 for proc in procs):
+            raise failed("failed")
         reported = [json.loads(out.decode()) for out, _err in outputs]
         return await _check(queue, redis, roster, conversations, reported)
     finally:
+        files.close()
         await redis.aclose()
 
 

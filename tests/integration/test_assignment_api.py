@@ -59,6 +59,7 @@ async def test_an_online_agent_is_assigned_a_handoff_automatically_and_the_sla_i
     )
     url = f"{desk.url}/api/v1/admin"
     ada_id = httpx.get(f"{desk.url}/api/v1/agent/me", headers=ada).json()["id"]
+    root_id = httpx.get(f"{desk.url}/api/v1/agent/me", headers=admin).json()["id"]
     # An agent may not change teams, skills or see the SLA report (403), whatever they send.
     for method, path, body in (
         ("PATCH", "/teams/default", {"assignment": "least_busy"}),
@@ -129,6 +130,15 @@ async def test_an_online_agent_is_assigned_a_handoff_automatically_and_the_sla_i
     assert (row["team"], row["handoffs"]) == ("default", 1)
     assert row["first_reply"] == {"met": 1, "breached": 0, "pending": 0, "breach_rate": 0.0}
     assert row["resolution"] == {"met": 1, "breached": 0, "pending": 0, "breach_rate": 0.0}
+    # The admin's changes and the system's assignment are in the audit log, by whom.
+    entries = httpx.get(f"{desk.url}/api/v1/admin/audit", headers=admin, params={"limit": 50}).json()[
+        "entries"
+    ]
+    done = [
+        (e["action"], e["actor_id"]) for e in entries if e["action"].startswith(("team.", "conversation.a"))
+    ]
+    assert ("team.updated", root_id) in done
+    assert ("conversation.assigned", None) in done
     csv = httpx.get(f"{desk.url}/api/v1/reports/sla", headers=admin, params={"format": "csv"})
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.text.splitlines()[1].startswith("default,1,0,1,0,0,0.0,1,0,0,0.0")
