@@ -12,8 +12,11 @@ pytestmark = pytest.mark.timeout(90)
 
 
 async def test_two_processes_assign_each_conversation_once_within_capacity_and_skills(redis_url: str) -> None:
-    # Capacity 100 for 200 conversations: every agent ends full, nobody over.
-    short = await run(redis_url, [5, 5, 8, 8, 10, 10, 12, 12, 15, 15], policy="least_busy", interval_s=0.2)
+    # Capacity 100 for 200 conversations arriving at 200/s over both processes: every agent ends full,
+    # nobody over, each process assigning what its own handoffs and its sweeps found.
+    short = await run(
+        redis_url, [5, 5, 8, 8, 10, 10, 12, 12, 15, 15], policy="least_busy", rate=200, interval_s=0.2
+    )
     assert short.duplicates == 0
     assert short.over_capacity == []
     assert short.unskilled == []
@@ -21,7 +24,8 @@ async def test_two_processes_assign_each_conversation_once_within_capacity_and_s
     assert short.assigned == 100  # every slot filled: the mix leaves something for every agent
     assert short.assignable_left == []  # nothing an agent with room and skills could take stays queued
     assert all(n > 0 for n in short.by_process)  # both processes took part
-    # Capacity 250: every conversation assigned, exactly once.
-    ample = await run(redis_url, [25] * 10, policy="capacity", interval_s=0.2)
+    # Capacity 250, all 200 handed off at once (both processes' passes race over the same queue): every
+    # conversation assigned, exactly once.
+    ample = await run(redis_url, [25] * 10, policy="capacity", rate=0, interval_s=0.2)
     assert (ample.assigned, ample.duplicates, ample.over_capacity, ample.unskilled) == (200, 0, [], [])
     assert ample.held_matches_items

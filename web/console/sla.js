@@ -30,7 +30,7 @@
     chip.classList.toggle("breached", left < 0);
     chip.classList.toggle("soon", left >= 0 && left < target / 5);
     chip.textContent = met ? `${label} met` : left < 0 ? `${label} overdue ${span(left)}` : `${label} ${span(left)}`;
-    chip.setAttribute("aria-label", left < 0 ? `${label} target breached` : `${label} target: ${span(left)} left`);
+    chip.title = left < 0 ? `${label} target (SLA) breached` : `${label} target (SLA): ${span(left)} left`;
   }
 
   function chip(item) {
