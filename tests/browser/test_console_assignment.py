@@ -92,7 +92,7 @@ def test_an_admin_turns_on_assignment_and_an_online_agent_gets_a_conversation_wi
         customer.say("My tent pole snapped and I want to talk to a person.")
         customer.until(status("agent"))  # assigned with nobody clicking Claim
         row = page.locator(f"#mine-list [data-conversation='{conversation_id}']")
-        expect(row).to_be_visible()
+        expect(row).to_be_visible(timeout=UI_TIMEOUT_MS)
         chip = row.locator(".sla-chip")
         expect(chip).to_have_text(re.compile(r"^Reply 1:[0-5]\d$"))  # of 2:00, counting down
         page.screenshot(path=str(screenshot_dir / f"console-assignment-{width}.png"))

@@ -463,9 +463,13 @@
     if (again) again.focus();
   }
 
+  let mineRequests = 0;
   async function refreshMine() {
+    const request = ++mineRequests;
     try {
-      state.mine = (await api("GET", "/conversations")) || [];
+      const mine = (await api("GET", "/conversations")) || [];
+      if (request !== mineRequests) return; // a later refresh (an `assigned` frame's) answers for now
+      state.mine = mine;
       renderMine();
     } catch (err) {
       failed(err);
