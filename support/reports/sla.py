@@ -1,7 +1,7 @@
 """The SLA report: per team, how many handoffs met or breached their first-reply and resolution targets.
 
 Read live from ``handoff_record`` (one row per stay with people), which carries the team and the targets in
-force when the conversation was handed off (migration 0015), so changing a team's targets does not rewrite
+force when the conversation was handed off (migration 0018), so changing a team's targets does not rewrite
 history. A target is *met* when the first agent reply (or the end, for resolution: resolved, returned to
 the bot or closed by the customer) came within it, *breached* when it came later or has not come and the
 target has passed, *pending* while it has not come and the target has not passed. Handoffs from before
