@@ -84,7 +84,7 @@ def test_an_admin_turns_on_assignment_and_an_online_agent_gets_a_conversation_wi
     # Root goes offline (a closed console alone counts as online for the away grace period).
     httpx.put(f"{server.url}/api/v1/agent/presence", headers=admin, json={"status": "offline"})
 
-    for width in (1280, 375):
+    for held, width in enumerate((1280, 375), start=1):
         # Ada is the only agent online: she is given each handoff.
         page = sign_in(browser, server, "ada@example.com", width)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -95,6 +95,8 @@ def test_an_admin_turns_on_assignment_and_an_online_agent_gets_a_conversation_wi
         expect(row).to_be_visible(timeout=UI_TIMEOUT_MS)
         chip = row.locator(".sla-chip")
         expect(chip).to_have_text(re.compile(r"^Reply 1:[0-5]\d$"))  # of 2:00, counting down
+        # The Team list shows her new load at once, not at its next 30 s refresh.
+        expect(page.locator("#team-list li", has_text="Ada")).to_contain_text(f"{held}/3")
         page.screenshot(path=str(screenshot_dir / f"console-assignment-{width}.png"))
         page.close()
     assert errors == []

@@ -90,8 +90,16 @@
     render();
   }
 
+  // A claim, an automatic assignment, a release or a resolve changes someone's load: read it again (one
+  // request at a time, however many frames come in meanwhile).
+  function onLive(event) {
+    const type = (event.detail || {}).type;
+    if (type === "assigned" || type === "unassigned") load();
+  }
+
   $("presence-select").addEventListener("change", choose);
   document.addEventListener("switchboard:frame", onFrame);
+  document.addEventListener("switchboard:live", onLive);
   document.addEventListener("switchboard:signed-in", () => {
     load();
     clearInterval(timer);
