@@ -182,6 +182,11 @@ def test_an_admin_sees_the_claim_on_the_audit_screen(
     page = sign_in(browser, server, "root@example.com")
     try:
         page.get_by_role("link", name="Audit").click()
+        nav = page.get_by_role("navigation", name="Admin screens")
+        expect(nav.get_by_role("link")).to_have_text(
+            ["Console", "Knowledge", "Evaluate", "Examples", "Hours", "Teams", "Audit", "Reports"]
+        )
+        expect(nav.locator("[aria-current=page]")).to_have_text("Audit")
         claim = page.locator("#au-rows tr[data-action='conversation.claimed']", has_text=cid)
         expect(claim).to_have_count(1)
         expect(claim).to_contain_text("Ada Lovelace")

@@ -1,8 +1,8 @@
-// Shared by the admin pages of the console that live in their own files (knowledge.html, evaluate.html):
-// the sign-in check (the console's token from session.js), an API client whose errors keep the server's
-// typed error (status and code), a small element builder, and the screen switch between "sign in first",
-// "admins only" and the page itself. Plain browser JavaScript, no build step; load it after feedback.js
-// and session.js and before the page's own script.
+// Shared by the admin pages of the console that live in their own files (knowledge, evaluate, hours, teams,
+// audit): their navigation, the sign-in check (the console's token from session.js), an API client whose
+// errors keep the server's typed error (status and code), a small element builder, and the screen switch
+// between "sign in first", "admins only" and the page itself. Plain browser JavaScript, no build step; load
+// it after feedback.js and session.js and before the page's own script.
 "use strict";
 
 (() => {
@@ -101,6 +101,30 @@
       await ready(me);
     });
   }
+
+  // Every admin screen lists every other in the same order: the one list is here, and each page's
+  // <nav data-admin-nav> is filled from it with the current page marked.
+  const SCREENS = [
+    ["Console", "/console/"],
+    ["Knowledge", "/console/knowledge.html"],
+    ["Evaluate", "/console/evaluate.html"],
+    ["Examples", "/console/examples.html"],
+    ["Hours", "/console/hours.html"],
+    ["Teams", "/console/teams.html"],
+    ["Audit", "/console/audit.html"],
+    ["Reports", "/reports/"],
+  ];
+
+  function renderNav() {
+    for (const nav of document.querySelectorAll("nav[data-admin-nav]")) {
+      nav.replaceChildren(
+        ...SCREENS.map(([name, href]) =>
+          el("a", { href, text: name, "aria-current": href === location.pathname ? "page" : null }),
+        ),
+      );
+    }
+  }
+  renderNav();
 
   window.SwitchboardAdminPage = Object.freeze({ api, ApiError, el, describe, confirmAction, start, shortId, when });
 })();
