@@ -324,12 +324,20 @@ class TeamService:
         cached = self._roster
         if cached is not None and time.monotonic() - cached[0] < HOURS_CACHE_S:
             return cached[1], cached[2]
-        async with self._sessions() as session:
-            team_ids = list((await session.execute(select(Team.id))).scalars().all())
-            routing = {r.team_id: r for r in (await session.execute(select(TeamRouting))).scalars().all()}
-            members = list((await session.execute(select(TeamMember))).scalars().all())
-            skills = {s.agent_id: s for s in (await session.execute(select(AgentSkills))).scalars().all()}
-            agents = list((await session.execute(select(Agent).where(col(Agent.active)))).scalars().all())
+        try:
+            async with self._sessions() as session:
+                team_ids = list((await session.execute(select(Team.id))).scalars().all())
+                routing = {r.team_id: r for r in (await session.execute(select(TeamRouting))).scalars().all()}
+                members = list((await session.execute(select(TeamMember))).scalars().all())
+                skills = {s.agent_id: s for s in (await session.execute(select(AgentSkills))).scalars().all()}
+                agents = list((await session.execute(select(Agent).where(col(Agent.active)))).scalars().all())
+        except (SQLAlchemyError, OSError) as exc:
+            # A handoff must not fail for want of the database: the last roster read, else none (the default
+            # team, the configured SLA targets, nobody assigned automatically until the database is back).
+            log.warning("teams unreadable (%s): using the last known", type(exc).__name__)
+            if cached is not None:
+                return cached[1], cached[2]
+            return Roster(agents=(), policies={}), {}
         teams_of: dict[str, set[str]] = {}
         for m in members:
             teams_of.setdefault(m.agent_id, set()).add(m.team_id)
