@@ -20,6 +20,7 @@ from tests import servers
 from tests.browser.test_widget import WAIT_MS, W, open_panel
 from tests.browser.test_widget_cross_origin import StaticSite, page_on
 from tests.integration.test_widget_ws import is_answer, is_triage, triage_reply
+from tests.redis_cluster import sync_redis_client_for
 from tests.servers import ServerProcess
 
 PASSWORD = "correct horse battery staple"
@@ -40,6 +41,10 @@ def photo() -> bytes:
 @pytest.fixture
 def setup(tmp_path: Path, fake: FakeAnthropic, redis_url: str) -> Iterator[tuple[ServerProcess, StaticSite]]:
     fake.reset()
+    # The worker's Redis may hold another test's handoff: this test's queue must hold only its own.
+    redis = sync_redis_client_for(redis_url)
+    redis.flushdb()
+    redis.close()
     # Triage is unsure: the conversation goes to a person, who sees the picture in the console.
     fake.add_rule(lambda body: triage_reply(confidence=0.2) if is_triage(body) else None)
     fake.add_rule(lambda body: Reply(text="Sorry to see that.") if is_answer(body) else None)
@@ -110,7 +115,9 @@ def test_a_customer_attaches_an_image_the_agent_sees_it_and_answers_with_a_pdf(
         console.get_by_label("Email").fill("grace@example.com")
         console.get_by_label("Password").fill(PASSWORD)
         console.get_by_role("button", name="Sign in").click()
-        console.locator("#queue-list button.claim-btn").first.click(timeout=WAIT_MS)
+        console.locator("#queue-list li", has_text="The tent pole snapped").locator("button.claim-btn").click(
+            timeout=WAIT_MS
+        )
         expect(console.locator("#conv-state")).to_have_text("With Grace", timeout=WAIT_MS)
         shown = console.locator("#transcript li[data-role=customer] .atts img")
         loaded(shown)

@@ -104,8 +104,9 @@ def test_search_open_a_result_see_the_profile_and_label_the_conversation(
                 page.locator("#conv-label-input").press("Enter")
                 expect(page.locator("#conv-label-chips li")).to_have_text(["billing×"])
                 # The queue row of the conversation shows its labels too.
-                row_chips = page.locator('#queue-list > li[data-row="c-ana-2"] .row-labels li')
-                expect(row_chips).to_have_text(["billing"])
+                row = page.locator('#queue-list > li[data-row="c-ana-2"]')
+                expect(row).to_have_count(1, timeout=UI_TIMEOUT_MS)
+                expect(row.locator(".row-labels li")).to_have_text(["billing"], timeout=UI_TIMEOUT_MS)
             page.locator("#conv-customer").click()
             rows = page.locator("#profile-conversations > li")
             expect(rows).to_have_count(2)
