@@ -143,3 +143,40 @@ def test_search_open_a_result_see_the_profile_and_label_the_conversation(
         assert errors == []
     finally:
         page.close()
+
+
+def test_a_label_saved_while_the_conversations_labels_load_stays_on_its_row_and_packet(
+    browser: Browser, server: ServerProcess, fake: FakeAnthropic, redis_url: str, tmp_path: Path
+) -> None:
+    """Opening a conversation reads its labels; an agent who adds one before that answer arrives keeps it. The
+    answer (read before the save) is held back 1.5 s in the page, the way a slow server would deliver it."""
+    create_agent(server, "ada@example.com", "Ada")
+    seed(tmp_path, fake, redis_url, server)
+    page = sign_in(browser, server, "ada@example.com")
+    expect(page.locator("#team-count")).to_have_text("1 online")
+    page.evaluate(
+        """() => {
+            const fetch0 = window.fetch;
+            window.fetch = async (url, init) => {
+                const response = await fetch0(url, init);
+                const get = !init || !init.method || init.method === "GET";
+                if (get && /\\/conversations\\/[^/?]+\\/labels$/.test(String(url))) {
+                    await new Promise((resolve) => setTimeout(resolve, 1500));
+                }
+                return response;
+            };
+        }"""
+    )
+    try:
+        search(page, "refund")
+        page.locator("#search-results > li").nth(1).locator(".result-open").click()
+        expect(page.locator("#conv-title")).to_have_text("Ana Lopez")
+        page.locator("#conv-label-input").fill("billing")
+        page.locator("#conv-label-input").press("Enter")
+        row = page.locator('#queue-list > li[data-row="c-ana-2"] .row-labels li')
+        expect(row).to_have_text(["billing"])
+        page.wait_for_timeout(2500)  # the held-back answer (no labels) has arrived by now
+        expect(page.locator("#conv-label-chips li")).to_have_text(["billing×"])
+        expect(row).to_have_text(["billing"])
+    finally:
+        page.close()

@@ -263,9 +263,12 @@
     const mine = ++labelRequest;
     try {
       const got = await ui().api("GET", `/conversations/${encodeURIComponent(id)}/labels`);
+      // A label saved (or another conversation opened) since this request is newer than its answer: an
+      // answer read before a save must not take the saved label off the row or the packet.
+      if (mine !== labelRequest) return;
       rowLabels.set(id, got.labels);
       decorateRows();
-      if (mine === labelRequest && packet && packet.conversation_id === id) {
+      if (packet && packet.conversation_id === id) {
         labels = got.labels;
         renderLabels();
       }
