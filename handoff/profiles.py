@@ -9,7 +9,7 @@ filed under the e-mail address their conversations carry.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement
@@ -18,7 +18,7 @@ from sqlmodel import col, or_, select
 
 from handoff.labels import LabelService, normalize_label
 from support.conversation.store import ConversationStore, visitor_identities
-from support.db.models import ArchivedConversation, ConversationFact, Rating, Ticket
+from support.db.models import ArchivedConversation, ConversationFact, Rating, Ticket, iso_z
 from support.errors import NotFound, ValidationFailed
 from support.tickets.service import ticket_id_of
 
@@ -30,7 +30,7 @@ def _iso(value: datetime | str | None) -> str | None:
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat().replace("+00:00", "Z")
+    return iso_z(value)
 
 
 class ProfileService:

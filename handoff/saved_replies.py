@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import func
@@ -29,7 +28,7 @@ from handoff.agents import AgentIdentity
 from handoff.scrub import AGENT_NAME_PLACEHOLDER, EMAIL_PLACEHOLDER, NAME_PLACEHOLDER
 from support.audit import AuditSink, NoAudit
 from support.conversation.store import ConversationStore
-from support.db.models import Example, SavedReply, utcnow
+from support.db.models import Example, SavedReply, iso_z, utcnow
 from support.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from support.settings import SavedReplySettings
 
@@ -95,12 +94,6 @@ def values_for(visitor: Mapping[str, Any], agent: AgentIdentity) -> dict[str, st
     }
 
 
-def _iso(moment: datetime) -> str:
-    """Stored (naive UTC) or fresh (aware) alike: ISO 8601 in UTC with ``Z``."""
-    aware = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return aware.isoformat().replace("+00:00", "Z")
-
-
 def reply_json(reply: SavedReply, viewer: AgentIdentity) -> dict[str, Any]:
     """A saved reply as the API returns it; ``editable``: whether ``viewer`` may change it."""
     return {
@@ -108,7 +101,7 @@ def reply_json(reply: SavedReply, viewer: AgentIdentity) -> dict[str, Any]:
         "text": reply.text, "placeholders": sorted(set(placeholders_in(reply.text))),
         "example_id": reply.example_id,
         "editable": reply.owner_id == viewer.id if reply.scope == "personal" else viewer.is_admin,
-        "updated_at": _iso(reply.updated_at),
+        "updated_at": iso_z(reply.updated_at),
     }  # fmt: skip
 
 

@@ -20,13 +20,13 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
-from support.db.models import AuditEntry
+from support.db.models import AuditEntry, as_utc, iso_z
 from support.errors import ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -96,18 +96,10 @@ class AuditQuery:
     before: int | None = None
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return _utc(moment).isoformat().replace("+00:00", "Z")
-
-
 def entry_json(entry: AuditEntry) -> dict[str, Any]:
     """An entry as the API returns it."""
     return {
-        "id": entry.id, "at": _iso(entry.at), "actor_id": entry.actor_id, "action": entry.action,
+        "id": entry.id, "at": iso_z(entry.at), "actor_id": entry.actor_id, "action": entry.action,
         "target_type": entry.target_type, "target_id": entry.target_id, "details": entry.details,
     }  # fmt: skip
 
@@ -155,7 +147,7 @@ class AuditLog:
         """One page, newest first, and the ``before`` of the next page (None: this is the last)."""
         if not 1 <= query.limit <= PAGE_MAX:
             raise ValidationFailed(f"`limit` must be between 1 and {PAGE_MAX}")
-        if query.since is not None and query.until is not None and _utc(query.since) > _utc(query.until):
+        if query.since is not None and query.until is not None and as_utc(query.since) > as_utc(query.until):
             raise ValidationFailed("`from` is after `to`")
         stmt = select(AuditEntry)
         if query.actor:
@@ -166,9 +158,9 @@ class AuditLog:
             else:
                 stmt = stmt.where(col(AuditEntry.action) == query.action)
         if query.since is not None:
-            stmt = stmt.where(col(AuditEntry.at) >= _utc(query.since))
+            stmt = stmt.where(col(AuditEntry.at) >= as_utc(query.since))
         if query.until is not None:
-            stmt = stmt.where(col(AuditEntry.at) < _utc(query.until))
+            stmt = stmt.where(col(AuditEntry.at) < as_utc(query.until))
         if query.before is not None:
             stmt = stmt.where(col(AuditEntry.id) < query.before)
         stmt = stmt.order_by(col(AuditEntry.id).desc()).limit(query.limit + 1)

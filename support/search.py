@@ -37,7 +37,7 @@ from sqlmodel import col, select
 
 from support import keys
 from support.conversation.store import ConversationStore, visitor_identities
-from support.db.models import ConversationLabel, SearchEntry, Ticket
+from support.db.models import ConversationLabel, SearchEntry, Ticket, as_utc, iso_z
 from support.errors import ValidationFailed
 from support.redis_client import RedisClient
 
@@ -209,14 +209,6 @@ def snippet(body: str, words: Sequence[str]) -> tuple[str, list[tuple[int, int]]
 # --- searching -----------------------------------------------------------------------------------------
 
 
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _iso(value: datetime) -> str:
-    return _utc(value).isoformat().replace("+00:00", "Z")
-
-
 LABEL_FILTER = (
     " AND e.conversation_id IN (SELECT conversation_id FROM conversation_label WHERE label = :label)"
 )
@@ -282,7 +274,7 @@ class SearchService:
                     "kind": entry.kind, "conversation_id": entry.conversation_id,
                     "ticket_id": entry.ticket_id, "visitor_id": entry.visitor_id, "seq": entry.seq,
                     "role": entry.role, "snippet": shown, "highlights": [list(m) for m in marks],
-                    "at": _iso(entry.at), "labels": labels.get(entry.conversation_id, []),
+                    "at": iso_z(entry.at), "labels": labels.get(entry.conversation_id, []),
                 }
             )  # fmt: skip
         return out
@@ -375,7 +367,7 @@ class SearchIndex:
                 {
                     "ref": f"m:{cid}:{ev.seq}", "kind": "message", "conversation_id": cid, "seq": ev.seq,
                     "ticket_id": ticket_id, "visitor_id": visitor_id, "role": ev.role, "text": ev.text,
-                    "at": _utc(datetime.fromisoformat(ev.created_at)),
+                    "at": as_utc(datetime.fromisoformat(ev.created_at)),
                 }
                 for ev in messages
             ]  # fmt: skip
@@ -387,7 +379,7 @@ class SearchIndex:
                     {
                         "ref": f"c:{cid}", "kind": "customer", "conversation_id": cid, "seq": None,
                         "ticket_id": ticket_id, "visitor_id": visitor_id, "role": "customer", "text": who,
-                        "at": _utc(datetime.fromisoformat(state.created_at)),
+                        "at": as_utc(datetime.fromisoformat(state.created_at)),
                     }
                 )  # fmt: skip
             ticket = tickets.get(ticket_id or "")
@@ -396,7 +388,7 @@ class SearchIndex:
                     {
                         "ref": f"t:{ticket.id}", "kind": "ticket", "conversation_id": cid, "seq": None,
                         "ticket_id": ticket.id, "visitor_id": visitor_id, "role": "customer",
-                        "text": f"{ticket.subject}\n{ticket.body}", "at": _utc(ticket.created_at),
+                        "text": f"{ticket.subject}\n{ticket.body}", "at": as_utc(ticket.created_at),
                     }
                 )  # fmt: skip
         if not new_rows and not customers:

@@ -16,6 +16,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """An aware UTC datetime from a stored one (SQLite gives naive UTC back) or an aware one."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def iso_z(moment: datetime) -> str:
+    """ISO 8601 in UTC with ``Z``, from a stored (naive UTC) or an aware datetime."""
+    return as_utc(moment).isoformat().replace("+00:00", "Z")
+
+
 def new_id() -> str:
     """Random identifier for rows that clients may see."""
     return uuid4().hex

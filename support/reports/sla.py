@@ -21,22 +21,18 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from support.db.models import HandoffRecord
+from support.db.models import HandoffRecord, as_utc
 
 OUTCOMES = ("met", "breached", "pending")
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def verdict(queued: datetime, done: datetime | None, target_s: int | None, now: datetime) -> str | None:
     """``met``, ``breached`` or ``pending`` for one target; None without a target."""
     if not target_s:
         return None
-    due = _utc(queued).timestamp() + target_s
+    due = as_utc(queued).timestamp() + target_s
     if done is not None:
-        return "met" if _utc(done).timestamp() <= due else "breached"
+        return "met" if as_utc(done).timestamp() <= due else "breached"
     return "breached" if now.timestamp() > due else "pending"
 
 
