@@ -19,14 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from support.attachments.storage import AttachmentStore
-from support.attachments.validation import IMAGE_TYPES, check_file
+from support.attachments.validation import IMAGE_TYPES, MAX_PER_MESSAGE, check_file
 from support.db.models import Attachment
 from support.errors import NotFound, RateLimited, ValidationFailed
-from support.privacy.customer_data import CustomerScope
+from support.privacy.customer_data import CustomerScope, in_chunks
 from support.settings import AttachmentSettings
-
-MAX_PER_MESSAGE = 4  # attachments one message may carry (the widget's frame schema says the same)
-SQL_IN_CHUNK = 500
 
 
 def public(row: Attachment) -> dict[str, Any]:
@@ -50,11 +47,6 @@ class AttachmentService:
         self.store = store
         self.settings = settings
         self.allowed = frozenset(settings.allowed_types)
-
-    @property
-    def images_to_model(self) -> bool:
-        """Whether customers' images go to the model as image blocks (else a text marker only)."""
-        return self.settings.images_to_model
 
     async def upload(
         self,
@@ -158,8 +150,7 @@ class AttachmentService:
         """Every attachment of these conversations, oldest first."""
         out: list[Attachment] = []
         async with self.sessions() as session:
-            for start in range(0, len(conversation_ids), SQL_IN_CHUNK):
-                chunk = list(conversation_ids[start : start + SQL_IN_CHUNK])
+            for chunk in in_chunks(conversation_ids):
                 out += (
                     (
                         await session.execute(
@@ -181,8 +172,7 @@ class AttachmentService:
         if rows:
             async with self.sessions() as session, session.begin():
                 ids = [row.id for row in rows]
-                for start in range(0, len(ids), SQL_IN_CHUNK):
-                    chunk = ids[start : start + SQL_IN_CHUNK]
+                for chunk in in_chunks(ids):
                     await session.execute(delete(Attachment).where(col(Attachment.id).in_(chunk)))
         return len(rows)
 

@@ -26,6 +26,7 @@ MAX_IMAGE_PIXELS = 40_000_000
 SNIFF_WINDOW_BYTES = 1024
 MAX_FILENAME_CHARS = 120  # shown in the transcript and in Content-Disposition
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+MAX_PER_MESSAGE = 4  # files one chat message or one ticket may carry (the frame and ticket schemas use it)
 PIL_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP"}
 EXTENSIONS = {
     "image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp",
@@ -47,11 +48,6 @@ class CheckedFile:
     filename: str
     width: int | None = None
     height: int | None = None
-
-    @property
-    def is_image(self) -> bool:
-        """An image (shown inline), not a document (downloaded)."""
-        return self.content_type in IMAGE_TYPES
 
 
 def safe_filename(raw: str | None, content_type: str) -> str:

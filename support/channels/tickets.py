@@ -24,7 +24,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from support.attachments.validation import check_file
+from support.attachments.validation import MAX_PER_MESSAGE, check_file
 from support.channels.integration_auth import integration_key_guard, integration_key_of
 from support.channels.staff import agent_guard
 from support.channels.widget import EMAIL_MAX_CHARS, EMAIL_PATTERN, VISITOR_NAME_MAX_CHARS
@@ -40,7 +40,6 @@ METADATA_MAX_KEYS = 50
 METADATA_MAX_BYTES = 8 * 1024  # serialised as compact JSON: room for ids and tags, not for documents
 METADATA_KEY_MAX_CHARS = 100
 IDEMPOTENCY_KEY_MAX_CHARS = 255  # the column's length
-MAX_ATTACHMENTS = 4  # files one ticket may carry, as one chat message
 FILENAME_MAX_CHARS = 255
 LIST_DEFAULT = 50
 LIST_MAX = 200
@@ -79,7 +78,7 @@ class TicketBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         msgspec.Meta(max_length=METADATA_MAX_KEYS),
     ] = msgspec.field(default_factory=dict)
     # Files, base64 in the JSON body (so within SWITCHBOARD_HTTP_MAX_BODY_BYTES as a whole).
-    attachments: Annotated[list[TicketAttachmentBody], msgspec.Meta(max_length=MAX_ATTACHMENTS)] = (
+    attachments: Annotated[list[TicketAttachmentBody], msgspec.Meta(max_length=MAX_PER_MESSAGE)] = (
         msgspec.field(default_factory=list)
     )
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from support.attachments.validation import MAX_PER_MESSAGE
 from support.errors import SwitchboardError
 
 MAX_TEXT_CHARS = 4000  # a customer message longer than this is a paste of a document, not a chat turn
@@ -54,7 +55,6 @@ Score = Annotated[int, msgspec.Meta(ge=1, le=5)]
 Comment = Annotated[str, msgspec.Meta(max_length=MAX_COMMENT_CHARS)]
 
 
-MAX_ATTACHMENTS = 4  # files one message may carry (support/attachments/service.py says the same)
 AttachmentId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
@@ -64,7 +64,7 @@ class MessageFrame(msgspec.Struct, tag_field="type", tag="message", frozen=True)
 
     client_id: ClientId
     text: Text
-    attachments: Annotated[list[AttachmentId], msgspec.Meta(max_length=MAX_ATTACHMENTS)] = msgspec.field(
+    attachments: Annotated[list[AttachmentId], msgspec.Meta(max_length=MAX_PER_MESSAGE)] = msgspec.field(
         default_factory=list
     )
 

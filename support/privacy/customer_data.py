@@ -126,7 +126,8 @@ class ExampleStore(Protocol):
 WEBHOOK_NEEDLES_PER_QUERY = 50  # LIKE clauses per query over the delivery log
 
 
-def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
+def in_chunks(ids: Sequence[str]) -> Iterable[list[str]]:
+    """``ids`` in lists of at most :data:`SQL_IN_CHUNK`, one ``IN (...)`` each."""
     for start in range(0, len(ids), SQL_IN_CHUNK):
         yield list(ids[start : start + SQL_IN_CHUNK])
 
@@ -203,7 +204,7 @@ class ConversationRows:
         out: list[dict[str, Any]] = []
         column = col(self._model.conversation_id)  # type: ignore[attr-defined]
         async with self._sessions() as session:
-            for chunk in _chunks(scope.conversation_ids):
+            for chunk in in_chunks(scope.conversation_ids):
                 rows = (await session.execute(select(self._model).where(column.in_(chunk)))).scalars()
                 out += [_row_json(row) for row in rows]
         return out
@@ -212,7 +213,7 @@ class ConversationRows:
         count = 0
         column = col(self._model.conversation_id)  # type: ignore[attr-defined]
         async with self._sessions() as session, session.begin():
-            for chunk in _chunks(scope.conversation_ids):
+            for chunk in in_chunks(scope.conversation_ids):
                 result = await session.execute(delete(self._model).where(column.in_(chunk)))
                 count += int(result.rowcount or 0)  # type: ignore[attr-defined]
         return count
@@ -271,7 +272,7 @@ class TicketRows:
                 select(Ticket).where(col(Ticket.customer_email) == scope.customer.value)
             )
             found.update((t.id, t) for t in rows.scalars())
-        for chunk in _chunks(scope.conversation_ids):
+        for chunk in in_chunks(scope.conversation_ids):
             rows = await session.execute(select(Ticket).where(col(Ticket.conversation_id).in_(chunk)))
             found.update((t.id, t) for t in rows.scalars())
         return sorted(found.values(), key=lambda t: (t.created_at, t.id))
@@ -291,7 +292,7 @@ class TicketRows:
     async def erase(self, scope: CustomerScope, *, retention: bool) -> int:
         async with self._sessions() as session, session.begin():
             ids = [t.id for t in await self._tickets(session, scope)]
-            for chunk in _chunks(ids):
+            for chunk in in_chunks(ids):
                 await session.execute(delete(TicketReply).where(col(TicketReply.ticket_id).in_(chunk)))
                 await session.execute(delete(Ticket).where(col(Ticket.id).in_(chunk)))
         return len(ids)
@@ -334,7 +335,7 @@ class WebhookDeliveryRows:
     async def erase(self, scope: CustomerScope, *, retention: bool) -> int:
         async with self._sessions() as session, session.begin():
             ids = [d.id for d in await self._deliveries(session, scope)]
-            for chunk in _chunks(ids):
+            for chunk in in_chunks(ids):
                 await session.execute(
                     delete(WebhookAttempt).where(col(WebhookAttempt.delivery_id).in_(chunk))
                 )
@@ -445,7 +446,7 @@ class CustomerDataService:
                 messages=[_message_json(ev) for ev in events if ev.type == "message"],
             )  # fmt: skip
         async with self._sessions() as session:
-            for chunk in _chunks(conversation_ids):
+            for chunk in in_chunks(conversation_ids):
                 rows = await session.execute(
                     select(ArchivedConversation).where(col(ArchivedConversation.id).in_(chunk))
                 )
@@ -536,7 +537,7 @@ class CustomerDataService:
         if queue_moved:
             await self._handoff.queue_changed()
         async with self._sessions() as session, session.begin():
-            for chunk in _chunks(ids):
+            for chunk in in_chunks(ids):
                 await delete_archived(session, chunk)
                 await delete_entries(session, chunk)  # the search index: gone with the conversations
         scope = CustomerScope(customer, ids)
