@@ -26,13 +26,13 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from handoff.presence import AgentPresence
 from handoff.queue import ClaimResult, HandoffQueue, QueueItem
+from handoff.sla import ms_of
 from support import keys
 from support.errors import REDIS_OUTAGES
-from support.redis_client import RedisClient
+from support.redis_client import RedisClient, as_text
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,6 @@ def choose(policy: str, candidates: Sequence[Candidate], load: dict[str, int], l
     return min(candidates, key=lambda c: (load.get(c.id, 0), -(c.capacity - load.get(c.id, 0)), c.id))
 
 
-def _ms(iso: str | None) -> int | None:
-    return None if iso is None else int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
-
-
 OnAssigned = Callable[[str, Candidate], Awaitable[None]]
 
 
@@ -130,7 +126,7 @@ class Assigner:
             return []
         load = await self.queue.load([a.id for a in online])
         raw_last = await self._redis.hgetall(keys.assignment_round_robin())  # type: ignore[misc,unused-ignore]
-        last = {_text(k): _text(v) for k, v in raw_last.items()}
+        last = {as_text(k): as_text(v) for k, v in raw_last.items()}
         done: list[tuple[str, str]] = []
         for item in await self.queue.waiting(limit=PASS_LIMIT):
             if not any(load[a.id] < a.capacity for a in online):
@@ -164,7 +160,7 @@ class Assigner:
         members = [a for a in online if team in a.teams and load[a.id] < a.capacity and a.id not in gave_up]
         language, intent = item.fields.get("language"), item.fields.get("intent")
         candidates = [a for a in members if a.skilled_for(language, intent)]
-        waited = now_ms - (_ms(item.waiting_since) or now_ms)
+        waited = now_ms - (ms_of(item.waiting_since) or now_ms)
         if not candidates and waited >= self.skill_wait_ms:
             candidates = members
         while candidates:
@@ -197,7 +193,3 @@ class Assigner:
                 log.warning("assignment pass skipped: Redis unavailable (%r)", exc)
             except Exception:
                 log.exception("assignment pass failed")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -24,7 +24,7 @@ from typing import Any
 from support import keys
 from support.errors import ValidationFailed
 from support.hours import PRESENCE_STATES
-from support.redis_client import RedisClient
+from support.redis_client import RedisClient, as_text
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,6 @@ end
 return out
 """
 )
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class AgentPresence:
@@ -103,10 +99,10 @@ class AgentPresence:
             pipe.zrange(keys.handoff_presence(), 0, -1, withscores=True)
             states, seen_rows = await pipe.execute()
         now_ms = int(seconds) * 1000 + int(micros) // 1000
-        seen = {_s(member): float(score) for member, score in seen_rows}
+        seen = {as_text(member): float(score) for member, score in seen_rows}
         out: dict[str, dict[str, Any]] = {}
         for raw_agent, raw_state in states.items():
-            agent, state = _s(raw_agent), _s(raw_state)
+            agent, state = as_text(raw_agent), as_text(raw_state)
             if state == AUTO_AWAY:
                 out[agent] = {"presence": "away", "auto": True}
             elif state == "online" and seen.get(agent, 0.0) < now_ms - self.away_after_ms:
@@ -126,7 +122,7 @@ class AgentPresence:
         flat = await self._sweep(
             keys=[keys.agent_presence(), keys.handoff_presence()], args=[self.away_after_ms]
         )
-        changed = [_s(v) for v in flat]
+        changed = [as_text(v) for v in flat]
         for agent_id in changed:
             log.info("agent %s set away: no console for %.0f s", agent_id, self.away_after_ms / 1000)
             await self._announce(agent_id, "away", auto=True)

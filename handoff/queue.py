@@ -25,7 +25,7 @@ from typing import Any
 
 from handoff.routing import PRIORITIES
 from support import keys
-from support.redis_client import RedisClient
+from support.redis_client import RedisClient, as_text
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
@@ -176,10 +176,6 @@ def _ticket_id_of(conversation_id: str) -> str | None:
     return ticket_id_of(conversation_id)
 
 
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _iso_ms(ms: str | None) -> str | None:
     if not ms:
         return None
@@ -319,7 +315,7 @@ class HandoffQueue:
             keys=[keys.handoff_queue(), keys.handoff_leases()],
             args=[self._item_prefix, self._held_prefix, limit],
         )
-        values = [_s(v) for v in flat]
+        values = [as_text(v) for v in flat]
         return list(zip(values[::2], values[1::2], strict=True))
 
     async def renew(self, agent_id: str) -> int:
@@ -337,7 +333,7 @@ class HandoffQueue:
     async def held(self, agent_id: str) -> list[str]:
         """Conversation ids ``agent_id`` holds."""
         members: set[bytes | str] = await self._redis.smembers(keys.handoff_held(agent_id))
-        return sorted(_s(v) for v in members)
+        return sorted(as_text(v) for v in members)
 
     async def load(self, agent_ids: list[str]) -> dict[str, int]:
         """How many conversations each agent holds."""
@@ -359,7 +355,7 @@ class HandoffQueue:
         members: list[Any] = await self._redis.zrangebyscore(
             keys.handoff_presence(), now_ms - within_s * 1000, "+inf"
         )
-        return {_s(m) for m in members}
+        return {as_text(m) for m in members}
 
     async def depth(self) -> int:
         """How many conversations wait for a person (claimed ones are not waiting)."""
@@ -379,7 +375,7 @@ class HandoffQueue:
     async def waiting(self, limit: int = 200) -> list[QueueItem]:
         """Waiting conversations in the order they will be served."""
         members: list[Any] = await self._redis.zrange(keys.handoff_queue(), 0, limit - 1)
-        ids = [_s(v) for v in members]
+        ids = [as_text(v) for v in members]
         return await self._items(ids)
 
     async def _items(self, conversation_ids: list[str]) -> list[QueueItem]:
@@ -396,7 +392,7 @@ class HandoffQueue:
             h, rank, lease = raw[3 * i], raw[3 * i + 1], raw[3 * i + 2]
             if not h:
                 continue
-            f = {_s(k): _s(v) for k, v in h.items()}
+            f = {as_text(k): as_text(v) for k, v in h.items()}
             items.append(
                 QueueItem(
                     conversation_id=cid,

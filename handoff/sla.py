@@ -13,7 +13,8 @@ from typing import Any
 from handoff.queue import QueueItem
 
 
-def _ms(iso: str | None) -> int | None:
+def ms_of(iso: str | None) -> int | None:
+    """Epoch milliseconds of an ISO 8601 time (None stays None)."""
     return None if iso is None else int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
@@ -43,8 +44,8 @@ def sla_json(item: QueueItem, now_ms: int) -> dict[str, Any]:
     """The ``sla`` object of a queue or Mine item: ``first_reply`` and ``resolution`` clocks (null: no
     target). Resolution is met only when the handoff ends, when the item leaves the queue."""
     targets = item.fields.get("sla") or {}
-    start = _ms(item.waiting_since)
+    start = ms_of(item.waiting_since)
     return {
-        "first_reply": clock(targets.get("first_reply_s"), start, _ms(item.first_reply_at), now_ms),
+        "first_reply": clock(targets.get("first_reply_s"), start, ms_of(item.first_reply_at), now_ms),
         "resolution": clock(targets.get("resolution_s"), start, None, now_ms),
     }

@@ -28,6 +28,11 @@ RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
+def as_text(value: bytes | str) -> str:
+    """A Redis reply as text, whichever ``decode_responses`` the caller's client uses."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def is_cluster(url: str) -> bool:
     """True for a ``redis+cluster://`` or ``rediss+cluster://`` URL."""
     return urlsplit(url).scheme in CLUSTER_SCHEMES

@@ -25,7 +25,7 @@ from typing import Any
 from support import keys
 from support.errors import BotDisowned, NotFound, TurnSuperseded
 from support.llm.grounding import public_sources
-from support.redis_client import RedisClient
+from support.redis_client import RedisClient, as_text
 
 MARKED_MAX = 100_000  # conversations whose last archiver-index time this process remembers
 
@@ -256,11 +256,6 @@ return 1
 """
 
 
-def _s(value: bytes | str) -> str:
-    """Decode a Redis reply whichever ``decode_responses`` the caller's client uses."""
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def iso(now: datetime) -> str:
     """ISO 8601 UTC with milliseconds: the ``created_at`` format of every frame."""
     return now.astimezone(UTC).isoformat(timespec="milliseconds")
@@ -355,7 +350,7 @@ class Event:
     def _from_entry(cls, seq: int, raw: Mapping[bytes | str, bytes | str] | list[bytes | str]) -> Event:
         if isinstance(raw, list):  # Lua returns a stream entry's fields as a flat list
             raw = {raw[i]: raw[i + 1] for i in range(0, len(raw), 2)}
-        f = {_s(k): _s(v) for k, v in raw.items()}
+        f = {as_text(k): as_text(v) for k, v in raw.items()}
         return cls(
             seq=seq,
             id=f["id"],
@@ -434,7 +429,7 @@ def _state_from(raw: Mapping[bytes | str, bytes | str]) -> ConversationState | N
     """The typed state from a state hash as Redis returned it (None for a missing conversation)."""
     if not raw:
         return None
-    f = {_s(k): _s(v) for k, v in raw.items()}
+    f = {as_text(k): as_text(v) for k, v in raw.items()}
     return ConversationState(
         state=f["state"],
         created_at=f["created_at"],
@@ -471,9 +466,9 @@ def _context_from(
 ) -> TurnContext:
     """A :class:`TurnContext` from the reply of a script that took the turn lock and read the window."""
     state = _state_from({flat[i]: flat[i + 1] for i in range(0, len(flat), 2)})
-    events = [Event._from_entry(int(_s(entry_id).split("-")[0]), raw) for entry_id, raw in entries]
+    events = [Event._from_entry(int(as_text(entry_id).split("-")[0]), raw) for entry_id, raw in entries]
     return TurnContext(
-        lock=token, state=state, summary=_s(summary), summary_upto=int(upto),
+        lock=token, state=state, summary=as_text(summary), summary_upto=int(upto),
         window=[ev for ev in events if ev.type == "message"],
     )  # fmt: skip
 
@@ -539,7 +534,7 @@ class ConversationStore:
     async def customer_conversation_ids(self, kind: str, value: str) -> set[str]:
         """Conversation ids indexed under a visitor id or e-mail (some may be gone: callers check)."""
         members: set[bytes | str] = await self._redis.smembers(keys.customer_conversations(kind, value))
-        return {_s(m) for m in members}
+        return {as_text(m) for m in members}
 
     async def unindex_customer(self, conversation_ids: list[str], identities: list[tuple[str, str]]) -> None:
         """Forget erased conversations under each (kind, value); a set left empty disappears with them."""
@@ -603,7 +598,7 @@ class ConversationStore:
             raw = await self._redis.hget(key, "visitor")
             if raw is None:
                 raise NotFound("no such conversation")
-            current = _s(raw)
+            current = as_text(raw)
             new = change(json.loads(current))
             if new is None:
                 return False
@@ -793,7 +788,8 @@ class ConversationStore:
             keys.turns_owed(), "-inf", older_than_ms, start=0, num=limit, withscores=True
         )
         return [
-            (_s(row[0]) if isinstance(row[0], bytes | str) else str(row[0]), float(row[1])) for row in rows
+            (as_text(row[0]) if isinstance(row[0], bytes | str) else str(row[0]), float(row[1]))
+            for row in rows
         ]
 
     async def defer_owed(self, conversation_id: str) -> None:
@@ -847,7 +843,7 @@ class ConversationStore:
         entries: list[tuple[bytes | str, dict[bytes | str, bytes | str]]] = await self._redis.xrevrange(
             keys.conv_events(conversation_id), count=recent
         )  # type: ignore[assignment]  # as in events_after
-        return any(_s(raw.get(b"reply_id", raw.get("reply_id", b""))) == reply_id for _, raw in entries)
+        return any(as_text(raw.get(b"reply_id", raw.get("reply_id", b""))) == reply_id for _, raw in entries)
 
     async def idle_conversations(self, before: datetime, limit: int) -> list[tuple[str, float]]:
         """Conversations whose last event is older than ``before``, oldest first, with that score."""
@@ -873,7 +869,7 @@ class ConversationStore:
         entries: list[tuple[bytes | str, dict[bytes | str, bytes | str]]] = await self._redis.xrange(
             keys.conv_events(conversation_id), min=f"{after_seq + 1}-0", max="+", count=limit
         )  # type: ignore[assignment]  # redis-py types entries as Optional, XRANGE never returns nil
-        return [Event._from_entry(int(_s(entry_id).split("-")[0]), raw) for entry_id, raw in entries]
+        return [Event._from_entry(int(as_text(entry_id).split("-")[0]), raw) for entry_id, raw in entries]
 
     async def state_fields(self, conversation_ids: list[str], *names: str) -> list[list[str | None]]:
         """The named state-hash fields of many conversations in one round trip (None where absent)."""
@@ -881,7 +877,7 @@ class ConversationStore:
             for cid in conversation_ids:
                 pipe.hmget(keys.conv_state(cid), list(names))
             rows = await pipe.execute()
-        return [[None if v is None else _s(v) for v in row] for row in rows]
+        return [[None if v is None else as_text(v) for v in row] for row in rows]
 
     async def get_state(self, conversation_id: str) -> ConversationState | None:
         """The conversation's hot state, or None if there is no such conversation."""
@@ -940,9 +936,13 @@ class ConversationStore:
         messages are also given verbatim, never that one is missing.
         """
         text, upto = await self._redis.hmget(keys.conv_summary(conversation_id), ["text", "upto_seq"])
-        upto_seq = int(_s(upto)) if upto is not None else 0
+        upto_seq = int(as_text(upto)) if upto is not None else 0
         events = await self.events_after(conversation_id, upto_seq)
-        return (_s(text) if text is not None else ""), upto_seq, [e for e in events if e.type == "message"]
+        return (
+            (as_text(text) if text is not None else ""),
+            upto_seq,
+            [e for e in events if e.type == "message"],
+        )
 
     async def fold_summary(
         self, conversation_id: str, *, new_summary: str, upto_seq: int, expected_summary_version: int
@@ -998,7 +998,7 @@ class ConversationStore:
     async def triages(self, conversation_id: str) -> dict[int, dict[str, Any]]:
         """Every stored triage verdict of the conversation, by customer message seq."""
         raw = await self._redis.hgetall(keys.conv_triage(conversation_id))
-        return {int(_s(k)): json.loads(v) for k, v in raw.items()}
+        return {int(as_text(k)): json.loads(v) for k, v in raw.items()}
 
     async def logs(
         self, conversation_ids: list[str]
@@ -1015,8 +1015,10 @@ class ConversationStore:
             entries, triage = replies[2 * i], replies[2 * i + 1]
             if not entries:
                 continue
-            events = [Event._from_entry(int(_s(entry_id).split("-")[0]), raw) for entry_id, raw in entries]
-            found[cid] = (events, {int(_s(k)): json.loads(v) for k, v in triage.items()})
+            events = [
+                Event._from_entry(int(as_text(entry_id).split("-")[0]), raw) for entry_id, raw in entries
+            ]
+            found[cid] = (events, {int(as_text(k)): json.loads(v) for k, v in triage.items()})
         return found
 
     async def add_note(self, conversation_id: str, note: dict[str, Any]) -> None:
