@@ -11,12 +11,13 @@ from litestar import Controller, Request, get, put
 from litestar.params import Parameter
 
 from handoff.auth import agent_guard, agent_of
+from handoff.labels import MAX_LABEL_CHARS, normalize_label
 from support.openapi_errors import AGENT_SECURITY, errors
 from support.runtime import Runtime
 from support.search import DEFAULT_LIMIT, MAX_LIMIT
 
 MAX_IDS = 100  # conversations per labels lookup: more rows than a console lists at once
-LABEL_QUERY = Parameter(description="only conversations with this label", max_length=64)
+LABEL_QUERY = Parameter(description="only conversations with this label", max_length=MAX_LABEL_CHARS)
 
 
 @dataclass
@@ -43,7 +44,9 @@ class WorkspaceController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     ) -> list[dict[str, Any]]:
         """Newest first; each result has a plain-text ``snippet`` and the ``highlights`` in it."""
-        return await runtime.search.search(q, label=label, limit=limit)
+        # As the profile does: `Billing` is the label `billing`; one no conversation could carry is a 400.
+        wanted = normalize_label(label) if label else None
+        return await runtime.search.search(q, label=wanted, limit=limit)
 
     @get("/customers/{visitor_id:str}", summary="A customer's profile", responses=errors(400, 404, 503))
     async def customer(

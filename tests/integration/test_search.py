@@ -149,6 +149,8 @@ async def test_search_finds_live_and_archived_messages_notes_tickets_and_custome
 
     billing = (await desk.get("/api/v1/agent/search", q="refund", label="billing")).json()
     assert [r["at"] for r in billing] == [at(11), at(10)]
+    # The label as an agent may type it is the label stored, as in the profile.
+    assert (await desk.get("/api/v1/agent/search", q="refund", label=" Billing ")).json() == billing
 
     notes = (await desk.get("/api/v1/agent/search", q="payments")).json()
     assert [(r["kind"], r["conversation_id"], r["snippet"]) for r in notes] == [
@@ -193,7 +195,10 @@ async def test_fts_syntax_and_malformed_queries_get_a_400_or_safe_results_and_to
     near = await desk.get("/api/v1/agent/search", q="NEAR(")  # just the word "near": found nowhere
     assert (near.status_code, near.json()) == (200, [])
     assert (await desk.get("/api/v1/agent/search", q="refund", limit=0)).status_code == 400
-    assert (await desk.get("/api/v1/agent/search", q="refund", label="x" * 65)).status_code == 400
+    assert (await desk.get("/api/v1/agent/search", q="refund", limit=101)).status_code == 400
+    for label in ("x" * 33, "no spaces", "-lead"):  # labels no conversation could carry
+        refused = await desk.get("/api/v1/agent/search", q="refund", label=label)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (400, "invalid_request"), label
     # Every workspace route needs an agent token.
     for method, path in [
         ("GET", "/api/v1/agent/search?q=refund"), ("GET", "/api/v1/agent/customers/v-ana"),
