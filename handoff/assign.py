@@ -125,8 +125,10 @@ class Assigner:
         if not online:
             return []
         load = await self.queue.load([a.id for a in online])
-        raw_last = await self._redis.hgetall(keys.assignment_round_robin())  # type: ignore[misc,unused-ignore]
-        last = {as_text(k): as_text(v) for k, v in raw_last.items()}
+        last: dict[str, str] = {}
+        if "round_robin" in roster.policies.values():  # each round-robin team's last agent, shared
+            raw_last = await self._redis.hgetall(keys.assignment_round_robin())  # type: ignore[misc,unused-ignore]
+            last = {as_text(k): as_text(v) for k, v in raw_last.items()}
         done: list[tuple[str, str]] = []
         for item in await self.queue.waiting(limit=PASS_LIMIT):
             if not any(load[a.id] < a.capacity for a in online):

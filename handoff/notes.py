@@ -12,16 +12,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
-from support.db.models import ConversationNote, new_id
+from support.db.models import ConversationNote, iso_z, new_id
 from support.search import add_entries, note_entry
 
 
 def note_json(note: ConversationNote) -> dict[str, Any]:
     """A note as the packet, the agent WebSocket and the export show it."""
-    at = note.created_at if note.created_at.tzinfo else note.created_at.replace(tzinfo=UTC)
     return {
         "id": note.id, "text": note.text, "author": {"id": note.author_id, "name": note.author_name},
-        "created_at": at.isoformat().replace("+00:00", "Z"),
+        "created_at": iso_z(note.created_at),
     }  # fmt: skip
 
 
