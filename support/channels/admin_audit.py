@@ -14,7 +14,7 @@ from litestar.params import Parameter, QueryParameter
 from support.audit import PAGE_DEFAULT, PAGE_MAX, AuditQuery, as_csv, entry_json
 from support.channels.staff import admin_guard
 from support.openapi_errors import ADMIN_SECURITY, errors
-from support.reports.api import JsonOrCsvOperation
+from support.reports.api import JsonOrCsvOperation, csv_response
 from support.runtime import Runtime
 
 # The query's ``from`` and ``to`` (Python keywords, so named otherwise here).
@@ -53,10 +53,7 @@ class AuditController(Controller):
         entries, next_before = await runtime.audit.find(query)
         if format == "csv":
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            return Response(
-                as_csv(entries), media_type="text/csv",
-                headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"'},
-            )  # fmt: skip
+            return csv_response(as_csv(entries), f"audit-{stamp}")
         return Response(
             {"entries": [entry_json(e) for e in entries], "next_before": next_before},
             media_type=MediaType.JSON,
